@@ -1,0 +1,51 @@
+"""The ``pgf-sim`` command line. Each part of the package adds its own subcommands.
+
+Subcommand modules (``pgf_sim.<part>.cli``) expose ``add_commands(subparsers)`` and must stay
+light at import: heavy modules (torch, plotly) are imported inside the command functions.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from .core.errors import PgfSimError
+
+# Order is the order of the help text.
+_COMMAND_MODULES = ("pgf_sim.train.cli", "pgf_sim.sim.cli", "pgf_sim.codesign.cli")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="pgf-sim",
+        description="N:M sparse training (progressive gradient flow) + N:M accelerator cost simulation.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for name in _COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name == name:  # that part is not built (yet); its commands are simply absent
+                continue
+            raise
+        module.add_commands(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        result = args.func(args)
+    except PgfSimError as exc:
+        print(f"pgf-sim: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("pgf-sim: interrupted; saved progress is kept and the command resumes from it", file=sys.stderr)
+        return 130
+    return int(result or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,108 @@
+"""The N:M pattern value type and its pure arithmetic (no torch).
+
+Vocabulary (fixed project-wide): ``N:M`` means N weights *kept* out of every M consecutive
+weights along the reduction dimension. density = N/M, sparsity = 1 - N/M. Tools that count
+pruned weights (Wanda, torch.ao's zeros_per_block) are converted at the boundary.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import lru_cache
+
+from .errors import ConfigError
+
+
+@dataclass(frozen=True, order=True)
+class NM:
+    """N kept out of every M consecutive weights of the reduction dimension."""
+
+    n: int
+    m: int
+
+    def __post_init__(self) -> None:
+        if isinstance(self.n, bool) or isinstance(self.m, bool) or not (
+            isinstance(self.n, int) and isinstance(self.m, int)
+        ):
+            raise ConfigError(f"N:M pattern needs integers, got n={self.n!r}, m={self.m!r}")
+        if not 1 <= self.n <= self.m:
+            raise ConfigError(f"N:M pattern {self.n}:{self.m} is invalid: need 1 <= N <= M")
+
+    @classmethod
+    def parse(cls, value: "str | NM | tuple[int, int] | list[int]") -> "NM":
+        """Parse ``"2:4"`` (also ``"dense"`` -> 1:1, an ``NM``, or ``(2, 4)``) into an ``NM``."""
+        if isinstance(value, NM):
+            return value
+        if isinstance(value, (tuple, list)) and len(value) == 2:
+            return cls(int(value[0]), int(value[1]))
+        if isinstance(value, str):
+            text = value.strip().lower()
+            if text == "dense":
+                return DENSE
+            parts = text.split(":")
+            if len(parts) == 2 and all(p.strip().isdigit() for p in parts):
+                return cls(int(parts[0]), int(parts[1]))
+        raise ConfigError(f"cannot parse N:M pattern {value!r}: expected 'N:M' (e.g. '2:4') or 'dense'")
+
+    @property
+    def density(self) -> float:
+        return self.n / self.m
+
+    @property
+    def sparsity(self) -> float:
+        return 1.0 - self.n / self.m
+
+    @property
+    def is_dense(self) -> bool:
+        return self.n == self.m
+
+    @property
+    def index_bits(self) -> int:
+        """Metadata bits per kept value: the index of the value inside its group, ceil(log2 M).
+
+        2 bits for 2:4 as in NVIDIA's ``mma.sp`` format; SCALE-Sim v3 and Sparseloop model
+        general N:M the same way (see shared/HARDWARE.md).
+        """
+        return 0 if self.is_dense else math.ceil(math.log2(self.m))
+
+    def storage_fraction(self, value_bits: int) -> float:
+        """Compressed size / dense size for values of ``value_bits`` bits (values + metadata).
+
+        2:4 fp16: (2*16 + 2*2) / (4*16) = 36/64 = 56.25%, PyTorch's semi-structured layout.
+        """
+        if self.is_dense:
+            return 1.0
+        return self.n * (value_bits + self.index_bits) / (self.m * value_bits)
+
+    def complies_with(self, hw: "NM") -> bool:
+        """True if every tensor with this pattern is also a valid ``hw`` layout.
+
+        Worst case over all placements: each aligned group of ``self.m`` holds at most
+        ``self.n`` non-zeros; an aligned window of ``hw.m`` must hold at most ``hw.n``.
+        So 1:8 complies with 2:4 (a 4-window holds <= 1), 4:8 does not (all 4 may fall in
+        one 4-window), 1:8 complies with 2:16 (a 16-window spans two 8-groups).
+        """
+        return _worst_case_window(self.n, self.m, hw.m) <= hw.n
+
+    def __str__(self) -> str:
+        return f"{self.n}:{self.m}"
+
+
+DENSE = NM(1, 1)
+
+
+@lru_cache(maxsize=4096)
+def _worst_case_window(n: int, m: int, window: int) -> int:
+    """Max non-zeros any aligned ``window`` can hold when each aligned ``m``-group holds <= n."""
+    period = math.lcm(m, window)
+    worst = 0
+    for start in range(0, period, window):
+        end = start + window
+        total = 0
+        g = (start // m) * m
+        while g < end:  # every m-group overlapping [start, end)
+            overlap = min(end, g + m) - max(start, g)
+            total += min(n, overlap)
+            g += m
+        worst = max(worst, total)
+    return worst
