@@ -12,7 +12,7 @@ import sys
 from .core.errors import PgfSimError
 
 # Order is the order of the help text.
-_COMMAND_MODULES = ("pgf_sim.train.cli", "pgf_sim.sim.cli", "pgf_sim.codesign.cli")
+_COMMAND_MODULES = ("pgf_sim.train.cli", "pgf_sim.sim.hw_cli", "pgf_sim.sim.cli", "pgf_sim.codesign.cli")
 
 
 def build_parser() -> argparse.ArgumentParser:
