@@ -1,0 +1,280 @@
+"""Per-layer cost of a workload on a hardware target: FLOPs, bytes, time, bound, energy.
+
+Pure, vectorised NumPy over layers (``evaluate``) and over hardware x patterns x layers
+(``evaluate_grid``). Inputs are never mutated. Model, per op:
+
+- GEMM (weight x activation, ``kind`` 0) and matmul (activation x activation, ``kind`` 1) run
+  on the matrix arrays. The weight's N:M pattern is mapped to an executed pattern
+  (``mapping.map_patterns``); sparse execution compresses K to K*n/m.
+  Compute time = waves x cycles per tile / clock / efficiency (``tiling.compute_cycles``):
+  output tiles of tile_m x tile_n spread over ``units``, K padded to the K step, fill/drain
+  per K step, small shapes padded (tile quantisation and wave quantisation as in NVIDIA's
+  "Matrix Multiplication Background" performance guide).
+- Element-wise ops (``kind`` 2) run on the vector unit and are normally memory-bound.
+- Memory time = DRAM bytes / (bandwidth x efficiency), or on-chip traffic / on-chip bandwidth
+  if larger. DRAM bytes = compressed weights (values + metadata) + activations in/out, plus
+  re-reads when the working set exceeds on-chip memory (``tiling.dram_traffic``).
+- Time = max(compute, memory) + launches x launch overhead (roofline, Williams et al. CACM
+  2009, plus a fixed per-kernel cost). Bound: whichever term is largest.
+- Energy = executed MACs x energy/MAC + element-wise FLOPs x energy/FLOP + DRAM bytes x
+  energy/byte + on-chip bytes x energy/byte (the Accelergy/Sparseloop style action counts).
+"""
+from __future__ import annotations
+
+from typing import NamedTuple, Sequence
+
+import numpy as np
+
+from ..core.errors import ConfigError
+from ..core.pattern import NM
+from .hardware import Hardware
+from .mapping import MODE_DENSE_COMPRESSED, MODE_NATIVE, map_patterns
+from .ops import OpTable
+from .tiling import compute_cycles, dram_traffic
+
+BOUND_COMPUTE, BOUND_MEMORY, BOUND_OVERHEAD = 0, 1, 2
+BOUND_NAMES = ("compute", "memory", "overhead")
+# Bit-width -> hardware dtype keys tried in order when an op only says how many bits it has
+# (fp16 and bf16 share the tensor-core rate on every target; 32-bit GEMMs use TF32 where it
+# exists, as cuBLAS does with TF32 enabled). ``evaluate(dtype=...)`` picks one key exactly.
+_BITS = (4, 8, 16, 32)
+_BITS_KEYS = {4: ("int4",), 8: ("int8", "fp8"), 16: ("fp16", "bf16"), 32: ("tf32", "fp32")}
+
+
+class LayerCost(NamedTuple):
+    """Per-layer results, each a numpy array of shape (L,) (``evaluate``) or (H, [P,] L) (grid)."""
+
+    dense_flops: np.ndarray  # 2*M*N*K*batch (matrix ops) or elements*flops_per_element
+    exec_flops: np.ndarray  # FLOPs the arrays execute at the executed pattern (no padding)
+    dram_bytes: np.ndarray  # DRAM/HBM traffic incl. re-reads, compressed weights + metadata
+    weight_bytes: np.ndarray  # stored weight footprint (compressed when stored compressed)
+    compute_time_s: np.ndarray
+    memory_time_s: np.ndarray
+    time_s: np.ndarray
+    bound: np.ndarray  # int8: 0 compute, 1 memory, 2 overhead
+    energy_j: np.ndarray
+    exec_pat_n: np.ndarray
+    exec_pat_m: np.ndarray
+
+
+class HwArrays(NamedTuple):
+    """Hardware parameters as float arrays of shape (H,), gathered once per call."""
+
+    clock_hz: np.ndarray
+    units: np.ndarray
+    arrays_per_unit: np.ndarray
+    macs_by_bits: np.ndarray  # (H, 4): MACs/cycle/array for 4-, 8-, 16-, 32-bit ops (nan: none)
+    mac_j_by_bits: np.ndarray  # (H, 4)
+    tile_m: np.ndarray
+    tile_n: np.ndarray
+    tile_k: np.ndarray
+    fill_drain_cycles: np.ndarray
+    vector_flops_per_s: np.ndarray
+    dram_bw: np.ndarray
+    onchip_bytes: np.ndarray
+    onchip_bw: np.ndarray
+    vector_flop_j: np.ndarray
+    dram_byte_j: np.ndarray
+    onchip_byte_j: np.ndarray
+    eff_dense: np.ndarray
+    eff_sparse: np.ndarray
+    eff_memory: np.ndarray
+    launch_s: np.ndarray
+    meta_bits: np.ndarray  # nan: ceil(log2 M) of the executed pattern
+    pad_rows: np.ndarray
+    pad_k_bytes: np.ndarray
+
+
+def hw_arrays(hws: Sequence[Hardware], dtype: str | None = None) -> HwArrays:
+    def col(get) -> np.ndarray:
+        return np.array([float(get(h)) for h in hws], dtype=np.float64)
+
+    def by_bits(table_of) -> np.ndarray:
+        out = np.full((len(hws), len(_BITS)), np.nan)
+        for i, h in enumerate(hws):
+            table = table_of(h)
+            for j, bits in enumerate(_BITS):
+                keys = (dtype,) if dtype is not None else _BITS_KEYS[bits]
+                for key in keys:
+                    if key in table:
+                        out[i, j] = table[key].value
+                        break
+        return out
+
+    if dtype is not None:
+        for h in hws:
+            if dtype not in h.compute.macs_per_cycle_per_array:
+                raise ConfigError(
+                    f"hardware {h.name!r} has no matrix rate for dtype {dtype!r}; "
+                    f"valid: {', '.join(h.compute.macs_per_cycle_per_array)}"
+                )
+    c = lambda h: h.compute  # noqa: E731
+    opt = lambda q: np.nan if q is None else q.value  # noqa: E731
+    return HwArrays(
+        clock_hz=col(lambda h: c(h).clock_hz), units=col(lambda h: c(h).units),
+        arrays_per_unit=col(lambda h: c(h).arrays_per_unit),
+        macs_by_bits=by_bits(lambda h: h.compute.macs_per_cycle_per_array),
+        mac_j_by_bits=by_bits(lambda h: h.energy.mac_j),
+        tile_m=col(lambda h: c(h).tile_m), tile_n=col(lambda h: c(h).tile_n), tile_k=col(lambda h: c(h).tile_k),
+        fill_drain_cycles=col(lambda h: c(h).fill_drain_cycles),
+        vector_flops_per_s=col(lambda h: c(h).vector_flops_per_s),
+        dram_bw=col(lambda h: h.memory.dram_bw_bytes_per_s), onchip_bytes=col(lambda h: h.memory.onchip_bytes),
+        onchip_bw=col(lambda h: h.memory.onchip_bw_bytes_per_s),
+        vector_flop_j=col(lambda h: h.energy.vector_flop_j), dram_byte_j=col(lambda h: h.energy.dram_byte_j),
+        onchip_byte_j=col(lambda h: h.energy.onchip_byte_j),
+        eff_dense=col(lambda h: h.efficiency.dense_compute_fraction),
+        eff_sparse=col(lambda h: h.efficiency.sparse_compute_fraction),
+        eff_memory=col(lambda h: h.efficiency.memory_bw_fraction),
+        launch_s=col(lambda h: h.efficiency.launch_overhead_s),
+        meta_bits=np.array([opt(h.sparse.metadata_bits_per_value) for h in hws], dtype=np.float64),
+        pad_rows=np.array([opt(h.sparse.pad_rows) for h in hws], dtype=np.float64),
+        pad_k_bytes=np.array([opt(h.sparse.pad_k_bytes) for h in hws], dtype=np.float64),
+    )
+
+
+def evaluate(table: OpTable, hw: Hardware, *, dtype: str | None = None) -> LayerCost:
+    """Cost of every op of ``table`` on ``hw``; arrays of shape (L,). ``dtype`` overrides op dtypes."""
+    exec_n, exec_m, mode = map_patterns(table.pat_n, table.pat_m, hw)
+    out = _evaluate_core(table, table.pat_n, table.pat_m, exec_n[None], exec_m[None], mode[None],
+                         hw_arrays([hw], dtype), [hw.name])
+    return LayerCost(*(a[0] for a in out))
+
+
+def evaluate_grid(
+    table: OpTable,
+    hws: Sequence[Hardware],
+    *,
+    patterns: Sequence[NM] | None = None,
+    dtype: str | None = None,
+) -> LayerCost:
+    """Cost over hardware x (patterns x) layers in one vectorised pass.
+
+    Without ``patterns``: arrays of shape (H, L). With ``patterns`` (P of them): every GEMM's
+    weight pattern is replaced by each pattern in turn, giving arrays of shape (H, P, L).
+    A GEMM whose K is not a multiple of the pattern's M cannot hold that pattern and keeps
+    its own (as training's ``skip_indivisible`` leaves such layers alone); matmuls and
+    element-wise ops are never weight-sparse.
+    """
+    if patterns is None:
+        pat_n, pat_m = table.pat_n, table.pat_m
+    else:
+        pn = np.array([p.n for p in patterns], dtype=np.int64)[:, None]
+        pm = np.array([p.m for p in patterns], dtype=np.int64)[:, None]
+        applies = (table.kind == 0)[None, :] & (table.k[None, :] % pm == 0)
+        pat_n = np.where(applies, pn, table.pat_n[None, :])
+        pat_m = np.where(applies, pm, table.pat_m[None, :])
+    maps = [map_patterns(pat_n, pat_m, h) for h in hws]
+    exec_n = np.stack([mp[0] for mp in maps])
+    exec_m = np.stack([mp[1] for mp in maps])
+    mode = np.stack([mp[2] for mp in maps])
+    return _evaluate_core(table, pat_n, pat_m, exec_n, exec_m, mode, hw_arrays(hws, dtype), [h.name for h in hws])
+
+
+def _evaluate_core(table, pat_n, pat_m, exec_n, exec_m, mode, hp: HwArrays, hw_names) -> LayerCost:
+    """Shapes: layer columns (L,); pat_* (L,) or (P, L); exec_*/mode (H, ..., L); hp fields (H,)."""
+    nd = exec_n.ndim
+    H = len(hw_names)
+
+    def hwcol(a: np.ndarray) -> np.ndarray:  # (H,) -> (H, 1, ..., 1) broadcasting over layers
+        return a.reshape((H,) + (1,) * (nd - 1))
+
+    kind = table.kind
+    is_mat = kind != 2
+    is_gemm = kind == 0
+    bits_idx = np.searchsorted(np.array(_BITS), table.value_bits)
+    bits_idx = np.clip(bits_idx, 0, len(_BITS) - 1)
+    macs_arr = hp.macs_by_bits[:, bits_idx].reshape((H,) + (1,) * (nd - 2) + (len(kind),))
+    mac_j = hp.mac_j_by_bits[:, bits_idx].reshape(macs_arr.shape)
+    missing = np.isnan(macs_arr) & is_mat
+    if missing.any():
+        h_idx, *_, l_idx = np.nonzero(missing)
+        raise ConfigError(
+            f"hardware {hw_names[int(h_idx[0])]!r} has no matrix rate for {int(table.value_bits[int(l_idx[0])])}-bit "
+            f"op {table.names[int(l_idx[0])]!r}; give compute.macs_per_cycle_per_array for that dtype "
+            "or pass dtype= to evaluate"
+        )
+    macs_arr = np.where(np.isnan(macs_arr), 1.0, macs_arr)
+    mac_j = np.where(np.isnan(mac_j), 0.0, mac_j)
+
+    bytes_el = table.value_bits / 8.0  # (L,)
+    m = table.m.astype(np.float64)
+    n = table.n.astype(np.float64)
+    k = table.k.astype(np.float64)
+    batch = table.batch.astype(np.float64)
+
+    # Only weight GEMMs are weight-sparse: matmuls and element-wise ops execute dense.
+    exec_n = np.where(is_gemm, exec_n, 1)
+    exec_m = np.where(is_gemm, exec_m, 1)
+    mode = np.where(is_gemm, mode, 0)
+    pat_n = np.where(is_gemm, pat_n, 1)
+    pat_m = np.where(is_gemm, pat_m, 1)
+    native = mode == MODE_NATIVE
+    density = exec_n / exec_m  # executed fraction of the dense MACs
+    # Stored weight size / dense size: native -> the hardware's format (its metadata bits, or
+    # ceil(log2 M)); compressed fallback -> the layer's own N:M format with ceil(log2 M) bits.
+    meta_hw = hwcol(hp.meta_bits)
+    meta_native = np.where(np.isnan(meta_hw), np.ceil(np.log2(exec_m)), meta_hw)
+    vbits = table.value_bits.astype(np.float64)
+    frac_native = exec_n * (vbits + meta_native) / (exec_m * vbits)
+    frac_compr = pat_n * (vbits + np.ceil(np.log2(pat_m))) / (pat_m * vbits)
+    storage = np.where(native, frac_native, np.where(mode == MODE_DENSE_COMPRESSED, frac_compr, 1.0))
+
+    # Sparse kernels pad rows and K (PyTorch semi-structured minimum shapes; see hardware.Sparse).
+    pad_r = np.where(native & ~np.isnan(hwcol(hp.pad_rows)), hwcol(hp.pad_rows), 1.0)
+    pad_kb = np.where(native & ~np.isnan(hwcol(hp.pad_k_bytes)), hwcol(hp.pad_k_bytes), 1.0)
+    pad_k_el = np.maximum(pad_kb / bytes_el, 1.0)
+    m_run = np.ceil(m / pad_r) * pad_r
+    k_run = np.ceil(k / pad_k_el) * pad_k_el * density
+    # Matmuls (activation x activation) run batched in one launch; repeated GEMMs run one
+    # launch per product (batch of a GEMM counts identical layers, OpTable.batch = batch*count).
+    launches = np.where(is_gemm, batch, 1.0)
+    per_launch_products = np.where(is_gemm, 1.0, batch)
+    cycles = compute_cycles(
+        m_run, n, k_run, per_launch_products, launches,
+        tile_m=hwcol(hp.tile_m), tile_n=hwcol(hp.tile_n), tile_k=hwcol(hp.tile_k),
+        units=hwcol(hp.units), macs_per_cycle_per_unit=hwcol(hp.arrays_per_unit) * macs_arr,
+        fill_drain_cycles=hwcol(hp.fill_drain_cycles),
+    )
+    eff = np.where(native, hwcol(hp.eff_sparse), hwcol(hp.eff_dense))
+    mat_time = cycles / hwcol(hp.clock_hz) / eff
+
+    dense_flops = np.where(is_mat, 2.0 * m * n * k * batch, table.elements * table.flops_per_element)
+    exec_flops = dense_flops * np.where(is_mat, density, 1.0)
+    vec_time = np.where(is_mat, 0.0, table.elements * table.flops_per_element) / hwcol(hp.vector_flops_per_s)
+    compute_time = np.where(is_mat, mat_time, vec_time)
+
+    # Bytes: per product A (M x K activations), B (K x N weights or 2nd activation), C out.
+    a_bytes = m * k * bytes_el
+    b_bytes = k * n * bytes_el * np.where(is_gemm, storage, 1.0)
+    c_bytes = m * n * bytes_el
+    dram_mat, onchip_mat = dram_traffic(
+        a_bytes, b_bytes, c_bytes, m, n, bytes_el,
+        onchip_bytes=hwcol(hp.onchip_bytes), tile_m=hwcol(hp.tile_m), tile_n=hwcol(hp.tile_n),
+    )
+    ew_bytes = table.elements * (table.inputs + 1) * bytes_el
+    dram_bytes = np.where(is_mat, dram_mat * batch, ew_bytes)
+    onchip_bytes = np.where(is_mat, onchip_mat * batch, ew_bytes)
+    weight_bytes = np.where(is_gemm, b_bytes * batch, 0.0)
+    memory_time = np.maximum(
+        dram_bytes / (hwcol(hp.dram_bw) * hwcol(hp.eff_memory)), onchip_bytes / hwcol(hp.onchip_bw)
+    )
+    overhead = launches * hwcol(hp.launch_s)
+    time_s = np.maximum(compute_time, memory_time) + overhead
+    bound = np.where(
+        overhead > np.maximum(compute_time, memory_time), BOUND_OVERHEAD,
+        np.where(compute_time >= memory_time, BOUND_COMPUTE, BOUND_MEMORY),
+    ).astype(np.int8)
+    energy = (
+        exec_flops * 0.5 * np.where(is_mat, mac_j, 0.0)
+        + np.where(is_mat, 0.0, dense_flops) * hwcol(hp.vector_flop_j)
+        + dram_bytes * hwcol(hp.dram_byte_j)
+        + onchip_bytes * hwcol(hp.onchip_byte_j)
+    )
+    shape = time_s.shape
+    full = lambda a: np.broadcast_to(a, shape).copy() if np.shape(a) != shape else a  # noqa: E731
+    return LayerCost(
+        dense_flops=full(dense_flops), exec_flops=full(exec_flops), dram_bytes=full(dram_bytes),
+        weight_bytes=full(weight_bytes), compute_time_s=full(compute_time), memory_time_s=full(memory_time),
+        time_s=time_s, bound=bound, energy_j=full(energy),
+        exec_pat_n=full(exec_n), exec_pat_m=full(exec_m),
+    )
