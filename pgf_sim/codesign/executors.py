@@ -1,0 +1,211 @@
+"""Running sweep points: what one worker does for one grid point, and where it runs
+(local worker processes by default, or a Ray cluster).
+
+One point = train (or resume, or skip when finished) + simulate the trained model's real masks
+on every hardware target of the sweep. ``execute_point`` is a plain top-level function of a
+picklable ``PointTask``, so the same code runs in a ``ProcessPoolExecutor`` worker and as a Ray
+task. It is idempotent: a finished run is not retrained, a stored simulation is not redone,
+and a run that another live process is training (a second sweep over the same workdir) is
+left alone (``busy``), guarded by an advisory file lock that the OS drops when its holder dies.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+from ..core import PgfSimError
+
+
+@dataclass(frozen=True)
+class PointTask:
+    run_id: str
+    label: str                      # human description of the grid point
+    experiment: dict[str, Any]      # resolved ExperimentConfig as a mapping
+    db_path: str
+    workdir: str
+    hardware: tuple[tuple[str, str], ...]  # (label, name or path)
+    batch: int
+    dtype: str
+    sim_key: str
+    threads: int
+    progress: bool = False
+    resimulate: bool = False
+
+
+@dataclass(frozen=True)
+class PointResult:
+    run_id: str
+    status: str          # trained | resumed | finished (already) | busy
+    accuracy: float | None
+    simulated: tuple[str, ...]   # hardware labels simulated by this call
+    seconds: float
+
+
+def execute_point(task: PointTask) -> PointResult:
+    """Train/resume/skip one run, then simulate it on every target not yet stored."""
+    t0 = time.time()
+    _set_threads(task.threads)
+    from ..store import ResultStore
+    from ..train.experiment import experiment_from_dict
+    from . import results
+
+    store = ResultStore(task.db_path)
+    workdir = Path(task.workdir)
+    with _run_lock(workdir, task.run_id) as locked:
+        if not locked:
+            return PointResult(task.run_id, "busy", None, (), time.time() - t0)
+        run = store.get_run(task.run_id)
+        status = "finished"
+        if run is None or run["status"] != "finished":
+            from ..train.trainer import train
+
+            status = "resumed" if (workdir / task.run_id / "checkpoint.pt").exists() else "trained"
+            cfg = experiment_from_dict(task.experiment, source=f"sweep point {task.label}")
+            train(cfg, store=store, run_id=task.run_id, workdir=workdir, progress=task.progress)
+            run = store.get_run(task.run_id)
+        done = set() if task.resimulate else {hw for _, hw in results.simulated(store, task.sim_key, [task.run_id])}
+        todo = tuple((label, spec) for label, spec in task.hardware if label not in done)
+        if todo:
+            simulate_run(store, task.run_id, workdir / task.run_id, todo, batch=task.batch, dtype=task.dtype,
+                         key=task.sim_key, train_flops=run.get("train_flops"), replace=task.resimulate)
+    return PointResult(task.run_id, status, run.get("final_accuracy"), tuple(label for label, _ in todo), time.time() - t0)
+
+
+def simulate_run(store: Any, run_id: str, run_dir: Path, hardware: tuple[tuple[str, str], ...], *,
+                 batch: int, dtype: str, key: str, train_flops: float | None, replace: bool = False) -> None:
+    """Capture the trained model (its real per-layer N:M structure) and store its cost on each target."""
+    from ..sim.capture import capture
+    from ..sim.hardware import load_hardware
+    from ..sim.simulate import simulate
+    from ..train.trainer import example_input, load_trained
+    from . import results
+
+    model, cfg = load_trained(run_dir)
+    workload = capture(model, (example_input(cfg, batch),), dtype=dtype)
+    for label, spec in hardware:
+        sim = simulate(workload, load_hardware(spec))
+        totals, layers = results.from_sim_result(sim)
+        results.write_simulation(store, run_id, label, key, batch=batch, dtype=dtype, totals=totals, layers=layers,
+                                 train_flops=train_flops, replace=replace)
+
+
+def _set_threads(threads: int) -> None:
+    import torch
+
+    if torch.get_num_threads() != threads:
+        torch.set_num_threads(max(1, threads))
+
+
+@contextlib.contextmanager
+def _run_lock(workdir: Path, run_id: str) -> Iterator[bool]:
+    """Non-blocking exclusive lock on ``workdir/.locks/<run_id>``; yields whether we hold it."""
+    import fcntl
+
+    lock_dir = workdir / ".locks"
+    lock_dir.mkdir(parents=True, exist_ok=True)
+    with open(lock_dir / f"{run_id}.lock", "w") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+# ------------------------------------------------------------------------------- executors
+Outcome = tuple[PointTask, PointResult | None, BaseException | None]
+
+
+def usable_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def run_local(tasks: list[PointTask], workers: int) -> Iterator[Outcome]:
+    """Tasks on ``workers`` spawned processes; yields each outcome as it completes.
+
+    ``spawn`` (not fork): torch's thread pools do not survive a fork, and each worker sets its
+    own thread count. A worker exits by itself when the driver dies (even by SIGKILL), so no
+    orphan keeps training a run that the next sweep would resume at the same time.
+    """
+    import multiprocessing
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+    if not tasks:
+        return
+    ctx = multiprocessing.get_context("spawn")
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker,
+                               initargs=(os.getpid(), tasks[0].threads))
+    try:
+        futures = {pool.submit(execute_point, t): t for t in tasks}
+        pending = set(futures)
+        while pending:
+            done, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for fut in done:
+                exc = fut.exception()
+                yield futures[fut], (None if exc else fut.result()), exc
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _init_worker(parent_pid: int, threads: int) -> None:
+    os.environ.setdefault("OMP_NUM_THREADS", str(threads))
+    _set_threads(threads)
+
+    def watch() -> None:  # reparenting means the driver is gone: stop now, the checkpoint stays
+        while True:
+            if os.getppid() != parent_pid:
+                os._exit(3)
+            time.sleep(0.5)
+
+    threading.Thread(target=watch, name="pgf-sim-parent-watch", daemon=True).start()
+
+
+def run_ray(tasks: list[PointTask], address: str | None) -> Iterator[Outcome]:
+    """Tasks as Ray tasks (``num_cpus`` = the task's thread count) on the cluster at ``address``
+    (``None``: start a local Ray instance). Workdir and DB must be paths every node can reach
+    (one machine, or a shared filesystem)."""
+    try:
+        import ray
+    except ImportError:
+        raise PgfSimError("--executor ray needs Ray: pip install 'pgf_sim[ray]' (or pip install ray)") from None
+    if not tasks:
+        return
+    started_here = not ray.is_initialized()
+    if started_here:
+        ray.init(address=address, include_dashboard=False, log_to_driver=True, configure_logging=False)
+    remote = ray.remote(num_cpus=tasks[0].threads, max_retries=0)(execute_point)
+    try:
+        pending = {remote.remote(t): t for t in tasks}
+        while pending:
+            done, _ = ray.wait(list(pending), num_returns=1)
+            ref = done[0]
+            task = pending.pop(ref)
+            try:
+                yield task, ray.get(ref), None
+            except ray.exceptions.RayTaskError as exc:
+                yield task, None, exc.as_instanceof_cause()
+    finally:
+        if started_here:
+            ray.shutdown()
+
+
+def error_text(exc: BaseException) -> str:
+    """One line for a user error, the traceback for a bug."""
+    if isinstance(exc, PgfSimError):
+        return str(exc)
+    return "".join(traceback.format_exception(exc)).rstrip()
+
+
+RUNNERS: dict[str, Callable[..., Iterator[Outcome]]] = {"local": run_local, "ray": run_ray}

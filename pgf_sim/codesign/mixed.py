@@ -1,0 +1,154 @@
+"""Per-layer mixed N:M assignment: a pattern per layer that minimises cost on one hardware target
+under an accuracy budget.
+
+The measure (what "sensitivity" means here)
+-------------------------------------------
+Start from one trained run whose sparse layers hold pattern ``A`` (e.g. the 2:4 run of a
+recipe). For every sparse layer ``l`` and every candidate pattern ``B`` at least as sparse as
+``A``, re-mask *only* layer ``l`` to ``B`` (top-n |w| per group of the trained weights,
+``pgf_sim.train.masks.nm_mask``) and count the misclassified examples of a calibration set
+taken from the *training* split. ``penalty[l, B]`` = errors(l at B) - errors(all at A),
+clipped at 0 (a re-mask that happens to fix an example is not counted as a gain: that would
+let noise buy cost). Penalties are integers (errors), so the budget is exact: an accuracy drop
+budget ``d`` allows ``floor(d * n_calib)`` extra errors. The model is additive: the predicted
+drop of an assignment is the sum of its layers' penalties (interactions are checked by
+measuring the chosen assignment, and the final accuracy is measured on the held-out test split,
+which the choice never saw).
+
+The cost of layer ``l`` at pattern ``B`` comes from the simulator: the captured workload of the
+trained model with that layer's op set to ``B``, evaluated on the target by
+``pgf_sim.sim.cost.evaluate`` (per-op latency or energy). Ops the assignment does not touch
+(attention matmuls, element-wise ops, dense layers) add the same constant to every assignment.
+
+Solvers
+-------
+Choosing one option per layer under a budget is a multiple-choice knapsack.
+``solve_exact``: dynamic programme over the integer budget, O(L * P * B), exact.
+``solve_greedy``: start at the zero-penalty options and repeatedly take the move with the best
+cost saved per added error (free moves first) that still fits: fast, not always optimal.
+Both are tested against brute force on small tables.
+"""
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..core import NM, ConfigError
+
+
+@dataclass(frozen=True)
+class Assignment:
+    """One option per layer: ``choice[l]`` indexes ``patterns``; totals over the chosen options."""
+
+    choice: tuple[int, ...]
+    cost: float
+    penalty: int
+
+    def patterns(self, patterns: tuple[NM, ...]) -> tuple[NM, ...]:
+        return tuple(patterns[c] for c in self.choice)
+
+
+def _check(cost: np.ndarray, penalty: np.ndarray, budget: int) -> tuple[np.ndarray, np.ndarray]:
+    cost = np.asarray(cost, dtype=np.float64)
+    penalty = np.asarray(penalty)
+    if cost.ndim != 2 or cost.shape != penalty.shape:
+        raise ConfigError(f"cost {cost.shape} and penalty {penalty.shape} must both be (layers, patterns)")
+    if not np.issubdtype(penalty.dtype, np.integer):
+        if not np.all(penalty == np.round(penalty)):
+            raise ConfigError("penalties must be whole numbers (extra errors on the calibration set)")
+        penalty = penalty.astype(np.int64)
+    if (penalty < 0).any():
+        raise ConfigError("penalties must be >= 0")
+    if budget < 0:
+        raise ConfigError(f"budget must be >= 0, got {budget}")
+    if not np.isfinite(cost).all():
+        raise ConfigError("costs must be finite")
+    return cost, penalty.astype(np.int64)
+
+
+def _total(cost: np.ndarray, penalty: np.ndarray, choice) -> Assignment:
+    rows = np.arange(cost.shape[0])
+    idx = np.asarray(choice, dtype=np.int64)
+    return Assignment(tuple(int(c) for c in idx), float(cost[rows, idx].sum()), int(penalty[rows, idx].sum()))
+
+
+def solve_exact(cost: np.ndarray, penalty: np.ndarray, budget: int) -> Assignment:
+    """Minimum total cost with total penalty <= ``budget`` (multiple-choice knapsack DP).
+
+    cost, penalty: (L, P). Ties in cost go to the lower total penalty, then the lower option
+    indices. Raises ``ConfigError`` if no assignment fits (every layer's cheapest-penalty
+    options already exceed the budget).
+    """
+    cost, penalty = _check(cost, penalty, budget)
+    n_layers, n_opts = cost.shape
+    best = np.zeros(budget + 1)  # best[b]: min cost of the layers so far with penalty <= b
+    back = np.zeros((n_layers, budget + 1), dtype=np.int64)
+    for layer in range(n_layers):
+        cand = np.full((n_opts, budget + 1), np.inf)  # (P, B+1)
+        for p in range(n_opts):
+            w = int(penalty[layer, p])
+            if w <= budget:
+                cand[p, w:] = best[: budget + 1 - w] + cost[layer, p]
+        back[layer] = np.argmin(cand, axis=0)  # first minimum: lowest option index on ties
+        best = cand[back[layer], np.arange(budget + 1)]
+    if not np.isfinite(best[budget]):
+        raise ConfigError(f"no assignment fits the budget of {budget} extra errors")
+    # the smallest budget reaching the optimum cost gives the lowest-penalty optimum
+    b = int(np.flatnonzero(best <= best[budget])[0])
+    choice = np.zeros(n_layers, dtype=np.int64)
+    for layer in range(n_layers - 1, -1, -1):
+        choice[layer] = back[layer, b]
+        b -= int(penalty[layer, choice[layer]])
+    return _total(cost, penalty, choice)
+
+
+def solve_greedy(cost: np.ndarray, penalty: np.ndarray, budget: int) -> Assignment:
+    """Greedy by cost saved per added penalty (see module docstring); feasible, maybe suboptimal."""
+    cost, penalty = _check(cost, penalty, budget)
+    rows = np.arange(cost.shape[0])
+    # start: per layer the lowest-penalty option, cheapest among those
+    start = np.lexsort((cost, penalty), axis=1)[:, 0] if cost.size else np.zeros(0, dtype=np.int64)
+    choice = np.array(start, dtype=np.int64)
+    used = int(penalty[rows, choice].sum())
+    if used > budget:
+        raise ConfigError(f"no assignment fits the budget of {budget} extra errors")
+    while True:
+        saved = cost[rows, choice][:, None] - cost  # (L, P) cost saved by moving layer l to p
+        added = penalty - penalty[rows, choice][:, None]
+        ok = (saved > 0) & (used + added <= budget)
+        if not ok.any():
+            break
+        # free moves (no added penalty) rank first, by cost saved; then saved per added error
+        ratio = np.where(added <= 0, np.inf, saved / np.maximum(added, 1))
+        score = np.where(ok, ratio, -np.inf)
+        top = score.max()
+        cand = np.argwhere(score == top)
+        l, p = max(cand, key=lambda lp: (saved[lp[0], lp[1]], -lp[0], -lp[1]))
+        used += int(added[l, p])
+        choice[l] = p
+    return _total(cost, penalty, choice)
+
+
+def solve_brute_force(cost: np.ndarray, penalty: np.ndarray, budget: int) -> Assignment:
+    """Every assignment (P**L of them): the reference for tests, small tables only."""
+    cost, penalty = _check(cost, penalty, budget)
+    if cost.shape[1] ** cost.shape[0] > 2_000_000:
+        raise ConfigError(f"brute force over {cost.shape[1]}**{cost.shape[0]} assignments is too large")
+    best: Assignment | None = None
+    for choice in itertools.product(range(cost.shape[1]), repeat=cost.shape[0]):
+        a = _total(cost, penalty, choice)
+        if a.penalty <= budget and (best is None or (a.cost, a.penalty, a.choice) < (best.cost, best.penalty, best.choice)):
+            best = a
+    if best is None:
+        raise ConfigError(f"no assignment fits the budget of {budget} extra errors")
+    return best
+
+
+def best_uniform(cost: np.ndarray, penalty: np.ndarray, budget: int) -> Assignment | None:
+    """The cheapest assignment that gives every layer the same option, within the budget."""
+    cost, penalty = _check(cost, penalty, budget)
+    found = [_total(cost, penalty, [p] * cost.shape[0]) for p in range(cost.shape[1])]
+    found = [a for a in found if a.penalty <= budget]
+    return min(found, key=lambda a: (a.cost, a.penalty, a.choice)) if found else None

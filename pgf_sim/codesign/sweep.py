@@ -1,0 +1,320 @@
+"""Sweeps: a grid of training runs (recipes x N:M patterns x seeds x models x parameters),
+each simulated on every hardware target of the sweep. This module holds the sweep config, the
+grid expansion and the driver; ``executors.py`` runs the points (local processes or Ray) and
+``point.py`` is what one worker does for one point.
+
+A sweep YAML (read strictly: unknown keys are errors listing the valid ones)::
+
+    name: digits_default
+    experiment: digits_vit.yaml      # base experiment: a path (relative to this file) or a mapping
+    overrides: {schedule.steps: 300} # dotted overrides applied to every run
+    grid:
+      recipes: [dense, sr-ste, mdgf, sdgf]        # or {label: {recipe-section keys}}
+      patterns: ["2:4", "1:8", "1:16"]            # the dense recipe runs once, pattern ignored
+      seeds: [0, 1]
+      models: {small: {options: {dim: 32}}}      # optional: label -> merged into `model`
+      params: {recipe.dense_fraction: [0.0, 0.1]} # optional: any dotted experiment key
+    hardware: [a100_80gb, flexible_nm]            # names (hw_configs/) or YAML paths
+    workers: 2
+    simulate: {batch: 1, dtype: fp16}
+
+Run ids are the experiment's own ``default_run_id()``: name, recipe, pattern, seed and a hash
+of the fully resolved experiment config, so rerunning the same sweep finds the same runs and a
+changed config (any field) makes a new run instead of silently reusing an old one.
+"""
+from __future__ import annotations
+
+import copy
+import itertools
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..core import DENSE, NM, ConfigError, apply_overrides, from_dict, load_yaml, to_dict
+
+DENSE_RECIPE = "dense"
+
+
+@dataclass(frozen=True)
+class GridSpec:
+    """The axes of the grid. ``recipes``: names, or label -> keys of the experiment's
+    ``recipe`` section (``name`` defaults to the label), so two variants of one recipe can be
+    swept side by side (``mdgf-lin: {name: mdgf, decay: linear}``)."""
+
+    recipes: tuple[str, ...] | dict[str, dict[str, Any]]
+    patterns: tuple[NM, ...] = ()
+    seeds: tuple[int, ...] = (0,)
+    models: dict[str, dict[str, Any]] = field(default_factory=dict)
+    params: dict[str, tuple[Any, ...]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.recipes:
+            raise ConfigError("grid.recipes is empty; name at least one recipe")
+        if len(set(self.seeds)) != len(self.seeds):
+            raise ConfigError(f"grid.seeds has duplicates: {list(self.seeds)}")
+        if len(set(self.patterns)) != len(self.patterns):
+            raise ConfigError(f"grid.patterns has duplicates: {[str(p) for p in self.patterns]}")
+        for key, values in self.params.items():
+            if not values:
+                raise ConfigError(f"grid.params.{key} is empty; give at least one value")
+
+    def recipe_sections(self) -> dict[str, dict[str, Any]]:
+        """label -> recipe-section mapping (with ``name``)."""
+        if isinstance(self.recipes, dict):
+            return {label: {"name": label, **dict(sec)} for label, sec in self.recipes.items()}
+        if len(set(self.recipes)) != len(self.recipes):
+            raise ConfigError(f"grid.recipes has duplicates: {list(self.recipes)}")
+        return {name: {"name": name} for name in self.recipes}
+
+
+@dataclass(frozen=True)
+class SimulateSpec:
+    """Inference setting of the cost simulation: ``batch`` examples per forward, weights and
+    activations in ``dtype`` (a dtype of the hardware's compute table)."""
+
+    batch: int = 1
+    dtype: str = "fp16"
+
+    def __post_init__(self) -> None:
+        if self.batch < 1:
+            raise ConfigError(f"simulate.batch must be >= 1, got {self.batch}")
+
+
+@dataclass(frozen=True)
+class SweepConfig:
+    name: str
+    experiment: str | dict[str, Any]
+    grid: GridSpec
+    hardware: tuple[str, ...]
+    overrides: dict[str, Any] = field(default_factory=dict)
+    workers: int = 2
+    simulate: SimulateSpec = field(default_factory=SimulateSpec)
+
+    def __post_init__(self) -> None:
+        if not self.name or any(c in self.name for c in "/\\"):
+            raise ConfigError(f"sweep name must be non-empty without slashes, got {self.name!r}")
+        if not self.hardware:
+            raise ConfigError("hardware is empty; name at least one target (see `pgf-sim hw list`)")
+        if self.workers < 1:
+            raise ConfigError(f"workers must be >= 1, got {self.workers}")
+
+
+@dataclass(frozen=True)
+class GridPoint:
+    """One run of the sweep. ``experiment`` is the resolved experiment as a plain mapping."""
+
+    run_id: str
+    recipe: str          # the recipe label of the grid
+    pattern: NM
+    seed: int
+    model: str           # model label ("" when the grid has no model axis)
+    params: dict[str, Any]
+    experiment: dict[str, Any]
+
+    def record(self) -> dict[str, Any]:
+        return {"run_id": self.run_id, "recipe": self.recipe, "pattern": str(self.pattern),
+                "seed": self.seed, "model": self.model, "params": self.params}
+
+    def describe(self) -> str:
+        bits = [self.model, self.recipe, "dense" if self.pattern.is_dense else str(self.pattern), f"seed {self.seed}"]
+        bits += [f"{k}={v}" for k, v in self.params.items()]
+        return " ".join(b for b in bits if b)
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """A loaded sweep: its config, where it came from and the base experiment mapping."""
+
+    config: SweepConfig
+    source: str
+    base_dir: Path
+    base_experiment: dict[str, Any]
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    def hardware_specs(self) -> list[tuple[str, str]]:
+        """(label, name or absolute path) per target; a path's label is its file stem."""
+        out = []
+        for item in self.config.hardware:
+            if item.endswith((".yaml", ".yml")) or "/" in item:
+                path = Path(item)
+                path = path if path.is_absolute() else (self.base_dir / path)
+                out.append((path.stem, str(path.resolve())))
+            else:
+                out.append((item, item))
+        labels = [label for label, _ in out]
+        if len(set(labels)) != len(labels):
+            raise ConfigError(f"{self.source}: hardware targets repeat a name: {labels}")
+        return out
+
+
+def load_sweep(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Sweep:
+    """Read a sweep YAML strictly (after ``key=value`` overrides of the sweep file itself)."""
+    path = Path(path)
+    data = apply_overrides(load_yaml(path), list(overrides), source=f"{path} (command-line override)")
+    cfg = from_dict(SweepConfig, data, source=str(path))
+    return sweep_from_config(cfg, source=str(path), base_dir=path.resolve().parent)
+
+
+def sweep_from_config(cfg: SweepConfig, *, source: str = "<sweep>", base_dir: Path | str = ".") -> Sweep:
+    base_dir = Path(base_dir)
+    if isinstance(cfg.experiment, str):
+        exp_path = Path(cfg.experiment)
+        exp_path = exp_path if exp_path.is_absolute() else base_dir / exp_path
+        base = load_yaml(exp_path)
+    else:
+        base = copy.deepcopy(dict(cfg.experiment))
+    return Sweep(cfg, source, base_dir, base)
+
+
+def expand(sweep: Sweep) -> list[GridPoint]:
+    """All grid points, in a stable order (model, recipe, pattern, params, seed).
+
+    Every point's experiment is validated here (strict loader), so a bad value anywhere in
+    the grid fails before any training starts. A dense recipe runs once per seed and model,
+    whatever the patterns and ``recipe.*`` params. Two grid points that resolve to the same experiment (same run id)
+    are an error: they would silently share one run.
+    """
+    from ..train.experiment import experiment_from_dict
+
+    cfg = sweep.config
+    grid = cfg.grid
+    models = grid.models or {"": {}}
+    param_keys = list(grid.params)
+    param_values = list(itertools.product(*(grid.params[k] for k in param_keys))) or [()]
+    points: list[GridPoint] = []
+    seen: dict[str, str] = {}
+    for (model_label, model_sec), (label, recipe_sec) in itertools.product(models.items(), grid.recipe_sections().items()):
+        dense = recipe_sec.get("name") == DENSE_RECIPE
+        if not dense and not grid.patterns:
+            raise ConfigError(f"{sweep.source}: grid.patterns is empty but recipe {label!r} needs a pattern")
+        for pattern, values, seed in itertools.product([DENSE] if dense else grid.patterns, param_values, grid.seeds):
+            data = copy.deepcopy(sweep.base_experiment)
+            data = apply_overrides(data, [f"{k}={_yaml_scalar(v)}" for k, v in cfg.overrides.items()], source=sweep.source)
+            data["model"] = _merge(data.get("model", {}), model_sec)
+            data["recipe"] = _merge(data.get("recipe", {}), {**recipe_sec, "pattern": str(pattern)})
+            data["seed"] = seed
+            params = dict(zip(param_keys, values))
+            if dense:  # recipe settings do not change the dense baseline: it runs once, like its pattern
+                params = {k: v for k, v in params.items() if not k.startswith("recipe.")}
+            data = apply_overrides(data, [f"{k}={_yaml_scalar(v)}" for k, v in params.items()], source=sweep.source)
+            where = f"{sweep.source} (grid point {label} {pattern} seed {seed}{' ' + model_label if model_label else ''})"
+            exp = experiment_from_dict(data, source=where)
+            run_id = exp.default_run_id()
+            point = GridPoint(run_id, label, pattern, seed, model_label, params, to_dict(exp))
+            if dense and run_id in seen:
+                continue  # the dense point of another combination of recipe-only params
+            if run_id in seen:
+                raise ConfigError(f"{sweep.source}: grid points {seen[run_id]!r} and {point.describe()!r} "
+                                  f"resolve to the same experiment (run {run_id}); remove one")
+            seen[run_id] = point.describe()
+            points.append(point)
+    return points
+
+
+def _merge(base: Any, extra: dict[str, Any]) -> dict[str, Any]:
+    """Deep merge of mappings (``extra`` wins); the base section may be absent."""
+    out = copy.deepcopy(dict(base or {}))
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def _yaml_scalar(value: Any) -> str:
+    """A value as YAML flow text, for ``apply_overrides`` (which parses it back)."""
+    import json
+
+    return json.dumps(to_dict(value))
+
+
+# ------------------------------------------------------------------------------------ driver
+@dataclass(frozen=True)
+class SweepOutcome:
+    """What a ``run_sweep`` call did. ``failed``: run_id -> error text."""
+
+    points: tuple[GridPoint, ...]
+    already_done: tuple[str, ...]
+    completed: tuple[str, ...]
+    failed: dict[str, str]
+    busy: tuple[str, ...]
+    seconds: float
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed and not self.busy
+
+
+def run_sweep(sweep: Sweep, *, db: str | Path, workdir: str | Path, workers: int | None = None,
+              executor: str = "local", address: str | None = None, resimulate: bool = False,
+              retry_failed: bool = False, echo=print) -> SweepOutcome:
+    """Train every grid point not finished yet and simulate it on every target; resumable.
+
+    A point is done when its run is finished in the store and its simulation is stored for
+    every target under the sweep's simulation settings. A run that failed before (e.g. NaN
+    loss) is not retried unless ``retry_failed``: rerunning would fail the same way.
+    """
+    import time
+
+    from ..sim.hardware import load_hardware
+    from ..store import ResultStore
+    from . import results
+    from .executors import RUNNERS, PointTask, error_text, usable_cores
+
+    if executor not in RUNNERS:
+        raise ConfigError(f"unknown executor {executor!r}; valid: {', '.join(RUNNERS)}")
+    t0 = time.time()
+    points = expand(sweep)
+    hardware = sweep.hardware_specs()
+    for _, spec in hardware:
+        load_hardware(spec)  # an unknown target fails now, not after the training
+    store = ResultStore(db)
+    results.record_points(store, sweep.name, [p.record() for p in points])
+    sim = sweep.config.simulate
+    key = results.sim_key(sim.batch, sim.dtype)
+    stored = results.simulated(store, key)
+    runs = {r["run_id"]: r for r in store.list_runs()}
+    done, failed_before, todo = [], {}, []
+    for p in points:
+        status = runs.get(p.run_id, {}).get("status")
+        if status == "finished" and not resimulate and all((p.run_id, h) in stored for h, _ in hardware):
+            done.append(p.run_id)
+        elif status == "failed" and not retry_failed:
+            failed_before[p.run_id] = f"failed before: {runs[p.run_id].get('message')} (rerun with --retry-failed)"
+        else:
+            todo.append(p)
+    workers = max(1, min(workers or sweep.config.workers, len(todo) or 1))
+    threads = max(1, usable_cores() // workers)
+    echo(f"sweep {sweep.name}: {len(points)} runs x {len(hardware)} hardware targets; {len(done)} done, "
+         f"{len(failed_before)} failed before, {len(todo)} to run ({executor}, {workers} workers x {threads} threads)")
+    tasks = [PointTask(p.run_id, p.describe(), p.experiment, str(Path(db).resolve()), str(Path(workdir).resolve()),
+                       tuple(hardware), sim.batch, sim.dtype, key, threads,
+                       progress=(workers == 1 and executor == "local"), resimulate=resimulate)
+             for p in todo]
+    runner = RUNNERS[executor]
+    stream = runner(tasks, workers) if executor == "local" else runner(tasks, address)
+    completed, failed, busy = [], dict(failed_before), []
+    for i, (task, res, exc) in enumerate(stream, 1):
+        elapsed = time.time() - t0
+        eta = elapsed / i * (len(tasks) - i)
+        head = f"[{i:>{len(str(len(tasks)))}}/{len(tasks)}] {task.label}"
+        if exc is not None:
+            failed[task.run_id] = error_text(exc)
+            echo(f"{head}: FAILED: {failed[task.run_id]}")
+        elif res.status == "busy":
+            busy.append(task.run_id)
+            echo(f"{head}: skipped, another process is training it")
+        else:
+            completed.append(task.run_id)
+            acc = "n/a" if res.accuracy is None else f"{res.accuracy * 100:.1f}%"
+            echo(f"{head}: {res.status}, accuracy {acc}, {res.seconds:.0f} s  "
+                 f"(elapsed {_mmss(elapsed)}, ~{_mmss(eta)} left)")
+    return SweepOutcome(tuple(points), tuple(done), tuple(completed), failed, tuple(busy), time.time() - t0)
+
+
+def _mmss(seconds: float) -> str:
+    return f"{int(seconds // 60)}:{int(seconds % 60):02d}"

@@ -1,0 +1,99 @@
+"""Sweep/simulation tables in the shared SQLite store: idempotent, safe with concurrent writers."""
+import sqlite3
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from pgf_sim.codesign import results
+from pgf_sim.store import ResultStore
+
+KEY = results.sim_key(1, "fp16")
+
+
+def _layers(n, scale=1.0):
+    return [{"layer": f"blocks.{i}.mlp.fc1", "kind": "gemm", "role": "fc1", "pattern": "2:4", "exec_pattern": "2:4",
+             "dense_flops": 100.0 * scale, "exec_flops": 50.0 * scale, "weight_bytes": 10.0, "dram_bytes": 20.0,
+             "latency_s": 1e-6 * (i + 1), "energy_j": 1e-9, "bound": "memory"} for i in range(n)]
+
+
+def _totals(layers):
+    return {k: sum(r[k] for r in layers) for k in ("dense_flops", "exec_flops", "latency_s", "energy_j",
+                                                     "weight_bytes", "dram_bytes")}
+
+
+def test_write_is_idempotent_and_atomic(tmp_path):
+    store = ResultStore(tmp_path / "r.sqlite")
+    layers = _layers(3)
+    assert results.write_simulation(store, "run-a", "a100_80gb", KEY, batch=1, dtype="fp16",
+                                    totals=_totals(layers), layers=layers, train_flops=1e9)
+    first = results.sim_totals(store, KEY)
+    # a second write of the same key changes nothing, not even the timestamp
+    assert not results.write_simulation(store, "run-a", "a100_80gb", KEY, batch=1, dtype="fp16",
+                                        totals=_totals(_layers(5, 2.0)), layers=_layers(5, 2.0))
+    assert results.sim_totals(store, KEY) == first
+    assert len(results.sim_layers(store, "run-a", "a100_80gb", KEY)) == 3
+    # replace=True is the explicit re-simulation
+    assert results.write_simulation(store, "run-a", "a100_80gb", KEY, batch=1, dtype="fp16",
+                                    totals=_totals(_layers(5, 2.0)), layers=_layers(5, 2.0), replace=True)
+    (row,) = results.sim_totals(store, KEY)
+    assert row["n_layers"] == 5 and row["dense_flops"] == 1000.0
+    assert row["latency_s"] == pytest.approx(sum(1e-6 * (i + 1) for i in range(5)))
+    # a bad layer row fails the whole transaction: no totals without their layers
+    bad = _layers(2)
+    del bad[1]["energy_j"]
+    with pytest.raises(KeyError):
+        results.write_simulation(store, "run-b", "a100_80gb", KEY, batch=1, dtype="fp16", totals=_totals(_layers(2)),
+                                 layers=bad)
+    assert results.simulated(store, KEY) == {("run-a", "a100_80gb")}
+
+
+def test_points_registered_once(tmp_path):
+    db = tmp_path / "r.sqlite"
+    pts = [{"run_id": f"r{i}", "recipe": "mdgf", "pattern": "1:8", "seed": i, "model": "", "params": {}} for i in range(3)]
+    assert results.record_points(db, "s", pts) == 3
+    assert results.record_points(db, "s", pts + [{**pts[0], "run_id": "r9"}]) == 1
+    assert [p["run_id"] for p in results.sweep_points(db, "s")] == ["r0", "r1", "r2", "r9"]
+    assert results.sweep_points(db, "other") == []
+
+
+def test_recipe_label_names_swept_params():
+    assert results.recipe_label("mdgf", {}) == "mdgf"
+    assert results.recipe_label("mdgf", {"recipe.dense_fraction": 0.1, "schedule.lr": 0.001}) == \
+        "mdgf(dense_fraction=0.1, lr=0.001)"
+
+
+_WRITER = textwrap.dedent("""
+    import sys
+    from pgf_sim.codesign import results
+    db, who = sys.argv[1], sys.argv[2]
+    key = results.sim_key(1, "fp16")
+    for i in range(60):
+        run = f"run-{i % 20}"            # both writers hit the same 20 runs x 3 targets
+        hw = ("a100_80gb", "h100_sxm", "flexible_nm")[i % 3]
+        layers = [{"layer": f"l{j}", "kind": "gemm", "role": "fc1", "pattern": "1:8", "exec_pattern": "2:4",
+                   "dense_flops": 1.0, "exec_flops": 0.5, "weight_bytes": 1.0, "dram_bytes": 1.0,
+                   "latency_s": 1.0, "energy_j": 1.0, "bound": "compute"} for j in range(4)]
+        totals = {k: 4.0 for k in ("dense_flops", "exec_flops", "latency_s", "energy_j", "weight_bytes", "dram_bytes")}
+        results.write_simulation(db, run, hw, key, batch=1, dtype="fp16", totals=totals, layers=layers)
+        results.record_points(db, "sweep", [{"run_id": run, "recipe": who, "pattern": "1:8", "seed": 0,
+                                            "model": "", "params": {}}])
+""")
+
+
+def test_two_processes_write_concurrently(tmp_path):
+    db = tmp_path / "r.sqlite"
+    ResultStore(db)  # the training side's tables too, as in a real sweep
+    procs = [subprocess.Popen([sys.executable, "-c", _WRITER, str(db), who]) for who in ("w1", "w2")]
+    assert [p.wait(timeout=120) for p in procs] == [0, 0]
+    con = sqlite3.connect(db)
+    assert con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    # 20 runs x 3 targets (i % 20, i % 3 over 60 writes: every pair once), each exactly once,
+    # each with all of its 4 layer rows
+    assert con.execute("SELECT COUNT(*) FROM sim_totals").fetchone()[0] == 60
+    assert con.execute("SELECT COUNT(*) FROM sim_layers").fetchone()[0] == 240
+    per_key = con.execute("SELECT COUNT(*) FROM sim_layers GROUP BY run_id, hw, sim_key").fetchall()
+    assert {n for (n,) in per_key} == {4}
+    assert con.execute("SELECT COUNT(*) FROM sweep_points").fetchone()[0] == 20
