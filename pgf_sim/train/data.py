@@ -1,0 +1,283 @@
+"""Data sets held as in-memory tensors, and the deterministic batch order of training.
+
+Registered sets: ``digits`` (real: scikit-learn's bundled UCI 8x8 digits, no download),
+``brackets`` (a *synthetic algorithmic* sequence task: is a bracket string balanced?),
+``cifar10`` (the standard python batches from a local path) and ``image_folder`` (a local
+``class/image`` tree). Nothing here downloads anything.
+
+The batch of step ``t`` is a pure function of (seed, t): the epoch's permutation comes from a
+generator seeded with (seed, epoch). A resumed run therefore sees exactly the batches the
+uninterrupted run would have seen, and DDP ranks split one global batch between them.
+"""
+from __future__ import annotations
+
+import pickle
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Literal
+
+import numpy as np
+import torch
+
+from pgf_sim.core import ConfigError, Registry
+from pgf_sim.train.experiment import BracketsOptions, Cifar10Options, DataConfig, DigitsOptions, ImageFolderOptions
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """What a model needs to know: ``input_shape`` excludes the batch dim, (C, H, W) or (T,)."""
+
+    kind: Literal["image", "tokens"]
+    input_shape: tuple[int, ...]
+    num_classes: int
+    vocab_size: int = 0
+
+
+@dataclass
+class TensorData:
+    """Train/test tensors. Images may be stored as uint8 and are normalised per batch."""
+
+    spec: DataSpec
+    train_x: torch.Tensor
+    train_y: torch.Tensor
+    test_x: torch.Tensor
+    test_y: torch.Tensor
+    mean: tuple[float, ...] | None = None  # per channel, applied after scaling uint8 to [0, 1]
+    std: tuple[float, ...] | None = None
+
+    def prepare(self, x: torch.Tensor) -> torch.Tensor:
+        if self.spec.kind == "tokens":
+            return x
+        x = x.float() / 255.0 if x.dtype == torch.uint8 else x.float()
+        if self.mean is not None:
+            mean = torch.tensor(self.mean).view(1, -1, 1, 1)
+            std = torch.tensor(self.std).view(1, -1, 1, 1)
+            x = (x - mean) / std
+        return x
+
+
+# name -> (spec function, loader); both take the typed options.
+DATASETS: Registry[tuple[Callable, Callable]] = Registry("data set")
+
+
+def data_spec(cfg: DataConfig) -> DataSpec:
+    """The data's shape and class count without loading it (used by ``example_input``)."""
+    return DATASETS.get(cfg.name)[0](cfg.typed())
+
+
+def load_data(cfg: DataConfig) -> TensorData:
+    return DATASETS.get(cfg.name)[1](cfg.typed())
+
+
+def steps_per_epoch(n_train: int, batch_size: int) -> int:
+    """Full batches only (drop last): every step has the same global batch size, which keeps
+    DDP's averaged gradient equal to the single-process one."""
+    if batch_size > n_train:
+        raise ConfigError(f"schedule.batch_size {batch_size} is larger than the training set ({n_train} examples)")
+    return n_train // batch_size
+
+
+def batch_indices(n_train: int, batch_size: int, seed: int, step: int, *, rank: int = 0, world: int = 1) -> torch.Tensor:
+    """Example indices of training step ``step`` (0-based) for this rank. Shape (batch_size / world,)."""
+    per_epoch = steps_per_epoch(n_train, batch_size)
+    epoch, pos = divmod(step, per_epoch)
+    gen = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    perm = torch.randperm(n_train, generator=gen)
+    batch = perm[pos * batch_size:(pos + 1) * batch_size]
+    return batch[rank::world]  # strided split: rank r takes every world-th example
+
+
+def _split(n: int, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    perm = np.random.RandomState(seed).permutation(n)
+    n_test = max(1, int(round(n * test_fraction)))
+    return perm[n_test:], perm[:n_test]
+
+
+# --- digits -------------------------------------------------------------------------------
+def _digits_spec(opts: DigitsOptions) -> DataSpec:
+    return DataSpec("image", (1, 8, 8), 10)
+
+
+def _digits_load(opts: DigitsOptions) -> TensorData:
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()  # 1797 images, 8x8, integer intensities 0..16
+    x = torch.tensor(bunch.images, dtype=torch.float32).unsqueeze(1) / 16.0  # (N, 1, 8, 8) in [0, 1]
+    y = torch.tensor(bunch.target, dtype=torch.long)
+    tr, te = _split(len(y), opts.test_fraction, opts.split_seed)
+    return TensorData(_digits_spec(opts), x[tr], y[tr], x[te], y[te], mean=(0.5,), std=(0.5,))
+
+
+DATASETS.add("digits", (_digits_spec, _digits_load))
+
+
+# --- brackets (synthetic algorithmic task) ------------------------------------------------
+def _brackets_spec(opts: BracketsOptions) -> DataSpec:
+    return DataSpec("tokens", (opts.seq_len,), 2, vocab_size=2)
+
+
+def is_balanced(seqs: np.ndarray) -> np.ndarray:
+    """Rows of 0='(' / 1=')' that are Dyck-1 words: depth never negative and ends at 0."""
+    depth = np.cumsum(np.where(seqs == 0, 1, -1), axis=1)
+    return (depth.min(axis=1) >= 0) & (depth[:, -1] == 0)
+
+
+def make_brackets(n: int, seq_len: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` strings, half balanced. Three quarters of the unbalanced ones have as many '(' as
+    ')' (so counting alone cannot solve the task; the model must track the running depth)."""
+    n_pos = n // 2
+    n_neg_equal = (3 * (n - n_pos)) // 4
+    n_neg_random = n - n_pos - n_neg_equal
+    half = np.array([0] * (seq_len // 2) + [1] * (seq_len // 2))
+    pos, neg = [], []
+    have_pos = have_neg = 0
+    while have_pos < n_pos or have_neg < n_neg_equal:
+        # Random shuffles of an equal-count string; about 1/(seq_len/2 + 1) are balanced (Catalan).
+        cand = half[np.argsort(rng.random((4 * n + 64, seq_len)), axis=1)]
+        ok = is_balanced(cand)
+        pos.append(cand[ok]), neg.append(cand[~ok])
+        have_pos += int(ok.sum())
+        have_neg += int((~ok).sum())
+    rand = rng.integers(0, 2, size=(4 * n_neg_random + 64, seq_len))
+    rand = rand[~is_balanced(rand) & (rand.sum(axis=1) != seq_len // 2)][:n_neg_random]
+    x = np.concatenate([np.concatenate(pos)[:n_pos], np.concatenate(neg)[:n_neg_equal], rand])
+    y = np.concatenate([np.ones(n_pos, np.int64), np.zeros(n - n_pos, np.int64)])
+    order = rng.permutation(n)
+    return x[order], y[order]
+
+
+def _brackets_load(opts: BracketsOptions) -> TensorData:
+    rng = np.random.default_rng(opts.split_seed)
+    x, y = make_brackets(opts.n_train + opts.n_test, opts.seq_len, rng)
+    x_t, y_t = torch.from_numpy(x).long(), torch.from_numpy(y).long()
+    n = opts.n_train
+    return TensorData(_brackets_spec(opts), x_t[:n], y_t[:n], x_t[n:], y_t[n:])
+
+
+DATASETS.add("brackets", (_brackets_spec, _brackets_load))
+
+
+# --- CIFAR-10 from disk -------------------------------------------------------------------
+# Per-channel mean/std of the CIFAR-10 training set, the values used by torchvision/timm recipes.
+_CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
+_CIFAR_STD = (0.2470, 0.2435, 0.2616)
+
+
+class _ArrayUnpickler(pickle.Unpickler):
+    """The CIFAR batches are pickles; allow only what a dict of numpy arrays needs, so a
+    tampered file cannot run code."""
+
+    _ALLOWED = {
+        ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode"),
+    }
+
+    def find_class(self, module: str, name: str):
+        if (module, name) not in self._ALLOWED:
+            raise pickle.UnpicklingError(f"refusing to load {module}.{name} from a CIFAR batch file")
+        return super().find_class(module, name)
+
+
+def _cifar_dir(path: str) -> Path:
+    root = Path(path).expanduser()
+    for cand in (root, root / "cifar-10-batches-py"):
+        if (cand / "data_batch_1").is_file():
+            return cand
+    raise ConfigError(
+        f"data 'cifar10': no CIFAR-10 python batches at {root} (expected data_batch_1..5 and test_batch, "
+        "as unpacked from cifar-10-python.tar.gz); pgf-sim does not download data"
+    )
+
+
+def _read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    with open(path, "rb") as fh:
+        batch = _ArrayUnpickler(fh, encoding="bytes").load()
+    data = np.asarray(batch[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32)  # rows are R, G, B planes
+    return data, np.asarray(batch[b"labels"], dtype=np.int64)
+
+
+def _cifar_spec(opts: Cifar10Options) -> DataSpec:
+    return DataSpec("image", (3, 32, 32), 10)
+
+
+def _cifar_load(opts: Cifar10Options) -> TensorData:
+    root = _cifar_dir(opts.path)
+    missing = [n for n in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"] if not (root / n).is_file()]
+    if missing:
+        raise ConfigError(f"data 'cifar10': {root} lacks {', '.join(missing)}")
+    parts = [_read_cifar_batch(root / f"data_batch_{i}") for i in range(1, 6)]
+    tr_x, tr_y = np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+    te_x, te_y = _read_cifar_batch(root / "test_batch")
+    tr_x, tr_y = tr_x[:opts.max_train], tr_y[:opts.max_train]
+    te_x, te_y = te_x[:opts.max_test], te_y[:opts.max_test]
+    return TensorData(_cifar_spec(opts), torch.from_numpy(tr_x), torch.from_numpy(tr_y),
+                      torch.from_numpy(te_x), torch.from_numpy(te_y), _CIFAR_MEAN, _CIFAR_STD)
+
+
+DATASETS.add("cifar10", (_cifar_spec, _cifar_load))
+
+
+# --- image folder -------------------------------------------------------------------------
+_IMAGE_SUFFIXES = {".npy", ".png", ".jpg", ".jpeg", ".bmp"}
+
+
+def _folder_classes(opts: ImageFolderOptions) -> tuple[Path, list[str]]:
+    root = Path(opts.path).expanduser()
+    if not root.is_dir():
+        raise ConfigError(f"data 'image_folder': {root} is not a directory (expected {root}/<class>/<image>)")
+    classes = sorted(p.name for p in root.iterdir() if p.is_dir())
+    if len(classes) < 2:
+        raise ConfigError(f"data 'image_folder': {root} needs at least two class sub-directories, found {classes}")
+    return root, classes
+
+
+def _read_image(path: Path) -> np.ndarray:
+    """(H, W, C) float in [0, 1]."""
+    if path.suffix == ".npy":
+        arr = np.load(path, allow_pickle=False)
+    else:
+        try:
+            from PIL import Image
+        except ModuleNotFoundError:
+            raise ConfigError(
+                f"data 'image_folder': reading {path.suffix} files needs Pillow (pip install pillow); "
+                ".npy images need nothing"
+            ) from None
+        with Image.open(path) as img:
+            arr = np.asarray(img.convert("RGB"))
+    arr = arr[..., None] if arr.ndim == 2 else arr
+    if arr.ndim != 3:
+        raise ConfigError(f"data 'image_folder': {path} has shape {arr.shape}; expected (H, W) or (H, W, C)")
+    return arr.astype(np.float32) / 255.0 if arr.dtype == np.uint8 else arr.astype(np.float32)
+
+
+def _folder_spec(opts: ImageFolderOptions) -> DataSpec:
+    _, classes = _folder_classes(opts)
+    return DataSpec("image", (opts.channels, opts.image_size, opts.image_size), len(classes))
+
+
+def _folder_load(opts: ImageFolderOptions) -> TensorData:
+    root, classes = _folder_classes(opts)
+    images, labels = [], []
+    for label, name in enumerate(classes):
+        for path in sorted((root / name).iterdir()):
+            if path.suffix.lower() not in _IMAGE_SUFFIXES:
+                continue
+            img = torch.from_numpy(_read_image(path)).permute(2, 0, 1)  # (C, H, W)
+            if img.shape[0] != opts.channels:  # grey <-> RGB by averaging / repeating channels
+                img = img.mean(0, keepdim=True) if opts.channels == 1 else img[:1].repeat(3, 1, 1)
+            if img.shape[1:] != (opts.image_size, opts.image_size):
+                img = torch.nn.functional.interpolate(img[None], size=(opts.image_size,) * 2,
+                                                      mode="bilinear", antialias=True, align_corners=False)[0]
+            images.append(img)
+            labels.append(label)
+    if not images:
+        raise ConfigError(f"data 'image_folder': no images ({', '.join(sorted(_IMAGE_SUFFIXES))}) under {root}")
+    x, y = torch.stack(images), torch.tensor(labels)
+    tr, te = _split(len(y), opts.test_fraction, opts.split_seed)
+    mean = tuple(x[tr].mean(dim=(0, 2, 3)).tolist())  # statistics of the training split only
+    std = tuple(x[tr].std(dim=(0, 2, 3)).clamp_min(1e-6).tolist())
+    return TensorData(_folder_spec(opts), x[tr], y[tr], x[te], y[te], mean, std)
+
+
+DATASETS.add("image_folder", (_folder_spec, _folder_load))

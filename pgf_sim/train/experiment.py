@@ -1,0 +1,267 @@
+"""Experiment definitions: model, data, recipe, schedule, run settings (no torch).
+
+One experiment is one YAML file in ``training/``; ``load_experiment`` reads it strictly
+(unknown key: error listing the valid keys) and applies command-line overrides
+``key.sub=value`` first, so an override is validated exactly like the file.
+
+Model and data hyper-parameters are typed too: each registered model/data name has an
+options dataclass here (torch-free), so ``model.options.dim: "abc"`` fails at load time,
+not in the middle of a run.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from pgf_sim.core import ConfigError, Registry, apply_overrides, from_dict, load_yaml, to_dict
+from pgf_sim.train.schedules import RecipeConfig
+
+# name -> options dataclass. ``models.py`` / ``data.py`` register the builders under the same
+# names; a test checks the two registries agree.
+MODEL_OPTIONS: Registry[type] = Registry("model")
+DATA_OPTIONS: Registry[type] = Registry("data set")
+
+
+# --- model hyper-parameters ---------------------------------------------------------------
+@dataclass(frozen=True)
+class TransformerOptions:
+    """What every built-in transformer shares: width, blocks, heads, MLP width, attention layout."""
+
+    dim: int = 64
+    depth: int = 4
+    heads: int = 4
+    mlp_ratio: float = 4.0
+    dropout: float = 0.0
+    qkv: Literal["fused", "separate"] = "fused"  # one qkv Linear (timm) or q/k/v Linears
+
+    def __post_init__(self) -> None:
+        if self.dim < 1 or self.depth < 1 or self.heads < 1:
+            raise ConfigError(f"dim, depth and heads must be >= 1, got dim={self.dim}, depth={self.depth}, heads={self.heads}")
+        if self.dim % self.heads:
+            raise ConfigError(f"dim={self.dim} is not divisible by heads={self.heads}")
+        if self.mlp_ratio <= 0:
+            raise ConfigError(f"mlp_ratio must be > 0, got {self.mlp_ratio}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ConfigError(f"dropout must be in [0, 1), got {self.dropout}")
+
+
+@MODEL_OPTIONS.register("vit")
+@dataclass(frozen=True)
+class ViTOptions(TransformerOptions):
+    """A pre-norm ViT (Dosovitskiy et al. 2021) sized for small images."""
+
+    patch_size: int = 2
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.patch_size < 1:
+            raise ConfigError(f"patch_size must be >= 1, got {self.patch_size}")
+
+
+@MODEL_OPTIONS.register("seq_transformer")
+@dataclass(frozen=True)
+class SeqTransformerOptions(TransformerOptions):
+    """A pre-norm transformer encoder over token ids, classifying from a cls token."""
+
+    depth: int = 2
+
+
+# --- data options -------------------------------------------------------------------------
+@DATA_OPTIONS.register("digits")
+@dataclass(frozen=True)
+class DigitsOptions:
+    """scikit-learn's bundled UCI 8x8 handwritten digits (1797 images, 10 classes)."""
+
+    test_fraction: float = 0.2
+    split_seed: int = 0  # the split is fixed by this seed, independent of the training seed
+
+    def __post_init__(self) -> None:
+        _check_fraction("test_fraction", self.test_fraction)
+
+
+@DATA_OPTIONS.register("brackets")
+@dataclass(frozen=True)
+class BracketsOptions:
+    """Synthetic algorithmic task: is a '(' / ')' string balanced (a Dyck-1 word)?"""
+
+    seq_len: int = 24
+    n_train: int = 4000
+    n_test: int = 1000
+    split_seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.seq_len < 2 or self.seq_len % 2:
+            raise ConfigError(f"seq_len must be an even number >= 2, got {self.seq_len}")
+        if self.n_train < 2 or self.n_test < 2:
+            raise ConfigError(f"n_train and n_test must be >= 2, got {self.n_train}, {self.n_test}")
+
+
+@DATA_OPTIONS.register("cifar10")
+@dataclass(frozen=True)
+class Cifar10Options:
+    """CIFAR-10 from the standard python batches on disk (``cifar-10-batches-py``); no download."""
+
+    path: str
+    max_train: int | None = None  # keep the first N training images (quick experiments)
+    max_test: int | None = None
+
+
+@DATA_OPTIONS.register("image_folder")
+@dataclass(frozen=True)
+class ImageFolderOptions:
+    """``path/<class name>/<image>`` with .npy arrays (always) or .png/.jpg (needs Pillow)."""
+
+    path: str
+    image_size: int = 32
+    channels: Literal[1, 3] = 3
+    test_fraction: float = 0.2
+    split_seed: int = 0
+
+    def __post_init__(self) -> None:
+        _check_fraction("test_fraction", self.test_fraction)
+        if self.image_size < 1:
+            raise ConfigError(f"image_size must be >= 1, got {self.image_size}")
+
+
+def _check_fraction(name: str, value: float) -> None:
+    if not 0.0 < value < 1.0:
+        raise ConfigError(f"{name} must be in (0, 1), got {value}")
+
+
+# --- the experiment -----------------------------------------------------------------------
+@dataclass(frozen=True)
+class ModelConfig:
+    name: str = "vit"
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.typed()  # validate now: unknown name or option is a load-time error
+
+    def typed(self) -> Any:
+        """The options as the model's own frozen dataclass (defaults filled in)."""
+        return from_dict(MODEL_OPTIONS.get(self.name), dict(self.options), source=f"model {self.name!r}", field_path="options")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    name: str = "digits"
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.typed()
+
+    def typed(self) -> Any:
+        return from_dict(DATA_OPTIONS.get(self.name), dict(self.options), source=f"data {self.name!r}", field_path="options")
+
+
+@dataclass(frozen=True)
+class ScheduleConfig:
+    """Length and optimiser. Give ``steps`` or ``epochs`` (not both); ``batch_size`` is global."""
+
+    steps: int | None = None
+    epochs: int | None = None
+    batch_size: int = 64
+    lr: float = 1e-3
+    warmup_fraction: float = 0.05  # linear warmup over this fraction of steps, then cosine to 0
+    weight_decay: float = 0.05
+    grad_clip: float | None = 1.0  # max global grad norm; null = no clipping
+
+    def __post_init__(self) -> None:
+        if (self.steps is None) == (self.epochs is None):
+            raise ConfigError(f"give exactly one of steps or epochs (got steps={self.steps}, epochs={self.epochs})")
+        if (self.steps is not None and self.steps < 1) or (self.epochs is not None and self.epochs < 1):
+            raise ConfigError("steps / epochs must be >= 1")
+        if self.batch_size < 1:
+            raise ConfigError(f"batch_size must be >= 1, got {self.batch_size}")
+        if not self.lr > 0:
+            raise ConfigError(f"lr must be > 0, got {self.lr}")
+        if not 0.0 <= self.warmup_fraction < 1.0:
+            raise ConfigError(f"warmup_fraction must be in [0, 1), got {self.warmup_fraction}")
+        if self.weight_decay < 0:
+            raise ConfigError(f"weight_decay must be >= 0, got {self.weight_decay}")
+        if self.grad_clip is not None and not self.grad_clip > 0:
+            raise ConfigError(f"grad_clip must be > 0 or null, got {self.grad_clip}")
+
+    def total_steps(self, n_train: int) -> int:
+        """Optimiser steps of the whole run for a training set of ``n_train`` examples
+        (full batches only, see ``data.steps_per_epoch``)."""
+        if self.steps is not None:
+            return self.steps
+        return self.epochs * max(1, n_train // self.batch_size)
+
+
+@dataclass(frozen=True)
+class DiagnosticsConfig:
+    """Gradient-noise diagnostics (see ``pgf_sim.train.diagnostics``): a window of ``window``
+    consecutive steps is measured every ``every`` steps; ``every: 0`` turns them off."""
+
+    every: int = 0
+    window: int = 8
+
+    def __post_init__(self) -> None:
+        if self.every < 0:
+            raise ConfigError(f"diagnostics.every must be >= 0, got {self.every}")
+        if self.window < 2:
+            raise ConfigError(f"diagnostics.window must be >= 2 (variance needs two steps), got {self.window}")
+        if self.every and self.window > self.every:
+            raise ConfigError(f"diagnostics.window ({self.window}) must be <= diagnostics.every ({self.every})")
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    name: str
+    schedule: ScheduleConfig
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    recipe: RecipeConfig = field(default_factory=RecipeConfig)
+    seed: int = 0
+    device: Literal["cpu", "cuda", "auto"] = "cpu"
+    bf16: bool = False  # bf16 autocast of forward/backward; weights and optimiser stay fp32
+    eval_every: int = 0  # evaluate every N steps (0: only at the end)
+    checkpoint_every: int = 200  # steps; metrics are committed to the store at each checkpoint
+    diagnostics: DiagnosticsConfig = field(default_factory=DiagnosticsConfig)
+
+    def __post_init__(self) -> None:
+        if not self.name or any(c in self.name for c in "/\\"):
+            raise ConfigError(f"name must be a non-empty string without slashes, got {self.name!r}")
+        if self.eval_every < 0 or self.checkpoint_every < 1:
+            raise ConfigError(
+                f"eval_every must be >= 0 and checkpoint_every >= 1, got {self.eval_every}, {self.checkpoint_every}"
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        return to_dict(self)
+
+    def fingerprint(self) -> str:
+        """Short stable hash of the full config; part of the default run id."""
+        text = json.dumps(self.to_dict(), sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:8]
+
+    def default_run_id(self) -> str:
+        pattern = str(self.recipe.pattern).replace(":", "of")
+        return f"{self.name}-{self.recipe.name}-{pattern}-s{self.seed}-{self.fingerprint()}"
+
+
+def experiment_from_dict(data: dict[str, Any], *, source: str = "<config>") -> ExperimentConfig:
+    return from_dict(ExperimentConfig, data, source=source)
+
+
+_PATTERN_VALUE = re.compile(r"^\s*\d+\s*:\s*\d+\s*$")
+
+
+def _quote_pattern(override: str) -> str:
+    """``recipe.pattern=1:8`` -> ``recipe.pattern="1:8"``: a YAML 1.1 parser reads an unquoted
+    ``1:8`` as the base-60 integer 68, which would then fail as "cannot parse N:M pattern 68"."""
+    key, sep, value = override.partition("=")
+    return f'{key}="{value.strip()}"' if sep and _PATTERN_VALUE.match(value) else override
+
+
+def load_experiment(path: str | Path, overrides: tuple[str, ...] | list[str] = ()) -> ExperimentConfig:
+    """Read ``path`` strictly, after applying ``key.sub=value`` overrides to the raw mapping."""
+    data = load_yaml(path)
+    data = apply_overrides(data, [_quote_pattern(o) for o in overrides], source=f"{path} (command-line override)")
+    return experiment_from_dict(data, source=str(path))

@@ -1,0 +1,68 @@
+"""Built-in models: forward shapes for every registered model, timm-style layer names, errors."""
+import pytest
+import torch
+
+from pgf_sim.core import ConfigError
+from pgf_sim.train.data import DataSpec
+from pgf_sim.train.experiment import ModelConfig
+from pgf_sim.train.models import MODELS, build_model
+
+SPECS = {
+    "vit": DataSpec("image", (3, 8, 8), 7),
+    "seq_transformer": DataSpec("tokens", (10,), 3, vocab_size=5),
+}
+
+
+def _input(spec, batch=4):
+    if spec.kind == "tokens":
+        return torch.randint(0, spec.vocab_size, (batch, *spec.input_shape))
+    return torch.randn(batch, *spec.input_shape)
+
+
+@pytest.mark.parametrize("name", MODELS.names())
+@pytest.mark.parametrize("qkv", ["fused", "separate"])
+def test_forward_shape_and_backward(name, qkv):
+    spec = SPECS[name]
+    model = build_model(ModelConfig(name, {"dim": 16, "depth": 2, "heads": 2, "qkv": qkv}), spec)
+    out = model(_input(spec))
+    assert out.shape == (4, spec.num_classes)
+    out.sum().backward()
+    assert all(p.grad is not None for p in model.parameters())
+
+
+@pytest.mark.parametrize("name", MODELS.names())
+def test_layer_names_follow_timm(name):
+    model = build_model(ModelConfig(name, {"dim": 16, "depth": 2, "heads": 2}), SPECS[name])
+    names = {n for n, _ in model.named_modules()}
+    for i in range(2):
+        assert {f"blocks.{i}.attn.qkv", f"blocks.{i}.attn.proj", f"blocks.{i}.mlp.fc1", f"blocks.{i}.mlp.fc2"} <= names
+    assert "head" in names
+    assert model.get_submodule("blocks.0.mlp.fc1").weight.shape == (64, 16)  # mlp_ratio 4
+    separate = build_model(ModelConfig(name, {"dim": 16, "depth": 1, "heads": 2, "qkv": "separate"}), SPECS[name])
+    assert {"blocks.0.attn.q", "blocks.0.attn.k", "blocks.0.attn.v"} <= {n for n, _ in separate.named_modules()}
+
+
+def test_vit_patch_count_and_errors():
+    model = build_model(ModelConfig("vit", {"patch_size": 4, "dim": 8, "heads": 2, "depth": 1}), DataSpec("image", (1, 8, 8), 10))
+    assert model.pos_embed.shape == (1, 4 + 1, 8)  # (8/4)^2 patches + cls
+    assert isinstance(model.patch_embed, torch.nn.Conv2d)
+    with pytest.raises(ConfigError, match="patch_size 3 does not divide the image size 8x8"):
+        build_model(ModelConfig("vit", {"patch_size": 3}), DataSpec("image", (1, 8, 8), 10))
+    with pytest.raises(ConfigError, match="needs image data"):
+        build_model(ModelConfig("vit"), SPECS["seq_transformer"])
+    with pytest.raises(ConfigError, match="needs token data"):
+        build_model(ModelConfig("seq_transformer"), SPECS["vit"])
+
+
+def test_fused_and_separate_attention_agree():
+    spec = SPECS["vit"]
+    torch.manual_seed(0)
+    fused = build_model(ModelConfig("vit", {"dim": 16, "depth": 1, "heads": 2}), spec).eval()
+    sep = build_model(ModelConfig("vit", {"dim": 16, "depth": 1, "heads": 2, "qkv": "separate"}), spec).eval()
+    state = {k: v for k, v in fused.state_dict().items() if ".attn.qkv." not in k}
+    for kind in ("weight", "bias"):
+        q, k, v = fused.state_dict()[f"blocks.0.attn.qkv.{kind}"].chunk(3)
+        state.update({f"blocks.0.attn.q.{kind}": q, f"blocks.0.attn.k.{kind}": k, f"blocks.0.attn.v.{kind}": v})
+    sep.load_state_dict(state)
+    x = _input(spec)
+    torch.testing.assert_close(fused(x), sep(x))
