@@ -65,8 +65,8 @@ class HwArrays(NamedTuple):
     arrays_per_unit: np.ndarray
     macs_by_bits: np.ndarray  # (H, 4): MACs/cycle/array for 4-, 8-, 16-, 32-bit ops (nan: none)
     mac_j_by_bits: np.ndarray  # (H, 4)
-    tile_m: np.ndarray
-    tile_n: np.ndarray
+    tile_m: np.ndarray  # (H, C): candidate tiles, short lists padded with their first entry
+    tile_n: np.ndarray  # (H, C)
     tile_k: np.ndarray
     fill_drain_cycles: np.ndarray
     vector_flops_per_s: np.ndarray
@@ -109,13 +109,16 @@ def hw_arrays(hws: Sequence[Hardware], dtype: str | None = None) -> HwArrays:
                     f"valid: {', '.join(h.compute.macs_per_cycle_per_array)}"
                 )
     c = lambda h: h.compute  # noqa: E731
+    n_tiles = max(len(h.compute.tile_shapes.mn) for h in hws)
+    tiles = np.array([[*h.compute.tile_shapes.mn, *[h.compute.tile_shapes.mn[0]] * (n_tiles - len(h.compute.tile_shapes.mn))]
+                      for h in hws], dtype=np.float64)  # (H, C, 2)
     opt = lambda q: np.nan if q is None else q.value  # noqa: E731
     return HwArrays(
         clock_hz=col(lambda h: c(h).clock_hz), units=col(lambda h: c(h).units),
         arrays_per_unit=col(lambda h: c(h).arrays_per_unit),
         macs_by_bits=by_bits(lambda h: h.compute.macs_per_cycle_per_array),
         mac_j_by_bits=by_bits(lambda h: h.energy.mac_j),
-        tile_m=col(lambda h: c(h).tile_m), tile_n=col(lambda h: c(h).tile_n), tile_k=col(lambda h: c(h).tile_k),
+        tile_m=tiles[..., 0], tile_n=tiles[..., 1], tile_k=col(lambda h: c(h).tile_k),
         fill_drain_cycles=col(lambda h: c(h).fill_drain_cycles),
         vector_flops_per_s=col(lambda h: c(h).vector_flops_per_s),
         dram_bw=col(lambda h: h.memory.dram_bw_bytes_per_s), onchip_bytes=col(lambda h: h.memory.onchip_bytes),
@@ -229,39 +232,44 @@ def _evaluate_core(table, pat_n, pat_m, exec_n, exec_m, mode, hp: HwArrays, hw_n
     # launch per product (batch of a GEMM counts identical layers, OpTable.batch = batch*count).
     launches = np.where(is_gemm, batch, 1.0)
     per_launch_products = np.where(is_gemm, 1.0, batch)
-    cycles = compute_cycles(
-        m_run, n, k_run, per_launch_products, launches,
-        tile_m=hwcol(hp.tile_m), tile_n=hwcol(hp.tile_n), tile_k=hwcol(hp.tile_k),
-        units=hwcol(hp.units), macs_per_cycle_per_unit=hwcol(hp.arrays_per_unit) * macs_arr,
-        fill_drain_cycles=hwcol(hp.fill_drain_cycles),
-    )
     eff = np.where(native, hwcol(hp.eff_sparse), hwcol(hp.eff_dense))
-    mat_time = cycles / hwcol(hp.clock_hz) / eff
-
     dense_flops = np.where(is_mat, 2.0 * m * n * k * batch, table.elements * table.flops_per_element)
     exec_flops = dense_flops * np.where(is_mat, density, 1.0)
     vec_time = np.where(is_mat, 0.0, table.elements * table.flops_per_element) / hwcol(hp.vector_flops_per_s)
-    compute_time = np.where(is_mat, mat_time, vec_time)
 
     # Bytes: per product A (M x K activations), B (K x N weights or 2nd activation), C out.
     a_bytes = m * k * bytes_el
     b_bytes = k * n * bytes_el * np.where(is_gemm, storage, 1.0)
     c_bytes = m * n * bytes_el
-    dram_mat, onchip_mat = dram_traffic(
-        a_bytes, b_bytes, c_bytes, m, n, bytes_el,
-        onchip_bytes=hwcol(hp.onchip_bytes), tile_m=hwcol(hp.tile_m), tile_n=hwcol(hp.tile_n),
-    )
     ew_bytes = table.elements * (table.inputs + 1) * bytes_el
-    dram_bytes = np.where(is_mat, dram_mat * batch, ew_bytes)
-    onchip_bytes = np.where(is_mat, onchip_mat * batch, ew_bytes)
+    dram_eff_bw = hwcol(hp.dram_bw) * hwcol(hp.eff_memory)
+    units = hwcol(hp.units)
+    macs_unit = hwcol(hp.arrays_per_unit) * macs_arr
+    # Each op takes the candidate tile with the lowest time (kernel selection per shape).
+    best = None
+    for c in range(hp.tile_m.shape[1]):
+        tm, tn = hwcol(hp.tile_m[:, c]), hwcol(hp.tile_n[:, c])
+        cycles = compute_cycles(m_run, n, k_run, per_launch_products, launches, tile_m=tm, tile_n=tn,
+                                tile_k=hwcol(hp.tile_k), units=units, macs_per_cycle_per_unit=macs_unit,
+                                fill_drain_cycles=hwcol(hp.fill_drain_cycles))
+        dram_mat, onchip_mat = dram_traffic(a_bytes, b_bytes, c_bytes, m, n, bytes_el,
+                                            onchip_bytes=hwcol(hp.onchip_bytes), tile_m=tm, tile_n=tn)
+        compute_c = np.where(is_mat, cycles / hwcol(hp.clock_hz) / eff, vec_time)
+        dram_c = np.where(is_mat, dram_mat * batch, ew_bytes)
+        onchip_c = np.where(is_mat, onchip_mat * batch, ew_bytes)
+        memory_c = np.maximum(dram_c / dram_eff_bw, onchip_c / hwcol(hp.onchip_bw))
+        busy_c = np.maximum(compute_c, memory_c)
+        if best is None:
+            best = [busy_c, compute_c, memory_c, dram_c, onchip_c]
+        else:
+            better = busy_c < best[0]
+            best = [np.where(better, new, old) for new, old in zip((busy_c, compute_c, memory_c, dram_c, onchip_c), best)]
+    busy, compute_time, memory_time, dram_bytes, onchip_bytes = best
     weight_bytes = np.where(is_gemm, b_bytes * batch, 0.0)
-    memory_time = np.maximum(
-        dram_bytes / (hwcol(hp.dram_bw) * hwcol(hp.eff_memory)), onchip_bytes / hwcol(hp.onchip_bw)
-    )
     overhead = launches * hwcol(hp.launch_s)
-    time_s = np.maximum(compute_time, memory_time) + overhead
+    time_s = busy + overhead
     bound = np.where(
-        overhead > np.maximum(compute_time, memory_time), BOUND_OVERHEAD,
+        overhead > busy, BOUND_OVERHEAD,
         np.where(compute_time >= memory_time, BOUND_COMPUTE, BOUND_MEMORY),
     ).astype(np.int8)
     energy = (

@@ -48,15 +48,33 @@ class Q:
 
 
 @dataclass(frozen=True)
+class TileShapes:
+    """Candidate output tiles (tile_m, tile_n) a unit computes per pass.
+
+    For each op the cost model takes the candidate with the lowest time, as cuBLAS heuristics
+    and autotuners pick a kernel per shape (small tiles cut wave quantisation, large tiles cut
+    on-chip traffic). A systolic array lists its physical width as tile_n.
+    """
+
+    mn: tuple[tuple[int, int], ...]
+    source: str
+
+    def __post_init__(self) -> None:
+        if not self.mn or any(len(t) != 2 or min(t) < 1 for t in self.mn):
+            raise ConfigError(f"tile shapes must be a non-empty list of [tile_m, tile_n] >= 1, got {self.mn!r}")
+        if not self.source.strip():
+            raise ConfigError("empty 'source' for tile shapes")
+
+
+@dataclass(frozen=True)
 class Compute:
     clock_hz: Q
     units: Q  # independent units that each work on their own output tiles (SMs, MXUs, arrays)
     arrays_per_unit: Q  # matrix arrays (tensor cores) per unit, cooperating on one tile
     macs_per_cycle_per_array: dict[DType, Q]  # dense MACs per cycle, per dtype
-    # Output tile one unit computes per pass (M x N) and the K step it advances by; shapes are
-    # padded up to these (tile quantisation). A unit processes tiles one after another.
-    tile_m: Q
-    tile_n: Q
+    # Output tiles one unit computes per pass and the K step it advances by; shapes are padded
+    # up to these (tile quantisation). A unit processes its tiles one after another.
+    tile_shapes: TileShapes
     tile_k: Q
     fill_drain_cycles: Q  # pipeline fill + drain per tile per K step (systolic: rows + cols)
     vector_flops_per_s: Q  # element-wise unit (CUDA cores / VPU), for softmax, norms, GELU, adds
@@ -206,7 +224,7 @@ def validate_hardware(hw: Hardware, *, source: str = "<hardware>", check_datashe
             raise ConfigError(f"{source}: field '{path}': value {q.value!r} must be {'>= 0' if allow_zero else '> 0'}")
 
     c, m, e, f, s = hw.compute, hw.memory, hw.energy, hw.efficiency, hw.sparse
-    for name in ("clock_hz", "units", "arrays_per_unit", "tile_m", "tile_n", "tile_k", "vector_flops_per_s"):
+    for name in ("clock_hz", "units", "arrays_per_unit", "tile_k", "vector_flops_per_s"):
         positive(f"compute.{name}", getattr(c, name))
     positive("compute.fill_drain_cycles", c.fill_drain_cycles, allow_zero=True)
     if not c.macs_per_cycle_per_array:
@@ -227,6 +245,13 @@ def validate_hardware(hw: Hardware, *, source: str = "<hardware>", check_datashe
         if not 0 < q.value <= 1:
             raise ConfigError(f"{source}: field 'efficiency.{name}': value {q.value!r} must be in (0, 1]")
     positive("efficiency.launch_overhead_s", f.launch_overhead_s, allow_zero=True)
+    if f.sparse_compute_fraction.value > f.dense_compute_fraction.value:
+        # Sparse kernels reach at most the dense kernels' fraction of their (higher) rate; with
+        # this a pattern never runs faster than m/n times dense (an invariant the tests check).
+        raise ConfigError(
+            f"{source}: field 'efficiency.sparse_compute_fraction': value {f.sparse_compute_fraction.value!r} "
+            f"exceeds efficiency.dense_compute_fraction {f.dense_compute_fraction.value!r}"
+        )
     positive("sparse.metadata_bits_per_value", s.metadata_bits_per_value, allow_zero=True)
     positive("sparse.pad_rows", s.pad_rows)
     positive("sparse.pad_k_bytes", s.pad_k_bytes)
