@@ -1,0 +1,373 @@
+"""Recipe configuration and the pure schedules behind it: phases, MDGF's beta(t), SDGF's patterns.
+
+No torch here: the simulator (``pgf_sim.sim``) and the FLOPs accounting (``flops.py``) read the
+same schedule the trainer runs. Every function is a pure function of ``(cfg, step, total_steps)``.
+
+Clock (shared/METHOD.md, "Phases"): steps ``[0, D)`` are the dense phase, ``[D, T - F)`` the
+sparse phase, ``[T - F, T)`` the fine-tune phase, with ``D = round(dense_fraction * T)`` and
+``F = round(finetune_fraction * T)``. The sparse clock ``t = step - D`` starts at 0 on the first
+sparse step, so beta(first sparse step) = 1. (The reference code divides the dense offset by 100
+twice, so its beta clock starts almost at once; we do not copy that.)
+
+``beta`` convention: the forward weight of every recipe is ``W * (m + beta * (1 - m))``; beta = 1
+is dense (dense recipe, dense phase), beta = 0 is a binary mask (STE, SR-STE, SDGF, fine-tune).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from fnmatch import fnmatchcase
+from typing import Callable, Literal
+
+from ..core.errors import ConfigError, UnknownNameError
+from ..core.pattern import DENSE, NM
+from ..core.registry import Registry
+
+# Layer roles ``infer_roles`` assigns (sparsify.py). "other" = a weight layer no rule recognised.
+ROLES = ("fc1", "fc2", "q", "k", "v", "qkv", "proj", "patch_embed", "head", "other")
+QKV_ROLES = frozenset({"q", "k", "v", "qkv"})
+Phase = Literal["dense", "sparse", "finetune"]
+
+
+# --------------------------------------------------------------------------------------- recipes
+@dataclass(frozen=True)
+class RecipeSpec:
+    """What a recipe does, torch-free. ``recipes.py`` supplies the autograd behaviour by name."""
+
+    name: str
+    sparse: bool  # False only for the dense baseline
+    decays: bool  # MDGF: pruned weights fade out with beta(t) instead of being cut at once
+    moving_pattern: bool  # SDGF: the pattern steps through frames toward the target
+    srste: bool  # SR-STE's lambda * (1 - m) * W term in the gradient
+    default_dense_fraction: float = 0.0
+    default_finetune_fraction: float = 0.0
+    summary: str = ""
+
+
+RECIPES: Registry[RecipeSpec] = Registry("recipe")
+
+
+def _add(spec: RecipeSpec) -> None:
+    RECIPES.add(spec.name, spec)
+
+
+# Default phases. STE/SR-STE/SDGF masks are binary throughout, so a fine-tune phase would change
+# nothing for STE/SR-STE; SDGF gets its "target holds for the last 30%" from
+# ``sdgf_frames_fraction`` (shared/METHOD.md: frames compressed into the first 70% of the sparse
+# phase beat frames spread over the whole run by ~9 points on digits). MDGF's beta never reaches
+# 0 exactly with the exponential decay, so MDGF ends with 10% of binary-mask fine-tuning: the
+# model is then trained with exactly the mask ``finalize()`` applies.
+_add(RecipeSpec("dense", False, False, False, False, summary="dense baseline, W"))
+_add(RecipeSpec("ste", True, False, False, False, summary="W*m forward, straight-through gradient"))
+_add(RecipeSpec("sr-ste", True, False, False, True, summary="STE + lambda*(1-m)*W in the gradient"))
+_add(RecipeSpec("mdgf", True, True, False, False, 0.0, 0.1, "W*(m + beta(t)(1-m)), beta decays"))
+_add(RecipeSpec("sdgf", True, False, True, False, summary="binary mask whose N:M pattern moves to the target"))
+_add(RecipeSpec("mdgf+sdgf", True, True, True, False, 0.0, 0.1, "beta decay on top of the SDGF frames (our extension)"))
+
+
+# ---------------------------------------------------------------------------------------- decays
+@dataclass(frozen=True)
+class Decay:
+    """beta(alpha, t) for t >= 0 sparse steps, and the alpha at which beta(t_steps) == beta_end."""
+
+    beta: Callable[[float, int], float]
+    alpha_for: Callable[[float, float], float]
+    min_beta_end: float  # beta_end must be >= this (exponential never reaches 0)
+    source: str
+
+
+def _snap(beta: float) -> float:
+    # alpha derived from "beta reaches 0 at step S" gives 1 - (1/S)*S = 1e-16, not 0, in floating
+    # point; a stray 1e-16 would keep the forward dense (and the FLOPs count dense) for a step.
+    return 0.0 if beta < 1e-12 else beta
+
+
+DECAYS: Registry[Decay] = Registry("decay")
+DECAYS.add("linear", Decay(  # shared/METHOD.md: beta(t) = max(1 - alpha*t, 0)
+    beta=lambda a, t: _snap(1.0 - a * t),
+    alpha_for=lambda x, steps: (1.0 - x) / steps,
+    min_beta_end=0.0, source="paper / reference code"))
+DECAYS.add("exponential", Decay(  # shared/METHOD.md: beta(t) = exp(-alpha*t), no floor
+    beta=lambda a, t: math.exp(-a * t),
+    alpha_for=lambda x, steps: -math.log(x) / steps,
+    min_beta_end=1e-300, source="paper / reference code"))
+DECAYS.add("cosine", Decay(  # OUR EXTENSION (not in the paper or its code): half cosine to 0 at t = 1/alpha
+    beta=lambda a, t: _snap(0.5 * (1.0 + math.cos(math.pi * min(a * t, 1.0)))),
+    alpha_for=lambda x, steps: math.acos(2.0 * x - 1.0) / math.pi / steps,
+    min_beta_end=0.0, source="pgf_sim extension"))
+
+_DEFAULT_BETA_END = {"linear": 0.0, "exponential": 0.01, "cosine": 0.0}
+
+
+# ---------------------------------------------------------------------------------------- config
+@dataclass(frozen=True)
+class RecipeConfig:
+    """One training recipe. ``None`` fields take the recipe's documented default (``resolved``).
+
+    - ``name``: a registered recipe (``RECIPES.names()``).
+    - ``pattern``: target N:M of the selected layers; ``qkv_pattern``: target of Q/K/V layers
+      (when set, Q/K/V/packed-qkv layers are sparsified with it even if ``roles`` omits them).
+    - ``dense_fraction`` / ``finetune_fraction``: fractions of all steps (see module docstring).
+    - MDGF decay: ``decay`` (linear | exponential | cosine), and either ``alpha`` per step
+      (transfers badly across run lengths) or "beta reaches ``beta_end`` at fraction
+      ``beta_end_fraction`` of the sparse phase" (default: linear/cosine 0 at 0.7,
+      exponential 0.01 at 0.7).
+    - ``grad``: MDGF gradient mode. ``ste`` (default, the authors' code): every weight gets the
+      full dL/dW_eff. ``scaled``: plain autograd of W*(m + beta(1-m)), pruned gradients * beta.
+    - SDGF: ``sdgf_schedule`` (stepwise | geometric | densify); the frames fill the first
+      ``sdgf_frames_fraction`` of the sparse phase, the target pattern holds for the rest.
+    - ``srste_lambda``: SR-STE decay strength (reference default 2e-4).
+    - Layers: weight layers whose name matches a glob of ``layers`` and none of ``exclude``, and
+      whose role is in ``roles`` ("*" = every role).
+    - ``skip_indivisible``: skip (and report) layers whose reduction size is not divisible by a
+      pattern's M instead of raising ``ShapeError``.
+    """
+
+    name: str = "sr-ste"
+    pattern: NM = NM(2, 4)
+    qkv_pattern: NM | None = None
+    dense_fraction: float | None = None
+    finetune_fraction: float | None = None
+    decay: str = "exponential"
+    alpha: float | None = None
+    beta_end: float | None = None
+    beta_end_fraction: float = 0.7
+    grad: Literal["ste", "scaled"] = "ste"
+    sdgf_schedule: Literal["stepwise", "geometric", "densify"] = "stepwise"
+    sdgf_frames_fraction: float = 0.7
+    srste_lambda: float = 2e-4
+    layers: tuple[str, ...] = ("*",)
+    exclude: tuple[str, ...] = ()
+    roles: tuple[str, ...] = ("fc1", "fc2")
+    skip_indivisible: bool = False
+
+    def __post_init__(self) -> None:
+        spec = self.spec  # raises on an unknown name
+        if self.decay not in DECAYS:
+            raise ConfigError(f"unknown decay {self.decay!r}; valid: {', '.join(DECAYS.names())}")
+        for field in ("dense_fraction", "finetune_fraction"):
+            value = getattr(self, field)
+            if value is not None and not 0.0 <= value < 1.0:
+                raise ConfigError(f"{field} must be in [0, 1), got {value}")
+        if self.dense_fraction_ + self.finetune_fraction_ >= 1.0 and spec.sparse:
+            raise ConfigError(
+                f"dense_fraction ({self.dense_fraction_}) + finetune_fraction ({self.finetune_fraction_}) "
+                "must be < 1 so that a sparse phase remains")
+        for field in ("beta_end_fraction", "sdgf_frames_fraction"):
+            if not 0.0 < getattr(self, field) <= 1.0:
+                raise ConfigError(f"{field} must be in (0, 1], got {getattr(self, field)}")
+        if self.alpha is not None and (self.alpha <= 0 or self.beta_end is not None):
+            raise ConfigError("give either alpha > 0 (per step) or beta_end (+ beta_end_fraction), not both")
+        end = self.beta_end_
+        if not DECAYS.get(self.decay).min_beta_end <= end < 1.0:
+            raise ConfigError(f"beta_end={end} is out of range for the {self.decay} decay "
+                              f"(exponential never reaches 0; use 0 < beta_end < 1)")
+        if self.srste_lambda < 0:
+            raise ConfigError(f"srste_lambda must be >= 0, got {self.srste_lambda}")
+        bad = [r for r in self.roles if r != "*" and r not in ROLES]
+        if bad:
+            raise ConfigError(f"unknown role(s) {bad}; valid: *, {', '.join(ROLES)}")
+
+    @property
+    def spec(self) -> RecipeSpec:
+        try:
+            return RECIPES.get(self.name)
+        except UnknownNameError as exc:
+            raise ConfigError(str(exc)) from None
+
+    @property
+    def dense_fraction_(self) -> float:
+        return self.spec.default_dense_fraction if self.dense_fraction is None else self.dense_fraction
+
+    @property
+    def finetune_fraction_(self) -> float:
+        return self.spec.default_finetune_fraction if self.finetune_fraction is None else self.finetune_fraction
+
+    @property
+    def beta_end_(self) -> float:
+        return _DEFAULT_BETA_END[self.decay] if self.beta_end is None else self.beta_end
+
+
+# ----------------------------------------------------------------------------------------- clock
+@dataclass(frozen=True)
+class Phases:
+    """Step boundaries: dense ``[0, dense_end)``, sparse ``[dense_end, sparse_end)``, fine-tune after."""
+
+    total_steps: int
+    dense_end: int
+    sparse_end: int
+
+    @property
+    def sparse_steps(self) -> int:
+        return self.sparse_end - self.dense_end
+
+
+def _round(x: float) -> int:
+    return int(math.floor(x + 0.5))
+
+
+def phases(cfg: RecipeConfig, total_steps: int) -> Phases:
+    if total_steps < 1:
+        raise ConfigError(f"total_steps must be >= 1, got {total_steps}")
+    if not cfg.spec.sparse:
+        return Phases(total_steps, total_steps, total_steps)
+    dense_end = _round(cfg.dense_fraction_ * total_steps)
+    sparse_end = total_steps - _round(cfg.finetune_fraction_ * total_steps)
+    sparse_end = max(sparse_end, dense_end + 1)  # at least one sparse step on tiny runs
+    return Phases(total_steps, dense_end, min(sparse_end, total_steps))
+
+
+def phase_at(cfg: RecipeConfig, step: int, total_steps: int) -> Phase:
+    p = phases(cfg, total_steps)
+    if step < 0:
+        raise ConfigError(f"step must be >= 0, got {step}")
+    if step < p.dense_end:
+        return "dense"
+    return "sparse" if step < p.sparse_end else "finetune"
+
+
+def alpha_of(cfg: RecipeConfig, total_steps: int) -> float:
+    """Per-step alpha: given, or derived so beta(F * sparse_steps) == beta_end."""
+    if cfg.alpha is not None:
+        return cfg.alpha
+    steps = max(cfg.beta_end_fraction * phases(cfg, total_steps).sparse_steps, 1.0)
+    return DECAYS.get(cfg.decay).alpha_for(cfg.beta_end_, steps)
+
+
+def beta_at(cfg: RecipeConfig, step: int, total_steps: int) -> float:
+    """beta in the forward weight W*(m + beta(1-m)): 1 dense, 0 binary mask, decay for MDGF."""
+    if not cfg.spec.sparse:
+        return 1.0
+    phase = phase_at(cfg, step, total_steps)
+    if phase == "dense":
+        return 1.0
+    if phase == "finetune" or not cfg.spec.decays:
+        return 0.0
+    t = step - phases(cfg, total_steps).dense_end  # 0 on the first sparse step
+    return DECAYS.get(cfg.decay).beta(alpha_of(cfg, total_steps), t)
+
+
+# -------------------------------------------------------------------------------------- patterns
+def sdgf_patterns(target: NM, schedule: str = "stepwise") -> tuple[NM, ...]:
+    """The SDGF frame patterns toward ``target`` (shared/METHOD.md, "SDGF schedules").
+
+    stepwise: (M-1):M, M/2:M, M/4:M, ... N:M (keep M, halve N); frames = log2(M/N) + 1 when M/N
+    is a power of two. For other N the halving stops at the first value <= N and the last frame
+    is N:M (3:8 -> 7:8, 4:8, 3:8), our generalisation.
+    geometric: 8N:8M, 4N:4M, 2N:2M, N:M (keep the density, shrink the block).
+    densify: N:8M, N:4M, N:2M, N:M (keep N, M shrinks toward the target; the reference's option).
+    """
+    n, m = target.n, target.m
+    if target.is_dense:
+        return (target,)
+    if schedule == "stepwise":
+        out = [NM(m - 1, m)]
+        k = m // 2
+        while k > n:
+            if k < out[-1].n:
+                out.append(NM(k, m))
+            k //= 2
+        if out[-1] != target:
+            out.append(target)
+        return tuple(out)
+    if schedule == "geometric":
+        return tuple(NM(n * f, m * f) for f in (8, 4, 2, 1))
+    if schedule == "densify":
+        return tuple(NM(n, m * f) for f in (8, 4, 2, 1))
+    raise ConfigError(f"unknown sdgf_schedule {schedule!r}; valid: stepwise, geometric, densify")
+
+
+def frame_at(cfg: RecipeConfig, step: int, total_steps: int, target: NM | None = None) -> int:
+    """Index of the SDGF frame at ``step`` (0 before/at the sparse start; last from the end of the
+    frames window on). The window is the first ``sdgf_frames_fraction`` of the sparse phase."""
+    frames = len(sdgf_patterns(target or cfg.pattern, cfg.sdgf_schedule))
+    p = phases(cfg, total_steps)
+    window = max(_round(cfg.sdgf_frames_fraction * p.sparse_steps), 1)
+    t = min(max(step - p.dense_end, 0), window)
+    return min(t * frames // window, frames - 1)
+
+
+def pattern_at(cfg: RecipeConfig, step: int, total_steps: int, target: NM | None = None) -> NM:
+    """The N:M pattern at ``step`` for a layer whose target is ``target`` (default ``cfg.pattern``).
+    DENSE (1:1) for the dense recipe and in the dense phase."""
+    target = target or cfg.pattern
+    if not cfg.spec.sparse or phase_at(cfg, step, total_steps) == "dense":
+        return DENSE
+    if cfg.spec.moving_pattern and phase_at(cfg, step, total_steps) == "sparse":
+        return sdgf_patterns(target, cfg.sdgf_schedule)[frame_at(cfg, step, total_steps, target)]
+    return target
+
+
+def patterns_used(cfg: RecipeConfig, target: NM | None = None) -> tuple[NM, ...]:
+    """Every sparse pattern a layer with ``target`` meets during training (for shape checks)."""
+    target = target or cfg.pattern
+    if not cfg.spec.sparse:
+        return ()
+    if cfg.spec.moving_pattern:
+        return sdgf_patterns(target, cfg.sdgf_schedule)
+    return (target,)
+
+
+# ------------------------------------------------------------------------------ layer selection
+def layer_target(cfg: RecipeConfig, name: str, role: str) -> NM | None:
+    """Target pattern of layer ``name`` with ``role`` if the recipe's selection picks it, else None.
+
+    Selection ignores whether the recipe is sparse, so the dense baseline tracks the same layers
+    (diagnostics compare like with like); ``pattern_at`` is DENSE for the dense recipe. A Q/K/V
+    layer uses ``qkv_pattern`` when set (and is then selected even if ``roles`` omits it).
+    """
+    if not any(fnmatchcase(name, g) for g in cfg.layers) or any(fnmatchcase(name, g) for g in cfg.exclude):
+        return None
+    if role in QKV_ROLES and cfg.qkv_pattern is not None:
+        return cfg.qkv_pattern
+    if "*" in cfg.roles or role in cfg.roles:
+        return cfg.pattern
+    return None
+
+
+# ------------------------------------------------------------------------------------- segments
+@dataclass(frozen=True)
+class Segment:
+    """Steps ``[start, stop)`` over which pattern, phase and beta's sign do not change."""
+
+    start: int
+    stop: int
+    phase: Phase
+    pattern: NM
+    beta_positive: bool  # MDGF: the forward weight is still dense (pruned weights scaled by beta > 0)
+
+    @property
+    def steps(self) -> int:
+        return self.stop - self.start
+
+
+def segments(cfg: RecipeConfig, total_steps: int, target: NM | None = None) -> list[Segment]:
+    """The schedule as constant pieces, computed from O(frames) boundaries, not per step."""
+    p = phases(cfg, total_steps)
+    cuts = {0, p.dense_end, p.sparse_end, total_steps}
+    if cfg.spec.moving_pattern:
+        window = max(_round(cfg.sdgf_frames_fraction * p.sparse_steps), 1)
+        frames = len(sdgf_patterns(target or cfg.pattern, cfg.sdgf_schedule))
+        for k in range(1, frames):  # first t with t*frames//window >= k
+            cuts.add(p.dense_end + -(-k * window // frames))
+    if cfg.spec.decays and p.sparse_steps > 0:
+        lo, hi = p.dense_end, p.sparse_end  # beta is non-increasing: bisect its first zero
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if beta_at(cfg, mid, total_steps) > 0.0:
+                lo = mid + 1
+            else:
+                hi = mid
+        cuts.add(lo)
+    edges = sorted(c for c in cuts if 0 <= c <= total_steps)
+    out: list[Segment] = []
+    for a, b in zip(edges, edges[1:]):
+        if b <= a:
+            continue
+        seg = Segment(a, b, phase_at(cfg, a, total_steps), pattern_at(cfg, a, total_steps, target),
+                      beta_at(cfg, a, total_steps) > 0.0)
+        if out and (out[-1].phase, out[-1].pattern, out[-1].beta_positive) == (seg.phase, seg.pattern, seg.beta_positive):
+            out[-1] = Segment(out[-1].start, b, seg.phase, seg.pattern, seg.beta_positive)
+        else:
+            out.append(seg)
+    return out

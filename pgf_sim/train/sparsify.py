@@ -1,0 +1,315 @@
+"""Apply a recipe to any ``nn.Module`` without touching its forward: ``sparsify(model, cfg, total_steps)``.
+
+Mechanism: ``torch.nn.utils.parametrize``. The selected weight ``W`` stays the trainable
+Parameter (moved to ``<module>.parametrizations.<param>.original``) and every read of
+``module.weight`` returns the recipe's effective weight. Attribute-level substitution (rather
+than forward hooks) also covers code that reads a weight without calling the module's forward:
+``nn.MultiheadAttention`` reads ``out_proj.weight`` and its packed ``in_proj_weight`` directly, and
+``nn.TransformerEncoderLayer``'s inference fast path reads ``linear1.weight``.
+
+The mask of a layer is cached under the weight's version counter and the current pattern, so it
+is computed once per optimizer update however often the weight is read (gradient accumulation,
+weight tying, diagnostics). ``finalize()`` writes W*m into the weights and removes the
+parametrizations, leaving a plain model whose zero structure is the N:M pattern.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+import torch
+from torch import nn
+from torch.nn.utils import parametrize
+
+from ..core.errors import ConfigError, ShapeError
+from ..core.pattern import DENSE, NM
+from .masks import check_divisible, nm_mask
+from .recipes import BEHAVIOURS, StepState
+from .schedules import RecipeConfig, beta_at, layer_target, pattern_at, patterns_used, phase_at
+
+log = logging.getLogger(__name__)
+
+__all__ = ["sparsify", "SparseController", "LayerInfo", "infer_roles"]
+
+
+class LayerInfo(NamedTuple):
+    pattern: NM  # current pattern (DENSE in the dense phase / dense recipe)
+    shape: tuple[int, ...]
+    role: str
+
+
+@dataclass
+class _Layer:
+    name: str
+    module: nn.Module
+    param: str
+    role: str
+    target: NM
+    reduction_dim: int
+    shape: tuple[int, ...]
+    pattern: NM = DENSE
+    beta: float = 1.0
+    phase: str = "dense"
+    mask: torch.Tensor | None = None
+    mask_key: tuple = ()
+    prev_mask: torch.Tensor | None = field(default=None, repr=False)
+
+    def weight(self) -> torch.Tensor:
+        """The trainable dense weight W (the Parameter the optimizer updates)."""
+        if parametrize.is_parametrized(self.module, self.param):
+            return getattr(self.module.parametrizations, self.param).original
+        return getattr(self.module, self.param)
+
+    def current_mask(self, weight: torch.Tensor | None = None) -> torch.Tensor:
+        w = self.weight() if weight is None else weight
+        key = (w.data_ptr(), w._version, self.pattern)
+        if self.mask is None or key != self.mask_key:
+            with torch.no_grad():
+                self.mask = nm_mask(w, self.pattern, name=self.name, reduction_dim=self.reduction_dim)
+            self.mask_key = key
+        return self.mask
+
+
+class _RecipeWeight(nn.Module):
+    """The parametrization: W -> the recipe's effective weight for the current step."""
+
+    def __init__(self, layer: _Layer, cfg: RecipeConfig) -> None:
+        super().__init__()
+        self._layer = [layer]  # a list hides it from nn.Module attribute registration
+        self._cfg = cfg
+        self._behaviour = BEHAVIOURS.get(cfg.name)
+
+    def forward(self, weight: torch.Tensor) -> torch.Tensor:
+        layer = self._layer[0]
+        if layer.phase == "dense":
+            return weight
+        state = StepState(layer.current_mask(weight), layer.beta, layer.phase)
+        return self._behaviour(weight, state, self._cfg)
+
+
+class SparseController:
+    """Owns the schedule position and masks of a sparsified model. Weights live in the model."""
+
+    def __init__(self, model: nn.Module, cfg: RecipeConfig, total_steps: int,
+                 layers: list[_Layer], skipped: list[tuple[str, tuple[int, ...], str]]) -> None:
+        self.model = model
+        self.cfg = cfg
+        self.total_steps = int(total_steps)
+        self.skipped = skipped  # (name, shape, reason) of layers left dense by skip_indivisible
+        self._layers = {layer.name: layer for layer in layers}
+        self.step = -1
+        self.finalized = False
+        self.set_step(0)
+
+    # ------------------------------------------------------------------ schedule
+    def set_step(self, step: int) -> None:
+        """Move to training step ``step``; call before the forward of that step."""
+        if self.finalized:
+            raise ConfigError("this sparse model was finalized; set_step is no longer meaningful")
+        phase = phase_at(self.cfg, step, self.total_steps)
+        beta = beta_at(self.cfg, step, self.total_steps)
+        for layer in self._layers.values():
+            layer.phase = phase
+            layer.beta = beta
+            layer.pattern = pattern_at(self.cfg, step, self.total_steps, layer.target)
+        self.step = step
+
+    @property
+    def beta(self) -> float:
+        return beta_at(self.cfg, max(self.step, 0), self.total_steps)
+
+    @property
+    def phase(self) -> str:
+        return phase_at(self.cfg, max(self.step, 0), self.total_steps)
+
+    # ------------------------------------------------------------------ views
+    def layer_names(self) -> list[str]:
+        return list(self._layers)
+
+    def layer_info(self) -> dict[str, LayerInfo]:
+        return {n: LayerInfo(l.pattern, l.shape, l.role) for n, l in self._layers.items()}
+
+    def target_patterns(self) -> dict[str, NM]:
+        return {n: l.target for n, l in self._layers.items()}
+
+    def masks(self) -> dict[str, torch.Tensor]:
+        """Current bool masks (all True in the dense phase / dense recipe), one per tracked layer."""
+        out = {}
+        for name, layer in self._layers.items():
+            if self.finalized:
+                out[name] = layer.mask
+            elif layer.pattern.is_dense:
+                out[name] = torch.ones(layer.shape, dtype=torch.bool, device=layer.weight().device)
+            else:
+                out[name] = layer.current_mask()
+        return out
+
+    def dense_weights(self) -> dict[str, torch.Tensor]:
+        """The trainable Parameters W (their ``.grad`` is the gradient each recipe delivers)."""
+        return {n: l.weight() for n, l in self._layers.items()}
+
+    def effective_weights(self) -> dict[str, torch.Tensor]:
+        """Detached forward weights W_eff of the current step."""
+        with torch.no_grad():
+            return {n: getattr(l.module, l.param).detach() for n, l in self._layers.items()}
+
+    def flip_counts(self) -> dict[str, int]:
+        """Mask positions flipped since the previous call (0 on the first call), per layer."""
+        out = {}
+        for name, mask in self.masks().items():
+            layer = self._layers[name]
+            prev = layer.prev_mask
+            out[name] = 0 if prev is None or prev.shape != mask.shape else int((prev != mask).sum())
+            layer.prev_mask = mask.clone()
+        return out
+
+    # ------------------------------------------------------------------ checkpoint
+    def state_dict(self) -> dict:
+        """Schedule position and current masks; plain types + tensors (``torch.load(weights_only=True)``)."""
+        return {
+            "recipe": self.cfg.name,
+            "total_steps": self.total_steps,
+            "step": self.step,
+            "finalized": self.finalized,
+            "layers": {n: {"pattern": str(l.pattern), "target": str(l.target), "mask": self.masks()[n].cpu()}
+                       for n, l in self._layers.items()},
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        if state["recipe"] != self.cfg.name or int(state["total_steps"]) != self.total_steps:
+            raise ConfigError(
+                f"controller state is for recipe {state['recipe']!r} over {state['total_steps']} steps, "
+                f"this run is {self.cfg.name!r} over {self.total_steps} steps")
+        if set(state["layers"]) != set(self._layers):
+            raise ConfigError(f"controller state layers {sorted(state['layers'])} differ from {sorted(self._layers)}")
+        if state["finalized"]:
+            raise ConfigError("controller state comes from a finalized model; load its weights without sparsify")
+        self.set_step(int(state["step"]))
+        for name, entry in state["layers"].items():
+            layer = self._layers[name]
+            if str(layer.pattern) != entry["pattern"]:
+                raise ConfigError(f"layer {name!r}: saved pattern {entry['pattern']} != scheduled {layer.pattern}")
+            # The mask is a pure function of the weights; keep the saved one as the flip-rate
+            # reference so the first flip count after resume compares with the saved step.
+            layer.prev_mask = entry["mask"].to(layer.weight().device)
+
+    # ------------------------------------------------------------------ end of training
+    def finalize(self) -> dict[str, torch.Tensor]:
+        """W <- W * m (target pattern), remove the parametrizations; returns the final masks."""
+        if self.finalized:
+            return {n: l.mask for n, l in self._layers.items()}
+        for layer in self._layers.values():
+            sparse = self.cfg.spec.sparse
+            layer.pattern = layer.target if sparse else DENSE
+            w = layer.weight()
+            mask = layer.current_mask(w) if sparse else torch.ones(layer.shape, dtype=torch.bool, device=w.device)
+            if parametrize.is_parametrized(layer.module, layer.param):
+                parametrize.remove_parametrizations(layer.module, layer.param, leave_parametrized=False)
+            with torch.no_grad():
+                getattr(layer.module, layer.param).mul_(mask)
+            layer.mask, layer.phase, layer.beta = mask, "finetune", 0.0
+        self.finalized = True
+        return {n: l.mask for n, l in self._layers.items()}
+
+
+def sparsify(model: nn.Module, cfg: RecipeConfig, total_steps: int) -> SparseController:
+    """Select layers (``cfg.layers``/``exclude`` globs + ``cfg.roles``), check shapes against every
+    pattern they will meet, install the recipe, and return the controller at step 0."""
+    roles = infer_roles(model)
+    layers, skipped = [], []
+    for name, (module, param, reduction_dim) in weight_params(model).items():
+        target = layer_target(cfg, name, roles[name])
+        if target is None:
+            continue
+        shape = tuple(getattr(module, param).shape)
+        try:
+            for pattern in patterns_used(cfg, target):
+                check_divisible(shape, pattern, name=name, reduction_dim=reduction_dim)
+        except ShapeError as exc:
+            if cfg.spec.moving_pattern and shape[reduction_dim] % target.m == 0:
+                exc = ShapeError(f"{exc} (an SDGF {cfg.sdgf_schedule} frame of target {target} needs it)")
+            if not cfg.skip_indivisible:
+                raise exc from None
+            skipped.append((name, shape, str(exc)))
+            log.warning("sparsify: layer %s %s left dense: %s", name, shape, exc)
+            continue
+        layers.append(_Layer(name, module, param, roles[name], target, reduction_dim, shape))
+    if not layers and cfg.spec.sparse:
+        raise ConfigError(
+            f"recipe {cfg.name!r} selected no layer (layers={list(cfg.layers)}, roles={list(cfg.roles)}); "
+            f"roles found: {sorted(set(roles.values()))}")
+    if cfg.spec.sparse:
+        for layer in layers:
+            parametrize.register_parametrization(layer.module, layer.param, _RecipeWeight(layer, cfg), unsafe=True)
+    return SparseController(model, cfg, total_steps, layers, skipped)
+
+
+# ---------------------------------------------------------------------------------------- roles
+# Name rules for common layouts: timm ViT (patch_embed.proj, attn.qkv, attn.proj, mlp.fc1/fc2,
+# head), Hugging Face BERT/ViT (attention.self.query/key/value, attention.output.dense,
+# intermediate.dense, output.dense, classifier, embeddings.patch_embeddings.projection),
+# LLaMA-style (q/k/v/o_proj, gate/up/down_proj), T5 (q/k/v/o, wi/wo), GPT-2 (c_attn, c_proj, c_fc),
+# torch.nn.TransformerEncoderLayer (self_attn.in_proj_weight packed qkv, self_attn.out_proj,
+# linear1/linear2) and torchvision ViT (conv_proj, heads).
+_PATCH = {"patch_embed", "patch_embeddings", "patch_embedding", "conv_proj", "to_patch_embedding", "patch_proj"}
+_HEAD = {"head", "heads", "classifier", "lm_head", "score"}
+_FC1 = {"fc1", "linear1", "c_fc", "wi", "wi_0", "wi_1", "gate_proj", "up_proj", "w1", "w3", "lin1",
+        "dense_h_to_4h", "fc_in"}
+_FC2 = {"fc2", "linear2", "down_proj", "wo", "w2", "lin2", "dense_4h_to_h", "fc_out"}
+_Q, _K, _V = {"q", "query", "q_proj", "wq"}, {"k", "key", "k_proj", "wk"}, {"v", "value", "v_proj", "wv"}
+_QKV = {"qkv", "c_attn", "in_proj_weight", "query_key_value", "qkv_proj", "wqkv", "to_qkv"}
+_PROJ = {"proj", "out_proj", "o_proj", "o", "c_proj", "dense", "out", "to_out"}
+_ATTN_HINTS = ("attn", "attention")
+
+
+def _role(name: str) -> str:
+    parts = name.lower().split(".")
+    last = parts[-1]
+    parent = parts[-2] if len(parts) > 1 else ""
+    if any(p in _PATCH for p in parts):
+        return "patch_embed"
+    if any(p in _HEAD for p in parts) or (last == "fc" and len(parts) == 1):  # ResNet's top-level fc
+        return "head"
+    in_attn = any(h in p for p in parts[:-1] for h in _ATTN_HINTS)
+    if last in _QKV:
+        return "qkv"
+    for role, names in (("q", _Q), ("k", _K), ("v", _V)):
+        if last in names or last == f"{role}_proj_weight":  # MHA with kdim/vdim != embed_dim
+            return role
+    if last in _FC1 or (last == "dense" and parent == "intermediate"):
+        return "fc1"
+    if in_attn and last in _PROJ:
+        return "proj"
+    if last in _FC2 or (last == "dense" and parent == "output"):  # BERT layer.N.output.dense
+        return "fc2"
+    if last == "c_proj" and "mlp" in parts:
+        return "fc2"
+    return "other"
+
+
+def weight_params(model: nn.Module) -> dict[str, tuple[nn.Module, str, int]]:
+    """Every GEMM-like weight: name -> (module, parameter name, reduction dim).
+
+    name = the module name for a ``weight``, ``<module>.<param>`` for MultiheadAttention's
+    packed ``in_proj_weight`` (a Parameter, not a Linear: rows are q|k|v, the reduction is
+    along dim 1 like a Linear). Transposed-convolution and embedding tables are not GEMM
+    weights with an input-feature reduction and are not listed.
+    """
+    out: dict[str, tuple[nn.Module, str, int]] = {}
+    for name, module in model.named_modules():
+        if isinstance(module, (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)):
+            out[name] = (module, "weight", 1)
+        elif type(module).__name__ == "Conv1D" and getattr(module, "weight", None) is not None:
+            out[name] = (module, "weight", 0)  # Hugging Face GPT-2 Conv1D stores (in, out)
+        elif isinstance(module, nn.MultiheadAttention):
+            for param in ("in_proj_weight", "q_proj_weight", "k_proj_weight", "v_proj_weight"):
+                if getattr(module, param, None) is not None:
+                    out[f"{name}.{param}" if name else param] = (module, param, 1)
+    return out
+
+
+def infer_roles(model: nn.Module) -> dict[str, str]:
+    """Role of every GEMM-like weight (keys as ``weight_params``): fc1, fc2, q, k, v, qkv, proj,
+    patch_embed, head or other (no rule matched; select those with ``roles: ['*']`` or globs)."""
+    return {name: _role(name) for name in weight_params(model)}
