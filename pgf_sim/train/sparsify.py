@@ -206,8 +206,8 @@ class SparseController:
             mask = layer.current_mask(w) if sparse else torch.ones(layer.shape, dtype=torch.bool, device=w.device)
             if parametrize.is_parametrized(layer.module, layer.param):
                 parametrize.remove_parametrizations(layer.module, layer.param, leave_parametrized=False)
-            with torch.no_grad():
-                getattr(layer.module, layer.param).mul_(mask)
+            with torch.no_grad():  # masked_fill writes +0.0 (mul_ would leave -0.0 for negative W)
+                getattr(layer.module, layer.param).masked_fill_(~mask, 0.0)
             layer.mask, layer.phase, layer.beta = mask, "finetune", 0.0
         self.finalized = True
         return {n: l.mask for n, l in self._layers.items()}
