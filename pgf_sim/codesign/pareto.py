@@ -78,8 +78,10 @@ class Candidate:
 
     @property
     def label(self) -> str:
-        """Human name: ``"[model] recipe pattern"``, unique within one hardware target."""
+        """Human name: ``"[model] recipe pattern"`` (``"dense"`` for the dense baseline)."""
         head = f"{self.model} " if self.model else ""
+        if self.recipe == self.pattern_text == "dense":
+            return f"{head}dense"
         return f"{head}{self.recipe} {self.pattern_text}"
 
     @property

@@ -77,7 +77,7 @@ def test_single_feasible_has_no_runner_up():
     assert p.best.recipe == "dense" and p.runner_up is None
     assert "only feasible" in p.explanation
     row = p.to_row()
-    assert row["pick"] == "dense dense" and row["runner_up"] == "-" and row["feasible"] == "1/6"
+    assert row["pick"] == "dense" and row["runner_up"] == "-" and row["feasible"] == "1/6"
 
 
 def test_unknown_names_list_choices():

@@ -1,0 +1,186 @@
+"""The report opens in headless Chromium with no console errors, no network, and its plots render.
+
+Chromium is driven over the DevTools protocol on a pipe (``--remote-debugging-pipe``: fd 3
+in, fd 4 out, NUL-separated JSON), so console messages arrive with their level and every
+request the page makes is seen. A negative control (a page that throws) checks that the
+error detection itself works. Skipped only when no Chromium binary is installed.
+"""
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import select
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+from pgf_sim.codesign.report import chromium_command, export_png, find_chromium, write_report
+
+BROWSER = find_chromium()
+pytestmark = pytest.mark.skipif(
+    BROWSER is None, reason="no Chromium binary (/usr/bin/chromium or chromium on PATH): install it with "
+                            "`apt-get install chromium` (or set PGF_SIM_CHROMIUM)")
+
+# Counts of the rendered DOM: plotly adds .js-plotly-plot to each figure div and draws
+# <svg class="main-svg">; markers and bars are <path class="point">.
+_PROBE = """JSON.stringify({
+  plots: document.querySelectorAll('.js-plotly-plot').length,
+  plots_with_svg: [...document.querySelectorAll('.js-plotly-plot')].filter(d => d.querySelector('svg.main-svg')).length,
+  main_svgs: document.querySelectorAll('svg.main-svg').length,
+  points: document.querySelectorAll('.scatterlayer .point').length,
+  bars: document.querySelectorAll('.barlayer .point').length,
+  lines: document.querySelectorAll('.scatterlayer .js-line').length,
+  titles: [...document.querySelectorAll('.gtitle')].map(t => t.textContent),
+})"""
+
+
+class DevTools:
+    """Minimal DevTools-protocol client over Chromium's pipe transport."""
+
+    def __init__(self, browser: str, profile: str) -> None:
+        r_in, self._w = os.pipe()  # we write -> Chromium reads on fd 3
+        self._r, w_out = os.pipe()  # Chromium writes on fd 4 -> we read
+
+        def child_fds() -> None:  # via high numbers so the two dup2s cannot clobber each other
+            os.dup2(r_in, 100)
+            os.dup2(w_out, 101)
+            os.dup2(100, 3)
+            os.dup2(101, 4)
+
+        self._log = tempfile.TemporaryFile()
+        cmd = chromium_command(browser, profile) + [
+            "--remote-debugging-pipe", "--window-size=1400,1000",
+            # any host name fails to resolve: the page must not need the network
+            "--host-resolver-rules=MAP * ~NOTFOUND", "about:blank"]
+        self.proc = subprocess.Popen(cmd, preexec_fn=child_fds, close_fds=False,
+                                     stdout=subprocess.DEVNULL, stderr=self._log)
+        os.close(r_in)
+        os.close(w_out)
+        self._buf = b""
+        self._next = 0
+        self.events: list[dict] = []
+
+    def send(self, method: str, params: dict | None = None, session: str | None = None, timeout: float = 60) -> dict:
+        self._next += 1
+        msg = {"id": self._next, "method": method, "params": params or {}}
+        if session:
+            msg["sessionId"] = session
+        os.write(self._w, json.dumps(msg).encode() + b"\0")
+        reply = self.wait(lambda m: m.get("id") == self._next, timeout)
+        if "error" in reply:
+            raise RuntimeError(f"{method}: {reply['error']}")
+        return reply.get("result", {})
+
+    def wait(self, pred, timeout: float) -> dict:
+        deadline = time.monotonic() + timeout
+        while True:
+            for i, m in enumerate(self.events):
+                if pred(m):
+                    return self.events.pop(i) if "id" in m else m
+            left = deadline - time.monotonic()
+            if left <= 0 or self.proc.poll() is not None:
+                raise TimeoutError("no DevTools reply (Chromium exited or hung)")
+            if select.select([self._r], [], [], left)[0]:
+                chunk = os.read(self._r, 1 << 20)
+                if not chunk:
+                    continue
+                self._buf += chunk
+                *msgs, self._buf = self._buf.split(b"\0")
+                self.events += [json.loads(m) for m in msgs if m]
+
+    def close(self) -> None:
+        try:
+            os.write(self._w, json.dumps({"id": 0, "method": "Browser.close"}).encode() + b"\0")
+            self.proc.wait(timeout=20)
+        except (OSError, subprocess.TimeoutExpired):
+            self.proc.kill()  # only the Chromium this test started
+            self.proc.wait()
+        os.close(self._w)
+        os.close(self._r)
+        self._log.close()
+
+
+def open_page(path: Path, tmp: Path, *, settle_s: float = 0.5) -> dict:
+    """Load ``path``; return its DOM probe, console/exception errors and requested URLs."""
+    dt = DevTools(BROWSER, str(tmp / "profile"))
+    try:
+        target = dt.send("Target.createTarget", {"url": "about:blank"})["targetId"]
+        sid = dt.send("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
+        for domain in ("Runtime", "Log", "Page", "Network"):
+            dt.send(f"{domain}.enable", session=sid)
+        dt.send("Page.navigate", {"url": path.resolve().as_uri()}, session=sid)
+        dt.wait(lambda m: m.get("method") == "Page.loadEventFired", timeout=60)
+        probe, last = None, None
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:  # until the rendered DOM stops changing
+            time.sleep(settle_s)
+            res = dt.send("Runtime.evaluate", {"expression": _PROBE, "returnByValue": True}, session=sid)
+            probe = json.loads(res["result"]["value"])
+            if probe == last:
+                break
+            last = probe
+        shot = dt.send("Page.captureScreenshot", {"format": "png"}, session=sid)
+        events = list(dt.events)
+    finally:
+        dt.close()
+    errors = []
+    for ev in events:
+        method, p = ev.get("method"), ev.get("params", {})
+        if method == "Runtime.consoleAPICalled" and p.get("type") in ("error", "assert"):
+            errors.append("console." + p["type"] + ": " + " ".join(str(a.get("value", a.get("description")))
+                                                                    for a in p.get("args", [])))
+        elif method == "Runtime.exceptionThrown":
+            d = p["exceptionDetails"]
+            errors.append("exception: " + d.get("exception", {}).get("description", d.get("text", "")))
+        elif method == "Log.entryAdded" and p["entry"]["level"] == "error":
+            errors.append("log: " + p["entry"]["text"])
+    urls = [ev["params"]["request"]["url"] for ev in events if ev.get("method") == "Network.requestWillBeSent"]
+    return {"probe": probe, "errors": errors, "urls": urls, "screenshot_png_b64": shot["data"]}
+
+
+def _sample_data():
+    spec = importlib.util.spec_from_file_location("report_sample", Path(__file__).with_name("test_report.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.sample_data()
+
+
+def test_detector_catches_errors(tmp_path):
+    """Negative control: a page with a console.error, an exception and a network fetch."""
+    bad = tmp_path / "bad.html"
+    bad.write_text("<!DOCTYPE html><html><body><script>console.error('deliberate');"
+                   "fetch('https://example.invalid/x.js').catch(() => {});"
+                   "throw new Error('deliberate-throw');</script></body></html>")
+    res = open_page(bad, tmp_path, settle_s=0.3)
+    text = "\n".join(res["errors"])
+    assert "console.error: deliberate" in text
+    assert "deliberate-throw" in text
+    assert any(u.startswith("https://") for u in res["urls"])
+
+
+def test_report_renders_without_errors(tmp_path):
+    path = write_report(tmp_path / "report.html", _sample_data())
+    res = open_page(path, tmp_path)
+    assert res["errors"] == []
+    # offline: the page requests only itself (file://) and inline data
+    assert all(u.startswith(("file:", "data:", "blob:", "about:")) for u in res["urls"]), res["urls"]
+    probe = res["probe"]
+    assert probe["plots"] == 7 and probe["plots_with_svg"] == 7  # every figure was drawn
+    assert probe["main_svgs"] >= 14  # plotly draws two stacked main-svg layers per plot
+    assert probe["points"] > 20 and probe["bars"] > 10 and probe["lines"] >= 6
+    titles = " | ".join(probe["titles"])
+    for title in ("Pareto front on a100_80gb", "Accuracy vs training FLOPs", "Gradient noise per recipe",
+                  "Training curves", "Hardware design space around a100_80gb"):
+        assert title in titles
+    (tmp_path / "viewport.png").write_bytes(__import__("base64").b64decode(res["screenshot_png_b64"]))
+
+
+def test_png_export(tmp_path):
+    path = write_report(tmp_path / "report.html", _sample_data())
+    png = export_png(path, tmp_path / "report.png")
+    assert png is not None and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert png.stat().st_size > 50_000  # a page of plots, not a blank image
