@@ -56,7 +56,7 @@ def parse_set(spec: str) -> Axis:
     key, raw = (s.strip() for s in spec.split("=", 1))
     if not key:
         raise ConfigError(f"--set {spec!r}: empty key")
-    values = tuple(_parse_value(v) for v in _split_top(raw, spec))
+    values = tuple(_parse_value(v, spec) for v in _split_top(raw, spec))
     if not values:
         raise ConfigError(f"--set {spec!r}: no values after '='")
     return Axis(key, values)
@@ -85,10 +85,14 @@ def _split_top(text: str, spec: str) -> list[str]:
     return parts
 
 
-def _parse_value(text: str) -> Any:
+def _parse_value(text: str, spec: str = "") -> Any:
+    """A scalar, or a bracketed list of values (nested: ``[[128,128],[256,128]]``)."""
+    text = text.strip()
     if text.startswith("["):
+        if not text.endswith("]"):
+            raise ConfigError(f"--set {spec!r}: {text!r} opens a list but does not end with ']'")
         inner = text[1:-1].strip()
-        return [] if not inner else [_parse_scalar(t.strip()) for t in inner.split(",")]
+        return [] if not inner else [_parse_value(t, spec) for t in _split_top(inner, spec)]
     return _parse_scalar(text)
 
 
@@ -125,7 +129,11 @@ def make_variants(base: Hardware, axes: Sequence[Axis | str]) -> list[Variant]:
     for combo in itertools.product(*(a.values for a in axes)):
         hw = base
         for key, value in zip(keys, combo):
-            hw = replace_field(hw, key, value)
+            try:
+                hw = replace_field(hw, key, value)
+            except ConfigError as exc:
+                raise ConfigError(f"--set {key}={value!r}: {exc} (lists go in brackets, one list per value: "
+                                  "sparse.native_patterns=[2:4],[2:4,1:8])") from None
         settings = tuple(zip(keys, combo))
         name = ", ".join(_fmt_setting(k, v) for k, v in settings) or "base"
         out.append(Variant(name, settings, hw))

@@ -24,6 +24,8 @@ def test_parse_set_numbers_lists_and_patterns():
     # patterns stay strings (YAML 1.1 would read 2:4 as the base-60 integer 124)
     assert parse_set("sparse.native_patterns=[2:4],[2:4,1:8],[]").values == (["2:4"], ["2:4", "1:8"], [])
     assert parse_set("sparse.unsupported=dense,dense_compressed").values == ("dense", "dense_compressed")
+    assert parse_set("compute.tile_shapes.mn=[[128,128]],[[256, 128],[64,64]]").values == (
+        [[128, 128]], [[256, 128], [64, 64]])
     for bad in ("memory.dram_bw_bytes_per_s", "=1,2", "k=[1,2", "k=1,,2", "k="):
         with pytest.raises(ConfigError):
             parse_set(bad)
@@ -38,6 +40,10 @@ def test_cartesian_product_applies_every_setting(a100):
     assert a100.memory.dram_bw_bytes_per_s.value == 2.039e12  # base untouched
     with pytest.raises(ConfigError, match="unknown field"):
         make_variants(a100, ["memory.bandwidth=1e12"])
+    with pytest.raises(ConfigError, match="lists go in brackets"):
+        make_variants(a100, ["sparse.native_patterns=2:4"])
+    with pytest.raises(ConfigError, match="must be > 0"):
+        make_variants(a100, ["compute.clock_hz=-1"])
     with pytest.raises(ConfigError, match="twice"):
         make_variants(a100, ["compute.units=1,2", "compute.units=3"])
 
