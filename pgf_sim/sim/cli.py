@@ -1,0 +1,152 @@
+"""``pgf-sim simulate``: per-layer cost of a model or a single GEMM on one or more hardware targets.
+
+Light at import (argparse only). Built-in models never load torch; a checkpoint directory (a
+finished training run) is loaded and captured with torch inside the command.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from ..core.errors import ConfigError, PgfSimError
+from ..core.pattern import NM
+
+PHASES = ("forward", "prefill", "decode", "train")
+FORMATS = ("table", "csv", "json")
+
+
+def add_commands(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "simulate", help="per-layer FLOPs, bytes, time, energy of a model or GEMM on hardware targets",
+        description="Simulate a built-in model (pgf-sim simulate --model vit_b), a trained run directory "
+                    "(patterns read from its weights) or one GEMM (--gemm M,N,K) on one or more hardware "
+                    "targets and N:M patterns; one block per combination plus a summary.")
+    what = p.add_mutually_exclusive_group(required=True)
+    what.add_argument("--model", help="built-in model name (vit_ti, vit_s, vit_b, vit_l, bert_base, t5_base, "
+                                      "gpt2, llama_7b) or a training run directory")
+    what.add_argument("--gemm", metavar="M,N,K", help="one weight GEMM: M tokens, N out features, K reduction")
+    p.add_argument("--hw", action="append", required=True, metavar="NAME|FILE",
+                   help="hardware target (name in hw_configs/ or a YAML file); repeatable")
+    p.add_argument("--pattern", action="append", metavar="N:M",
+                   help="N:M of the MLP layers (or the GEMM weight), e.g. 2:4 or dense; repeatable (default dense)")
+    p.add_argument("--qkv-pattern", metavar="N:M", help="N:M of the Q/K/V projections (default dense)")
+    p.add_argument("--batch", type=int, default=1, help="batch size (default 1)")
+    p.add_argument("--seq-len", type=int, help="sequence / context length (default: the model's own)")
+    p.add_argument("--phase", choices=PHASES, default="forward",
+                   help="forward pass, inference prefill/decode (decoder models), or a training run")
+    p.add_argument("--dtype", default="fp16", help="operand dtype (fp16, bf16, int8, fp8, tf32, fp32)")
+    p.add_argument("--recipe", default="sr-ste", help="training recipe for --phase train (default sr-ste)")
+    p.add_argument("--steps", type=int, default=1000, help="training steps for --phase train (default 1000)")
+    p.add_argument("--per-block", action="store_true", help="one row per block instead of merged repeats")
+    p.add_argument("--format", choices=FORMATS, default="table")
+    p.add_argument("--out", metavar="FILE", help="write the output here instead of stdout")
+    p.set_defaults(func=run_simulate)
+
+
+def _parse_gemm(text: str) -> tuple[int, int, int]:
+    parts = text.split(",")
+    try:
+        m, n, k = (int(x) for x in parts)
+    except ValueError:
+        raise ConfigError(f"--gemm {text!r}: expected three integers M,N,K (e.g. 1024,4096,4096)") from None
+    return m, n, k
+
+
+def _patterns(args) -> list[NM]:
+    return [NM.parse(p) for p in (args.pattern or ["dense"])]
+
+
+def _capture_run(run_dir: Path, args):
+    """Load a finished training run and capture it (patterns from its weights)."""
+    try:
+        from ..train.trainer import example_input, load_trained
+    except ModuleNotFoundError as exc:
+        raise PgfSimError(f"cannot load run directory {run_dir}: the training part is not installed ({exc})") from None
+    from .capture import capture
+
+    if args.pattern or args.qkv_pattern:
+        raise ConfigError(f"--pattern/--qkv-pattern cannot be used with a run directory ({run_dir}): "
+                          "its N:M patterns are read from the trained weights")
+    model, cfg = load_trained(run_dir)
+    wl = capture(model, (example_input(cfg, args.batch),), dtype=args.dtype, name=f"{cfg.name}")
+    return wl
+
+
+def _workloads(args) -> list:
+    """The workloads to simulate: one per --pattern (a captured run: one)."""
+    from .workloads import build_workload, gemm_workload, list_models, merge_repeats
+
+    if args.gemm:
+        if args.phase != "forward":
+            raise ConfigError("--gemm simulates one forward GEMM; --phase must be forward")
+        m, n, k = _parse_gemm(args.gemm)
+        return [gemm_workload(m, n, k, pattern=p, dtype=args.dtype) for p in _patterns(args)]
+    path = Path(args.model)
+    if args.model not in list_models() and path.is_dir():
+        if args.phase != "forward":
+            raise ConfigError("a captured run is simulated as a forward pass; use --phase forward")
+        wl = _capture_run(path, args)
+        return [wl if args.per_block else merge_repeats(wl)]
+    qkv = NM.parse(args.qkv_pattern) if args.qkv_pattern else None
+    phase = "forward" if args.phase == "train" else args.phase
+    if args.model not in list_models():
+        raise ConfigError(f"--model {args.model!r} is neither a built-in model ({', '.join(list_models())}) "
+                          f"nor a training run directory")
+    return [build_workload(args.model, batch=args.batch, seq_len=args.seq_len, pattern=p, qkv_pattern=qkv,
+                           phase=phase, dtype=args.dtype, merge_blocks=not args.per_block and args.phase != "train")
+            for p in _patterns(args)]
+
+
+def _train(args, workloads, hws) -> str:
+    from ..train.schedules import RecipeConfig
+    from .simulate import training_step_cost
+
+    if args.steps < 1:
+        raise ConfigError(f"--steps must be >= 1, got {args.steps}")
+    qkv = NM.parse(args.qkv_pattern) if args.qkv_pattern else None
+    costs = []
+    for wl, pattern in zip(workloads, _patterns(args)):
+        recipe = RecipeConfig(name=args.recipe, pattern=pattern, qkv_pattern=qkv)
+        costs.extend(training_step_cost(wl, hw, recipe, args.steps) for hw in hws)
+    if args.format == "json":
+        from .report_table import to_json
+
+        return to_json([c.to_dict() for c in costs])
+    if args.format == "csv":
+        return "".join(c.to_csv() if i == 0 else c.to_csv().split("\n", 1)[1] for i, c in enumerate(costs))
+    return "\n\n".join(c.format_table() for c in costs)
+
+
+def run_simulate(args: argparse.Namespace) -> int:
+    from .hardware import load_hardware
+    from .report_table import rows_to_csv, to_json
+    from .simulate import ROW_COLUMNS, format_summary, simulate
+
+    if args.batch < 1:
+        raise ConfigError(f"--batch must be >= 1, got {args.batch}")
+    hws = [load_hardware(h) for h in args.hw]
+    workloads = _workloads(args)
+    if args.phase == "train":
+        text = _train(args, workloads, hws)
+    else:
+        results = [simulate(wl, hw) for wl in workloads for hw in hws]
+        if args.format == "json":
+            text = to_json({"results": [r.to_dict() for r in results],
+                            "summary": [{"workload": r.workload, "hardware": r.hardware,
+                                         "pattern": r.meta.get("pattern"), **r.totals} for r in results]})
+        elif args.format == "csv":
+            rows = [{"workload": r.workload, "hardware": r.hardware, "model_pattern": r.meta.get("pattern"), **row}
+                    for r in results for row in r.rows]
+            text = rows_to_csv(rows, ("workload", "hardware", "model_pattern") + ROW_COLUMNS)
+        else:
+            blocks = [r.format_table() for r in results]
+            if len(results) > 1:
+                blocks.append("summary\n" + format_summary(results))
+            text = "\n\n".join(blocks)
+    if args.out:
+        Path(args.out).write_text(text if text.endswith("\n") else text + "\n")
+        print(f"wrote {args.out}", file=sys.stderr)
+    else:
+        print(text)
+    return 0
