@@ -20,7 +20,7 @@ MODE_DENSE = 0  # the layer itself is dense
 MODE_NATIVE = 1  # runs on a native sparse pattern (compressed K, compressed storage)
 MODE_DENSE_COMPRESSED = 2  # no native fit: dense math, weights stored in the layer's N:M format
 MODE_DENSE_FALLBACK = 3  # no native fit: dense math on dense-stored weights
-MODE_NAMES = ("dense", "native", "dense math, compressed storage", "dense (no native pattern)")
+MODE_NAMES = ("dense", "native", "dense math, compressed storage", "dense, no native pattern")
 
 
 @lru_cache(maxsize=65536)
@@ -74,5 +74,5 @@ def describe_mapping(pat_n: np.ndarray, pat_m: np.ndarray, hw: Hardware) -> list
         elif md == MODE_DENSE:
             out.append("dense")
         else:
-            out.append(f"{layer} -> dense ({MODE_NAMES[md]})")
+            out.append(f"{layer} -> {MODE_NAMES[md]}")
     return out
