@@ -45,9 +45,12 @@ _FREE = {  # no data movement modelled (views, metadata, constants, RNG-free cop
     "sym_size", "dropout", "native_dropout", "alias_copy", "view_as", "expand_as", "_assert_tensor_metadata",
     "lift", "copy", "getitem", "sym_numel", "empty_like", "tril", "triu", "masked_fill_",
 }
-_NORMS = {"layer_norm": "layernorm", "native_layer_norm": "layernorm", "group_norm": "layernorm",
-          "native_group_norm": "layernorm", "batch_norm": "layernorm", "_native_batch_norm_legit_no_training": "layernorm",
-          "_native_batch_norm_legit_functional": "layernorm", "rms_norm": "rmsnorm", "_fused_rms_norm": "rmsnorm"}
+# norm op -> (role, FLOPs-per-element key): batch/group norm with affine counted like LayerNorm
+_NORMS = {"layer_norm": ("layernorm", "layernorm"), "native_layer_norm": ("layernorm", "layernorm"),
+          "group_norm": ("groupnorm", "layernorm"), "native_group_norm": ("groupnorm", "layernorm"),
+          "batch_norm": ("batchnorm", "layernorm"), "_native_batch_norm_legit_no_training": ("batchnorm", "layernorm"),
+          "_native_batch_norm_legit_functional": ("batchnorm", "layernorm"), "rms_norm": ("rmsnorm", "rmsnorm"),
+          "_fused_rms_norm": ("rmsnorm", "rmsnorm")}
 _ELEMENTWISE = {"gelu", "relu", "silu", "sigmoid", "tanh", "softmax", "_softmax", "log_softmax", "_log_softmax",
                 "add", "sub", "mul", "div", "where", "exp", "pow", "rsqrt", "sqrt", "neg", "mean", "sum",
                 "cat", "stack", "embedding", "masked_fill", "max_pool2d", "max_pool2d_with_indices",
@@ -56,10 +59,7 @@ _ELEMENTWISE = {"gelu", "relu", "silu", "sigmoid", "tanh", "softmax", "_softmax"
                 "minimum", "rsub", "mish", "hardswish", "softplus", "index_select", "gather", "index", "cumsum"}
 _ZERO_FLOP = {"cat", "stack", "embedding", "index_select", "gather", "index"}  # pure data movement
 _CONV = {"conv1d", "conv2d", "conv3d", "convolution", "_convolution"}
-_ROLE_ALIASES = {"query": "q", "key": "k", "value": "v", "q_proj": "q", "k_proj": "k", "v_proj": "v",
-                 "o_proj": "proj", "out_proj": "proj", "gate_proj": "gate", "up_proj": "up",
-                 "down_proj": "down", "lm_head": "head", "classifier": "head", "fc": "head"}
-_KNOWN_ROLES = {"fc1", "fc2", "q", "k", "v", "qkv", "proj", "patch_embed", "head", "gate", "up", "down"}
+
 
 
 def infer_pattern(weight, candidate_m: Sequence[int] = DEFAULT_CANDIDATE_M, *, reduction_dim: int = 1) -> NM:
@@ -88,12 +88,6 @@ def infer_pattern(weight, candidate_m: Sequence[int] = DEFAULT_CANDIDATE_M, *, r
     return best
 
 
-def _role(name: str, kind: str) -> str:
-    last = name.rsplit(".", 1)[-1]
-    last = _ROLE_ALIASES.get(last, last)
-    return last if last in _KNOWN_ROLES else kind
-
-
 def _numel(shape) -> int:
     return math.prod(int(s) for s in shape)
 
@@ -101,8 +95,10 @@ def _numel(shape) -> int:
 class _Classifier:
     """Turns ATen graph nodes into ops; tracks which ops produced each node's data."""
 
-    def __init__(self, params: dict[str, Any], patterns: dict[str, NM], dtype: str, candidate_m) -> None:
+    def __init__(self, params: dict[str, Any], patterns: dict[str, NM], roles: dict[str, str], dtype: str,
+                 candidate_m) -> None:
         self.params = params            # placeholder node name -> (fqn, tensor)
+        self.roles = roles              # weight layer name -> role (train.sparsify.infer_roles)
         self.patterns = patterns
         self.dtype = dtype
         self.candidate_m = candidate_m
@@ -148,9 +144,8 @@ class _Classifier:
         fqn, tensor = weight_info
         module = fqn[: -len(".weight")] if fqn.endswith(".weight") else fqn
         pattern = self._pattern(module, tensor, reduction_dim, k_groups)
-        kind = "conv" if tensor.dim() > 2 else "linear"
         op = Op(self._unique(module), "gemm", m=m, n=n, k=k, batch=batch, pattern=pattern,
-                dtype=self.dtype, role=_role(module, kind))
+                dtype=self.dtype, role=self.roles.get(module, "other"))
         self._emit(node, op)
 
     def visit(self, node, scope: str) -> None:
@@ -210,18 +205,19 @@ class _Classifier:
             self.edges.add((soft.name, av.name))
             self.producers[node.name] = frozenset({av.name})
         elif short in _NORMS or short in _ELEMENTWISE:
-            role = _NORMS.get(short, short.lstrip("_"))
+            role, flops_key = _NORMS.get(short, (short.lstrip("_"), short.lstrip("_")))
             out = val[0] if isinstance(val, (tuple, list)) else val
             elements = _numel(out.shape)
             tensor_inputs = [a for a in node.all_input_nodes if self._weight(a) is None and hasattr(a.meta.get("val"), "shape")]
             inputs = max(1, sum(1 for a in tensor_inputs if _numel(a.meta["val"].shape) >= elements))
             if short in ("mean", "sum", "amax") or "pool" in short:  # reductions read the larger input
                 elements = max([elements] + [_numel(a.meta["val"].shape) for a in tensor_inputs])
-            flops = 0.0 if short in _ZERO_FLOP else FLOPS_PER_ELEMENT.get(role, 1.0)
+            flops = 0.0 if short in _ZERO_FLOP else FLOPS_PER_ELEMENT.get(flops_key, 1.0)
             self._emit(node, Op(name(role), "elementwise", elements=elements, flops_per_element=flops,
                                 inputs=inputs, dtype=self.dtype, role=role))
         else:
-            if short not in _FREE and short != "getitem" and hasattr(val, "shape"):
+            produces = hasattr(val, "shape") or (isinstance(val, (tuple, list)) and any(hasattr(v, "shape") for v in val))
+            if short not in _FREE and produces:  # e.g. an LSTM: listed, never dropped silently
                 self.unmodelled[short] += 1
             self._pass_through(node)
 
@@ -298,12 +294,14 @@ def capture(module, example_inputs, *, patterns: Mapping[str, NM | str] | None =
         raise ConfigError(f"unknown dtype {dtype!r}; valid: {', '.join(DTYPE_BITS)}")
     if method not in ("auto", "export", "fx"):
         raise ConfigError(f"unknown capture method {method!r}; valid: auto, export, fx")
+    # the same layer names and roles the training side uses (fc1, fc2, qkv, ... or "other")
+    from ..train.sparsify import infer_roles
+
+    roles = infer_roles(module)
     patterns = {k: NM.parse(v) for k, v in (patterns or {}).items()}
-    modules = dict(module.named_modules())
-    unknown = sorted(set(patterns) - set(modules))
+    unknown = sorted(set(patterns) - set(roles) - {n for n, _ in module.named_modules()})
     if unknown:
-        raise ConfigError(f"patterns given for unknown modules {unknown}; weight modules: "
-                          f"{sorted(n for n, m in modules.items() if getattr(m, 'weight', None) is not None)}")
+        raise ConfigError(f"patterns given for unknown layers {unknown}; weight layers: {sorted(roles)}")
     inputs = _example(module, example_inputs)
     was_training = module.training
     module.eval()  # inference graph: no dropout, batch norm with running statistics
@@ -320,7 +318,7 @@ def capture(module, example_inputs, *, patterns: Mapping[str, NM | str] | None =
                     graph, params, used = *_trace_make_fx(module, inputs), f"fx (export failed: {type(exc).__name__})"
     finally:
         module.train(was_training)
-    cls = _Classifier(params, patterns, dtype, tuple(candidate_patterns or DEFAULT_CANDIDATE_M))
+    cls = _Classifier(params, patterns, roles, dtype, tuple(candidate_patterns or DEFAULT_CANDIDATE_M))
     for node in graph.nodes:
         cls.visit(node, _scope(node))
     import networkx as nx

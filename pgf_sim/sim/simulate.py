@@ -75,6 +75,8 @@ class SimResult:
         lines.append(f"dense-weight time {si(t['dense_time_s'], 's')}, speedup from N:M {t['speedup_vs_dense']:.3f}x, "
                      f"weights {si(t['weight_bytes'], 'B')}"
                      + (f", KV cache {si(self.meta['kv_cache_bytes'], 'B')}" if "kv_cache_bytes" in self.meta else ""))
+        if self.meta.get("unmodelled_ops"):
+            lines.append(f"warning: ops without a cost rule, not counted: {self.meta['unmodelled_ops']}")
         return "\n".join(lines)
 
 

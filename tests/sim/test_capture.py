@@ -208,3 +208,19 @@ def test_token_inputs_and_embedding():
     assert len(emb) == 1 and emb[0].elements == 2 * 5 * 16 and emb[0].flops_per_element == 0
     head = next(op for op in wl.ops if op.kind == "gemm")
     assert (head.role, head.m, head.n, head.k) == ("head", 10, 100, 16)
+
+
+@pytest.mark.filterwarnings("ignore:The tensor attributes")  # torch's own LSTM under export
+def test_torch_transformer_layer_roles_and_unmodelled_ops():
+    layer = nn.TransformerEncoderLayer(64, 4, 256, batch_first=True)
+    wl = capture(layer, (2, 10, 64))
+    roles = {op.name: op.role for op in wl.ops if op.kind == "gemm"}
+    # the training side's names and roles (train.sparsify.infer_roles): packed MHA in_proj is qkv
+    assert roles == {"self_attn.in_proj_weight": "qkv", "self_attn.out_proj": "proj", "linear1": "fc1", "linear2": "fc2"}
+    assert flops(wl) == 2 * 20 * 64 * (3 * 64 + 64 + 2 * 256) + 2 * 2 * (2 * 4 * 10 * 10 * 16)
+    # an op the cost model has no rule for is reported, not dropped
+    lstm = capture(nn.LSTM(16, 32, batch_first=True), (2, 5, 16))
+    assert lstm.meta["unmodelled_ops"] == {"lstm": 1}
+    from pgf_sim.sim.simulate import simulate
+
+    assert "not counted: {'lstm': 1}" in simulate(lstm, "a100_80gb").format_table()

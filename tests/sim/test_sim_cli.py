@@ -39,6 +39,17 @@ def test_csv_and_json_parse(capsys, tmp_path):
     assert len(data["summary"]) == 2 and data["summary"][1]["speedup_vs_dense"] >= 1.0
 
 
+def test_hardware_given_as_yaml_file(capsys, tmp_path):
+    from pgf_sim.sim.hardware import hardware_dir
+
+    custom = tmp_path / "my_chip.yaml"
+    custom.write_text((hardware_dir() / "h100_sxm.yaml").read_text())
+    rc, out, _ = run(capsys, "--gemm", "4096,4096,4096", "--hw", str(custom), "--hw", "a100_80gb", "--format", "json")
+    assert rc == 0
+    results = json.loads(out)["results"]
+    assert len(results) == 2 and results[0]["totals"]["time_s"] < results[1]["totals"]["time_s"]  # H100 faster
+
+
 def test_per_block_rows(capsys):
     rc, out, _ = run(capsys, "--model", "vit_ti", "--hw", "a100_80gb", "--per-block", "--format", "csv")
     assert rc == 0
