@@ -14,6 +14,7 @@ from ..core.pattern import NM
 
 PHASES = ("forward", "prefill", "decode", "train")
 FORMATS = ("table", "csv", "json")
+DEFAULT_TRAIN_STEPS = 1000
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
@@ -31,13 +32,14 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--pattern", action="append", metavar="N:M",
                    help="N:M of the MLP layers (or the GEMM weight), e.g. 2:4 or dense; repeatable (default dense)")
     p.add_argument("--qkv-pattern", metavar="N:M", help="N:M of the Q/K/V projections (default dense)")
-    p.add_argument("--batch", type=int, default=1, help="batch size (default 1)")
+    p.add_argument("--batch", type=int, help="batch size (default 1; a run directory with --phase train: its own)")
     p.add_argument("--seq-len", type=int, help="sequence / context length (default: the model's own)")
     p.add_argument("--phase", choices=PHASES, default="forward",
                    help="forward pass, inference prefill/decode (decoder models), or a training run")
     p.add_argument("--dtype", default="fp16", help="operand dtype (fp16, bf16, int8, fp8, tf32, fp32)")
-    p.add_argument("--recipe", default="sr-ste", help="training recipe for --phase train (default sr-ste)")
-    p.add_argument("--steps", type=int, default=1000, help="training steps for --phase train (default 1000)")
+    p.add_argument("--recipe", help="training recipe for --phase train (default sr-ste; a run directory: its own)")
+    p.add_argument("--steps", type=int, help=f"training steps for --phase train (default {DEFAULT_TRAIN_STEPS}; "
+                                             "a run directory: its own when given in steps)")
     p.add_argument("--per-block", action="store_true", help="one row per block instead of merged repeats")
     p.add_argument("--format", choices=FORMATS, default="table")
     p.add_argument("--out", metavar="FILE", help="write the output here instead of stdout")
@@ -57,8 +59,8 @@ def _patterns(args) -> list[NM]:
     return [NM.parse(p) for p in (args.pattern or ["dense"])]
 
 
-def _capture_run(run_dir: Path, args):
-    """Load a finished training run and capture it (patterns from its weights)."""
+def _capture_run(run_dir: Path, args) -> tuple:
+    """Load a finished training run and capture it (patterns from its weights): (workload, cfg)."""
     try:
         from ..train.trainer import example_input, load_trained
     except ModuleNotFoundError as exc:
@@ -68,52 +70,64 @@ def _capture_run(run_dir: Path, args):
     if args.pattern or args.qkv_pattern:
         raise ConfigError(f"--pattern/--qkv-pattern cannot be used with a run directory ({run_dir}): "
                           "its N:M patterns are read from the trained weights")
+    if args.phase in ("prefill", "decode"):
+        raise ConfigError(f"a captured run is simulated as a forward pass or a training run (--phase forward|train), "
+                          f"not {args.phase}")
     model, cfg = load_trained(run_dir)
-    wl = capture(model, (example_input(cfg, args.batch),), dtype=args.dtype, name=f"{cfg.name}")
-    return wl
+    batch = args.batch or (cfg.schedule.batch_size if args.phase == "train" else 1)
+    return capture(model, (example_input(cfg, batch),), dtype=args.dtype, name=cfg.name), cfg
 
 
-def _workloads(args) -> list:
-    """The workloads to simulate: one per --pattern (a captured run: one)."""
+def _jobs(args) -> list[tuple]:
+    """(workload, training recipe or None, training steps) to simulate: one per --pattern
+    (a run directory: one, trained with its own recipe)."""
     from .workloads import build_workload, gemm_workload, list_models, merge_repeats
 
+    train = args.phase == "train"
     if args.gemm:
         if args.phase != "forward":
             raise ConfigError("--gemm simulates one forward GEMM; --phase must be forward")
         m, n, k = _parse_gemm(args.gemm)
-        return [gemm_workload(m, n, k, pattern=p, dtype=args.dtype) for p in _patterns(args)]
+        return [(gemm_workload(m, n, k, pattern=p, dtype=args.dtype), None, 0) for p in _patterns(args)]
     path = Path(args.model)
     if args.model not in list_models() and path.is_dir():
-        if args.phase != "forward":
-            raise ConfigError("a captured run is simulated as a forward pass; use --phase forward")
-        wl = _capture_run(path, args)
-        return [wl if args.per_block else merge_repeats(wl)]
-    qkv = NM.parse(args.qkv_pattern) if args.qkv_pattern else None
-    phase = "forward" if args.phase == "train" else args.phase
+        wl, cfg = _capture_run(path, args)
+        if not train:
+            return [(wl if args.per_block else merge_repeats(wl), None, 0)]
+        if args.recipe:
+            raise ConfigError(f"--recipe cannot be used with a run directory: it was trained with {cfg.recipe.name}")
+        steps = args.steps or cfg.schedule.steps
+        if not steps:
+            raise ConfigError(f"{path}: the run is defined in epochs; give --steps")
+        return [(wl, cfg.recipe, steps)]
     if args.model not in list_models():
         raise ConfigError(f"--model {args.model!r} is neither a built-in model ({', '.join(list_models())}) "
                           f"nor a training run directory")
-    return [build_workload(args.model, batch=args.batch, seq_len=args.seq_len, pattern=p, qkv_pattern=qkv,
-                           phase=phase, dtype=args.dtype, merge_blocks=not args.per_block and args.phase != "train")
-            for p in _patterns(args)]
+    qkv = NM.parse(args.qkv_pattern) if args.qkv_pattern else None
+    jobs = []
+    for p in _patterns(args):
+        # training keeps concrete layer names: a recipe's layer globs select real blocks
+        wl = build_workload(args.model, batch=args.batch or 1, seq_len=args.seq_len, pattern=p, qkv_pattern=qkv,
+                            phase="forward" if train else args.phase, dtype=args.dtype,
+                            merge_blocks=not (args.per_block or train))
+        recipe = None
+        if train:
+            from ..train.schedules import RecipeConfig
+
+            recipe = RecipeConfig(name=args.recipe or "sr-ste", pattern=p, qkv_pattern=qkv)
+        jobs.append((wl, recipe, args.steps or DEFAULT_TRAIN_STEPS))
+    return jobs
 
 
-def _train(args, workloads, hws) -> str:
-    from ..train.schedules import RecipeConfig
+def _train(args, jobs, hws) -> str:
     from .simulate import training_step_cost
 
-    if args.steps < 1:
-        raise ConfigError(f"--steps must be >= 1, got {args.steps}")
-    qkv = NM.parse(args.qkv_pattern) if args.qkv_pattern else None
-    costs = []
-    for wl, pattern in zip(workloads, _patterns(args)):
-        recipe = RecipeConfig(name=args.recipe, pattern=pattern, qkv_pattern=qkv)
-        costs.extend(training_step_cost(wl, hw, recipe, args.steps) for hw in hws)
+    costs = [training_step_cost(wl, hw, recipe, steps) for wl, recipe, steps in jobs for hw in hws]
     if args.format == "json":
         from .report_table import to_json
 
         return to_json([c.to_dict() for c in costs])
-    if args.format == "csv":
+    if args.format == "csv":  # one header, then every segment's rows
         return "".join(c.to_csv() if i == 0 else c.to_csv().split("\n", 1)[1] for i, c in enumerate(costs))
     return "\n\n".join(c.format_table() for c in costs)
 
@@ -123,14 +137,15 @@ def run_simulate(args: argparse.Namespace) -> int:
     from .report_table import rows_to_csv, to_json
     from .simulate import ROW_COLUMNS, format_summary, simulate
 
-    if args.batch < 1:
-        raise ConfigError(f"--batch must be >= 1, got {args.batch}")
+    for flag in ("batch", "steps"):
+        if getattr(args, flag) is not None and getattr(args, flag) < 1:
+            raise ConfigError(f"--{flag} must be >= 1, got {getattr(args, flag)}")
     hws = [load_hardware(h) for h in args.hw]
-    workloads = _workloads(args)
+    jobs = _jobs(args)
     if args.phase == "train":
-        text = _train(args, workloads, hws)
+        text = _train(args, jobs, hws)
     else:
-        results = [simulate(wl, hw) for wl in workloads for hw in hws]
+        results = [simulate(wl, hw) for wl, _, _ in jobs for hw in hws]
         if args.format == "json":
             text = to_json({"results": [r.to_dict() for r in results],
                             "summary": [{"workload": r.workload, "hardware": r.hardware,

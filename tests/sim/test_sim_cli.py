@@ -110,3 +110,23 @@ def test_trained_run_directory(capsys, tmp_path):
         assert rows[name]["exec_pattern"] == "2:4"
     rc, _, err = run(capsys, "--model", str(tmp_path), "--hw", "a100_80gb", "--pattern", "2:4")
     assert rc == 2 and "read from the trained weights" in err
+
+
+def test_trained_run_directory_training_cost(capsys, tmp_path):
+    """--phase train on a run directory uses the run's own recipe; --recipe is refused."""
+    import torch
+
+    from pgf_sim.train.data import data_spec
+    from pgf_sim.train.experiment import load_experiment
+    from pgf_sim.train.models import build_model
+    from pgf_sim.train.trainer import CONFIG_NAME, FINAL_MODEL_NAME
+
+    cfg = load_experiment("training/digits_vit.yaml", ["recipe.name=sdgf", "recipe.pattern=1:4"])
+    torch.save(build_model(cfg.model, data_spec(cfg.data)).state_dict(), tmp_path / FINAL_MODEL_NAME)
+    (tmp_path / CONFIG_NAME).write_text(json.dumps(cfg.to_dict()))
+    rc, out, err = run(capsys, "--model", str(tmp_path), "--hw", "flex_nm_systolic", "--phase", "train",
+                       "--steps", "100")
+    assert rc == 0, err
+    assert "with sdgf, 100 steps" in out and "1:4->3:4" in out and "1:4->1:4" in out
+    rc, _, err = run(capsys, "--model", str(tmp_path), "--hw", "a100_80gb", "--phase", "train", "--recipe", "ste")
+    assert rc == 2 and "trained with sdgf" in err
