@@ -3,6 +3,7 @@
 The training side (``pgf_sim.store.ResultStore``) owns the runs and their metrics; this module
 adds three tables to the same database file:
 
+- ``sweeps``: one row per sweep: its simulation settings, hardware targets and config.
 - ``sweep_points``: which run belongs to which sweep, with its grid coordinates
   (recipe, pattern, seed, model label, swept parameters).
 - ``sim_totals``: one row per (run_id, hw, sim_key): inference FLOPs (dense and executed),
@@ -26,9 +27,18 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping, Sequence
 
+from ..core import ConfigError
+
 BUSY_TIMEOUT_MS = 60_000
 
 _SCHEMA = """
+CREATE TABLE IF NOT EXISTS sweeps (
+    sweep TEXT PRIMARY KEY,
+    sim_key TEXT NOT NULL,
+    hardware_json TEXT NOT NULL,     -- the targets' labels, in the sweep's order
+    config_json TEXT NOT NULL,       -- the sweep config as written (after overrides)
+    updated_at REAL NOT NULL
+);
 CREATE TABLE IF NOT EXISTS sweep_points (
     sweep TEXT NOT NULL,
     run_id TEXT NOT NULL,
@@ -146,6 +156,22 @@ def _write(conn: sqlite3.Connection) -> Iterator[None]:
     conn.execute("COMMIT")
 
 
+def record_sweep(db: Any, sweep: str, key: str, hardware: Sequence[str], config: Mapping[str, Any]) -> None:
+    """Register (or update) a sweep's settings; the latest run of a sweep wins."""
+    with connect(db) as conn, _write(conn):
+        conn.execute("INSERT OR REPLACE INTO sweeps VALUES (?,?,?,?,?)",
+                     (sweep, key, json.dumps(list(hardware)), json.dumps(config, sort_keys=True), time.time()))
+
+
+def sweeps(db: Any) -> list[dict[str, Any]]:
+    """Registered sweeps, most recently run first."""
+    with connect(db) as conn:
+        rows = conn.execute("SELECT sweep, sim_key, hardware_json, config_json, updated_at FROM sweeps "
+                            "ORDER BY updated_at DESC").fetchall()
+    return [{"sweep": r[0], "sim_key": r[1], "hardware": json.loads(r[2]), "config": json.loads(r[3]),
+             "updated_at": r[4]} for r in rows]
+
+
 def record_points(db: Any, sweep: str, points: Iterable[Mapping[str, Any]]) -> int:
     """Register grid points (``run_id, recipe, pattern, seed, model, params``) under ``sweep``.
 
@@ -257,7 +283,24 @@ def sim_layers(db: Any, run_id: str, hw: str, key: str) -> list[dict[str, Any]]:
         return [dict(zip(names, r)) for r in cur.fetchall()]
 
 
-def candidate_rows(store: Any, sweep: str, key: str) -> list[dict[str, Any]]:
+def sweep_info(db: Any, sweep: str | None = None) -> dict[str, Any]:
+    """A registered sweep's row (``sweeps()``); ``None``: the most recently run sweep."""
+    known = sweeps(db)
+    if not known:
+        raise ConfigError(f"{_db_name(db)} holds no sweep results yet; run `pgf-sim sweep` or `pgf-sim run` first")
+    if sweep is None:
+        return known[0]
+    for row in known:
+        if row["sweep"] == sweep:
+            return row
+    raise ConfigError(f"no sweep {sweep!r} in {_db_name(db)}; sweeps there: {', '.join(r['sweep'] for r in known)}")
+
+
+def _db_name(db: Any) -> str:
+    return str(getattr(db, "path", db))
+
+
+def candidate_rows(store: Any, sweep: str) -> list[dict[str, Any]]:
     """Per-seed rows of a sweep for ``pareto.aggregate_seeds``: one per (run, hardware).
 
     Finished runs carry their accuracy and simulated costs; failed runs (e.g. NaN loss) are
@@ -267,13 +310,12 @@ def candidate_rows(store: Any, sweep: str, key: str) -> list[dict[str, Any]]:
     ``inference_flops`` is the executed FLOPs (hardware-aware: a pattern the hardware cannot
     skip costs its dense FLOPs).
     """
+    info = sweep_info(store, sweep)
     points = sweep_points(store, sweep)
-    if not points:
-        return []
     totals: dict[tuple[str, str], dict[str, Any]] = {}
-    for row in sim_totals(store, key, [p["run_id"] for p in points]):
+    for row in sim_totals(store, info["sim_key"], [p["run_id"] for p in points]):
         totals[(row["run_id"], row["hw"])] = row
-    hardware = sorted({hw for _, hw in totals}) or []
+    hardware = info["hardware"]
     out = []
     for p in points:
         run = store.get_run(p["run_id"])

@@ -273,9 +273,10 @@ def run_sweep(sweep: Sweep, *, db: str | Path, workdir: str | Path, workers: int
     for _, spec in hardware:
         load_hardware(spec)  # an unknown target fails now, not after the training
     store = ResultStore(db)
-    results.record_points(store, sweep.name, [p.record() for p in points])
     sim = sweep.config.simulate
     key = results.sim_key(sim.batch, sim.dtype)
+    results.record_sweep(store, sweep.name, key, [label for label, _ in hardware], to_dict(sweep.config))
+    results.record_points(store, sweep.name, [p.record() for p in points])
     stored = results.simulated(store, key)
     runs = {r["run_id"]: r for r in store.list_runs()}
     done, failed_before, todo = [], {}, []

@@ -1,0 +1,237 @@
+"""Co-design commands: ``run`` (the whole loop on the embedded default), ``sweep``, ``pick``,
+``report``, ``dse`` and ``mixed``. No torch or plotly at import: each command imports what it
+needs inside (``pgf-sim --help`` stays fast and the simulator path stays torch-free).
+"""
+from __future__ import annotations
+
+import argparse
+import re
+from pathlib import Path
+
+DEFAULT_DB = Path("pgf_results.sqlite")
+DEFAULT_WORKDIR = Path("runs")
+DEFAULT_REPORT = Path("pgf_report.html")
+
+
+def default_sweep_path() -> Path:
+    """``training/sweep_default.yaml`` of the source tree (the README installs with ``-e .``)."""
+    return Path(__file__).resolve().parents[2] / "training" / "sweep_default.yaml"
+
+
+def add_commands(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "run", help="the whole loop on the embedded default: sweep, simulate, pick, report",
+        description="Train the default sweep (a small ViT on the bundled 8x8 digits, recipes x N:M patterns x "
+                    "seeds), simulate every trained model's real masks on the built-in hardware targets, print "
+                    "the Pareto fronts and the pick per target, and write the HTML report. Resumable: rerun the "
+                    "same command after an interruption.")
+    p.add_argument("sweep", nargs="?", type=Path, default=None, help="sweep YAML (default: training/sweep_default.yaml)")
+    _sweep_args(p)
+    _pick_limits(p, default_drop=0.01)
+    p.add_argument("--report", type=Path, default=DEFAULT_REPORT, help=f"HTML report path (default: {DEFAULT_REPORT})")
+    p.set_defaults(func=_cmd_run)
+
+    p = subparsers.add_parser(
+        "sweep", help="train a grid of recipes x N:M patterns x seeds and simulate every run on every target",
+        description="Run a sweep YAML (see training/sweep_default.yaml). Finished runs are skipped, unfinished "
+                    "ones resume from their checkpoint; results go to the SQLite result database.")
+    p.add_argument("sweep", type=Path, help="sweep YAML, e.g. training/sweep_default.yaml")
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="overrides of the sweep file, e.g. workers=4")
+    _sweep_args(p)
+    p.set_defaults(func=_cmd_sweep)
+
+    p = subparsers.add_parser(
+        "pick", help="best N:M pattern + recipe for a hardware target under constraints",
+        description="Choose from a sweep's results: e.g. --hw a100_80gb --min-accuracy 0.9 (the fastest "
+                    "candidate with at least 90%% mean accuracy), or --max-latency 2ms (the most accurate within it).")
+    _db_args(p)
+    p.add_argument("--hw", action="append", required=True, help="hardware target (repeatable)")
+    _pick_limits(p, default_drop=None)
+    p.add_argument("--objective", help="accuracy or a cost metric (default: latency_s, or accuracy under a cost cap)")
+    p.add_argument("--model", help="only this model label of the sweep")
+    p.set_defaults(func=_cmd_pick)
+
+    p = subparsers.add_parser("report", help="write the HTML co-design report from the result database")
+    _db_args(p)
+    p.add_argument("--out", type=Path, default=DEFAULT_REPORT, help=f"HTML path (default: {DEFAULT_REPORT})")
+    _pick_limits(p, default_drop=0.01)
+    p.add_argument("--png", type=Path, help="also export a PNG screenshot (needs headless Chromium)")
+    p.set_defaults(func=_cmd_report)
+
+    p = subparsers.add_parser(
+        "dse", help="hardware design-space exploration around a base target",
+        description="Vary fields of a base hardware YAML (--set key=v1,v2,...) and cost built-in models "
+                    "(--model NAME --pattern N:M) and/or the trained runs of a sweep (--trained) on every variant.")
+    p.add_argument("--hw", required=True, help="base hardware target (name or YAML)")
+    p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=V1,V2",
+                   help="a swept hardware field, e.g. memory.dram_bw_bytes_per_s=1e12,2e12 (repeatable)")
+    p.add_argument("--model", action="append", default=[], help="built-in architecture (repeatable), e.g. vit_b")
+    p.add_argument("--pattern", action="append", default=[], help="N:M pattern of the built-in models (repeatable)")
+    p.add_argument("--batch", type=int, default=1)
+    p.add_argument("--seq-len", type=int)
+    p.add_argument("--trained", action="store_true", help="add the trained models of a sweep (seed-0 run per "
+                                                          "recipe and pattern, real masks)")
+    p.add_argument("--native", help="also answer: is native support of this N:M pattern worth it? (e.g. 1:8)")
+    _db_args(p)
+    p.add_argument("--workdir", type=Path, default=DEFAULT_WORKDIR, help="run directories of --trained")
+    p.set_defaults(func=_cmd_dse)
+
+    p = subparsers.add_parser(
+        "mixed", help="per-layer mixed N:M assignment for a target under an accuracy budget",
+        description="From a trained run (default: the seed-0 run of --recipe at the sweep's densest sparse "
+                    "pattern), measure per-layer sensitivity and per-layer cost, choose a pattern per layer, "
+                    "compare with the best uniform pattern and verify by fine-tuning. See pgf_sim.codesign.mixed.")
+    _db_args(p)
+    p.add_argument("--hw", required=True, help="hardware target")
+    p.add_argument("--run", help="run id to start from")
+    p.add_argument("--recipe", default="mdgf", help="recipe label of the sweep (default: mdgf)")
+    p.add_argument("--patterns", help="candidate patterns, comma separated (default: the sweep's)")
+    p.add_argument("--budget", type=float, default=0.01, help="allowed accuracy drop, fraction (default 0.01)")
+    p.add_argument("--metric", choices=("latency_s", "energy_j"), default="latency_s")
+    p.add_argument("--finetune-steps", type=int, default=100, help="steps of masked fine-tuning to verify (0: none)")
+    p.add_argument("--workdir", type=Path, default=DEFAULT_WORKDIR)
+    p.set_defaults(func=_cmd_mixed)
+
+
+def _sweep_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--workers", type=int, help="parallel worker processes (default: the sweep's `workers`)")
+    p.add_argument("--executor", choices=("local", "ray"), default="local",
+                   help="local processes (default) or a Ray cluster (pip install 'pgf_sim[ray]')")
+    p.add_argument("--address", help="Ray cluster address (default: start a local Ray instance)")
+    p.add_argument("--db", type=Path, default=DEFAULT_DB, help=f"result database (default: {DEFAULT_DB})")
+    p.add_argument("--workdir", type=Path, default=DEFAULT_WORKDIR, help=f"run directories (default: {DEFAULT_WORKDIR})")
+    p.add_argument("--resimulate", action="store_true", help="simulate finished runs again (after a simulator change)")
+    p.add_argument("--retry-failed", action="store_true", help="train runs that failed before again")
+
+
+def _db_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--db", type=Path, default=DEFAULT_DB, help=f"result database (default: {DEFAULT_DB})")
+    p.add_argument("--sweep", help="sweep name in the database (default: the most recently run)")
+
+
+def _pick_limits(p: argparse.ArgumentParser, *, default_drop: float | None) -> None:
+    p.add_argument("--min-accuracy", type=_accuracy, help="minimum mean accuracy, e.g. 0.9 or 90%%")
+    p.add_argument("--max-latency", type=lambda s: _quantity(s, "s"), help="latency cap, e.g. 0.002 or 2ms")
+    p.add_argument("--max-energy", type=lambda s: _quantity(s, "J"), help="energy cap, e.g. 0.01 or 10mJ")
+    if default_drop is not None:
+        p.add_argument("--max-drop", type=_accuracy, default=default_drop,
+                       help=f"without other limits: accuracy at most this far below the dense baseline "
+                            f"(default {default_drop})")
+
+
+_PREFIX = {"": 1.0, "m": 1e-3, "u": 1e-6, "µ": 1e-6, "n": 1e-9, "k": 1e3}
+
+
+def _quantity(text: str, unit: str) -> float:
+    """``"2ms"`` -> 0.002 (unit ``s``); a bare number is in the SI unit."""
+    m = re.fullmatch(rf"\s*([0-9.eE+-]+)\s*([munµk]?){unit}?\s*", text)
+    if not m:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number with an optional unit like 2m{unit}")
+    try:
+        return float(m.group(1)) * _PREFIX[m.group(2)]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+
+
+def _accuracy(text: str) -> float:
+    try:
+        value = float(text[:-1]) / 100 if text.endswith("%") else float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an accuracy (0.9 or 90%)") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"accuracy {text!r} must be a fraction in [0, 1] (or a percentage)")
+    return value
+
+
+# ------------------------------------------------------------------------------ commands
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    from .sweep import load_sweep, run_sweep
+
+    sweep = load_sweep(args.sweep, args.overrides)
+    out = run_sweep(sweep, db=args.db, workdir=args.workdir, workers=args.workers, executor=args.executor,
+                    address=args.address, resimulate=args.resimulate, retry_failed=args.retry_failed)
+    _print_outcome(out, args.db)
+    return 0 if out.ok else 1
+
+
+def _print_outcome(out, db: Path) -> None:
+    print(f"sweep finished in {out.seconds:.0f} s: {len(out.completed)} runs done now, {len(out.already_done)} "
+          f"were done before, {len(out.failed)} failed, {len(out.busy)} busy elsewhere; results in {db}")
+    for run_id, msg in out.failed.items():
+        print(f"  failed {run_id}: {msg.splitlines()[-1] if msg else ''}")
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from .sweep import load_sweep, run_sweep
+    from .views import build_report_data, load_table, make_picks, print_fronts
+
+    path = args.sweep or default_sweep_path()
+    if not path.is_file():
+        from ..core import ConfigError
+
+        raise ConfigError(f"the default sweep {path} is missing (install from the source tree with "
+                          "`pip install -e .`, or give a sweep YAML)")
+    sweep = load_sweep(path)
+    out = run_sweep(sweep, db=args.db, workdir=args.workdir, workers=args.workers, executor=args.executor,
+                    address=args.address, resimulate=args.resimulate, retry_failed=args.retry_failed)
+    _print_outcome(out, args.db)
+    table = load_table(args.db, sweep.name)
+    print()
+    print_fronts(table)
+    picks, errors = make_picks(table, None, args)
+    _print_picks(picks, errors)
+    from .report import write_report
+
+    path = write_report(args.report, build_report_data(args.db, sweep.name, table, picks, errors))
+    print(f"\nreport: {path}   results: {args.db}   runs: {args.workdir}/")
+    return 0 if out.ok else 1
+
+
+def _print_picks(picks, errors) -> None:
+    print("\npicks:")
+    for p in picks:
+        print(f"  {p.explanation}")
+    for e in errors:
+        print(f"  {e}")
+
+
+def _cmd_pick(args: argparse.Namespace) -> int:
+    from .views import load_table, make_picks
+
+    table = load_table(args.db, args.sweep)
+    picks, errors = make_picks(table, args.hw, args, objective=args.objective, model=args.model)
+    for p in picks:
+        print(p.explanation)
+    for e in errors:
+        print(e)
+    return 0 if picks and not errors else 1
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from . import results
+    from .report import export_png, write_report
+    from .views import build_report_data, load_table, make_picks
+
+    name = results.sweep_info(args.db, args.sweep)["sweep"]
+    table = load_table(args.db, name)
+    picks, errors = make_picks(table, None, args)
+    path = write_report(args.out, build_report_data(args.db, name, table, picks, errors))
+    print(f"report: {path}")
+    if args.png:
+        export_png(path, args.png)
+        print(f"png: {args.png}")
+    return 0
+
+
+def _cmd_dse(args: argparse.Namespace) -> int:
+    from .views import run_dse
+
+    print(run_dse(args))
+    return 0
+
+
+def _cmd_mixed(args: argparse.Namespace) -> int:
+    from .mixed import run_mixed_command
+
+    print(run_mixed_command(args))
+    return 0

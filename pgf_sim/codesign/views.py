@@ -1,0 +1,223 @@
+"""Views of the result store for the co-design commands: the candidate table of a sweep, the
+picks, the fronts as text, the report's data, and design-space exploration over trained runs.
+
+Everything here reads the database (training tables of ``pgf_sim.store`` + the sweep tables of
+``results``) and hands plain values to C1's ``pareto`` / ``pick`` / ``report`` / ``dse``.
+"""
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from ..core import NM, ConfigError
+from . import results
+from .pareto import ResultTable, aggregate_seeds, fronts
+from .pick import NoFeasibleCandidate, Pick, pick
+
+GRAD_NOISE_KEYS = ("grad_var", "grad_diff")  # positive quantities: the report draws them on log axes
+
+
+def _store(db: Any):
+    from ..store import ResultStore
+
+    if not Path(db).is_file():
+        raise ConfigError(f"no result database at {db}; run `pgf-sim sweep` or `pgf-sim run` first")
+    return ResultStore(db)
+
+
+def load_table(db: Any, sweep: str | None) -> ResultTable:
+    """Candidates (accuracy mean/std over seeds + simulated costs) of a sweep, all targets."""
+    store = _store(db)
+    name = results.sweep_info(store, sweep)["sweep"]
+    rows = results.candidate_rows(store, name)
+    if not rows:
+        raise ConfigError(f"sweep {name!r} in {db} has no finished runs yet; run it first")
+    return aggregate_seeds(rows)
+
+
+def accuracy_floor(table: ResultTable, hw: str, max_drop: float) -> tuple[float, str]:
+    """Minimum accuracy = dense baseline's mean (or the best mean without one) - ``max_drop``."""
+    rows = [c for c in table.where(hardware=hw) if not math.isnan(c.accuracy_mean)]
+    dense = [c for c in rows if isinstance(c.pattern, NM) and c.pattern.is_dense]
+    ref = max(dense or rows, key=lambda c: c.accuracy_mean)
+    what = "the dense baseline" if dense else f"the best candidate ({ref.label})"
+    return ref.accuracy_mean - max_drop, f"accuracy within {max_drop * 100:.1f} points of {what} ({ref.accuracy_mean * 100:.2f}%)"
+
+
+def make_picks(table: ResultTable, hws: Sequence[str] | None, args: Any, *, objective: str | None = None,
+               model: str | None = None) -> tuple[list[Pick], list[str]]:
+    """One pick per target. Without any limit, ``args.max_drop`` (when present) sets the
+    minimum accuracy relative to the dense baseline and the objective is latency."""
+    picks, errors = [], []
+    for hw in hws or table.hardware_names():
+        min_acc = args.min_accuracy
+        no_limits = min_acc is None and args.max_latency is None and args.max_energy is None
+        if no_limits and getattr(args, "max_drop", None) is not None:
+            min_acc, why = accuracy_floor(table, hw, args.max_drop)
+            print_note = f"(on {hw}: {why})"
+        else:
+            print_note = ""
+        try:
+            p = pick(table, hw, min_accuracy=min_acc, max_latency_s=args.max_latency, max_energy_j=args.max_energy,
+                     objective=objective, model=model)
+            if print_note:
+                from dataclasses import replace
+
+                p = replace(p, explanation=f"{p.explanation} {print_note}")
+            picks.append(p)
+        except NoFeasibleCandidate as exc:
+            errors.append(str(exc))
+    return picks, errors
+
+
+def format_fronts(table: ResultTable, metric: str = "latency_s") -> str:
+    """The accuracy-vs-``metric`` front of every target, as text."""
+    lines = []
+    for (hw, _), front in fronts(table, (metric,)).items():
+        lines.append(f"Pareto front on {hw} (accuracy vs {metric}):")
+        for c in front.candidates(table):
+            lines.append(f"  {c.label:<28} accuracy {c.accuracy_mean * 100:6.2f}% ± {c.accuracy_std * 100:4.2f}  "
+                         f"latency {c.latency_s * 1e6:9.3f} us  energy {c.energy_j * 1e6:9.3f} uJ  "
+                         f"weights {c.weight_bytes / 1e3:8.2f} kB")
+        for _, why in front.excluded:
+            lines.append(f"  (left off: {why})")
+    return "\n".join(lines)
+
+
+def print_fronts(table: ResultTable) -> None:
+    print(format_fronts(table))
+
+
+# ------------------------------------------------------------------------------ report
+def build_report_data(db: Any, sweep: str, table: ResultTable, picks: Sequence[Pick], errors: Sequence[str]):
+    """Fill C1's ``ReportData`` from the store: results, picks, per-layer breakdowns (the pick
+    and the dense baseline per target), gradient-noise and training curves (mean over seeds)."""
+    from .report import LayerBreakdown, ReportData
+
+    store = _store(db)
+    info = results.sweep_info(store, sweep)
+    points = results.sweep_points(store, sweep)
+    breakdowns = []
+    for p in picks:
+        shown = [p.best] + [c for c in table.where(hardware=p.hardware)
+                            if isinstance(c.pattern, NM) and c.pattern.is_dense and c is not p.best][:1]
+        for cand in shown:
+            if not cand.run_ids:
+                continue
+            rows = results.sim_layers(store, cand.run_ids[0], p.hardware, info["sim_key"])
+            weight_rows = [r for r in rows if r["kind"] == "gemm"]
+            if weight_rows:
+                breakdowns.append(LayerBreakdown(p.hardware, f"{cand.label} ({'pick' if cand is p.best else 'dense'})",
+                                                 [r["layer"] for r in weight_rows], [r["latency_s"] for r in weight_rows],
+                                                 [r["energy_j"] for r in weight_rows], [r["bound"] for r in weight_rows]))
+    n_runs = len(points)
+    finished = sum(1 for pt in points if (store.get_run(pt["run_id"]) or {}).get("status") == "finished")
+    return ReportData(
+        title=f"pgf_sim co-design report: {sweep}",
+        results=table, picks=list(picks), pick_errors=list(errors), layer_breakdowns=breakdowns,
+        grad_noise=_grad_noise_curves(store, points), training_curves=_training_curves(store, points),
+        meta={"sweep": sweep, "database": str(db), "runs": f"{finished} finished of {n_runs}",
+              "hardware targets": ", ".join(info["hardware"]), "simulation": info["sim_key"]},
+        notes=[f"Accuracy is the test accuracy of the final (masked) model, mean ± std over seeds; costs are "
+               f"simulated per inference ({info['sim_key']}) from each trained model's real per-layer masks."],
+    )
+
+
+def _group_label(point: dict[str, Any]) -> str:
+    pattern = "dense" if NM.parse(point["pattern"]).is_dense else point["pattern"]
+    head = f"{point['model']} " if point["model"] else ""
+    return f"{head}{results.recipe_label(point['recipe'], point['params'])} {pattern}"
+
+
+def _mean_curves(series: dict[str, list[dict[int, float]]], group: str) -> list:
+    """label -> per-seed {step: value} -> Curves of the mean (± std where > 1 seed)."""
+    from .report import Curve
+
+    out = []
+    for label, per_seed in series.items():
+        steps = sorted(set().union(*per_seed))
+        vals = np.array([[s.get(t, np.nan) for t in steps] for s in per_seed])
+        mean = np.nanmean(vals, axis=0)
+        std = np.nanstd(vals, axis=0, ddof=1) if len(per_seed) > 1 else None
+        out.append(Curve(label, steps, mean.tolist(), group, None if std is None else np.nan_to_num(std).tolist()))
+    return out
+
+
+def _training_curves(store: Any, points: Sequence[dict[str, Any]]) -> list:
+    curves = []
+    for key, group in (("train_loss", "train loss"), ("test_acc", "test accuracy")):
+        series: dict[str, list[dict[int, float]]] = defaultdict(list)
+        for pt in points:
+            vals = {step: v for step, _, v in store.run_metrics(pt["run_id"], key)}
+            if vals:
+                series[_group_label(pt)].append(vals)
+        if key == "test_acc" and all(len(s) == 1 for ss in series.values() for s in ss):
+            continue  # only the final evaluation: the Pareto plots already show it
+        curves += _mean_curves(series, group)
+    return curves
+
+
+def _grad_noise_curves(store: Any, points: Sequence[dict[str, Any]]) -> list:
+    curves = []
+    for key in GRAD_NOISE_KEYS:
+        series: dict[str, list[dict[int, float]]] = defaultdict(list)
+        for pt in points:
+            per_step: dict[int, list[float]] = defaultdict(list)
+            for step, _, _, v in store.run_diagnostics(pt["run_id"], key=key):
+                if math.isfinite(v) and v > 0:
+                    per_step[step].append(v)
+            if per_step:  # mean over the run's sparse layers (fc1/fc2 by default)
+                series[_group_label(pt)].append({s: float(np.mean(v)) for s, v in per_step.items()})
+        curves += _mean_curves(series, f"{key} (mean over layers)")
+    return curves
+
+
+# ------------------------------------------------------------------------------ dse
+def trained_workloads(db: Any, sweep: str | None, workdir: Path, *, dtype: str = "fp16") -> dict[str, Any]:
+    """The seed-0 (lowest seed) finished run of each (model, recipe, pattern) of a sweep, captured
+    with its real masks at the sweep's inference batch: ``{"<label>": Workload}``."""
+    from ..sim.capture import capture
+    from ..train.trainer import example_input, load_trained
+
+    store = _store(db)
+    info = results.sweep_info(store, sweep)
+    batch = int(info["config"]["simulate"]["batch"])
+    chosen: dict[str, dict[str, Any]] = {}
+    for pt in sorted(results.sweep_points(store, info["sweep"]), key=lambda p: p["seed"]):
+        run = store.get_run(pt["run_id"])
+        if run and run["status"] == "finished":
+            chosen.setdefault(_group_label(pt), pt)
+    out = {}
+    for label, pt in chosen.items():
+        model, cfg = load_trained(Path(workdir) / pt["run_id"])
+        out[f"trained {label}"] = capture(model, (example_input(cfg, batch),), dtype=dtype, name=label)
+    if not out:
+        raise ConfigError(f"sweep {info['sweep']!r} has no finished runs to explore with")
+    return out
+
+
+def run_dse(args: Any) -> str:
+    from ..sim.hardware import load_hardware
+    from .dse import builtin_workloads, explore, native_pattern_gain
+
+    base = load_hardware(args.hw)
+    workloads: dict[str, Any] = {}
+    if args.model:
+        workloads.update(builtin_workloads(args.model, args.pattern or ["dense"], batch=args.batch, seq_len=args.seq_len))
+    elif args.pattern:
+        raise ConfigError("--pattern applies to --model; give a built-in model (e.g. --model vit_b)")
+    if args.trained:
+        workloads.update(trained_workloads(args.db, args.sweep, args.workdir))
+    if not workloads:
+        raise ConfigError("nothing to explore with: give --model NAME [--pattern N:M] and/or --trained")
+    res = explore(base, args.sets, workloads)
+    lines = [res.format_table(), ""]
+    for w in res.workloads:
+        lines.append(f"best for {w}: latency -> {res.best(w, 'latency_s').name}; energy -> {res.best(w, 'energy_j').name}")
+    if args.native:
+        lines += ["", native_pattern_gain(base, args.native, workloads).statement()]
+    return "\n".join(lines)
