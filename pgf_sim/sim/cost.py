@@ -28,9 +28,9 @@ import numpy as np
 from ..core.errors import ConfigError
 from ..core.pattern import NM
 from .hardware import Hardware
-from .mapping import MODE_DENSE_COMPRESSED, MODE_NATIVE, map_patterns
+from .mapping import MODE_DENSE_COMPRESSED, MODE_NATIVE, map_patterns, map_patterns_many
 from .ops import OpTable
-from .tiling import compute_cycles, dram_traffic
+from .tiling import compute_cycles, dram_traffic, k_steps, onchip_traffic
 
 BOUND_COMPUTE, BOUND_MEMORY, BOUND_OVERHEAD = 0, 1, 2
 BOUND_NAMES = ("compute", "memory", "overhead")
@@ -158,19 +158,39 @@ def evaluate_grid(
     its own (as training's ``skip_indivisible`` leaves such layers alone); matmuls and
     element-wise ops are never weight-sparse.
     """
+    hp = hw_arrays(hws, dtype)
     if patterns is None:
-        pat_n, pat_m = table.pat_n, table.pat_m
-    else:
-        pn = np.array([p.n for p in patterns], dtype=np.int64)[:, None]
-        pm = np.array([p.m for p in patterns], dtype=np.int64)[:, None]
-        applies = (table.kind == 0)[None, :] & (table.k[None, :] % pm == 0)
-        pat_n = np.where(applies, pn, table.pat_n[None, :])
-        pat_m = np.where(applies, pm, table.pat_m[None, :])
-    maps = [map_patterns(pat_n, pat_m, h) for h in hws]
-    exec_n = np.stack([mp[0] for mp in maps])
-    exec_m = np.stack([mp[1] for mp in maps])
-    mode = np.stack([mp[2] for mp in maps])
-    return _evaluate_core(table, pat_n, pat_m, exec_n, exec_m, mode, hw_arrays(hws, dtype), [h.name for h in hws])
+        return _grid(table, table.pat_n, table.pat_m, hws, hp)
+    # Ops without a weight pattern (matmuls, element-wise) do not change with the pattern:
+    # cost them once per target and broadcast over the pattern axis. Element-wise ops are a
+    # group of their own so that they skip the tile search of the matrix arrays.
+    pn = np.array([p.n for p in patterns], dtype=np.int64)[:, None]
+    pm = np.array([p.m for p in patterns], dtype=np.int64)[:, None]
+    out = None
+    for kind in (0, 1, 2):
+        idx = np.flatnonzero(table.kind == kind)
+        if not len(idx):
+            continue
+        sub = OpTable(*(col[idx] for col in table))
+        if kind == 0:
+            applies = sub.k[None, :] % pm == 0
+            part = _grid(sub, np.where(applies, pn, sub.pat_n[None, :]), np.where(applies, pm, sub.pat_m[None, :]), hws, hp)
+        else:
+            part = _grid(sub, sub.pat_n[None, :], sub.pat_m[None, :], hws, hp)
+        if out is None:
+            out = [np.empty((len(hws), len(patterns), len(table)), dtype=a.dtype) for a in part]
+        for dest, src in zip(out, part):
+            dest[:, :, idx] = src
+    return LayerCost(*out)
+
+
+def _grid(table: OpTable, pat_n: np.ndarray, pat_m: np.ndarray, hws: Sequence[Hardware], hp: HwArrays) -> LayerCost:
+    if (table.kind == 0).any():
+        exec_n, exec_m, mode = map_patterns_many(pat_n, pat_m, hws)
+    else:  # nothing weight-sparse: everything executes dense
+        exec_n = exec_m = np.ones((len(hws),) + pat_n.shape, dtype=np.int64)
+        mode = np.zeros(exec_n.shape, dtype=np.int8)
+    return _evaluate_core(table, pat_n, pat_m, exec_n, exec_m, mode, hp, [h.name for h in hws])
 
 
 def _evaluate_core(table, pat_n, pat_m, exec_n, exec_m, mode, hp: HwArrays, hw_names) -> LayerCost:
@@ -242,29 +262,39 @@ def _evaluate_core(table, pat_n, pat_m, exec_n, exec_m, mode, hp: HwArrays, hw_n
     b_bytes = k * n * bytes_el * np.where(is_gemm, storage, 1.0)
     c_bytes = m * n * bytes_el
     ew_bytes = table.elements * (table.inputs + 1) * bytes_el
-    dram_eff_bw = hwcol(hp.dram_bw) * hwcol(hp.eff_memory)
-    units = hwcol(hp.units)
+    dram_bytes = np.where(
+        is_mat, dram_traffic(a_bytes, b_bytes, c_bytes, m, n, bytes_el, onchip_bytes=hwcol(hp.onchip_bytes)) * batch,
+        ew_bytes,
+    )
+    dram_time = dram_bytes / (hwcol(hp.dram_bw) * hwcol(hp.eff_memory))
+    steps = k_steps(k_run, hwcol(hp.tile_k))
     macs_unit = hwcol(hp.arrays_per_unit) * macs_arr
+    s_per_cycle = 1.0 / (hwcol(hp.clock_hz) * eff)
+    inv_onchip_bw = 1.0 / hwcol(hp.onchip_bw)
     # Each op takes the candidate tile with the lowest time (kernel selection per shape).
-    best = None
-    for c in range(hp.tile_m.shape[1]):
-        tm, tn = hwcol(hp.tile_m[:, c]), hwcol(hp.tile_n[:, c])
-        cycles = compute_cycles(m_run, n, k_run, per_launch_products, launches, tile_m=tm, tile_n=tn,
-                                tile_k=hwcol(hp.tile_k), units=units, macs_per_cycle_per_unit=macs_unit,
-                                fill_drain_cycles=hwcol(hp.fill_drain_cycles))
-        dram_mat, onchip_mat = dram_traffic(a_bytes, b_bytes, c_bytes, m, n, bytes_el,
-                                            onchip_bytes=hwcol(hp.onchip_bytes), tile_m=tm, tile_n=tn)
-        compute_c = np.where(is_mat, cycles / hwcol(hp.clock_hz) / eff, vec_time)
-        dram_c = np.where(is_mat, dram_mat * batch, ew_bytes)
-        onchip_c = np.where(is_mat, onchip_mat * batch, ew_bytes)
-        memory_c = np.maximum(dram_c / dram_eff_bw, onchip_c / hwcol(hp.onchip_bw))
+    busy = mat_compute = mat_memory = mat_onchip = 0.0
+    n_candidates = hp.tile_m.shape[1] if is_mat.any() else 0
+    for c in range(n_candidates):
+        cycles, tiles_m, tiles_n = compute_cycles(
+            m_run, n, steps, per_launch_products, launches, tile_m=hwcol(hp.tile_m[:, c]),
+            tile_n=hwcol(hp.tile_n[:, c]), tile_k=hwcol(hp.tile_k), units=hwcol(hp.units),
+            macs_per_cycle_per_unit=macs_unit, fill_drain_cycles=hwcol(hp.fill_drain_cycles))
+        compute_c = cycles * s_per_cycle
+        onchip_c = onchip_traffic(a_bytes, b_bytes, c_bytes, tiles_m, tiles_n) * batch
+        memory_c = np.maximum(dram_time, onchip_c * inv_onchip_bw)
         busy_c = np.maximum(compute_c, memory_c)
-        if best is None:
-            best = [busy_c, compute_c, memory_c, dram_c, onchip_c]
+        if c == 0:
+            busy, mat_compute, mat_memory, mat_onchip = busy_c, compute_c, memory_c, onchip_c
         else:
-            better = busy_c < best[0]
-            best = [np.where(better, new, old) for new, old in zip((busy_c, compute_c, memory_c, dram_c, onchip_c), best)]
-    busy, compute_time, memory_time, dram_bytes, onchip_bytes = best
+            better = busy_c < busy
+            busy = np.where(better, busy_c, busy)
+            mat_compute = np.where(better, compute_c, mat_compute)
+            mat_memory = np.where(better, memory_c, mat_memory)
+            mat_onchip = np.where(better, onchip_c, mat_onchip)
+    compute_time = np.where(is_mat, mat_compute, vec_time)
+    memory_time = np.where(is_mat, mat_memory, dram_time)
+    onchip_bytes = np.where(is_mat, mat_onchip, ew_bytes)
+    busy = np.maximum(compute_time, memory_time)
     weight_bytes = np.where(is_gemm, b_bytes * batch, 0.0)
     overhead = launches * hwcol(hp.launch_s)
     time_s = busy + overhead

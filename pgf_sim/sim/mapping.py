@@ -41,26 +41,36 @@ def map_patterns(pat_n: np.ndarray, pat_m: np.ndarray, hw: Hardware) -> tuple[np
     (1:1 when dense math) and one of the ``MODE_*`` codes (names in ``MODE_NAMES``).
     Vectorised: compliance is decided once per distinct pattern, then gathered.
     """
+    exec_n, exec_m, mode = map_patterns_many(pat_n, pat_m, [hw])
+    return exec_n[0], exec_m[0], mode[0]
+
+
+def map_patterns_many(pat_n: np.ndarray, pat_m: np.ndarray, hws) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``map_patterns`` for several targets at once: arrays of shape (H,) + pat_n.shape."""
     pat_n = np.asarray(pat_n, dtype=np.int64)
     pat_m = np.asarray(pat_m, dtype=np.int64)
     if pat_n.shape != pat_m.shape:
         raise ValueError(f"pat_n shape {pat_n.shape} != pat_m shape {pat_m.shape}")
-    pairs, inverse = np.unique(np.stack([pat_n.ravel(), pat_m.ravel()]), axis=1, return_inverse=True)
-    native = hw.sparse.native_patterns
-    fallback = MODE_DENSE_COMPRESSED if hw.sparse.unsupported == "dense_compressed" else MODE_DENSE_FALLBACK
-    u_n = np.ones(pairs.shape[1], dtype=np.int64)
-    u_m = np.ones(pairs.shape[1], dtype=np.int64)
-    u_mode = np.zeros(pairs.shape[1], dtype=np.int8)
-    for i, (n, m) in enumerate(pairs.T.tolist()):
-        if n == m:
-            continue
-        hit = best_native(n, m, native)
-        if hit is None:
-            u_mode[i] = fallback
-        else:
-            u_n[i], u_m[i], u_mode[i] = hit.n, hit.m, MODE_NATIVE
-    inverse = inverse.reshape(pat_n.shape)
-    return u_n[inverse], u_m[inverse], u_mode[inverse]
+    # One integer key per pattern (N < 2**31): a 1-D unique is far cheaper than unique(axis=1).
+    keys, inverse = np.unique(pat_n.ravel() << 32 | pat_m.ravel(), return_inverse=True)
+    pairs = list(zip((keys >> 32).tolist(), (keys & 0xFFFFFFFF).tolist()))
+    u_n = np.ones((len(hws), len(pairs)), dtype=np.int64)
+    u_m = np.ones((len(hws), len(pairs)), dtype=np.int64)
+    u_mode = np.zeros((len(hws), len(pairs)), dtype=np.int8)
+    for h, hw in enumerate(hws):
+        native = hw.sparse.native_patterns
+        fallback = MODE_DENSE_COMPRESSED if hw.sparse.unsupported == "dense_compressed" else MODE_DENSE_FALLBACK
+        for i, (n, m) in enumerate(pairs):
+            if n == m:
+                continue
+            hit = best_native(n, m, native)
+            if hit is None:
+                u_mode[h, i] = fallback
+            else:
+                u_n[h, i], u_m[h, i], u_mode[h, i] = hit.n, hit.m, MODE_NATIVE
+    shape = (len(hws),) + pat_n.shape
+    inverse = inverse.ravel()
+    return u_n[:, inverse].reshape(shape), u_m[:, inverse].reshape(shape), u_mode[:, inverse].reshape(shape)
 
 
 def describe_mapping(pat_n: np.ndarray, pat_m: np.ndarray, hw: Hardware) -> list[str]:

@@ -86,32 +86,31 @@ def test_unknown_key_names_file_field_and_valid_keys(tmp_path):
     assert "dram_bw_bytes_per_s" in msg and "onchip_bytes" in msg
 
 
-def test_bad_literal_lists_valid_values():
-    with pytest.raises(ConfigError, match=r"x.yaml.*sparse.unsupported.*'skip'.*'dense_compressed', 'dense'"):
-        hardware_from_dict(a100_dict("sparse.unsupported=skip"), source="x.yaml")
+BAD_VALUES = [
+    # (override, expected message): every error names the file and the field
+    ("sparse.unsupported=skip", r"x.yaml.*sparse.unsupported.*'skip'.*'dense_compressed', 'dense'"),
+    ("memory.dram_bw_bytes_per_s=2.0e12", r"x.yaml: field 'Hardware.memory.dram_bw_bytes_per_s'.*has no source"),
+    ("energy.mac_j.fp16=1.0e-12", r"x.yaml.*energy.mac_j.fp16.*has no source"),
+    ("efficiency.launch_overhead_s={value: 1.0e-6}", r"x.yaml.*efficiency.launch_overhead_s.source' is missing"),
+    ("compute.clock_hz={value: 1.0e9, source: ' '}", r"x.yaml.*compute.clock_hz.*empty 'source'"),
+    ("compute.datasheet_peak_flops_per_s.fp16={value: 4.0e14, source: s}",
+     r"x.yaml.*datasheet_peak_flops_per_s.fp16.*stated peak 4e\+14.*derived"),
+    ("efficiency.memory_bw_fraction={value: 1.5, source: s}", r"x.yaml.*efficiency.memory_bw_fraction.*must be in \(0, 1\]"),
+    ("efficiency.sparse_compute_fraction={value: 0.99, source: s}", r"x.yaml.*sparse_compute_fraction.*exceeds"),
+    ("sparse.native_patterns=['2:4', '3:2']", r"x.yaml.*sparse.native_patterns\[1\].*need 1 <= N <= M"),
+]
 
 
-def test_number_without_source_is_an_error():
-    with pytest.raises(ConfigError, match=r"x.yaml: field 'Hardware.memory.dram_bw_bytes_per_s'.*has no source"):
-        hardware_from_dict(a100_dict("memory.dram_bw_bytes_per_s=2.0e12"), source="x.yaml")
-    with pytest.raises(ConfigError, match=r"x.yaml.*energy.mac_j.fp16.*has no source"):
-        hardware_from_dict(a100_dict("energy.mac_j.fp16=1.0e-12"), source="x.yaml")
-    with pytest.raises(ConfigError, match=r"x.yaml.*efficiency.launch_overhead_s.source' is missing"):
-        hardware_from_dict(a100_dict("efficiency.launch_overhead_s={value: 1.0e-6}"), source="x.yaml")
-    with pytest.raises(ConfigError, match="empty 'source'"):
-        hardware_from_dict(a100_dict("compute.clock_hz={value: 1.0e9, source: ' '}"), source="x.yaml")
+@pytest.mark.parametrize("override,message", BAD_VALUES)
+def test_bad_values_name_file_and_field(override, message):
+    with pytest.raises(ConfigError, match=message):
+        hardware_from_dict(a100_dict(override), source="x.yaml")
 
 
-def test_datasheet_mismatch_and_range_errors_name_the_field():
-    with pytest.raises(ConfigError, match=r"datasheet_peak_flops_per_s.fp16.*stated peak 4e\+14"):
-        hardware_from_dict(a100_dict("compute.datasheet_peak_flops_per_s.fp16={value: 4.0e14, source: s}"), source="x.yaml")
-    with pytest.raises(ConfigError, match=r"efficiency.memory_bw_fraction.*must be in \(0, 1\]"):
-        hardware_from_dict(a100_dict("efficiency.memory_bw_fraction={value: 1.5, source: s}"), source="x.yaml")
-    with pytest.raises(ConfigError, match=r"sparse_compute_fraction.*exceeds"):
-        hardware_from_dict(a100_dict("efficiency.sparse_compute_fraction={value: 0.99, source: s}"), source="x.yaml")
-    with pytest.raises(ConfigError, match=r"energy.mac_j.*int8"):
-        data = a100_dict()
-        del data["energy"]["mac_j"]["int8"]
+def test_missing_energy_for_a_supported_dtype():
+    data = a100_dict()
+    del data["energy"]["mac_j"]["int8"]
+    with pytest.raises(ConfigError, match=r"x.yaml: field 'energy.mac_j'.*int8"):
         hardware_from_dict(data, source="x.yaml")
 
 
