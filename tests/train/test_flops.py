@@ -1,0 +1,73 @@
+"""Training FLOPs per recipe against hand counts (shared/METHOD.md, "How FLOPs relate to recipes").
+
+Two sparse layers fc1 (64, 16), fc2 (16, 64) and a dense head (4, 16); 10 tokens per step,
+100 steps. One dense GEMM pass: fc1 = fc2 = 2*10*64*16 = 20480 FLOPs, head = 1280.
+"""
+import pytest
+
+from pgf_sim.core import NM
+from pgf_sim.train.flops import LayerShape, training_flops, training_flops_report
+from pgf_sim.train.schedules import RECIPES, RecipeConfig
+
+LAYERS = {"fc1": ((64, 16), "fc1"), "fc2": ((16, 64), "fc2"), "head": ((4, 16), "head")}
+SPARSE_PASS = 2 * 20480  # fc1 + fc2, one pass, one step
+HEAD_PASS = 1280
+T = 100
+
+
+def _flops(**kw):
+    return training_flops(RecipeConfig(**kw), LAYERS, tokens=10, total_steps=T)
+
+
+def test_dense():
+    f = _flops(name="dense", pattern=NM(1, 4))
+    dense = (SPARSE_PASS + HEAD_PASS) * T
+    assert f == {"forward": dense, "input_grad": dense, "weight_grad": dense}
+
+
+@pytest.mark.parametrize("name", ["ste", "sr-ste"])
+def test_ste_forward_and_input_grad_scale_with_density_weight_grad_dense(name):
+    f = _flops(name=name, pattern=NM(1, 4))
+    sparse = (SPARSE_PASS * 0.25 + HEAD_PASS) * T
+    assert f == {"forward": sparse, "input_grad": sparse, "weight_grad": (SPARSE_PASS + HEAD_PASS) * T}
+
+
+def test_mdgf_forward_is_dense_while_beta_positive():
+    # default finetune 10%: sparse phase 90 steps; linear beta reaches 0 at 0.7*90 = 63 sparse steps
+    f = _flops(name="mdgf", pattern=NM(1, 4), decay="linear")
+    fwd = SPARSE_PASS * (63 + 37 * 0.25) + HEAD_PASS * T
+    assert f["forward"] == pytest.approx(fwd) and f["input_grad"] == pytest.approx(fwd)
+    assert f["weight_grad"] == (SPARSE_PASS + HEAD_PASS) * T
+    # exponential never reaches 0 in the sparse phase: dense forward until the fine-tune phase
+    f = _flops(name="mdgf", pattern=NM(1, 4), decay="exponential")
+    assert f["forward"] == pytest.approx(SPARSE_PASS * (90 + 10 * 0.25) + HEAD_PASS * T)
+
+
+def test_mdgf_scaled_weight_grad_sparse_once_pruned_gradients_vanish():
+    f = _flops(name="mdgf", pattern=NM(1, 4), decay="linear", grad="scaled")
+    # steps 63..89: beta = 0 and grad * m -> weight grad at density; fine-tune 90..99: STE, dense
+    assert f["weight_grad"] == pytest.approx(SPARSE_PASS * (63 + 27 * 0.25 + 10) + HEAD_PASS * T)
+
+
+def test_sdgf_follows_each_frame():
+    f = _flops(name="sdgf", pattern=NM(1, 8))
+    # frames 7:8 steps 0-17, 4:8 18-34, 2:8 35-52, then 1:8 53-99 (frames fill the first 70 steps)
+    fwd = SPARSE_PASS * (18 * 7 / 8 + 17 * 4 / 8 + 18 * 2 / 8 + 47 / 8) + HEAD_PASS * T
+    assert f["forward"] == pytest.approx(fwd) and f["weight_grad"] == (SPARSE_PASS + HEAD_PASS) * T
+
+
+def test_dense_phase_and_per_layer_tokens():
+    f = _flops(name="ste", pattern=NM(1, 4), dense_fraction=0.3)
+    assert f["forward"] == pytest.approx(SPARSE_PASS * (30 + 70 * 0.25) + HEAD_PASS * T)
+    report = training_flops_report(RecipeConfig(name="ste"), {"patch": LayerShape((8, 3, 2, 2), "patch_embed", 16)},
+                                   tokens=999, total_steps=2)
+    assert report.layers[0].forward == 2 * 16 * 8 * 12 * 2 and report.layers[0].target is None
+
+
+@pytest.mark.parametrize("name", RECIPES.names())
+def test_every_recipe_costs_at_most_dense_and_forward_equals_input_grad(name):
+    report = training_flops_report(RecipeConfig(name=name, pattern=NM(1, 8)), LAYERS, tokens=7, total_steps=333)
+    totals = report.totals()
+    assert totals["forward"] == pytest.approx(totals["input_grad"])
+    assert report.total <= report.dense_total * (1 + 1e-12)
+    assert (report.ratio_to_dense < 1) == (name != "dense")
