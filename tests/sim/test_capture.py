@@ -1,6 +1,8 @@
 """Capture of torch modules: FLOPs vs hand counts, per-layer N:M read from weights, meta models."""
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 import torch.nn.functional as F
 from torch import nn
 
@@ -224,3 +226,16 @@ def test_torch_transformer_layer_roles_and_unmodelled_ops():
     from pgf_sim.sim.simulate import simulate
 
     assert "not counted: {'lstm': 1}" in simulate(lstm, "a100_80gb").format_table()
+
+
+@settings(max_examples=40, deadline=None)
+@given(rows=st.integers(1, 6), groups=st.integers(1, 4), m=st.sampled_from([4, 8, 16, 32]),
+       keep=st.floats(0.0, 1.0), seed=st.integers(0, 2**16))
+def test_inferred_pattern_is_satisfied_and_at_least_as_sparse(rows, groups, m, keep, seed):
+    n = max(1, min(m, round(keep * m)))
+    w = torch.randn(rows, groups * m, generator=torch.Generator().manual_seed(seed))
+    nm_prune_(w, n, m)
+    p = infer_pattern(w)
+    assert p.density <= n / m
+    if not p.is_dense:  # every group of p.m holds at most p.n non-zeros
+        assert int((w != 0).reshape(rows, -1, p.m).sum(-1).max()) <= p.n

@@ -1,5 +1,7 @@
 """Built-in workloads against hand counts and published model sizes."""
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pgf_sim.core import NM, ConfigError, ShapeError, UnknownNameError
 from pgf_sim.sim.workloads import (
@@ -136,3 +138,35 @@ def test_gemm_workload():
         gemm_workload(4, 4, 10, pattern=NM(1, 8))
     with pytest.raises(ConfigError, match="dtype"):
         gemm_workload(4, 4, 8, dtype="fp13")
+
+
+@pytest.mark.parametrize("name, seq", [("gpt2", 1024), ("llama_7b", 2048)])
+def test_decoder_forward_flops_match_chinchilla_appendix_f(name, seq):
+    """Hoffmann et al. 2022 (Chinchilla), Appendix F, forward FLOPs per sequence, without the
+    embedding-lookup matmul (we model the lookup as a gather): per layer 2*3*d*d_kv (Q/K/V),
+    2*seq*d (logits) + 2*seq*d (softmax @ V), 2*d*d (projection), 2*2*d*ffw (MLP; SwiGLU has
+    3 matrices), plus 2*d*vocab final logits, all times seq tokens."""
+    a = ARCHS.get(name)
+    d, ffw = a.d_model, a.ffn
+    mlp_mats = 3 if a.mlp == "swiglu" else 2
+    per_layer = 2 * 3 * d * d + 2 * seq * d + 2 * seq * d + 2 * d * d + mlp_mats * 2 * d * ffw
+    expected = seq * (a.layers * per_layer + 2 * d * a.vocab)
+    wl = build_workload(name, batch=1, seq_len=seq, phase="forward")
+    assert sum(op.dense_flops for op in wl.ops if op.kind != "elementwise") == expected
+    # the usual rule of thumb: ~2 FLOPs per parameter per token (+ attention)
+    assert expected / seq == pytest.approx(2 * param_count(name), rel=0.25)
+
+
+@settings(max_examples=30, deadline=None)
+@given(name=st.sampled_from(["gpt2", "llama_7b", "t5_base"]), batch=st.integers(1, 8), seq=st.integers(1, 512))
+def test_prefill_weight_flops_are_seq_times_decode(name, batch, seq):
+    """Property: the decoder's weight GEMMs do the same work per token in prefill and decode."""
+    pre = build_workload(name, batch=batch, seq_len=seq, phase="prefill", pattern=NM(2, 4))
+    dec = build_workload(name, batch=batch, seq_len=seq, phase="decode", pattern=NM(2, 4))
+    blocks = lambda wl: sum(op.dense_flops for op in wl.ops if op.kind == "gemm" and op.name.startswith(  # noqa: E731
+        ("blocks.", "decoder.")) and ".cross_attn.k" not in op.name and ".cross_attn.v" not in op.name)
+    assert blocks(pre) == seq * blocks(dec)
+    assert all(op.k % op.pattern.m == 0 for op in pre.ops + dec.ops if op.kind == "gemm")
+    # decode attention reads a KV cache of seq positions: scores are (1 x seq) per head
+    score = next(op for op in dec.ops if op.role == "attn_score")
+    assert (score.m, score.n) == (ARCHS.get(name).heads // ARCHS.get(name).n_kv_heads, seq)
