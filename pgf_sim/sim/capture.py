@@ -159,10 +159,17 @@ class _Classifier:
         val = node.meta.get("val")
         args = node.args
         name = lambda base: self._unique(f"{scope}.{base}" if scope else base)  # noqa: E731
-        if short in ("linear",):
+        if short == "linear":
             w = self._weight(args[1])
-            k, n = int(w[1].shape[1]), int(w[1].shape[0])
-            self.gemm(node, w, _numel(val.shape[:-1]), n, k, 1, 1, k)
+            n, k = (int(d) for d in args[1].meta["val"].shape)
+            if w is None:  # F.linear with a computed (activation) matrix: never weight-sparse
+                self._emit(node, Op(name("matmul"), "matmul", m=_numel(val.shape[:-1]), n=n, k=k,
+                                    dtype=self.dtype, role="matmul"))
+            else:
+                self.gemm(node, w, _numel(val.shape[:-1]), n, k, 1, 1, k)
+        elif short in _CONV and self._weight(args[1]) is None:
+            self.unmodelled[f"{short} (non-parameter weight)"] += 1
+            self._pass_through(node)
         elif short in _CONV:
             w = self._weight(args[1])
             # aten.conv2d(x, w, b, stride, padding, dilation, groups);

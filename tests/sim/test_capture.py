@@ -239,3 +239,17 @@ def test_inferred_pattern_is_satisfied_and_at_least_as_sparse(rows, groups, m, k
     assert p.density <= n / m
     if not p.is_dense:  # every group of p.m holds at most p.n non-zeros
         assert int((w != 0).reshape(rows, -1, p.m).sum(-1).max()) <= p.n
+
+
+def test_linear_with_a_computed_matrix_is_an_activation_matmul():
+    class Hyper(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.gen = nn.Linear(8, 16 * 8)
+
+        def forward(self, x, z):
+            return F.linear(x, self.gen(z).view(16, 8))  # weight computed from z
+
+    wl = capture(Hyper(), ((3, 8), (8,)))
+    kinds = [(op.name, op.kind, op.m, op.n, op.k) for op in wl.ops if op.kind != "elementwise"]
+    assert kinds == [("gen", "gemm", 1, 128, 8), ("matmul", "matmul", 3, 16, 8)]
