@@ -162,3 +162,16 @@ def test_training_flops_agree_with_train_flops(recipe):
         op.role for op in wl.ops if op.kind == "gemm"} or row["role"].endswith(".wgrad")]
     simulated = sum(s.steps * sum(row["exec_flops"] for row in gemm_rows(s.result)) for s in cost.segments)
     assert simulated == pytest.approx(ideal, rel=1e-9)
+
+
+@pytest.mark.parametrize("name, phase", [("vit_b", "forward"), ("llama_7b", "decode"), ("t5_base", "prefill")])
+@pytest.mark.parametrize("hw_name", ["a100_80gb", "flex_nm_systolic", "tpu_v4"])
+def test_merged_blocks_cost_the_same_as_per_block(name, phase, hw_name):
+    """Folding identical blocks into one op with ``count`` is a display choice, not a cost change
+    (every repeat is its own kernel launch with its own weights)."""
+    kw = dict(batch=2, seq_len=None if name == "vit_b" else 64, pattern=NM(1, 8), phase=phase)
+    per_block = simulate(build_workload(name, **kw), hw_name)
+    merged = simulate(build_workload(name, merge_blocks=True, **kw), hw_name)
+    assert len(merged.rows) < len(per_block.rows)
+    for key in ("time_s", "dense_time_s", "dense_flops", "exec_flops", "dram_bytes", "weight_bytes", "energy_j"):
+        assert merged.totals[key] == pytest.approx(per_block.totals[key], rel=1e-12), key
