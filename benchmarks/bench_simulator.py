@@ -123,7 +123,8 @@ def scalar_cost(t, i: int, pn: int, pm: int, p: dict) -> tuple[float, float, int
         best = None
         for tm, tn in p["tiles"]:
             tiles_m, tiles_n = math.ceil(m_run / tm), math.ceil(n / tn)
-            tile_cycles = min(m_run, tm) * tn * steps * p["tile_k"] / macs_unit + p["fill_drain_cycles"] * steps
+            step_cycles = max(min(m_run, tm) * tn * p["tile_k"] / macs_unit, p["weight_load_cycles"])
+            tile_cycles = steps * step_cycles + p["fill_drain_cycles"]
             waves = math.ceil(tiles_m * tiles_n * per_launch / p["units"])
             compute = waves * tile_cycles * launches / (p["clock_hz"] * eff)
             onchip = (a * tiles_n + b * tiles_m + c) * batch

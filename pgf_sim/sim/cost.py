@@ -18,6 +18,12 @@ Pure, vectorised NumPy over layers (``evaluate``) and over hardware x patterns x
   2009, plus a fixed per-kernel cost). Bound: whichever term is largest.
 - Energy = executed MACs x energy/MAC + element-wise FLOPs x energy/FLOP + DRAM bytes x
   energy/byte + on-chip bytes x energy/byte (the Accelergy/Sparseloop style action counts).
+
+Approximations, stated so they can be judged: a GEMM's ``batch`` (which includes ``count``) is
+that many separate launches; a matmul's ``batch`` is one batched launch (so repeats merged into
+a matmul's count pay one launch overhead); element-wise ops are one launch each and are not
+fused with their neighbours; sparse kernels pad rows and K only on native sparse execution;
+static/idle power is not modelled (energy is dynamic only).
 """
 from __future__ import annotations
 
@@ -69,6 +75,7 @@ class HwArrays(NamedTuple):
     tile_n: np.ndarray  # (H, C)
     tile_k: np.ndarray
     fill_drain_cycles: np.ndarray
+    weight_load_cycles: np.ndarray
     vector_flops_per_s: np.ndarray
     dram_bw: np.ndarray
     onchip_bytes: np.ndarray
@@ -120,6 +127,7 @@ def hw_arrays(hws: Sequence[Hardware], dtype: str | None = None) -> HwArrays:
         mac_j_by_bits=by_bits(lambda h: h.energy.mac_j),
         tile_m=tiles[..., 0], tile_n=tiles[..., 1], tile_k=col(lambda h: c(h).tile_k),
         fill_drain_cycles=col(lambda h: c(h).fill_drain_cycles),
+        weight_load_cycles=col(lambda h: c(h).weight_load_cycles),
         vector_flops_per_s=col(lambda h: c(h).vector_flops_per_s),
         dram_bw=col(lambda h: h.memory.dram_bw_bytes_per_s), onchip_bytes=col(lambda h: h.memory.onchip_bytes),
         onchip_bw=col(lambda h: h.memory.onchip_bw_bytes_per_s),
@@ -278,7 +286,8 @@ def _evaluate_core(table, pat_n, pat_m, exec_n, exec_m, mode, hp: HwArrays, hw_n
         cycles, tiles_m, tiles_n = compute_cycles(
             m_run, n, steps, per_launch_products, launches, tile_m=hwcol(hp.tile_m[:, c]),
             tile_n=hwcol(hp.tile_n[:, c]), tile_k=hwcol(hp.tile_k), units=hwcol(hp.units),
-            macs_per_cycle_per_unit=macs_unit, fill_drain_cycles=hwcol(hp.fill_drain_cycles))
+            macs_per_cycle_per_unit=macs_unit, fill_drain_cycles=hwcol(hp.fill_drain_cycles),
+            weight_load_cycles=hwcol(hp.weight_load_cycles))
         compute_c = cycles * s_per_cycle
         onchip_c = onchip_traffic(a_bytes, b_bytes, c_bytes, tiles_m, tiles_n) * batch
         memory_c = np.maximum(dram_time, onchip_c * inv_onchip_bw)

@@ -76,7 +76,10 @@ class Compute:
     # up to these (tile quantisation). A unit processes its tiles one after another.
     tile_shapes: TileShapes
     tile_k: Q
-    fill_drain_cycles: Q  # pipeline fill + drain per tile per K step (systolic: rows + cols)
+    fill_drain_cycles: Q  # pipeline fill + drain once per output tile (systolic: rows + cols)
+    # Minimum cycles per K step: a weight-stationary array shifts the next weight block in one
+    # row per cycle (double-buffered, so it overlaps compute but bounds it); 0 on GPUs.
+    weight_load_cycles: Q
     vector_flops_per_s: Q  # element-wise unit (CUDA cores / VPU), for softmax, norms, GELU, adds
     datasheet_peak_flops_per_s: dict[DType, Q] = field(default_factory=dict)
     datasheet_sparse_peak_flops_per_s: dict[DType, Q] = field(default_factory=dict)
@@ -227,6 +230,7 @@ def validate_hardware(hw: Hardware, *, source: str = "<hardware>", check_datashe
     for name in ("clock_hz", "units", "arrays_per_unit", "tile_k", "vector_flops_per_s"):
         positive(f"compute.{name}", getattr(c, name))
     positive("compute.fill_drain_cycles", c.fill_drain_cycles, allow_zero=True)
+    positive("compute.weight_load_cycles", c.weight_load_cycles, allow_zero=True)
     if not c.macs_per_cycle_per_array:
         raise ConfigError(f"{source}: field 'compute.macs_per_cycle_per_array' is empty; give at least one dtype ({', '.join(DTYPE_BITS)})")
     for dt, q in c.macs_per_cycle_per_array.items():

@@ -73,7 +73,8 @@ def format_hardware(hw, *, sources: bool = False) -> str:
         sparse = f", sparse peak {si(hw.sparse_peak_flops_per_s(dt), 'FLOP/s')}" if s.native_patterns else ""
         lines.append(f"  {dt:>5}: {q.value:g} MAC/cycle/array -> dense peak {si(peak, 'FLOP/s')}{check}{sparse}")
     lines.append(f"  tiles (M x N): {', '.join(f'{a}x{b}' for a, b in c.tile_shapes.mn)}; K step {c.tile_k.value:g}; "
-                 f"fill/drain {c.fill_drain_cycles.value:g} cycles")
+                 f"fill/drain {c.fill_drain_cycles.value:g} cycles per tile; "
+                 f">= {c.weight_load_cycles.value:g} cycles per K step (weight load)")
     lines.append(f"  vector unit: {si(c.vector_flops_per_s.value, 'FLOP/s')}")
     native = ", ".join(str(p) for p in s.native_patterns) or "none"
     meta = f"{s.metadata_bits_per_value.value:g} bits" if s.metadata_bits_per_value else "ceil(log2 M) bits"

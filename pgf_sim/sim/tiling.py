@@ -9,21 +9,24 @@ import numpy as np
 
 
 def compute_cycles(m, n, k_steps, products_per_launch, launches, *, tile_m, tile_n, tile_k, units,
-                   macs_per_cycle_per_unit, fill_drain_cycles):
+                   macs_per_cycle_per_unit, fill_drain_cycles, weight_load_cycles):
     """(cycles, tiles_m, tiles_n) of the matrix arrays for ``launches`` launches of a GEMM.
 
     Each launch splits every (m x n) output into tile_m x tile_n tiles; tiles are spread over
     ``units`` in waves (wave quantisation: a partly filled last wave costs a full wave; NVIDIA
-    "Matrix Multiplication Background" guide). A tile costs rows x tile_n x (k_steps x tile_k)
-    / MACs-per-cycle plus fill/drain per K step (a systolic array fills and drains once per
-    weight block: rows + cols cycles, SCALE-Sim). Columns are padded to tile_n and K to whole
-    K steps (tile quantisation); rows stream, so a single short tile costs only its rows.
+    "Matrix Multiplication Background" guide). Per K step a tile costs rows x tile_n x tile_k
+    / MACs-per-cycle, but at least ``weight_load_cycles`` (a weight-stationary array shifts in
+    its next weight block one row per cycle, double-buffered as in the TPU v1 paper, Jouppi et
+    al. ISCA 2017), plus one pipeline fill/drain per tile (rows + cols cycles, SCALE-Sim).
+    Columns are padded to tile_n and K to whole K steps (tile quantisation); rows stream, so a
+    single short tile costs only its rows.
     ``k_steps`` = ceil(executed K / tile_k), see ``k_steps``.
     """
     tiles_m = np.ceil(m / tile_m)
     tiles_n = np.ceil(n / tile_n)
     rows = np.minimum(m, tile_m)
-    tile_cycles = rows * tile_n * (k_steps * tile_k) / macs_per_cycle_per_unit + fill_drain_cycles * k_steps
+    step_cycles = np.maximum(rows * tile_n * tile_k / macs_per_cycle_per_unit, weight_load_cycles)
+    tile_cycles = k_steps * step_cycles + fill_drain_cycles
     waves = np.ceil(tiles_m * tiles_n * products_per_launch / units)
     return waves * tile_cycles * launches, tiles_m, tiles_n
 

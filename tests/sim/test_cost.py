@@ -27,6 +27,7 @@ def toy(**changes) -> dict:
             "clock_hz": s(1e9), "units": s(1), "arrays_per_unit": s(1),
             "macs_per_cycle_per_array": {"fp16": s(1000), "int8": s(2000)},
             "tile_shapes": {"mn": [[1, 1]], "source": "test"}, "tile_k": s(1), "fill_drain_cycles": s(0),
+            "weight_load_cycles": s(0),
             "vector_flops_per_s": s(1e12),
         },
         "sparse": {"native_patterns": ["2:4"], "patterns_source": "t", "unsupported": "dense", "unsupported_source": "t"},
@@ -95,6 +96,28 @@ def test_a100_large_gemm_compute_time_by_hand():
     by_hand = 19 * (256 * 128 * 8192 / 1024) / 1.41e9 / 0.8970
     assert c.compute_time_s[0] == pytest.approx(by_hand, rel=1e-9)
     assert c.time_s[0] == pytest.approx(by_hand + 30.74e-6, rel=1e-9)
+
+
+def test_systolic_tile_cycles_by_hand():
+    # 16x16 array (256 MAC/cycle), 64x16 tiles, K step 16, fill/drain 32 per tile, >= 16 cycles
+    # per K step to shift in the next weight block.
+    hw = toy(compute__macs_per_cycle_per_array={"fp16": s(256)}, compute__tile_shapes={"mn": [[64, 16]], "source": "t"},
+             compute__tile_k=s(16), compute__fill_drain_cycles=s(32), compute__weight_load_cycles=s(16),
+             energy__mac_j={"fp16": s(1e-12)})
+    c = evaluate(table(gemm(64, 32, 64), gemm(1, 32, 64)), hw)
+    # 64 rows: 2 tiles x (4 K steps x max(64*16*16/256 = 64, 16) + 32) = 576 cycles at 1 GHz
+    assert c.compute_time_s[0] == pytest.approx(576e-9)
+    # 1 row (GEMV): weight loading bounds each K step: 2 x (4 x max(1, 16) + 32) = 192 cycles
+    assert c.compute_time_s[1] == pytest.approx(192e-9)
+
+
+def test_tpu_decode_gemv_is_memory_bound():
+    c = evaluate(table(gemm(1, 11008, 4096), gemm(8192, 8192, 8192)), HW["tpu_v4"])
+    assert c.bound[0] == BOUND_MEMORY
+    assert c.bound[1] == BOUND_COMPUTE
+    # big GEMM: within the dense efficiency of the 275 TFLOP/s peak (fill/drain ~ 1% more)
+    ideal = 2 * 8192**3 / 275.25e12 / 0.8970
+    assert ideal < c.compute_time_s[1] < 1.05 * ideal
 
 
 def test_storage_formats_and_metadata_bits():
