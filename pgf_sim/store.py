@@ -57,9 +57,23 @@ class ResultStore:
         self.path = Path(path)
         self.busy_timeout_s = busy_timeout_s
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self.connect() as con:
-            con.execute("PRAGMA journal_mode=WAL")  # persistent: set once per database file
-            con.executescript(_SCHEMA)
+        self._init_schema()
+
+    def _init_schema(self) -> None:
+        # Switching to WAL needs an exclusive lock and SQLite does not wait on its busy handler
+        # for it, so processes opening a new database together retry briefly. The mode is
+        # persistent: once set, later opens only read it.
+        for attempt in range(100):
+            try:
+                with self.connect() as con:
+                    if con.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                        con.execute("PRAGMA journal_mode=WAL")
+                    con.executescript(_SCHEMA)
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or attempt == 99:
+                    raise
+                time.sleep(0.02 * (1 + attempt % 10))
 
     @contextmanager
     def connect(self) -> Iterator[sqlite3.Connection]:

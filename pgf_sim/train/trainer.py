@@ -1,0 +1,311 @@
+"""The training loop: AdamW, warmup + cosine LR, clipping, eval, checkpoint/resume, store.
+
+``train(cfg, store=..., workdir=...)`` trains one experiment into ``workdir/<run_id>/``:
+``checkpoint.pt`` (resumable state, rewritten every ``checkpoint_every`` steps),
+``final_model.pt`` (the finalised model, its zero structure the N:M pattern) and
+``config.json``. Calling it again with the same config and run id resumes from the checkpoint
+and continues bit-exactly (same batches, same RNG, same optimiser state); a finished run is
+returned as is.
+"""
+from __future__ import annotations
+
+import json
+import math
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from pgf_sim.core import NM, PgfSimError
+from pgf_sim.store import ResultStore
+from pgf_sim.train import distributed as dist
+from pgf_sim.train.checkpoint import CHECKPOINT_NAME, atomic_save, load_checkpoint, save_checkpoint, set_rng_state
+from pgf_sim.train.data import TensorData, batch_indices, data_spec, load_data, steps_per_epoch
+from pgf_sim.train.diagnostics import GradNoiseMonitor
+from pgf_sim.train.experiment import ExperimentConfig, experiment_from_dict
+from pgf_sim.train.models import build_model
+
+FINAL_MODEL_NAME = "final_model.pt"
+CONFIG_NAME = "config.json"
+EVAL_BATCH = 512
+
+
+class TrainingDiverged(PgfSimError):
+    """The loss or the gradient became NaN/inf; the last good checkpoint is kept."""
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    run_id: str
+    final_accuracy: float
+    layer_info: dict[str, tuple[NM, tuple[int, ...], str]]  # module name -> (pattern, weight shape, role)
+    checkpoint_path: Path
+    model_name: str
+    run_dir: Path
+    final_step: int
+    train_flops: dict[str, float] = field(default_factory=dict)  # forward / input-grad / weight-grad
+    model: torch.nn.Module | None = field(default=None, compare=False, repr=False)  # the finalised model
+
+
+def lr_factor(step: int, total_steps: int, warmup_steps: int) -> float:
+    """Linear warmup from ~0 to 1 over ``warmup_steps``, then half-cosine to 0 at ``total_steps``
+    (the timm / nanoGPT schedule shape)."""
+    if step < warmup_steps:
+        return (step + 1) / warmup_steps
+    progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+    return 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
+
+
+def _param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    # No weight decay on biases, norms, cls/pos tokens (1-D or token-shaped): the usual ViT recipe.
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        (decay if p.ndim >= 2 and "token" not in name and "pos_embed" not in name else no_decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+@torch.no_grad()
+def evaluate(model: torch.nn.Module, data: TensorData, device: torch.device, bf16: bool) -> tuple[float, float]:
+    """(accuracy in [0, 1], mean cross-entropy) on the test split."""
+    was_training = model.training
+    model.eval()
+    correct, loss_sum = 0, 0.0
+    for i in range(0, len(data.test_y), EVAL_BATCH):
+        x = data.prepare(data.test_x[i:i + EVAL_BATCH]).to(device)
+        y = data.test_y[i:i + EVAL_BATCH].to(device)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            logits = model(x)
+        loss_sum += float(F.cross_entropy(logits.float(), y, reduction="sum"))
+        correct += int((logits.argmax(-1) == y).sum())
+    model.train(was_training)
+    n = len(data.test_y)
+    return correct / n, loss_sum / n
+
+
+def example_input(cfg: ExperimentConfig, batch: int = 1) -> torch.Tensor:
+    """A batch shaped like the experiment's inputs (for ``pgf_sim.sim.capture``); no data is read."""
+    spec = data_spec(cfg.data)
+    if spec.kind == "tokens":
+        return torch.zeros((batch, *spec.input_shape), dtype=torch.long)
+    return torch.zeros((batch, *spec.input_shape))
+
+
+def load_trained(run_dir: str | Path) -> tuple[torch.nn.Module, ExperimentConfig]:
+    """The finalised model of a finished run (plain modules, pruned weights are zeros) + its config."""
+    run_dir = Path(run_dir)
+    path = run_dir / FINAL_MODEL_NAME
+    if not path.is_file():
+        raise PgfSimError(f"{run_dir} has no {FINAL_MODEL_NAME}: the run has not finished (train it to the end first)")
+    cfg = experiment_from_dict(json.loads((run_dir / CONFIG_NAME).read_text()), source=str(run_dir / CONFIG_NAME))
+    model = build_model(cfg.model, data_spec(cfg.data))
+    model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    return model.eval(), cfg
+
+
+def _plain_state_dict(trained: torch.nn.Module, cfg: ExperimentConfig) -> dict[str, torch.Tensor]:
+    """The trained model's *effective* tensors under the plain model's names: whatever way the
+    controller wraps a weight, ``getattr`` returns the weight the forward pass uses."""
+    plain = build_model(cfg.model, data_spec(cfg.data))
+    out = {}
+    for key in plain.state_dict():
+        mod_name, _, attr = key.rpartition(".")
+        out[key] = getattr(trained.get_submodule(mod_name), attr).detach().cpu().clone()
+    return out
+
+
+def train(cfg: ExperimentConfig, *, store: ResultStore, run_id: str | None = None, workdir: str | Path,
+          progress: bool = True) -> RunSummary:
+    """Train ``cfg`` (resuming when a checkpoint exists); see the module docstring."""
+    from tqdm import tqdm
+
+    from pgf_sim.train.flops import training_flops
+    from pgf_sim.train.sparsify import sparsify
+
+    ctx = dist.context_from_env()
+    device = dist.device_for(ctx, cfg.device)
+    dist.init(ctx, device)
+    dist.check_batch(ctx, cfg.schedule.batch_size)
+    run_id = run_id or cfg.default_run_id()
+    run_dir = Path(workdir) / run_id
+    ckpt_path = run_dir / CHECKPOINT_NAME
+    config_dict = cfg.to_dict()
+
+    torch.manual_seed(cfg.seed)
+    data = load_data(cfg.data)
+    total = cfg.schedule.total_steps(len(data.train_y))
+    steps_per_epoch(len(data.train_y), cfg.schedule.batch_size)  # validates batch_size <= n_train
+    model = build_model(cfg.model, data.spec)
+    flops = training_flops(cfg.recipe, _gemm_layers(model, cfg.schedule.batch_size),
+                           tokens=0, total_steps=total)
+    controller = sparsify(model, cfg.recipe, total)
+    model.to(device)
+    layer_info = controller.layer_info()
+
+    existing = store.get_run(run_id)  # every rank reads it, so all return (or all train) together
+    if existing and existing["status"] == "finished" and (run_dir / FINAL_MODEL_NAME).is_file():
+        if existing["config"] != json.loads(json.dumps(config_dict, sort_keys=True)):
+            raise PgfSimError(f"run {run_id!r} already exists with a different config; choose another --run-id")
+        model, _ = load_trained(run_dir)
+        return RunSummary(run_id, existing["final_accuracy"], layer_info, ckpt_path, cfg.model.name,
+                          run_dir, existing["final_step"], flops, model)
+
+    net = dist.wrap(model, ctx, device)
+    opt = torch.optim.AdamW(_param_groups(model, cfg.schedule.weight_decay), lr=cfg.schedule.lr)
+    warmup = int(cfg.schedule.warmup_fraction * total)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, total, warmup))
+
+    done = 0
+    if ckpt_path.is_file():
+        state = load_checkpoint(ckpt_path, config=config_dict, map_location=device)
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        controller.load_state_dict(state["controller"])
+        set_rng_state(state["rng"])
+        done = state["step"]
+    dist.barrier(ctx)  # every rank has decided whether to resume before rank 0 writes anything
+
+    def checkpoint(step: int) -> None:
+        save_checkpoint(ckpt_path, step=step, model=model, optimizer=opt, scheduler=sched,
+                        controller=controller, config=config_dict)
+
+    pending: list[tuple[int, str, float]] = []
+    pending_diag: list[tuple[int, str, str, float]] = []
+    if ctx.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / CONFIG_NAME).write_text(json.dumps(config_dict, indent=2, sort_keys=True))
+        store.start_run(run_id, name=cfg.name, config=config_dict, recipe=cfg.recipe.name,
+                        pattern=str(cfg.recipe.pattern), seed=cfg.seed)
+        store.set_layers(run_id, {n: (str(p), tuple(s), r) for n, (p, s, r) in layer_info.items()})
+        store.truncate_after(run_id, done)
+        if not ckpt_path.is_file():
+            checkpoint(0)  # a good state to fall back to even if step 1 diverges
+
+    monitor = GradNoiseMonitor(cfg.diagnostics.every, cfg.diagnostics.window) if cfg.diagnostics.every else None
+    diag_layers = _diagnostic_layers(model, controller, cfg) if monitor else {}
+    bar = tqdm(total=total, initial=done, desc=run_id, dynamic_ncols=True,
+               disable=not (progress and ctx.is_main and sys.stderr.isatty()))
+    net.train()
+    try:
+        for step in range(done, total):
+            controller.set_step(step)
+            idx = batch_indices(len(data.train_y), cfg.schedule.batch_size, cfg.seed, step, rank=ctx.rank, world=ctx.world)
+            x, y = data.prepare(data.train_x[idx]).to(device), data.train_y[idx].to(device)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
+                loss = F.cross_entropy(net(x).float(), y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()  # also when not finite: under DDP every rank must join the all-reduce
+            if monitor is not None and monitor.active(step):
+                summary = monitor.update(step, *_grads_and_masks(diag_layers, controller, cfg))
+                for layer, row in (summary or {}).items():
+                    pending_diag.extend((step + 1, layer, k, v) for k, v in row.items())
+            clip = cfg.schedule.grad_clip if cfg.schedule.grad_clip is not None else float("inf")
+            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
+            stats = dist.all_reduce_(torch.stack([loss.detach().float(), grad_norm.float()]).cpu(), ctx) / ctx.world
+            loss_v, grad_norm_v = float(stats[0]), float(stats[1])
+            if not (math.isfinite(loss_v) and math.isfinite(grad_norm_v)):
+                _diverged(store if ctx.is_main else None, run_id, step, loss_v, grad_norm_v, opt, ckpt_path)
+            lr_v = opt.param_groups[0]["lr"]
+            opt.step()
+            sched.step()
+            s = step + 1  # metrics are keyed by completed steps
+            pending += [(s, "train_loss", loss_v), (s, "lr", lr_v), (s, "grad_norm", grad_norm_v)]
+            if cfg.eval_every and s % cfg.eval_every == 0 and s < total:
+                acc, test_loss = evaluate(model, data, device, cfg.bf16)
+                pending += [(s, "test_acc", acc), (s, "test_loss", test_loss)]
+            if s % cfg.checkpoint_every == 0 or s == total:
+                if ctx.is_main:
+                    # Metrics first, then the checkpoint: a crash in between leaves metrics past
+                    # the checkpoint, which the resume truncates (never a gap or a duplicate).
+                    store.add_metrics(run_id, pending)
+                    store.add_diagnostics(run_id, pending_diag)
+                    checkpoint(s)
+                pending, pending_diag = [], []
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss_v:.4f}", refresh=False)
+    finally:
+        bar.close()
+
+    controller.finalize()  # weights *= final mask: the zero structure is now the N:M pattern
+    layer_info = controller.layer_info()  # now the final (target) patterns
+    acc, test_loss = evaluate(model, data, device, cfg.bf16)
+    if ctx.is_main:
+        store.add_metrics(run_id, [(total, "test_acc", acc), (total, "test_loss", test_loss)])
+        atomic_save(_plain_state_dict(model, cfg), run_dir / FINAL_MODEL_NAME)
+        store.finish_run(run_id, final_step=total, final_accuracy=acc, train_flops=flops)
+    dist.barrier(ctx)
+    return RunSummary(run_id, acc, layer_info, ckpt_path, cfg.model.name, run_dir, total, flops, model)
+
+
+def _gemm_layers(model: torch.nn.Module, batch: int) -> dict[str, tuple]:
+    """Every weight GEMM of a built-in model -> (shape, role, rows per step), for ``flops.py``.
+    Rows: patch embedding sees the patches, the head only the cls token, every block all tokens
+    (patches or sequence positions, + cls). Attention score/AV matmuls (activation x activation,
+    never weight-sparse) are not weight GEMMs and are not counted here."""
+    from pgf_sim.train.sparsify import infer_roles, weight_params
+
+    roles = infer_roles(model)
+    tokens = model.pos_embed.shape[1]  # patches or positions, + cls
+    out = {}
+    for name, (module, param, _) in weight_params(model).items():
+        role = roles[name]
+        rows = {"patch_embed": tokens - 1, "head": 1}.get(role, tokens)
+        out[name] = (tuple(getattr(module, param).shape), role, batch * rows)
+    return out
+
+
+def _diverged(store: ResultStore | None, run_id: str, step: int, loss: float, grad_norm: float,
+              opt: torch.optim.Optimizer, ckpt_path: Path) -> None:
+    kept = torch.load(ckpt_path, map_location="cpu", weights_only=True)["step"] if ckpt_path.is_file() else None
+    msg = (f"run {run_id!r}: training diverged at step {step + 1} (loss={loss}, grad norm={grad_norm}, "
+           f"lr={opt.param_groups[0]['lr']:.3g}); stopped without saving the bad state. "
+           f"The last good checkpoint ({ckpt_path}, step {kept}) is kept; "
+           "lower schedule.lr or set schedule.grad_clip, then run again with a new run id.")
+    if store is not None:
+        store.fail_run(run_id, msg)
+    raise TrainingDiverged(msg)
+
+
+def _diagnostic_layers(model: torch.nn.Module, controller: Any, cfg: ExperimentConfig) -> dict[str, tuple[torch.nn.Parameter, NM]]:
+    """Layers to measure -> (trainable weight, target pattern). For the dense baseline: the layers
+    the same recipe settings would sparsify at ``cfg.recipe.pattern``."""
+    from dataclasses import replace
+
+    from pgf_sim.train.schedules import layer_target
+    from pgf_sim.train.sparsify import infer_roles
+
+    out = {}
+    roles = infer_roles(model)
+    probe = cfg.recipe if cfg.recipe.spec.sparse else replace(cfg.recipe, name="ste")
+    for name, role in roles.items():
+        target = layer_target(probe, name, role)
+        if target is not None:
+            out[name] = (_trainable_weight(model.get_submodule(name)), target)
+    return out
+
+
+def _trainable_weight(module: torch.nn.Module) -> torch.nn.Parameter:
+    param = getattr(module, "weight")
+    if isinstance(param, torch.nn.Parameter):
+        return param
+    # torch.nn.utils.parametrize keeps the trainable tensor as parametrizations.weight.original
+    return module.parametrizations.weight.original
+
+
+def _grads_and_masks(layers: dict[str, tuple[torch.nn.Parameter, NM]], controller: Any,
+                     cfg: ExperimentConfig) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    from pgf_sim.train.masks import nm_mask
+
+    masks = controller.masks()
+    grads, out_masks = {}, {}
+    for name, (w, target) in layers.items():
+        if w.grad is None:
+            continue
+        grads[name] = w.grad
+        out_masks[name] = masks[name] if name in masks else nm_mask(w.detach(), target)
+    return grads, out_masks

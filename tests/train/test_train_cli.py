@@ -1,0 +1,43 @@
+"""``pgf-sim train`` end to end on a tiny config, and its error output."""
+import pytest
+import yaml
+
+from pgf_sim.cli import main
+from pgf_sim.store import ResultStore
+
+from tiny_experiment import one_thread, tiny_dict  # noqa: F401 (fixture)
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def test_train_command_end_to_end(tmp_path, capsys):
+    exp = tmp_path / "tiny.yaml"
+    exp.write_text(yaml.safe_dump(tiny_dict(steps=4)))
+    db, runs = tmp_path / "res.sqlite", tmp_path / "runs"
+    code = main(["train", str(exp), "recipe.pattern=1:8", "schedule.steps=3", "--device", "cpu",
+                 "--workdir", str(runs), "--db", str(db), "--run-id", "cli-run", "--no-progress"])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "run cli-run: final test accuracy" in out and str(db) in out
+    run = ResultStore(db).get_run("cli-run")
+    assert run["status"] == "finished" and run["pattern"] == "1:8" and run["final_step"] == 3
+    assert (runs / "cli-run" / "final_model.pt").is_file()
+    assert f"{run['final_accuracy']:.4f}" in out
+
+
+def test_bad_yaml_key_is_a_clean_error(tmp_path, capsys):
+    exp = tmp_path / "bad.yaml"
+    exp.write_text(yaml.safe_dump({**tiny_dict(), "epochz": 3}))
+    assert main(["train", str(exp), "--db", str(tmp_path / "db"), "--workdir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("pgf-sim: error: ") and "unknown key(s) 'epochz'" in err and "valid keys" in err
+    assert "Traceback" not in err
+
+
+def test_bad_override_and_missing_file(tmp_path, capsys):
+    exp = tmp_path / "ok.yaml"
+    exp.write_text(yaml.safe_dump(tiny_dict()))
+    assert main(["train", str(exp), "recipe.pattern=5:4", "--db", str(tmp_path / "db")]) == 2
+    assert "need 1 <= N <= M" in capsys.readouterr().err
+    assert main(["train", str(tmp_path / "missing.yaml")]) == 2
+    assert "cannot read" in capsys.readouterr().err
