@@ -18,6 +18,7 @@ def test_hw_show_prints_derived_peaks_and_sources(capsys):
     out = capsys.readouterr().out
     assert "dense peak 989 TFLOP/s (datasheet 989 TFLOP/s), sparse peak 1.98 PFLOP/s" in out
     assert "memory.dram_bw_bytes_per_s = 3.35e+12: NVIDIA H100 datasheet" in out
+    assert "Area: 814 mm^2" in out
     assert main(["hw", "show", str(hardware_dir() / "tpu_v5e.yaml")]) == 0
     assert "native N:M none" in capsys.readouterr().out
 
