@@ -62,7 +62,7 @@ def _patterns(args) -> list[NM]:
 def _capture_run(run_dir: Path, args) -> tuple:
     """Load a finished training run and capture it (patterns from its weights): (workload, cfg)."""
     try:
-        from ..train.trainer import example_input, load_trained
+        from ..train.trainer import CONFIG_NAME, example_input, load_trained
     except ModuleNotFoundError as exc:
         raise PgfSimError(f"cannot load run directory {run_dir}: the training part is not installed ({exc})") from None
     from .capture import capture
@@ -73,6 +73,9 @@ def _capture_run(run_dir: Path, args) -> tuple:
     if args.phase in ("prefill", "decode"):
         raise ConfigError(f"a captured run is simulated as a forward pass or a training run (--phase forward|train), "
                           f"not {args.phase}")
+    if not (run_dir / CONFIG_NAME).is_file():
+        raise ConfigError(f"{run_dir} is not a training run directory (no {CONFIG_NAME}); --model takes a built-in "
+                          f"model name or the directory of a run (pgf-sim train ...)")
     model, cfg = load_trained(run_dir)
     batch = args.batch or (cfg.schedule.batch_size if args.phase == "train" else 1)
     return capture(model, (example_input(cfg, batch),), dtype=args.dtype, name=cfg.name), cfg

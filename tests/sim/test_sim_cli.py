@@ -79,6 +79,9 @@ def test_errors_exit_2(capsys, argv, message):
 
 def test_directory_that_is_not_a_run(capsys, tmp_path):
     rc, _, err = run(capsys, "--model", str(tmp_path), "--hw", "a100_80gb")
+    assert rc == 2 and "not a training run directory (no config.json)" in err
+    (tmp_path / "config.json").write_text("{}")  # started but unfinished: the trainer's own message
+    rc, _, err = run(capsys, "--model", str(tmp_path), "--hw", "a100_80gb")
     assert rc == 2 and "final_model.pt" in err
 
 
