@@ -342,12 +342,14 @@ def build_workload(name: str, *, batch: int = 1, seq_len: int | None = None, pat
     b = _Builder(arch, dtype, pattern, qkv_pattern)
     _build(b, batch, seq_len, phase)
     value_bytes = DTYPE_BITS[dtype] / 8
-    n_cached = arch.decoder_layers or arch.layers
+    # attention layers whose K/V a decode step reads from a cache: self-attention of every
+    # decoder block, plus cross-attention (the encoder output, projected once) in T5
+    n_cached = 2 * arch.decoder_layers if arch.family == "encdec" else arch.layers
     meta = {"model": name, "batch": batch, "seq_len": seq_len, "phase": phase, "dtype": dtype,
             "pattern": str(pattern), "qkv_pattern": None if qkv_pattern is None else str(qkv_pattern),
             "params": param_count(name), "source": arch.source}
     if phase != "forward":
-        # K and V per layer, per token of context, per KV head (the cache a decode step reads)
+        # K and V per cached layer, per token of context, per KV head (what a decode step reads)
         meta["kv_cache_bytes"] = int(2 * n_cached * batch * seq_len * arch.n_kv_heads * arch.head_dim * value_bytes)
     graph = None if merge_blocks else _graph(b.ops, b.edges)
     wl = Workload(f"{name}[{phase}]", b.ops, meta, graph)

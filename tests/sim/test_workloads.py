@@ -98,6 +98,8 @@ def test_kv_cache_bytes_llama():
 
 
 def test_t5_decode_reuses_encoder_kv():
+    # self-attention and cross-attention caches of 12 decoder blocks, 32 positions, d=768, fp16
+    assert build_workload("t5_base", seq_len=32, phase="decode").meta["kv_cache_bytes"] == 2 * 2 * 12 * 32 * 768 * 2
     fwd = {o.name for o in build_workload("t5_base", seq_len=32).ops}
     dec = {o.name for o in build_workload("t5_base", seq_len=32, phase="decode").ops}
     assert "decoder.0.cross_attn.k" in fwd and "decoder.0.cross_attn.k" not in dec
