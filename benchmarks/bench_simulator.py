@@ -43,7 +43,7 @@ _BITS_INDEX = {4: 0, 8: 1, 16: 2, 32: 3}
 def distinct_triples(table, n_hw: int) -> list[tuple[int, int, int]]:
     """(layer, pat_n, pat_m) per distinct effective pattern of each layer (same for every target)."""
     out = []
-    for i in range(len(table)):
+    for i in range(table.n_ops):
         seen = set()
         for p in PATTERNS:
             if table.kind[i] == 0 and table.k[i] % p.m == 0:
@@ -193,7 +193,7 @@ def main() -> None:
                 j = pat_index.get((pn, pm), 0)
                 worst = max(worst, abs(grid.time_s[h, j, i] / t_s - 1), abs(grid.energy_j[h, j, i] / e_j - 1) if e_j else 0.0)
                 bound_mismatch += int(grid.bound[h, j, i] != bnd)
-        print(f"\n{name} ({kwargs['phase']}, batch 1): {len(table)} layers, {len(triples)} distinct layer x pattern,"
+        print(f"\n{name} ({kwargs['phase']}, batch 1): {table.n_ops} layers, {len(triples)} distinct layer x pattern,"
               f" x {len(hws)} targets = {n_eval} evaluations (grid computes {grid.time_s.size})")
         print(f"  vectorised evaluate_grid: {vec_s * 1e3:8.2f} ms CPU (median of {args.repeats}, min "
               f"{min(times) * 1e3:.2f}; wall median {statistics.median(walls) * 1e3:.2f})"

@@ -19,9 +19,9 @@ Pure, vectorised NumPy over layers (``evaluate``) and over hardware x patterns x
 - Energy = executed MACs x energy/MAC + element-wise FLOPs x energy/FLOP + DRAM bytes x
   energy/byte + on-chip bytes x energy/byte (the Accelergy/Sparseloop style action counts).
 
-Approximations, stated so they can be judged: a GEMM's ``batch`` (which includes ``count``) is
-that many separate launches; a matmul's ``batch`` is one batched launch (so repeats merged into
-a matmul's count pay one launch overhead); element-wise ops are one launch each and are not
+Approximations, stated so they can be judged: a GEMM's ``batch`` is that many separate
+launches; a matmul's ``batch`` is one batched launch; an op's ``count`` identical instances
+(merged transformer blocks) are costed once and scaled, launches included; element-wise ops are one launch each and are not
 fused with their neighbours; sparse kernels pad rows and K only on native sparse execution;
 static/idle power is not modelled (energy is dynamic only).
 """
@@ -186,7 +186,7 @@ def evaluate_grid(
         else:
             part = _grid(sub, sub.pat_n[None, :], sub.pat_m[None, :], hws, hp)
         if out is None:
-            out = [np.empty((len(hws), len(patterns), len(table)), dtype=a.dtype) for a in part]
+            out = [np.empty((len(hws), len(patterns), table.n_ops), dtype=a.dtype) for a in part]
         for dest, src in zip(out, part):
             dest[:, :, idx] = src
     return LayerCost(*out)
@@ -257,7 +257,7 @@ def _evaluate_core(table, pat_n, pat_m, exec_n, exec_m, mode, hp: HwArrays, hw_n
     m_run = np.ceil(m / pad_r) * pad_r
     k_run = np.ceil(k / pad_k_el) * pad_k_el * density
     # Matmuls (activation x activation) run batched in one launch; repeated GEMMs run one
-    # launch per product (batch of a GEMM counts identical layers, OpTable.batch = batch*count).
+    # launch per product (repeated layers are OpTable.count, scaled at the end).
     launches = np.where(is_gemm, batch, 1.0)
     per_launch_products = np.where(is_gemm, 1.0, batch)
     eff = np.where(native, hwcol(hp.eff_sparse), hwcol(hp.eff_dense))
@@ -318,10 +318,14 @@ def _evaluate_core(table, pat_n, pat_m, exec_n, exec_m, mode, hp: HwArrays, hw_n
         + onchip_bytes * hwcol(hp.onchip_byte_j)
     )
     shape = time_s.shape
+    # Everything above is per instance; ``count`` identical instances (merged transformer
+    # blocks) each have their own weights and launches, so extensive quantities scale by it.
+    count = table.count.astype(np.float64)
     full = lambda a: np.broadcast_to(a, shape).copy() if np.shape(a) != shape else a  # noqa: E731
+    scaled = lambda a: np.broadcast_to(a * count, shape).copy()  # noqa: E731
     return LayerCost(
-        dense_flops=full(dense_flops), exec_flops=full(exec_flops), dram_bytes=full(dram_bytes),
-        weight_bytes=full(weight_bytes), compute_time_s=full(compute_time), memory_time_s=full(memory_time),
-        time_s=time_s, bound=bound, energy_j=full(energy),
+        dense_flops=scaled(dense_flops), exec_flops=scaled(exec_flops), dram_bytes=scaled(dram_bytes),
+        weight_bytes=scaled(weight_bytes), compute_time_s=scaled(compute_time),
+        memory_time_s=scaled(memory_time), time_s=scaled(time_s), bound=bound, energy_j=scaled(energy),
         exec_pat_n=full(exec_n), exec_pat_m=full(exec_m),
     )

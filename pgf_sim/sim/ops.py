@@ -75,13 +75,14 @@ class OpTable(NamedTuple):
     m: np.ndarray           # (L,) int64
     n: np.ndarray           # (L,) int64
     k: np.ndarray           # (L,) int64
-    batch: np.ndarray       # (L,) int64 (times count)
+    batch: np.ndarray       # (L,) int64: independent products within one instance
     pat_n: np.ndarray       # (L,) int64: kept per group (1 for dense with pat_m 1)
     pat_m: np.ndarray       # (L,) int64: group size (1 = dense)
-    elements: np.ndarray    # (L,) int64 (times count)
+    elements: np.ndarray    # (L,) int64 per instance
     flops_per_element: np.ndarray  # (L,) float64
     inputs: np.ndarray      # (L,) int64
     value_bits: np.ndarray  # (L,) int64
+    count: np.ndarray       # (L,) int64: identical instances (own weights, own launches); costs scale by it
 
     KIND_CODES = {"gemm": 0, "matmul": 1, "elementwise": 2}
 
@@ -96,14 +97,16 @@ class OpTable(NamedTuple):
             m=col((o.m for o in ops), np.int64),
             n=col((o.n for o in ops), np.int64),
             k=col((o.k for o in ops), np.int64),
-            batch=col((o.batch * o.count for o in ops), np.int64),
+            batch=col((o.batch for o in ops), np.int64),
             pat_n=col((o.pattern.n for o in ops), np.int64),
             pat_m=col((o.pattern.m for o in ops), np.int64),
-            elements=col((o.elements * o.count for o in ops), np.int64),
+            elements=col((o.elements for o in ops), np.int64),
             flops_per_element=col((o.flops_per_element for o in ops), np.float64),
             inputs=col((o.inputs for o in ops), np.int64),
             value_bits=col((DTYPE_BITS[o.dtype] for o in ops), np.int64),
+            count=col((o.count for o in ops), np.int64),
         )
 
-    def __len__(self) -> int:  # type: ignore[override]
+    @property
+    def n_ops(self) -> int:
         return len(self.names)

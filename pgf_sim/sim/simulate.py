@@ -80,26 +80,14 @@ class SimResult:
         return "\n".join(lines)
 
 
-_EXTENSIVE = ("dense_flops", "exec_flops", "dram_bytes", "weight_bytes", "compute_time_s", "memory_time_s",
-              "time_s", "energy_j")
-
-
-def _scaled(cost: LayerCost, counts: np.ndarray) -> LayerCost:
-    """Per-instance costs times the number of identical instances (each has its own weights)."""
-    return cost._replace(**{key: getattr(cost, key) * counts for key in _EXTENSIVE})
-
 
 def simulate(workload: Workload, hw: Hardware | str) -> SimResult:
     """Cost of every op of ``workload`` on ``hw`` (a ``Hardware`` or a name / YAML path)."""
     hw = load_hardware(hw) if isinstance(hw, str) else hw
-    # Ops repeated ``count`` times (merged blocks) are costed once and scaled: OpTable folds count
-    # into batch/elements, where the cost model would see one launch instead of ``count``.
-    counts = np.array([op.count for op in workload.ops], dtype=np.float64)
-    table = OpTable.from_ops([replace(op, count=1) for op in workload.ops])
-    cost = _scaled(evaluate(table, hw), counts)
+    table = workload.table()
+    cost = evaluate(table, hw)
     ones = np.ones_like(table.pat_n)
-    # OpTable overrides __len__ (= layers), which breaks NamedTuple._replace; rebuild it instead.
-    dense_cost = _scaled(evaluate(OpTable(**{**table._asdict(), "pat_n": ones, "pat_m": ones}), hw), counts)
+    dense_cost = evaluate(table._replace(pat_n=ones, pat_m=ones), hw)
     _, _, mode = map_patterns(table.pat_n, table.pat_m, hw)
     rows = []
     for i, op in enumerate(workload.ops):
