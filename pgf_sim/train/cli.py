@@ -39,8 +39,8 @@ def _train(args: argparse.Namespace) -> int:
     if distributed.context_from_env().is_main:
         sparse = sum(1 for p, _, _ in summary.layer_info.values() if not p.is_dense)
         flops = sum(summary.train_flops.values())
+        recipe = "dense" if not cfg.recipe.spec.sparse else f"{cfg.recipe.name} {cfg.recipe.pattern}, {sparse} sparse layers"
         print(f"run {summary.run_id}: final test accuracy {summary.final_accuracy:.4f} "
-              f"after {summary.final_step} steps ({cfg.recipe.name} {cfg.recipe.pattern}, {sparse} sparse layers, "
-              f"{flops:.3g} training FLOPs)")
+              f"after {summary.final_step} steps ({recipe}, {flops:.3g} training FLOPs)")
         print(f"results: {args.db} (run_id {summary.run_id}); model: {summary.run_dir}")
     return 0

@@ -144,7 +144,9 @@ def train(cfg: ExperimentConfig, *, store: ResultStore, run_id: str | None = Non
                            tokens=0, total_steps=total)
     controller = sparsify(model, cfg.recipe, total)
     model.to(device)
-    layer_info = controller.layer_info()
+    # the target patterns (what finalize() leaves), not the schedule's pattern at step 0
+    targets = controller.target_patterns()
+    layer_info = {n: info._replace(pattern=targets[n]) for n, info in controller.layer_info().items()}
 
     existing = store.get_run(run_id)  # every rank reads it, so all return (or all train) together
     if existing and existing["status"] == "finished" and (run_dir / FINAL_MODEL_NAME).is_file():
@@ -181,7 +183,6 @@ def train(cfg: ExperimentConfig, *, store: ResultStore, run_id: str | None = Non
         (run_dir / CONFIG_NAME).write_text(json.dumps(config_dict, indent=2, sort_keys=True))
         store.start_run(run_id, name=cfg.name, config=config_dict, recipe=cfg.recipe.name,
                         pattern=str(cfg.recipe.pattern), seed=cfg.seed)
-        store.set_layers(run_id, {n: (str(p), tuple(s), r) for n, (p, s, r) in layer_info.items()})
         store.truncate_after(run_id, done)
         if not ckpt_path.is_file():
             checkpoint(0)  # a good state to fall back to even if step 1 diverges
@@ -232,10 +233,10 @@ def train(cfg: ExperimentConfig, *, store: ResultStore, run_id: str | None = Non
         bar.close()
 
     controller.finalize()  # weights *= final mask: the zero structure is now the N:M pattern
-    layer_info = controller.layer_info()  # now the final (target) patterns
     acc, test_loss = evaluate(model, data, device, cfg.bf16)
     if ctx.is_main:
         store.add_metrics(run_id, [(total, "test_acc", acc), (total, "test_loss", test_loss)])
+        store.set_layers(run_id, {n: (str(p), tuple(s), r) for n, (p, s, r) in layer_info.items()})
         atomic_save(_plain_state_dict(model, cfg), run_dir / FINAL_MODEL_NAME)
         store.finish_run(run_id, final_step=total, final_accuracy=acc, train_flops=flops)
     dist.barrier(ctx)

@@ -6,6 +6,9 @@ from pgf_sim.core import ConfigError
 from pgf_sim.train.data import DataSpec
 from pgf_sim.train.experiment import ModelConfig
 from pgf_sim.train.models import MODELS, build_model
+from tiny_experiment import one_thread  # noqa: F401 (fixture)
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 SPECS = {
     "vit": DataSpec("image", (3, 8, 8), 7),
@@ -66,3 +69,62 @@ def test_fused_and_separate_attention_agree():
     sep.load_state_dict(state)
     x = _input(spec)
     torch.testing.assert_close(fused(x), sep(x))
+
+
+@pytest.mark.parametrize("qkv", ["fused", "separate"])
+def test_roles_are_recognised_by_infer_roles(qkv):
+    from pgf_sim.train.sparsify import infer_roles
+
+    model = build_model(ModelConfig("vit", {"dim": 16, "depth": 1, "heads": 2, "qkv": qkv}), SPECS["vit"])
+    roles = infer_roles(model)
+    expected = {"patch_embed": "patch_embed", "blocks.0.attn.proj": "proj", "blocks.0.mlp.fc1": "fc1",
+                "blocks.0.mlp.fc2": "fc2", "head": "head"}
+    expected.update({"blocks.0.attn.qkv": "qkv"} if qkv == "fused" else
+                    {f"blocks.0.attn.{r}": r for r in ("q", "k", "v")})
+    assert roles == expected
+
+
+class _UserModel(torch.nn.Module):
+    """A model the user wrote from stock torch layers (not ours): TransformerEncoderLayer blocks."""
+
+    def __init__(self):
+        super().__init__()
+        self.embed = torch.nn.Linear(8, 32)
+        layer = torch.nn.TransformerEncoderLayer(32, 4, dim_feedforward=64, dropout=0.0, batch_first=True)
+        self.encoder = torch.nn.TransformerEncoder(layer, 2, enable_nested_tensor=False)
+        self.head = torch.nn.Linear(32, 3)
+
+    def forward(self, x):
+        return self.head(self.encoder(self.embed(x)).mean(1))
+
+
+def test_a_user_model_built_from_torch_layers_is_sparsified():
+    from pgf_sim.core import NM
+    from pgf_sim.train.masks import complies
+    from pgf_sim.train.schedules import RecipeConfig
+    from pgf_sim.train.sparsify import sparsify
+
+    torch.manual_seed(0)
+    model = _UserModel()
+    steps = 30
+    ctl = sparsify(model, RecipeConfig(name="mdgf", pattern=NM(2, 4)), steps)
+    ff = {f"encoder.layers.{i}.{n}" for i in range(2) for n in ("linear1", "linear2")}
+    assert set(ctl.layer_info()) == ff  # the MLP of every block, found by role (linear1/linear2)
+    x, y = torch.randn(16, 5, 8), torch.randint(0, 3, (16,))
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    losses = []
+    for step in range(steps):
+        ctl.set_step(step)
+        loss = torch.nn.functional.cross_entropy(model(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.5 * losses[0]  # it learns (memorises the fixed batch)
+    ctl.finalize()
+    for name in ff:
+        assert complies(model.get_submodule(name).weight, NM(2, 4)), name
+    attn = model.encoder.layers[0].self_attn
+    assert (attn.in_proj_weight != 0).all() and (attn.out_proj.weight != 0).all()  # attention stays dense
+    model.eval()  # the inference fast path reads linear1.weight directly: still the sparse weights
+    assert model(x).shape == (16, 3)

@@ -37,6 +37,10 @@ def test_every_recipe_trains_the_tiny_default(recipe, tmp_path):
             else:
                 assert (w == 0).float().mean() < 0.01
     assert (model.get_submodule("blocks.0.attn.qkv").weight != 0).all()
+    if RECIPES.get(recipe).sparse:  # the final patterns (SDGF starts at 3:4 but ends at 2:4)
+        assert {str(p) for p, _, _ in s.layer_info.values()} == {"2:4"}
+        assert {row["pattern"] for row in store.run_layers(s.run_id)} == {"2:4"}
+        assert {row["layer"] for row in store.run_layers(s.run_id)} == {"blocks.0.mlp.fc1", "blocks.0.mlp.fc2"}
     # the saved model scores what the run reported
     acc, _ = evaluate(model, load_data(cfg.data), torch.device("cpu"), False)
     assert acc == s.final_accuracy
