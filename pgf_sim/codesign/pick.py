@@ -9,6 +9,9 @@ Rules (deterministic):
   else ``"latency_s"`` (the question "I need accuracy A: what is fastest?").
 - Ties on the objective are broken by accuracy (higher), then latency, energy, weight bytes
   (lower), then label, so the winner is always on the accuracy-vs-objective Pareto front.
+  For a cost objective, values within ``tie_rtol`` (default 1%) of the lowest count as a tie:
+  a simulated 0.1% latency difference is below the cost model's resolution, so the more
+  accurate of the tied candidates wins (and the explanation says so).
 - The runner-up is the next candidate in the same order. When winner and runner-up differ in
   accuracy by less than their combined std over seeds, the explanation says the accuracy
   difference is within seed noise.
@@ -45,6 +48,7 @@ class Pick:
     runner_up: Candidate | None
     n_candidates: int
     n_feasible: int
+    tie_rtol: float = 0.01
     explanation: str = field(default="")
 
     def to_row(self) -> dict:
@@ -74,7 +78,8 @@ _LIMITS = {  # constraint name -> (candidate field, sense)
 
 
 def pick(table: ResultTable, hw: str, *, min_accuracy: float | None = None, max_latency_s: float | None = None,
-         max_energy_j: float | None = None, objective: str | None = None, model: str | None = None) -> Pick:
+         max_energy_j: float | None = None, objective: str | None = None, model: str | None = None,
+         tie_rtol: float = 0.01) -> Pick:
     """Best candidate of ``table`` on hardware ``hw`` (optionally one ``model``) under the limits.
 
     Raises ``UnknownNameError`` for an unknown ``hw``/``model``/``objective`` (listing the
@@ -100,9 +105,15 @@ def pick(table: ResultTable, hw: str, *, min_accuracy: float | None = None, max_
     if not feasible:
         raise _infeasible(hw, rows, limits)
     ranked = sorted(feasible, key=lambda c: _rank_key(c, objective))
+    if objective != "accuracy":
+        # near-ties on the cost: the most accurate of those within tie_rtol of the lowest comes first
+        limit = getattr(ranked[0], objective) * (1.0 + tie_rtol)
+        tied = [c for c in ranked if getattr(c, objective) <= limit]
+        lead = min(tied, key=lambda c: (-c.accuracy_mean, _rank_key(c, objective)))
+        ranked = [lead] + [c for c in ranked if c is not lead]
     best = ranked[0]
     runner = ranked[1] if len(ranked) > 1 else None
-    result = Pick(hw, objective, limits, best, runner, len(rows), len(feasible))
+    result = Pick(hw, objective, limits, best, runner, len(rows), len(feasible), tie_rtol=tie_rtol)
     return replace(result, explanation=explain(result))
 
 
@@ -156,7 +167,11 @@ def explain(p: Pick) -> str:
         gap = f"{(b.accuracy_mean - r.accuracy_mean) * 100:.2f} points more accurate"
     else:
         bv, rv = getattr(b, p.objective), getattr(r, p.objective)
-        gap = f"{rv / bv:.2f}x lower {p.objective}" if bv > 0 else f"{p.objective} {bv:g} vs {rv:g}"
+        if abs(rv - bv) <= p.tie_rtol * min(bv, rv):
+            gap = (f"tied on {p.objective} ({_fmt_value(p.objective, bv)} vs {_fmt_value(p.objective, rv)}, within "
+                   f"{p.tie_rtol * 100:g}%), so the more accurate one is picked")
+        else:
+            gap = f"{rv / bv:.2f}x lower {p.objective}" if bv > 0 else f"{p.objective} {bv:g} vs {rv:g}"
     tail = (f" Runner-up: {r.label} (accuracy {_fmt_acc(r)}, latency {_fmt_value('latency_s', r.latency_s)}, "
             f"energy {_fmt_value('energy_j', r.energy_j)}); the pick is {gap}.")
     noise = math.hypot(b.accuracy_std, r.accuracy_std)

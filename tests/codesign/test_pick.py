@@ -61,6 +61,22 @@ def test_same_question_other_hardware_other_answer():
     assert p.best.recipe == "dense" and p.runner_up.pattern == NM(1, 8)
 
 
+def test_near_tie_on_cost_goes_to_accuracy():
+    rows = [dict(hardware="gpu", recipe=r, pattern=p, accuracy_mean=a, accuracy_std=0.01, n_seeds=2,
+                 inference_flops=1.0, latency_s=lat, energy_j=1.0, weight_bytes=1.0, train_flops=1.0)
+            for r, p, a, lat in (("dense", "dense", 0.889, 1.631e-3), ("sr-ste", "1:8", 0.897, 1.632e-3),
+                                 ("mdgf", "1:16", 0.80, 1.0e-3))]
+    table = ResultTable.from_records(rows)
+    # 1.632 ms is within 1% of 1.631 ms: the more accurate sr-ste 1:8 wins the tie
+    p = pick(table, "gpu", min_accuracy=0.85)
+    assert (p.best.recipe, p.runner_up.recipe) == ("sr-ste", "dense")
+    assert "tied on latency_s" in p.explanation
+    # with exact comparison the faster one wins
+    p = pick(table, "gpu", min_accuracy=0.85, tie_rtol=0.0)
+    assert (p.best.recipe, p.runner_up.recipe) == ("dense", "sr-ste")
+    assert "1.00x lower latency_s" in p.explanation
+
+
 def test_infeasible_names_the_closest_miss():
     with pytest.raises(NoFeasibleCandidate) as info:
         pick(TABLE, "flex", min_accuracy=0.95, max_latency_s=1.5e-3)
