@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from pgf_sim.codesign.pareto import ResultTable
+from pgf_sim.codesign.pareto import ResultTable, pareto_front
 from pgf_sim.codesign.pick import NoFeasibleCandidate, pick
 from pgf_sim.core import NM, PgfSimError, UnknownNameError
 
@@ -101,3 +103,27 @@ def test_unknown_names_list_choices():
         pick(TABLE, "h100")
     with pytest.raises(UnknownNameError, match="valid: accuracy"):
         pick(TABLE, "flex", objective="speed")
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(st.integers(50, 100), st.integers(1, 20)), min_size=1, max_size=15),
+       st.integers(50, 100), st.sampled_from([0.0, 0.01, 0.2]))
+def test_pick_properties(points, floor, tie):
+    rows = [dict(hardware="hw", recipe=f"r{i}", pattern="2:4", accuracy_mean=a / 100, accuracy_std=0.0, n_seeds=1,
+                 inference_flops=1.0, latency_s=lat * 1e-3, energy_j=1.0, weight_bytes=1.0, train_flops=1.0)
+            for i, (a, lat) in enumerate(points)]
+    table = ResultTable.from_records(rows)
+    feasible = [c for c in table if c.accuracy_mean >= floor / 100]
+    if not feasible:
+        with pytest.raises(NoFeasibleCandidate):
+            pick(table, "hw", min_accuracy=floor / 100)
+        return
+    p = pick(table, "hw", min_accuracy=floor / 100, tie_rtol=tie)
+    best = p.best
+    assert best.accuracy_mean >= floor / 100
+    fastest = min(c.latency_s for c in feasible)
+    assert best.latency_s <= fastest * (1 + tie)  # never slower than the tie window allows
+    # on the accuracy-vs-latency front of the feasible set
+    mask = pareto_front([c.accuracy_mean for c in feasible], [c.latency_s for c in feasible])
+    assert mask[feasible.index(best)]
+    assert p.n_feasible == len(feasible) and (p.runner_up is None) == (len(feasible) == 1)
