@@ -182,14 +182,14 @@ def _pareto_figure(table: ResultTable, hw: str, fr: dict, noisy: dict | None):
                 text=[_hover(c) for c in cs], hovertemplate="%{text}<extra></extra>"), row=1, col=col)
         front = fr[(hw, metric)].candidates(table)
         fig.add_trace(go.Scatter(
-            x=[getattr(c, metric) for c in front], y=[c.accuracy_mean * 100 for c in front], mode="lines",
-            line=dict(color="black", width=1.5, shape="hv"), name="Pareto front", legendgroup="front",
-            showlegend=col == 1, hoverinfo="skip"), row=1, col=col)
+            x=[getattr(c, metric) for c in front], y=[c.accuracy_mean * 100 for c in front], mode="lines+markers",
+            line=dict(color="black", width=1.5, shape="hv"), marker=dict(symbol="circle-open", size=17, color="black"),
+            name="Pareto front", legendgroup="front", showlegend=col == 1, hoverinfo="skip"), row=1, col=col)
         if noisy is not None:
             extra = [table[i] for i in noisy[(hw, metric)].indices if i not in fr[(hw, metric)].indices]
             fig.add_trace(go.Scatter(
                 x=[getattr(c, metric) for c in extra], y=[c.accuracy_mean * 100 for c in extra], mode="markers",
-                marker=dict(size=18, color="rgba(0,0,0,0)", line=dict(color="gray", width=1.5)),
+                marker=dict(symbol="circle-open", size=23, color="gray"),
                 name="within seed noise of the front", legendgroup="noisy", showlegend=col == 1,
                 hoverinfo="skip"), row=1, col=col)
         fig.update_xaxes(title_text=METRIC_LABELS[metric], type=_axis_type([getattr(table[i], metric) for i in rows]),
