@@ -1,0 +1,90 @@
+"""Kill a real sweep process mid-run (SIGKILL), rerun it: no result lost or duplicated, finished
+runs not retrained, unfinished ones resumed from their checkpoint."""
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+
+import pytest
+import yaml
+
+from pgf_sim.codesign import results
+from pgf_sim.store import ResultStore
+
+STEPS = 160
+SWEEP = {
+    "name": "resume",
+    "experiment": {"name": "resume", "model": {"name": "vit", "options": {"dim": 32, "depth": 1, "heads": 2}},
+                   "schedule": {"steps": STEPS, "batch_size": 32}, "checkpoint_every": 10},
+    "grid": {"recipes": ["dense", "sr-ste"], "patterns": ["2:4"], "seeds": [0, 1]},
+    "hardware": ["a100_80gb", "flex_nm_systolic"],
+    "workers": 2,
+}
+
+
+def _sweep_cmd(path, db, workdir):
+    return [sys.executable, "-m", "pgf_sim", "sweep", str(path), "--db", str(db), "--workdir", str(workdir)]
+
+
+def _state(db):
+    """(finished run ids, ids of unfinished runs with committed steps), tolerating a young DB."""
+    try:
+        con = sqlite3.connect(db, timeout=30)
+        finished = {r for (r,) in con.execute("SELECT run_id FROM runs WHERE status='finished'")}
+        started = {r for (r,) in con.execute("SELECT DISTINCT run_id FROM metrics WHERE key='train_loss'")}
+        con.close()
+        return finished, started - finished
+    except sqlite3.OperationalError:  # tables not created yet
+        return set(), set()
+
+
+@pytest.mark.slow  # ~30 s idle, ~70 s on a busy 2-core machine: two real sweeps with process pools
+def test_killed_sweep_resumes_without_loss_or_duplicates(tmp_path):
+    path = tmp_path / "sweep.yaml"
+    path.write_text(yaml.safe_dump(SWEEP))
+    db, workdir = tmp_path / "r.sqlite", tmp_path / "runs"
+    proc = subprocess.Popen(_sweep_cmd(path, db, workdir), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    deadline = time.time() + 240
+    while time.time() < deadline:
+        finished, in_progress = _state(db) if db.exists() else (set(), set())
+        if finished and in_progress:
+            break
+        assert proc.poll() is None, f"the sweep ended before it could be killed:\n{proc.stdout.read().decode()}"
+        time.sleep(0.2)
+    else:
+        proc.kill()
+        pytest.fail("no run finished while another was in progress within 240 s")
+    # Kill only the driver: its worker processes must notice and stop by themselves, or the
+    # rerun would find their runs locked ("busy") and fail.
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    store = ResultStore(db)
+    before = {r["run_id"]: r for r in store.list_runs(status="finished")}
+    assert before, "nothing had finished before the kill"
+    sims_before = {(r["run_id"], r["hw"]): r["simulated_at"] for r in results.sim_totals(db, results.sim_key(1, "fp16"))}
+    time.sleep(1.5)  # the workers' parent watch polls every 0.5 s
+
+    rerun = subprocess.run(_sweep_cmd(path, db, workdir), capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    assert "resumed" in rerun.stdout, rerun.stdout  # the in-progress run continued from its checkpoint
+
+    runs = {r["run_id"]: r for r in store.list_runs()}
+    points = results.sweep_points(db, "resume")
+    assert len(points) == 4 and {p["run_id"] for p in points} == set(runs)
+    assert all(r["status"] == "finished" and r["final_step"] == STEPS for r in runs.values())
+    for run_id, r in before.items():  # finished runs were not retrained
+        assert runs[run_id]["finished_at"] == r["finished_at"]
+        assert runs[run_id]["final_accuracy"] == r["final_accuracy"]
+    for run_id in runs:  # every step's metric exactly once: nothing lost, nothing repeated
+        steps = [s for s, _, _ in store.run_metrics(run_id, "train_loss")]
+        assert steps == list(range(1, STEPS + 1)), run_id
+    sims = results.sim_totals(db, results.sim_key(1, "fp16"))
+    assert sorted((r["run_id"], r["hw"]) for r in sims) == sorted((r, h) for r in runs for h in SWEEP["hardware"])
+    for r in sims:  # simulations stored before the kill were kept as they were
+        if (r["run_id"], r["hw"]) in sims_before:
+            assert r["simulated_at"] == sims_before[(r["run_id"], r["hw"])]
+    # a third run has nothing left to do
+    again = subprocess.run(_sweep_cmd(path, db, workdir), capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0 and "4 done, 0 failed before, 0 to run" in again.stdout, again.stdout
