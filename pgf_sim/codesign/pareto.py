@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import MISSING, dataclass, fields
 from typing import Literal
 
 import numpy as np
@@ -75,6 +75,8 @@ class Candidate:
     train_flops: float
     model: str = ""
     run_ids: tuple[str, ...] = ()
+    cost_spread: float = 0.0  # max over cost metrics of (max - min) / mean across seeds
+
 
     @property
     def label(self) -> str:
@@ -101,7 +103,7 @@ class Candidate:
         return out
 
 
-_FLOAT_FIELDS = ("accuracy_mean", "accuracy_std", *COST_METRICS)
+_FLOAT_FIELDS = ("accuracy_mean", "accuracy_std", *COST_METRICS, "cost_spread")
 
 
 def _as_pattern(value: object) -> NM | str:
@@ -134,7 +136,7 @@ class ResultTable(Sequence[Candidate]):
             unknown = sorted(set(rec) - names)
             if unknown:
                 raise ConfigError(f"result record {i}: unknown key(s) {unknown}; valid keys: {sorted(names)}")
-            missing = [f.name for f in fields(Candidate) if f.name not in rec and f.name not in ("model", "run_ids")]
+            missing = [f.name for f in fields(Candidate) if f.name not in rec and f.default is MISSING]
             if missing:
                 raise ConfigError(f"result record {i}: missing key(s) {missing}")
             kw = dict(rec)
@@ -142,7 +144,8 @@ class ResultTable(Sequence[Candidate]):
             kw["run_ids"] = tuple(kw.get("run_ids", ()))
             kw["n_seeds"] = int(kw["n_seeds"])
             for name in _FLOAT_FIELDS:
-                kw[name] = float("nan") if kw[name] is None else float(kw[name])
+                if name in kw:
+                    kw[name] = float("nan") if kw[name] is None else float(kw[name])
             rows.append(Candidate(**kw))
         return cls(rows)
 
@@ -186,26 +189,38 @@ def aggregate_seeds(rows: Iterable[Mapping]) -> ResultTable:
     """Per-seed rows -> one ``Candidate`` per (hardware, model, recipe, pattern).
 
     A row has ``hardware, recipe, pattern, accuracy`` and the ``COST_METRICS`` (optional:
-    ``model``, ``run_id``). Accuracy: mean and sample std (ddof=1; 0.0 for one seed), n.
-    A NaN accuracy (a diverged or unfinished seed) makes the mean NaN on purpose: dropping it
-    would make an unstable recipe look good. Costs are averaged (they are equal across seeds
-    unless the captured masks differ).
+    ``model``, ``run_id``, ``seed``). Accuracy: mean and sample std (ddof=1; 0.0 for one
+    seed), n. A NaN accuracy (a diverged or unfinished seed) makes the mean NaN on purpose:
+    dropping it would make an unstable recipe look good. Costs are averaged; they are equal
+    across seeds unless the captured masks differ, and ``Candidate.cost_spread`` records the
+    largest relative range so a report can flag it. The same ``seed`` twice in one group is a
+    ``ConfigError``: results of different configurations or simulator versions are mixed.
     """
     groups: dict[tuple, list[Mapping]] = {}
     for row in rows:
         key = (row["hardware"], row.get("model", ""), row["recipe"], str(_as_pattern(row["pattern"])))
         groups.setdefault(key, []).append(row)
     out = []
-    for (hw, model, recipe, _), members in groups.items():
+    for (hw, model, recipe, pat), members in groups.items():
+        seeds = [r["seed"] for r in members if r.get("seed") is not None]
+        dup = sorted({s for s in seeds if seeds.count(s) > 1})
+        if dup:
+            runs = [str(r.get("run_id", "?")) for r in members if r.get("seed") == dup[0]]
+            raise ConfigError(
+                f"{recipe} {pat} on {hw}{' (' + model + ')' if model else ''}: seed {dup[0]} appears "
+                f"{seeds.count(dup[0])} times (runs {', '.join(runs)}): results of different sweep "
+                "configurations or simulator versions are mixed; select one configuration's runs")
         acc = np.array([np.nan if r["accuracy"] is None else r["accuracy"] for r in members], dtype=np.float64)
         n = len(members)
         std = float(np.std(acc, ddof=1)) if n > 1 else 0.0
-        costs = {m: float(np.mean([np.nan if r[m] is None else r[m] for r in members])) for m in COST_METRICS}
+        vals = {m: np.array([np.nan if r[m] is None else r[m] for r in members], dtype=np.float64) for m in COST_METRICS}
+        spread = max((float((v.max() - v.min()) / abs(v.mean())) for v in vals.values()
+                      if np.isfinite(v).all() and v.mean() != 0), default=0.0)
         out.append(Candidate(
             hardware=hw, model=model, recipe=recipe, pattern=_as_pattern(members[0]["pattern"]),
             accuracy_mean=float(np.mean(acc)), accuracy_std=std, n_seeds=n,
             run_ids=tuple(str(r["run_id"]) for r in members if r.get("run_id") is not None),
-            **costs,
+            cost_spread=spread, **{m: float(np.mean(v)) for m, v in vals.items()},
         ))
     return ResultTable(out)
 

@@ -118,6 +118,11 @@ def render_html(data: ReportData) -> str:
         for hw in table.hardware_names():
             body.append(figs.add(_pareto_figure(table, hw, fr, noisy)))
         body.append(figs.add(_train_flops_figure(table)))
+        spread = [c for c in table if c.cost_spread > 1e-6]
+        if spread:
+            body.append("<p class='err'>Simulated cost differs between the seeds of: " + "; ".join(
+                f"{_e(c.label)} on {_e(c.hardware)} ({c.cost_spread * 100:.2g}%)" for c in spread) +
+                ". Their captured per-layer patterns differ; the plots show the mean cost.</p>")
         excluded = {row: why for f in fr.values() for row, why in f.excluded}
         if excluded:
             body.append("<p class='err'>Left off the fronts: " + "; ".join(_e(w) for w in excluded.values()) + "</p>")

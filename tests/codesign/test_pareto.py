@@ -194,6 +194,20 @@ def test_aggregate_seeds_mean_std_n_and_nan_propagation():
     assert math.isnan(table.where(recipe="ste")[0].accuracy_mean)
 
 
+def test_aggregate_seeds_flags_mixed_results():
+    def row(seed, run, latency):
+        return dict(hardware="a100", recipe="sr-ste", pattern="2:4", seed=seed, run_id=run, accuracy=0.9,
+                    **{**{m: 1.0 for m in COST_METRICS}, "latency_s": latency})
+
+    # the same seed twice: two configurations mixed in one table
+    with pytest.raises(ConfigError, match=r"seed 0 appears 2 times \(runs a, c\)"):
+        aggregate_seeds([row(0, "a", 1.0), row(1, "b", 1.0), row(0, "c", 2.0)])
+    # different seeds whose captured costs differ: kept, mean cost, spread recorded (1.0 vs 1.5 -> 0.4)
+    cand = aggregate_seeds([row(0, "a", 1.0), row(1, "b", 1.5)])[0]
+    assert cand.latency_s == pytest.approx(1.25) and cand.cost_spread == pytest.approx(0.4)
+    assert aggregate_seeds([row(0, "a", 1.0), row(1, "b", 1.0)])[0].cost_spread == 0.0
+
+
 def test_from_records_strict_and_mixed_label():
     rec = dict(hardware="x", recipe="ste", pattern="mixed:fc1=1:8,fc2=2:4", accuracy_mean=0.9, accuracy_std=0.0,
                n_seeds=1, inference_flops=1, latency_s=1, energy_j=1, weight_bytes=1, train_flops=1)

@@ -103,6 +103,14 @@ def test_pareto_front_trace_is_the_computed_front():
     assert "mdgf 1:16" in text
 
 
+def test_cost_spread_is_flagged():
+    data = sample_data()
+    rows = [dataclasses.replace(c, cost_spread=0.25) if c.label == "mdgf 1:8" else c for c in data.results]
+    text = render_html(dataclasses.replace(data, results=ResultTable(rows)))
+    assert "Simulated cost differs between the seeds of: mdgf 1:8 on a100_80gb (25%)" in text
+    assert "Simulated cost differs" not in render_html(data)
+
+
 def test_empty_bundle_renders_with_notes(tmp_path):
     path = write_report(tmp_path / "empty.html", ReportData())
     text = path.read_text()
