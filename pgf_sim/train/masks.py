@@ -10,14 +10,19 @@ with the **lower index** (earlier input feature / channel) is kept. NaN magnitud
 defined rank. The mask is a pure function of the weight values, so every DDP rank computes the
 same mask from the same weights.
 
-Vectorised: no Python loop over groups. Two exact algorithms, chosen by M (benchmarks/bench_masks.py):
-- M <= 8: pairwise ranks. For every pair of positions (i < j) of a group, one comparison over
-  all groups at once decides who ranks higher; rank < N is kept. M(M-1)/2 tensor ops.
-- otherwise, and for N = 1: threshold. v = N-th largest |w| of the group (``topk`` values, which
+Vectorised: no Python loop over groups. Two exact algorithms, chosen by M, N and size
+(``_use_pairwise``, measured with benchmarks/bench_masks.py):
+- small M (4; 8 with N > 1 on large weights): pairwise ranks. For every pair of positions
+  (i < j) of a group, one comparison over all groups at once decides who ranks higher;
+  rank < N is kept. M(M-1)/2 tensor ops.
+- otherwise: threshold. v = N-th largest |w| of the group (``topk`` values, which
   do not depend on how topk breaks ties); keep |w| > v, plus the first ``N - #(|w| > v)``
   elements equal to v in index order (a cumulative sum).
 """
 from __future__ import annotations
+
+import functools
+from typing import Sequence
 
 import torch
 
@@ -78,6 +83,13 @@ def _threshold_keep(a: torch.Tensor, n: int) -> torch.Tensor:
     return above | (tied & (tied.cumsum(dim=1, dtype=torch.int32) <= room))
 
 
+def _use_pairwise(n: int, m: int, numel: int) -> bool:
+    # Measured on CPU (benchmarks/bench_masks.py, 1 thread): pairwise wins for M = 4 and, above
+    # ~64k weights, for M = 8 with N > 1; below that its M(M-1)/2 tiny ops cost more than topk.
+    large = numel >= 65536
+    return (m <= 4 and (n > 1 or large)) or (m <= 8 and n > 1 and large)
+
+
 def nm_mask(weight: torch.Tensor, pattern: NM, *, name: str = "weight", reduction_dim: int = 1) -> torch.Tensor:
     """Bool mask of ``weight``'s shape keeping the ``pattern.n`` largest |w| per group of ``pattern.m``.
 
@@ -89,8 +101,28 @@ def nm_mask(weight: torch.Tensor, pattern: NM, *, name: str = "weight", reductio
     check_divisible(tuple(weight.shape), pattern, name=name, reduction_dim=reduction_dim)
     n, m = pattern.n, pattern.m
     a = to_groups(weight.detach().abs(), m, reduction_dim)
-    keep = _pairwise_rank_keep(a, n, m) if (m <= 8 and n > 1) or m <= 4 else _threshold_keep(a, n)
+    keep = _pairwise_rank_keep(a, n, m) if _use_pairwise(n, m, a.numel()) else _threshold_keep(a, n)
     return from_groups(keep, tuple(weight.shape), reduction_dim).contiguous()
+
+
+def nm_masks(weights: Sequence[torch.Tensor], pattern: NM, *, names: Sequence[str],
+             reduction_dims: Sequence[int]) -> list[torch.Tensor]:
+    """``nm_mask`` of several weights (same device) in one pass over their concatenated groups.
+
+    Same result as one ``nm_mask`` call per weight; for a model of many small layers it saves
+    the fixed per-op cost that dominates small masks (the controller refreshes all layers at once).
+    """
+    if pattern.is_dense or len(weights) <= 1:
+        return [nm_mask(w, pattern, name=n, reduction_dim=d) for w, n, d in zip(weights, names, reduction_dims)]
+    for w, name, dim in zip(weights, names, reduction_dims):
+        check_divisible(tuple(w.shape), pattern, name=name, reduction_dim=dim)
+    n, m = pattern.n, pattern.m
+    dtype = functools.reduce(torch.promote_types, [w.dtype for w in weights])  # exact for every input
+    groups = [to_groups(w.detach().abs().to(dtype), m, d) for w, d in zip(weights, reduction_dims)]
+    a = torch.cat(groups)
+    keep = _pairwise_rank_keep(a, n, m) if _use_pairwise(n, m, a.numel()) else _threshold_keep(a, n)
+    return [from_groups(k, tuple(w.shape), d).contiguous()
+            for k, w, d in zip(keep.split([g.shape[0] for g in groups]), weights, reduction_dims)]
 
 
 def reference_mask(weight: torch.Tensor, pattern: NM, *, reduction_dim: int = 1) -> torch.Tensor:

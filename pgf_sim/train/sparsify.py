@@ -24,7 +24,7 @@ from torch.nn.utils import parametrize
 
 from ..core.errors import ConfigError, ShapeError
 from ..core.pattern import DENSE, NM
-from .masks import check_divisible, nm_mask
+from .masks import check_divisible, nm_mask, nm_masks
 from .recipes import BEHAVIOURS, StepState
 from .schedules import RecipeConfig, beta_at, layer_target, pattern_at, patterns_used, phase_at
 
@@ -61,9 +61,12 @@ class _Layer:
             return getattr(self.module.parametrizations, self.param).original
         return getattr(self.module, self.param)
 
+    def mask_key_now(self, w: torch.Tensor) -> tuple:
+        return (w.data_ptr(), w._version, self.pattern)
+
     def current_mask(self, weight: torch.Tensor | None = None) -> torch.Tensor:
         w = self.weight() if weight is None else weight
-        key = (w.data_ptr(), w._version, self.pattern)
+        key = self.mask_key_now(w)
         if self.mask is None or key != self.mask_key:
             with torch.no_grad():
                 self.mask = nm_mask(w, self.pattern, name=self.name, reduction_dim=self.reduction_dim)
@@ -114,6 +117,23 @@ class SparseController:
             layer.beta = beta
             layer.pattern = pattern_at(self.cfg, step, self.total_steps, layer.target)
         self.step = step
+        if self.cfg.spec.sparse and phase != "dense":
+            self._refresh_masks()
+
+    def _refresh_masks(self) -> None:
+        """Compute the stale masks of all layers sharing a pattern in one batched pass (the weights
+        changed in the last optimizer step); the forward then finds them cached."""
+        stale: dict[tuple, list[tuple[_Layer, torch.Tensor]]] = {}
+        for layer in self._layers.values():
+            w = layer.weight()
+            if layer.mask is None or layer.mask_key_now(w) != layer.mask_key:
+                stale.setdefault((layer.pattern, w.device), []).append((layer, w))
+        for (pattern, _), items in stale.items():
+            with torch.no_grad():
+                masks = nm_masks([w for _, w in items], pattern, names=[l.name for l, _ in items],
+                                 reduction_dims=[l.reduction_dim for l, _ in items])
+            for (layer, w), mask in zip(items, masks):
+                layer.mask, layer.mask_key = mask, layer.mask_key_now(w)
 
     @property
     def beta(self) -> float:

@@ -5,7 +5,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pgf_sim.core import NM, ShapeError
-from pgf_sim.train.masks import (complies, flip_count, flip_rate, nm_mask, nonzeros_per_group,
+from pgf_sim.train.masks import (complies, flip_count, flip_rate, nm_mask, nm_masks, nonzeros_per_group,
                                  reference_mask)
 
 
@@ -102,3 +102,23 @@ def test_flip_count_and_rate():
     assert flip_count(a, b) == 2 and flip_rate(a, b) == 0.5 and flip_count(a, a) == 0
     with pytest.raises(ShapeError):
         flip_count(a, b.t())
+
+
+@pytest.mark.parametrize("pattern", [NM(1, 4), NM(2, 4), NM(2, 8), NM(5, 8), NM(3, 16)], ids=str)
+def test_large_weights_take_the_same_exact_path(pattern):
+    # >= 64k weights switches algorithms (masks._use_pairwise); ties are frequent by construction
+    w = torch.randint(-4, 5, (64, 1024)).float()
+    mask = nm_mask(w, pattern)
+    assert torch.equal(mask, reference_mask(w, pattern))
+    assert (mask.reshape(-1, pattern.m).sum(dim=1) == pattern.n).all()
+
+
+def test_batched_masks_equal_one_by_one():
+    ws = [torch.randint(-3, 4, shape).float() for shape in [(8, 16), (4, 8, 3, 3), (16, 32)]]
+    ws.append(torch.randn(16, 8).to(torch.bfloat16))
+    for pattern in (NM(2, 4), NM(1, 8)):
+        batched = nm_masks(ws, pattern, names=["a", "b", "c", "d"], reduction_dims=[1, 1, 1, 1])
+        for w, mask in zip(ws, batched):
+            assert torch.equal(mask, nm_mask(w, pattern))
+    with pytest.raises(ShapeError, match="'bad'"):
+        nm_masks([torch.randn(2, 8), torch.randn(2, 6)], NM(2, 4), names=["ok", "bad"], reduction_dims=[1, 1])
