@@ -113,6 +113,12 @@ def render_html(data: ReportData) -> str:
 
     body.append("<h2>Accuracy vs cost: Pareto fronts per hardware target</h2>")
     if len(table):
+        noise_text = {"sem": "one standard error of the mean", "std": "one per-seed standard deviation"}.get(data.noise)
+        body.append("<p>Error bars: ± one standard deviation over seeds. Black rings joined by a staircase: the "
+                    "Pareto front (no other candidate is at least as accurate and at most as costly, one of them "
+                    "strictly)." + (f" Gray rings: off the front, but not beaten by more than {noise_text} "
+                                    "(combined), so possibly optimal." if noise_text else "") +
+                    " Inference FLOPs are those the target executes (a pattern it cannot skip costs dense FLOPs).</p>")
         fr = fronts(table, ("latency_s", "energy_j", "inference_flops"))
         noisy = None if data.noise == "none" else fronts(table, ("latency_s", "energy_j", "inference_flops"), noise=data.noise)
         for hw in table.hardware_names():
