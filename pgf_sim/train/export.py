@@ -78,6 +78,11 @@ def _state_keys(model: nn.Module) -> dict[str, tuple[str, int]]:
     return out
 
 
+def _nonzero_bits(t: torch.Tensor) -> torch.Tensor:
+    ints = {1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}[t.element_size()]
+    return t.contiguous().view(ints) != 0
+
+
 def export_compressed(model: nn.Module, path: str | Path, patterns: Mapping[str, NM]) -> ExportReport:
     """Write ``model`` (finalized: plain weights with N:M zero structure) to ``path``.
 
@@ -101,10 +106,13 @@ def export_compressed(model: nn.Module, path: str | Path, patterns: Mapping[str,
         if key not in state:
             raise ConfigError(f"export: {key!r} is not in the state dict; call controller.finalize() first")
         w = state.pop(key).cpu()
-        if not complies(w, pattern, reduction_dim=rd):
+        # Stored positions: every entry whose bits are not +0.0 (so a kept -0.0 survives too),
+        # topped up with +0.0 entries, lower index first; at most N such entries per group.
+        stored = _nonzero_bits(w).to(torch.float32)
+        if not complies(stored, pattern, reduction_dim=rd):
             raise ShapeError(f"export: layer {name!r} weight {tuple(w.shape)} is not {pattern} sparse; "
                              "call controller.finalize() before exporting")
-        keep = to_groups(nm_mask(w, pattern, name=name, reduction_dim=rd), pattern.m, rd)  # (G, m)
+        keep = to_groups(nm_mask(stored, pattern, name=name, reduction_dim=rd), pattern.m, rd)  # (G, m)
         idx = keep.nonzero()[:, 1].reshape(-1, pattern.n)  # row-major: increasing index per group
         values = to_groups(w, pattern.m, rd).gather(1, idx).contiguous()
         packed = pack_bits(idx, pattern.index_bits)

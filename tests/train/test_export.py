@@ -94,3 +94,14 @@ def test_refuses_unfinalized_weights_and_foreign_files(tmp_path):
     save_file({"a": torch.zeros(2)}, str(tmp_path / "plain.safetensors"))
     with pytest.raises(ConfigError, match="not a pgf_sim compressed export"):
         read_compressed(tmp_path / "plain.safetensors")
+
+
+def test_negative_zero_kept_value_and_under_full_groups_round_trip(tmp_path):
+    model = nn.Sequential(OrderedDict(fc1=nn.Linear(8, 2, bias=False)))
+    with torch.no_grad():  # 2:4 groups: [0, -0.0, 0, 0] [1, 0, 0, 2] / [0, 0, 0, 0] [0, 3, -0.0, 0]
+        model.fc1.weight.copy_(torch.tensor([[0.0, -0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 2.0],
+                                             [0.0, 0.0, 0.0, 0.0, 0.0, 3.0, -0.0, 0.0]]))
+    export_compressed(model, tmp_path / "z.safetensors", {"fc1": NM(2, 4)})
+    fresh = nn.Sequential(OrderedDict(fc1=nn.Linear(8, 2, bias=False)))
+    load_compressed(tmp_path / "z.safetensors", fresh)
+    assert _bits_equal(fresh.fc1.weight.detach(), model.fc1.weight.detach())
