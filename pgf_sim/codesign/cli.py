@@ -56,6 +56,8 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, default=DEFAULT_REPORT, help=f"HTML path (default: {DEFAULT_REPORT})")
     _pick_limits(p, default_drop=0.01)
     p.add_argument("--png", type=Path, help="also export a PNG screenshot (needs headless Chromium)")
+    p.add_argument("--workdir", type=Path, default=DEFAULT_WORKDIR,
+                   help="run directories: the trained models for the native-pattern section (skipped if absent)")
     p.set_defaults(func=_cmd_report)
 
     p = subparsers.add_parser(
@@ -163,7 +165,7 @@ def _print_outcome(out, db: Path) -> None:
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from .sweep import load_sweep, run_sweep
-    from .views import build_report_data, load_table, make_picks, print_fronts
+    from .views import build_report_data, load_table, native_gains, print_fronts
 
     path = args.sweep or default_sweep_path()
     if not path.is_file():
@@ -178,19 +180,45 @@ def _cmd_run(args: argparse.Namespace) -> int:
     table = load_table(args.db, sweep.name)
     print()
     print_fronts(table)
-    picks, errors = make_picks(table, None, args)
+    picks, errors = _default_picks(table, args)
     _print_picks(picks, errors)
+    gains = native_gains(args.db, sweep.name, args.workdir)
+    for gain in gains:
+        print("\n" + gain.statement())
     from .report import write_report
 
-    path = write_report(args.report, build_report_data(args.db, sweep.name, table, picks, errors))
+    path = write_report(args.report, build_report_data(args.db, sweep.name, table, picks, errors, gains))
     print(f"\nreport: {path}   results: {args.db}   runs: {args.workdir}/")
     return 0 if out.ok else 1
 
 
+def _default_picks(table, args):
+    """Without explicit limits: the fastest and the most energy-efficient candidate per target
+    within ``--max-drop`` of the dense baseline; with limits: one pick per target under them."""
+    from .views import make_picks
+
+    if args.min_accuracy is not None or args.max_latency is not None or args.max_energy is not None:
+        return make_picks(table, None, args)
+    picks, errors = [], []
+    for objective in ("latency_s", "energy_j"):
+        p, e = make_picks(table, None, args, objective=objective)
+        picks += p
+        errors += e
+    return picks, errors
+
+
 def _print_picks(picks, errors) -> None:
-    print("\npicks:")
+    """A compact table (the full explanations are in the report and from `pgf-sim pick`)."""
+    print("\npicks (train this for that target):")
     for p in picks:
-        print(f"  {p.explanation}")
+        b, r = p.best, p.runner_up
+        print(f"  {p.hardware:<18} min {p.objective:<9} -> {b.label:<14} accuracy {b.accuracy_mean * 100:5.2f}% "
+              f"± {b.accuracy_std * 100:4.2f}  latency {b.latency_s * 1e6:9.2f} us  energy {b.energy_j * 1e6:8.2f} uJ"
+              f"  (runner-up: {r.label if r else '-'})")
+    for p in picks[:len({q.hardware for q in picks})]:
+        floor = p.constraints.get("min_accuracy")
+        if floor is not None:
+            print(f"  on {p.hardware}: candidates need mean accuracy >= {floor * 100:.2f}%")
     for e in errors:
         print(f"  {e}")
 
@@ -210,12 +238,13 @@ def _cmd_pick(args: argparse.Namespace) -> int:
 def _cmd_report(args: argparse.Namespace) -> int:
     from . import results
     from .report import export_png, write_report
-    from .views import build_report_data, load_table, make_picks
+    from .views import build_report_data, load_table, native_gains
 
     name = results.sweep_info(args.db, args.sweep)["sweep"]
     table = load_table(args.db, name)
-    picks, errors = make_picks(table, None, args)
-    path = write_report(args.out, build_report_data(args.db, name, table, picks, errors))
+    picks, errors = _default_picks(table, args)
+    gains = native_gains(args.db, name, args.workdir) if args.workdir.is_dir() else []
+    path = write_report(args.out, build_report_data(args.db, name, table, picks, errors, gains))
     print(f"report: {path}")
     if args.png:
         export_png(path, args.png)

@@ -123,6 +123,7 @@ def _run_lock(workdir: Path, run_id: str) -> Iterator[bool]:
 
 # ------------------------------------------------------------------------------- executors
 Outcome = tuple[PointTask, PointResult | None, BaseException | None]
+TICK_S = 5.0  # a runner yields None when nothing finished for this long (the driver's progress tick)
 
 
 def usable_cores() -> int:
@@ -132,8 +133,9 @@ def usable_cores() -> int:
         return os.cpu_count() or 1
 
 
-def run_local(tasks: list[PointTask], workers: int) -> Iterator[Outcome]:
-    """Tasks on ``workers`` spawned processes; yields each outcome as it completes.
+def run_local(tasks: list[PointTask], workers: int) -> Iterator[Outcome | None]:
+    """Tasks on ``workers`` spawned processes; yields each outcome as it completes (and
+    ``None`` every ``TICK_S`` without one).
 
     ``spawn`` (not fork): torch's thread pools do not survive a fork, and each worker sets its
     own thread count. A worker exits by itself when the driver dies (even by SIGKILL), so no
@@ -151,7 +153,9 @@ def run_local(tasks: list[PointTask], workers: int) -> Iterator[Outcome]:
         futures = {pool.submit(execute_point, t): t for t in tasks}
         pending = set(futures)
         while pending:
-            done, pending = wait(pending, return_when=FIRST_COMPLETED)
+            done, pending = wait(pending, timeout=TICK_S, return_when=FIRST_COMPLETED)
+            if not done:
+                yield None
             for fut in done:
                 exc = fut.exception()
                 yield futures[fut], (None if exc else fut.result()), exc
@@ -172,7 +176,7 @@ def _init_worker(parent_pid: int, threads: int) -> None:
     threading.Thread(target=watch, name="pgf-sim-parent-watch", daemon=True).start()
 
 
-def run_ray(tasks: list[PointTask], address: str | None) -> Iterator[Outcome]:
+def run_ray(tasks: list[PointTask], address: str | None) -> Iterator[Outcome | None]:
     """Tasks as Ray tasks (``num_cpus`` = the task's thread count) on the cluster at ``address``
     (``None``: start a local Ray instance). Workdir and DB must be paths every node can reach
     (one machine, or a shared filesystem)."""
@@ -189,7 +193,10 @@ def run_ray(tasks: list[PointTask], address: str | None) -> Iterator[Outcome]:
     try:
         pending = {remote.remote(t): t for t in tasks}
         while pending:
-            done, _ = ray.wait(list(pending), num_returns=1)
+            done, _ = ray.wait(list(pending), num_returns=1, timeout=TICK_S)
+            if not done:
+                yield None
+                continue
             ref = done[0]
             task = pending.pop(ref)
             try:
@@ -208,4 +215,4 @@ def error_text(exc: BaseException) -> str:
     return "".join(traceback.format_exception(exc)).rstrip()
 
 
-RUNNERS: dict[str, Callable[..., Iterator[Outcome]]] = {"local": run_local, "ray": run_ray}
+RUNNERS: dict[str, Callable[..., Iterator[Outcome | None]]] = {"local": run_local, "ray": run_ray}

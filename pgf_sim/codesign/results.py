@@ -35,7 +35,7 @@ _SCHEMA = """
 CREATE TABLE IF NOT EXISTS sweeps (
     sweep TEXT PRIMARY KEY,
     sim_key TEXT NOT NULL,
-    hardware_json TEXT NOT NULL,     -- the targets' labels, in the sweep's order
+    hardware_json TEXT NOT NULL,     -- [[label, name or path], ...] in the sweep's order
     config_json TEXT NOT NULL,       -- the sweep config as written (after overrides)
     updated_at REAL NOT NULL
 );
@@ -156,20 +156,26 @@ def _write(conn: sqlite3.Connection) -> Iterator[None]:
     conn.execute("COMMIT")
 
 
-def record_sweep(db: Any, sweep: str, key: str, hardware: Sequence[str], config: Mapping[str, Any]) -> None:
-    """Register (or update) a sweep's settings; the latest run of a sweep wins."""
+def record_sweep(db: Any, sweep: str, key: str, hardware: Sequence[tuple[str, str]], config: Mapping[str, Any]) -> None:
+    """Register (or update) a sweep's settings; the latest run of a sweep wins. ``hardware``:
+    (label, name or path) per target."""
     with connect(db) as conn, _write(conn):
         conn.execute("INSERT OR REPLACE INTO sweeps VALUES (?,?,?,?,?)",
-                     (sweep, key, json.dumps(list(hardware)), json.dumps(config, sort_keys=True), time.time()))
+                     (sweep, key, json.dumps([list(h) for h in hardware]), json.dumps(config, sort_keys=True), time.time()))
 
 
 def sweeps(db: Any) -> list[dict[str, Any]]:
-    """Registered sweeps, most recently run first."""
+    """Registered sweeps, most recently run first: ``hardware`` (labels), ``hardware_specs``
+    ((label, name or path) pairs), ``sim_key``, ``config``."""
     with connect(db) as conn:
         rows = conn.execute("SELECT sweep, sim_key, hardware_json, config_json, updated_at FROM sweeps "
                             "ORDER BY updated_at DESC").fetchall()
-    return [{"sweep": r[0], "sim_key": r[1], "hardware": json.loads(r[2]), "config": json.loads(r[3]),
-             "updated_at": r[4]} for r in rows]
+    out = []
+    for r in rows:
+        specs = [tuple(h) for h in json.loads(r[2])]
+        out.append({"sweep": r[0], "sim_key": r[1], "hardware": [label for label, _ in specs], "hardware_specs": specs,
+                    "config": json.loads(r[3]), "updated_at": r[4]})
+    return out
 
 
 def record_points(db: Any, sweep: str, points: Iterable[Mapping[str, Any]]) -> int:

@@ -275,7 +275,7 @@ def run_sweep(sweep: Sweep, *, db: str | Path, workdir: str | Path, workers: int
     store = ResultStore(db)
     sim = sweep.config.simulate
     key = results.sim_key(sim.batch, sim.dtype)
-    results.record_sweep(store, sweep.name, key, [label for label, _ in hardware], to_dict(sweep.config))
+    results.record_sweep(store, sweep.name, key, hardware, to_dict(sweep.config))
     results.record_points(store, sweep.name, [p.record() for p in points])
     stored = results.simulated(store, key)
     runs = {r["run_id"]: r for r in store.list_runs()}
@@ -299,10 +299,20 @@ def run_sweep(sweep: Sweep, *, db: str | Path, workdir: str | Path, workers: int
     runner = RUNNERS[executor]
     stream = runner(tasks, workers) if executor == "local" else runner(tasks, address)
     completed, failed, busy = [], dict(failed_before), []
-    for i, (task, res, exc) in enumerate(stream, 1):
+    finished: set[str] = set()
+    last_note = time.time()
+    width = len(str(len(tasks)))
+    for item in stream:
+        if item is None:  # nothing finished for a while: say what is in progress
+            if time.time() - last_note >= PROGRESS_EVERY_S:
+                echo(_in_progress(store, [t for t in tasks if t.run_id not in finished], t0))
+                last_note = time.time()
+            continue
+        task, res, exc = item
+        finished.add(task.run_id)
+        i = len(finished)
         elapsed = time.time() - t0
-        eta = elapsed / i * (len(tasks) - i)
-        head = f"[{i:>{len(str(len(tasks)))}}/{len(tasks)}] {task.label}"
+        head = f"[{i:>{width}}/{len(tasks)}] {task.label}"
         if exc is not None:
             failed[task.run_id] = error_text(exc)
             echo(f"{head}: FAILED: {failed[task.run_id]}")
@@ -312,9 +322,31 @@ def run_sweep(sweep: Sweep, *, db: str | Path, workdir: str | Path, workers: int
         else:
             completed.append(task.run_id)
             acc = "n/a" if res.accuracy is None else f"{res.accuracy * 100:.1f}%"
+            eta = elapsed / i * (len(tasks) - i)
             echo(f"{head}: {res.status}, accuracy {acc}, {res.seconds:.0f} s  "
                  f"(elapsed {_mmss(elapsed)}, ~{_mmss(eta)} left)")
+        last_note = time.time()
     return SweepOutcome(tuple(points), tuple(done), tuple(completed), failed, tuple(busy), time.time() - t0)
+
+
+PROGRESS_EVERY_S = 20.0
+
+
+def _in_progress(store, tasks, t0: float) -> str:
+    """One line: the steps committed so far (at each checkpoint) by runs of ``tasks`` that have started."""
+    import time
+
+    bits = []
+    for task in tasks:
+        run = store.get_run(task.run_id)
+        if run is None or run["status"] != "running":
+            continue
+        steps = store.run_metrics(task.run_id, "train_loss")
+        total = task.experiment["schedule"].get("steps")
+        at = steps[-1][0] if steps else 0
+        bits.append(f"{task.label} step {at}" + (f"/{total}" if total else ""))
+    shown = "; ".join(bits) if bits else "starting workers"
+    return f"  ... {_mmss(time.time() - t0)} elapsed; in progress: {shown}"
 
 
 def _mmss(seconds: float) -> str:

@@ -93,9 +93,11 @@ def print_fronts(table: ResultTable) -> None:
 
 
 # ------------------------------------------------------------------------------ report
-def build_report_data(db: Any, sweep: str, table: ResultTable, picks: Sequence[Pick], errors: Sequence[str]):
+def build_report_data(db: Any, sweep: str, table: ResultTable, picks: Sequence[Pick], errors: Sequence[str],
+                      pattern_gains: Sequence[Any] = ()):
     """Fill C1's ``ReportData`` from the store: results, picks, per-layer breakdowns (the pick
-    and the dense baseline per target), gradient-noise and training curves (mean over seeds)."""
+    and the dense baseline per target), gradient-noise and training curves (mean over seeds),
+    and the native-pattern answers of ``native_gains``."""
     from .report import LayerBreakdown, ReportData
 
     store = _store(db)
@@ -120,6 +122,7 @@ def build_report_data(db: Any, sweep: str, table: ResultTable, picks: Sequence[P
         title=f"pgf_sim co-design report: {sweep}",
         results=table, picks=list(picks), pick_errors=list(errors), layer_breakdowns=breakdowns,
         grad_noise=_grad_noise_curves(store, points), training_curves=_training_curves(store, points),
+        pattern_gains=list(pattern_gains),
         meta={"sweep": sweep, "database": str(db), "runs": f"{finished} finished of {n_runs}",
               "hardware targets": ", ".join(info["hardware"]), "simulation": info["sim_key"]},
         notes=[f"Accuracy is the test accuracy of the final (masked) model, mean ± std over seeds; costs are "
@@ -177,9 +180,11 @@ def _grad_noise_curves(store: Any, points: Sequence[dict[str, Any]]) -> list:
 
 
 # ------------------------------------------------------------------------------ dse
-def trained_workloads(db: Any, sweep: str | None, workdir: Path, *, dtype: str = "fp16") -> dict[str, Any]:
+def trained_workloads(db: Any, sweep: str | None, workdir: Path, *, dtype: str = "fp16",
+                      recipe: str | None = None, pattern: NM | None = None) -> dict[str, Any]:
     """The seed-0 (lowest seed) finished run of each (model, recipe, pattern) of a sweep, captured
-    with its real masks at the sweep's inference batch: ``{"<label>": Workload}``."""
+    with its real masks at the sweep's inference batch: ``{"<label>": Workload}``; optionally
+    only one recipe label and/or pattern."""
     from ..sim.capture import capture
     from ..train.trainer import example_input, load_trained
 
@@ -188,6 +193,8 @@ def trained_workloads(db: Any, sweep: str | None, workdir: Path, *, dtype: str =
     batch = int(info["config"]["simulate"]["batch"])
     chosen: dict[str, dict[str, Any]] = {}
     for pt in sorted(results.sweep_points(store, info["sweep"]), key=lambda p: p["seed"]):
+        if (recipe is not None and pt["recipe"] != recipe) or (pattern is not None and NM.parse(pt["pattern"]) != pattern):
+            continue
         run = store.get_run(pt["run_id"])
         if run and run["status"] == "finished":
             chosen.setdefault(_group_label(pt), pt)
@@ -198,6 +205,35 @@ def trained_workloads(db: Any, sweep: str | None, workdir: Path, *, dtype: str =
     if not out:
         raise ConfigError(f"sweep {info['sweep']!r} has no finished runs to explore with")
     return out
+
+
+def native_gains(db: Any, sweep: str, workdir: Path) -> list:
+    """"Is native support of pattern P worth it?" for the sweep's first target with N:M support:
+    each sparse grid pattern it lacks, costed with the models trained at P (seed 0 of the MDGF
+    runs, or of the first sparse recipe when the sweep has no MDGF)."""
+    from ..sim.hardware import load_hardware
+    from .dse import native_pattern_gain
+
+    store = _store(db)
+    info = results.sweep_info(store, sweep)
+    targets = [(label, load_hardware(spec)) for label, spec in info["hardware_specs"]]
+    target = next(((label, hw) for label, hw in targets if hw.sparse.native_patterns), None)
+    points = results.sweep_points(store, sweep)
+    sparse = [p for p in points if not NM.parse(p["pattern"]).is_dense]
+    if target is None or not sparse:
+        return []
+    recipe = "mdgf" if any(p["recipe"] == "mdgf" for p in sparse) else sparse[0]["recipe"]
+    label, hw = target
+    gains = []
+    for pattern in sorted({NM.parse(p["pattern"]) for p in sparse}, key=lambda p: -p.density):
+        if pattern in hw.sparse.native_patterns:
+            continue
+        try:
+            workloads = trained_workloads(db, sweep, workdir, recipe=recipe, pattern=pattern)
+        except ConfigError:
+            continue  # no finished run at this pattern yet
+        gains.append(native_pattern_gain(hw, pattern, workloads))
+    return gains
 
 
 def run_dse(args: Any) -> str:

@@ -4,6 +4,7 @@ import subprocess
 import sys
 import textwrap
 
+import numpy as np
 import pytest
 
 from pgf_sim.codesign import results
@@ -97,3 +98,40 @@ def test_two_processes_write_concurrently(tmp_path):
     per_key = con.execute("SELECT COUNT(*) FROM sim_layers GROUP BY run_id, hw, sim_key").fetchall()
     assert {n for (n,) in per_key} == {4}
     assert con.execute("SELECT COUNT(*) FROM sweep_points").fetchone()[0] == 20
+
+
+def test_candidate_rows_join_runs_points_and_simulations(tmp_path):
+    """Hand-made store: 2 finished seeds, 1 failed seed, 1 run still running."""
+    from pgf_sim.codesign.pareto import aggregate_seeds
+
+    store = ResultStore(tmp_path / "r.sqlite")
+    hw = [("a100_80gb", "a100_80gb"), ("mine", "/somewhere/mine.yaml")]
+    results.record_sweep(store, "s", KEY, hw, {"name": "s"})
+    pts = [("m-0", "mdgf", "1:8", 0), ("m-1", "mdgf", "1:8", 1), ("s-0", "sr-ste", "1:8", 0), ("s-1", "sr-ste", "1:8", 1)]
+    results.record_points(store, "s", [{"run_id": r, "recipe": rc, "pattern": p, "seed": sd, "model": "", "params": {}}
+                                       for r, rc, p, sd in pts])
+    for run_id, recipe, pattern, seed in pts:
+        store.start_run(run_id, name="x", config={}, recipe=recipe, pattern=pattern, seed=seed)
+    store.finish_run("m-0", final_step=10, final_accuracy=0.90, train_flops={"fwd": 1e9})
+    store.finish_run("m-1", final_step=10, final_accuracy=0.80, train_flops={"fwd": 1e9})
+    store.fail_run("s-0", "loss is NaN")  # s-1 stays 'running'
+    for run_id in ("m-0", "m-1"):
+        for label, _ in hw:
+            layers = _layers(2)
+            results.write_simulation(store, run_id, label, KEY, batch=1, dtype="fp16", totals=_totals(layers), layers=layers)
+    rows = results.candidate_rows(store, "s")
+    assert sorted((r["run_id"], r["hardware"]) for r in rows) == sorted(
+        (r, h) for r in ("m-0", "m-1", "s-0") for h in ("a100_80gb", "mine"))
+    failed = [r for r in rows if r["run_id"] == "s-0"]
+    assert all(r["accuracy"] is None and r["latency_s"] is None for r in failed)
+    table = aggregate_seeds(rows)
+    mdgf = table.where(hardware="a100_80gb", recipe="mdgf")[0]
+    assert mdgf.n_seeds == 2 and mdgf.accuracy_mean == pytest.approx(0.85)
+    assert mdgf.accuracy_std == pytest.approx(0.0707106781)  # sample std of (0.9, 0.8)
+    assert mdgf.latency_s == pytest.approx(3e-6) and mdgf.train_flops == 1e9
+    assert mdgf.inference_flops == pytest.approx(100.0)  # executed FLOPs: 2 layers x 50
+    # the unstable recipe is NaN (off the front), not represented by a lucky seed
+    assert np.isnan(table.where(hardware="a100_80gb", recipe="sr-ste")[0].accuracy_mean)
+    assert results.sweep_info(store)["hardware_specs"] == hw
+    with pytest.raises(Exception, match="no sweep 'nope'.*sweeps there: s"):
+        results.candidate_rows(store, "nope")
