@@ -35,8 +35,12 @@ def _train(args: argparse.Namespace) -> int:
     from pgf_sim.train.trainer import train
 
     store = ResultStore(args.db)
-    summary = train(cfg, store=store, run_id=args.run_id, workdir=args.workdir, progress=not args.no_progress)
-    if distributed.context_from_env().is_main:
+    ctx = distributed.context_from_env()
+    try:
+        summary = train(cfg, store=store, run_id=args.run_id, workdir=args.workdir, progress=not args.no_progress)
+    finally:
+        distributed.shutdown(ctx)
+    if ctx.is_main:
         sparse = sum(1 for p, _, _ in summary.layer_info.values() if not p.is_dense)
         flops = sum(summary.train_flops.values())
         recipe = "dense" if not cfg.recipe.spec.sparse else f"{cfg.recipe.name} {cfg.recipe.pattern}, {sparse} sparse layers"

@@ -163,7 +163,8 @@ def train(cfg: ExperimentConfig, *, store: ResultStore, run_id: str | None = Non
 
     done = 0
     if ckpt_path.is_file():
-        state = load_checkpoint(ckpt_path, config=config_dict, map_location=device)
+        state = load_checkpoint(ckpt_path, config=config_dict)  # CPU: RNG states must stay CPU tensors;
+        # load_state_dict copies weights and optimiser state onto the parameters' device
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
@@ -302,7 +303,9 @@ def _grads_and_masks(layers: dict[str, tuple[torch.nn.Parameter, NM]], controlle
                      cfg: ExperimentConfig) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
     from pgf_sim.train.masks import nm_mask
 
-    masks = controller.masks()
+    # Sparse recipes: the mask the step actually used. Dense baseline: the mask the target
+    # pattern would select from the current weights (the controller's masks are all ones there).
+    masks = controller.masks() if cfg.recipe.spec.sparse else {}
     grads, out_masks = {}, {}
     for name, (w, target) in layers.items():
         if w.grad is None:

@@ -49,6 +49,8 @@ def test_every_recipe_trains_the_tiny_default(recipe, tmp_path):
     assert {layer for _, layer, _, _ in diag} == {"blocks.0.mlp.fc1", "blocks.0.mlp.fc2"}
     assert {step for step, _, _, _ in diag} == {3, 6}
     assert all(0.0 <= v <= 1.0 for *_, v in diag)
+    if recipe == "dense":  # the hypothetical 2:4 mask of the moving dense weights does flip
+        assert store.run_diagnostics(s.run_id, key="grad_var_pruned")
     assert run["train_flops"] > 0 and set(run["train_flops_json"]) == set(s.train_flops)
 
 
