@@ -217,6 +217,8 @@ def train(cfg: ExperimentConfig, *, store: ResultStore, run_id: str | None = Non
             sched.step()
             s = step + 1  # metrics are keyed by completed steps
             pending += [(s, "train_loss", loss_v), (s, "lr", lr_v), (s, "grad_norm", grad_norm_v)]
+            if cfg.recipe.spec.decays:  # MDGF's beta(t) of this step, for the training curves
+                pending.append((s, "beta", controller.beta))
             if cfg.eval_every and s % cfg.eval_every == 0 and s < total:
                 acc, test_loss = evaluate(model, data, device, cfg.bf16)
                 pending += [(s, "test_acc", acc), (s, "test_loss", test_loss)]

@@ -49,6 +49,11 @@ def test_every_recipe_trains_the_tiny_default(recipe, tmp_path):
     assert {layer for _, layer, _, _ in diag} == {"blocks.0.mlp.fc1", "blocks.0.mlp.fc2"}
     assert {step for step, _, _, _ in diag} == {3, 6}
     assert all(0.0 <= v <= 1.0 for *_, v in diag)
+    betas = [v for _, _, v in store.run_metrics(s.run_id, "beta")]
+    if RECIPES.get(recipe).decays:  # MDGF's beta is logged each step and never grows
+        assert len(betas) == 6 and betas[0] == 1.0 and all(a >= b for a, b in zip(betas, betas[1:]))
+    else:
+        assert betas == []
     if recipe == "dense":  # the hypothetical 2:4 mask of the moving dense weights does flip
         assert store.run_diagnostics(s.run_id, key="grad_var_pruned")
     assert run["train_flops"] > 0 and set(run["train_flops_json"]) == set(s.train_flops)
