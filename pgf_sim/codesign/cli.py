@@ -91,6 +91,8 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--budget", type=float, default=0.01, help="allowed accuracy drop, fraction (default 0.01)")
     p.add_argument("--metric", choices=("latency_s", "energy_j"), default="latency_s")
     p.add_argument("--finetune-steps", type=int, default=100, help="steps of masked fine-tuning to verify (0: none)")
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch threads (default 1: the evaluations are small, and extra threads only spin on a busy machine)")
     p.add_argument("--workdir", type=Path, default=DEFAULT_WORKDIR)
     p.set_defaults(func=_cmd_mixed)
 

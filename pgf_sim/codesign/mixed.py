@@ -228,18 +228,20 @@ def measure_sensitivity(model, x, y, layers: tuple[str, ...], patterns: tuple[NM
 
 def layer_costs(workload, layers: tuple[str, ...], patterns: tuple[NM, ...], hw, metric: str) -> tuple[np.ndarray, float]:
     """(cost (L, P), constant): the simulated ``metric`` of each layer's op at each pattern on
-    ``hw``, and the summed cost of every other op (unchanged by the assignment)."""
-    from ..sim.cost import evaluate_grid
+    ``hw``, and the summed cost of every other op at its own (captured) pattern."""
+    from ..sim.cost import evaluate, evaluate_grid
 
     table = workload.table()
     names = list(table.names)
     missing = [n for n in layers if n not in names]
     if missing:
         raise ConfigError(f"layers {missing} are not GEMM ops of the captured workload")
-    grid = getattr(evaluate_grid(table, [hw], patterns=list(patterns)), "time_s" if metric == "latency_s" else metric)
+    field = "time_s" if metric == "latency_s" else metric
     rows = [names.index(n) for n in layers]
+    # evaluate_grid sets *every* GEMM to each pattern in turn; only the chosen layers' rows are used
+    grid = getattr(evaluate_grid(table, [hw], patterns=list(patterns)), field)  # (1, P, ops)
     cost = grid[0][:, rows].T  # (L, P)
-    const = float(np.delete(grid[0, 0], rows).sum())
+    const = float(np.delete(getattr(evaluate(table, hw), field), rows).sum())
     return np.ascontiguousarray(cost), const
 
 
@@ -294,6 +296,7 @@ class MixedResult:
     uniform: Assignment | None
     finetune_steps: int
     accuracy: dict[str, float]   # "start", "mixed one-shot", "mixed fine-tuned", "uniform ..." keys
+    trained: dict[str, tuple[float, float, int]]  # the sweep's trained uniform runs: pattern -> (mean acc, cost, seeds)
 
     def format(self) -> str:
         s, pats = self.sensitivity, self.sensitivity.patterns
@@ -314,6 +317,10 @@ class MixedResult:
             lines.append(f"  best uniform within the budget: {pats[u.choice[0]]} everywhere, predicted +{u.penalty} errors, "
                          f"total {total(u):.4f} {unit}; mixed gain {gain:.3f}x")
         lines.append("  test accuracy: " + ", ".join(f"{k} {v * 100:.2f}%" for k, v in self.accuracy.items()))
+        if self.trained:
+            lines.append("  the sweep's uniform runs trained from scratch (same recipe): " + "; ".join(
+                f"{p} accuracy {a * 100:.2f}% (n={k}), {self.metric} {c * 1e6:.4f} {unit}"
+                for p, (a, c, k) in self.trained.items()))
         return "\n".join(lines)
 
 
@@ -370,7 +377,25 @@ def run_mixed(*, db: Any, sweep: str | None, workdir: Any, hw: str, run_id: str 
                             batch_size=cfg.schedule.batch_size, seed=cfg.seed)
             acc[f"{label} fine-tuned"] = evaluate(m, data, torch.device("cpu"), False)[0]
     return MixedResult(hw, metric, run_id, base, sens, cost, const, budget, budget_errors, mixed, uniform,
-                       finetune_steps, acc)
+                       finetune_steps, acc, _trained_uniform(store, info, run_id, hw, metric))
+
+
+def _trained_uniform(store: Any, info: dict[str, Any], run_id: str, hw: str, metric: str) -> dict[str, tuple[float, float, int]]:
+    """Mean accuracy and simulated ``metric`` of the sweep's finished runs of the start run's
+    recipe label at each pattern (what uniform training reached, for comparison)."""
+    from . import results
+
+    points = results.sweep_points(store, info["sweep"])
+    recipe = next((p["recipe"] for p in points if p["run_id"] == run_id), None)
+    totals = {r["run_id"]: r for r in results.sim_totals(store, info["sim_key"], hw=hw)}
+    by_pattern: dict[str, list[tuple[float, float]]] = {}
+    for p in points:
+        run = store.get_run(p["run_id"])
+        if p["recipe"] != recipe or not run or run["status"] != "finished" or p["run_id"] not in totals:
+            continue
+        by_pattern.setdefault(p["pattern"], []).append((run["final_accuracy"], totals[p["run_id"]][metric]))
+    return {pat: (float(np.mean([a for a, _ in v])), float(np.mean([c for _, c in v])), len(v))
+            for pat, v in by_pattern.items()}
 
 
 def _start_run(store: Any, points: list[dict[str, Any]], recipe: str, patterns: tuple[NM, ...]) -> str:
@@ -386,6 +411,9 @@ def _start_run(store: Any, points: list[dict[str, Any]], recipe: str, patterns: 
 
 
 def run_mixed_command(args: Any) -> str:
+    import torch
+
+    torch.set_num_threads(max(1, args.threads))
     patterns = tuple(NM.parse(p) for p in args.patterns.split(",")) if args.patterns else None
     res = run_mixed(db=args.db, sweep=args.sweep, workdir=args.workdir, hw=args.hw, run_id=args.run,
                     recipe=args.recipe, patterns=patterns, budget=args.budget, metric=args.metric,

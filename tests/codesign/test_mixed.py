@@ -64,3 +64,61 @@ def test_exact_and_greedy_vs_brute_force(t):
     uni = best_uniform(cost, pen, budget)
     if uni is not None:  # mixed never loses to the best uniform assignment
         assert ex.cost <= uni.cost + 1e-9
+
+
+def test_sensitivity_counts_the_errors_a_re_mask_causes():
+    """One Linear(8 -> 2), hand-made: class 0 relies on the 2nd-largest weight of a 4-group,
+    which 2:4 keeps and 1:4 prunes."""
+    import torch
+
+    from pgf_sim.codesign.mixed import measure_sensitivity
+    from pgf_sim.core import NM
+
+    model = torch.nn.Sequential(torch.nn.Linear(8, 2, bias=False))
+    with torch.no_grad():
+        model[0].weight.zero_()
+        model[0].weight[0, :2] = torch.tensor([1.0, 0.9])  # row 0: group [1, .9, 0, 0]
+        model[0].weight[1, 1] = 0.5                          # row 1: group [0, .5, 0, 0]
+    x = torch.zeros(5, 8)
+    x[:3, 1] = 1.0   # 3 examples read feature 1: 0.9 vs 0.5 -> class 0; under 1:4 0 vs 0.5 -> class 1
+    x[3:, 0] = 1.0   # 2 examples read feature 0: class 0 under both patterns
+    y = torch.zeros(5, dtype=torch.long)
+    w_before = model[0].weight.detach().clone()
+    s = measure_sensitivity(model, x, y, ("0",), (NM(2, 4), NM(1, 4), NM(1, 3)))
+    assert s.base_errors == 0 and s.n_calib == 5
+    assert s.errors.tolist() == [[0, 3, 6]]  # 1:3 cannot hold 8 inputs: n + 1, beyond any budget
+    assert s.penalty.tolist() == [[0, 3, 6]]
+    assert torch.equal(model[0].weight, w_before)  # the trained weights are restored
+
+
+def test_layer_costs_add_up_to_the_simulated_total():
+    """The per-layer costs at the captured patterns + the constant = simulate()'s total."""
+    import torch
+
+    from pgf_sim.codesign.mixed import apply_patterns, layer_costs
+    from pgf_sim.core import NM
+    from pgf_sim.sim.capture import capture
+    from pgf_sim.sim.hardware import load_hardware
+    from pgf_sim.sim.simulate import simulate
+    from pgf_sim.train.data import data_spec
+    from pgf_sim.train.experiment import experiment_from_dict
+    from pgf_sim.train.models import build_model
+    from pgf_sim.train.trainer import example_input
+
+    cfg = experiment_from_dict({"name": "t", "schedule": {"steps": 1},
+                                "model": {"name": "vit", "options": {"dim": 32, "depth": 1, "heads": 2}}})
+    torch.manual_seed(0)
+    model = build_model(cfg.model, data_spec(cfg.data))
+    layers = ("blocks.0.mlp.fc1", "blocks.0.mlp.fc2")
+    apply_patterns(model, {layers[0]: NM(2, 4), layers[1]: NM(1, 8)})
+    workload = capture(model, (example_input(cfg, 16),))
+    pats = (NM(2, 4), NM(1, 8), NM(1, 16))
+    for hw_name in ("flex_nm_systolic", "a100_80gb"):
+        hw = load_hardware(hw_name)
+        sim = simulate(workload, hw).totals
+        for metric, key in (("latency_s", "time_s"), ("energy_j", "energy_j")):
+            cost, const = layer_costs(workload, layers, pats, hw, metric)
+            assert cost.shape == (2, 3)
+            assert const + cost[0, 0] + cost[1, 1] == pytest.approx(sim[key], rel=1e-9)
+            # a sparser pattern never costs more on the same layer (monotone in density here)
+            assert np.all(np.diff(cost, axis=1) <= 1e-15)
