@@ -180,7 +180,7 @@ class SparseController:
         for name, mask in self.masks().items():
             layer = self._layers[name]
             prev = layer.prev_mask
-            out[name] = 0 if prev is None or prev.shape != mask.shape else int((prev != mask).sum())
+            out[name] = 0 if prev is None or prev.shape != mask.shape else int((prev.to(mask.device) != mask).sum())
             layer.prev_mask = mask.clone()
         return out
 
