@@ -248,7 +248,8 @@ def _train_flops_figure(table: ResultTable):
             marker=dict(color=colors[recipe], size=10)))
     front = sorted((c for c, keep in zip(cs, on) if keep), key=lambda c: (c.train_flops, -c.accuracy_mean))
     fig.add_trace(go.Scatter(x=[c.train_flops for c in front], y=[c.accuracy_mean * 100 for c in front],
-                             mode="lines", line=dict(color="black", width=1.5, shape="hv"), name="Pareto front"))
+                             mode="lines+markers", line=dict(color="black", width=1.5, shape="hv"),
+                             marker=dict(symbol="circle-open", size=17, color="black"), name="Pareto front"))
     fig.update_layout(title="Accuracy vs training FLOPs (whole schedule, per recipe)", height=FIG_HEIGHT_PX,
                       xaxis=dict(title="training FLOPs", type=_axis_type([c.train_flops for c in cs])),
                       yaxis=dict(title="accuracy (%)"))
@@ -353,7 +354,7 @@ th, td {{ border: 1px solid #ccc; padding: 3px 8px; text-align: left; }}
 th {{ background: #f2f2f2; }}
 .fig {{ margin: 1em 0 2em; }}
 .why {{ max-width: 70em; }} .err {{ color: #a40000; }} .empty {{ color: #888; }}
-pre {{ background: #f7f7f7; padding: .6em; }}
+pre {{ background: #f7f7f7; padding: .6em; white-space: pre-wrap; }}
 </style></head>
 <body>
 {body}
