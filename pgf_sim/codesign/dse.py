@@ -218,11 +218,11 @@ def evaluate_variants(base_name: str, variants: Sequence[Variant], workloads: Ma
         raise ConfigError("design-space exploration needs at least one workload")
     names = tuple(workloads)
     tables = [_as_table(workloads[n]) for n in names]
-    empty = [n for n, t in zip(names, tables) if len(t) == 0]
+    empty = [n for n, t in zip(names, tables) if t.n_ops == 0]
     if empty:
         raise ConfigError(f"workload(s) without ops: {', '.join(empty)}")
     big = _concat(tables)
-    starts = np.cumsum([0] + [len(t) for t in tables[:-1]])
+    starts = np.cumsum([0] + [t.n_ops for t in tables[:-1]])
     cost = evaluate_grid(big, [v.hw for v in variants], dtype=dtype)  # (V, L_total) arrays, one pass
     lat = np.add.reduceat(cost.time_s, starts, axis=1)  # (V, W): ops of a workload run one after another
     en = np.add.reduceat(cost.energy_j, starts, axis=1)
@@ -247,6 +247,7 @@ class PatternGain:
     area_without_mm2: float
     area_with_mm2: float
     area_note: str
+    uses_pattern: np.ndarray  # (W,) bool: the workload has weight layers whose pattern complies with it
 
     @property
     def speedup(self) -> np.ndarray:
@@ -265,9 +266,17 @@ class PatternGain:
             lines.append(f"  {w}: latency {self.latency_without_s[i] * 1e3:.4g} ms -> {self.latency_with_s[i] * 1e3:.4g} ms "
                          f"({self.speedup[i]:.2f}x), energy {self.energy_without_j[i] * 1e3:.4g} mJ -> "
                          f"{self.energy_with_j[i] * 1e3:.4g} mJ ({self.energy_saving[i] * 100:.1f}% less)")
-        geo = float(np.exp(np.mean(np.log(self.speedup))))
-        verdict = "worth it on latency" if geo >= 1.05 else "not worth it on latency (< 5% gain)"
-        lines.append(f"  geometric-mean speedup over the {len(self.workloads)} workload(s) {geo:.2f}x: {verdict}.")
+        users = [w for w, u in zip(self.workloads, self.uses_pattern) if u]
+        if not users:
+            lines.append(f"  none of the workloads has weight layers that can use {self.pattern}: nothing to gain.")
+            geo = 1.0
+        else:
+            # the verdict counts only workloads that can use the pattern (the others gain nothing by design)
+            geo = float(np.exp(np.mean(np.log(self.speedup[self.uses_pattern]))))
+            verdict = "worth it on latency" if geo >= 1.05 else "not worth it on latency (< 5% gain)"
+            saved = float(np.mean(self.energy_saving[self.uses_pattern]))
+            lines.append(f"  over the {len(users)} workload(s) with {self.pattern}-compatible layers: geometric-mean "
+                         f"speedup {geo:.2f}x, mean energy saving {saved * 100:.1f}%: {verdict}.")
         if not math.isnan(self.area_without_mm2) and not math.isnan(self.area_with_mm2):
             ratio = (geo * self.area_without_mm2) / self.area_with_mm2
             lines.append(f"  area {self.area_without_mm2:.1f} -> {self.area_with_mm2:.1f} mm2; performance per area "
@@ -307,8 +316,15 @@ def native_pattern_gain(base: Hardware, pattern: NM | str, workloads: Mapping[st
     res = evaluate_variants(base.name, [without, Variant(f"with {pattern}", (("sparse.native_patterns",
                             [str(p) for p in with_ps]),), with_hw)], workloads, dtype=dtype)
     area_with = area_base if area_with_mm2 is None else float(area_with_mm2)
+    uses = np.array([_uses(_as_table(workloads[w]), pattern) for w in res.workloads], dtype=bool)
     return PatternGain(pattern, base.name, others, with_ps, res.workloads, res.latency_s[0], res.latency_s[1],
-                       res.energy_j[0], res.energy_j[1], area_base, area_with, note)
+                       res.energy_j[0], res.energy_j[1], area_base, area_with, note, uses)
+
+
+def _uses(table: OpTable, pattern: NM) -> bool:
+    """True if some weight GEMM of ``table`` is sparse with a pattern that complies with ``pattern``."""
+    pairs = {(int(n), int(m)) for n, m, k in zip(table.pat_n, table.pat_m, table.kind) if k == 0 and n != m}
+    return any(NM(n, m).complies_with(pattern) for n, m in pairs)
 
 
 def builtin_workloads(models: Sequence[str], patterns: Sequence[NM | str], *, batch: int = 1,

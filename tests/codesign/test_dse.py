@@ -85,8 +85,14 @@ def test_native_1_8_gain(a100):
     assert g.speedup[1] == pytest.approx(1.0)
     assert 1.0 < g.speedup[0] <= 4.0
     assert g.energy_saving[0] > 0
+    assert g.uses_pattern.tolist() == [True, False]
     text = g.statement()
     assert "Native 1:8 on a100_80gb" in text and "assumption: test" in text
+    # the verdict is over the one workload that can use 1:8, not diluted by the dense one
+    assert f"over the 1 workload(s) with 1:8-compatible layers: geometric-mean speedup {g.speedup[0]:.2f}x" in text
+    # 2:4 layers cannot run as 1:8 (a 2:4 group may hold 2 non-zeros in one 8-window): nothing to gain
+    g24 = native_pattern_gain(a100, "1:8", {"2:4": gemm_workload(256, 256, 256, pattern=NM(2, 4))})
+    assert g24.uses_pattern.tolist() == [False] and "nothing to gain" in g24.statement()
     with pytest.raises(ConfigError, match="dense always runs"):
         native_pattern_gain(a100, "dense", wl)
 
