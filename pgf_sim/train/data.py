@@ -135,7 +135,8 @@ def make_brackets(n: int, seq_len: int, rng: np.random.Generator) -> tuple[np.nd
         # Random shuffles of an equal-count string; about 1/(seq_len/2 + 1) are balanced (Catalan).
         cand = half[np.argsort(rng.random((4 * n + 64, seq_len)), axis=1)]
         ok = is_balanced(cand)
-        pos.append(cand[ok]), neg.append(cand[~ok])
+        pos.append(cand[ok])
+        neg.append(cand[~ok])
         have_pos += int(ok.sum())
         have_neg += int((~ok).sum())
     rand = rng.integers(0, 2, size=(4 * n_neg_random + 64, seq_len))
