@@ -99,6 +99,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
 
 def _sweep_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", type=int, help="parallel worker processes (default: the sweep's `workers`)")
+    p.add_argument("--threads", type=int, help="torch threads per worker (default: usable cores / workers)")
     p.add_argument("--executor", choices=("local", "ray"), default="local",
                    help="local processes (default) or a Ray cluster (pip install 'pgf_sim[ray]')")
     p.add_argument("--address", help="Ray cluster address (default: start a local Ray instance)")
@@ -153,7 +154,8 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
 
     sweep = load_sweep(args.sweep, args.overrides)
     out = run_sweep(sweep, db=args.db, workdir=args.workdir, workers=args.workers, executor=args.executor,
-                    address=args.address, resimulate=args.resimulate, retry_failed=args.retry_failed)
+                    address=args.address, resimulate=args.resimulate, retry_failed=args.retry_failed,
+                    threads=args.threads)
     _print_outcome(out, args.db)
     return 0 if out.ok else 1
 
@@ -177,7 +179,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
                           "`pip install -e .`, or give a sweep YAML)")
     sweep = load_sweep(path)
     out = run_sweep(sweep, db=args.db, workdir=args.workdir, workers=args.workers, executor=args.executor,
-                    address=args.address, resimulate=args.resimulate, retry_failed=args.retry_failed)
+                    address=args.address, resimulate=args.resimulate, retry_failed=args.retry_failed,
+                    threads=args.threads)
     _print_outcome(out, args.db)
     table = load_table(args.db, sweep.name)
     print()

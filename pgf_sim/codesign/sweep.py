@@ -251,12 +251,13 @@ class SweepOutcome:
 
 def run_sweep(sweep: Sweep, *, db: str | Path, workdir: str | Path, workers: int | None = None,
               executor: str = "local", address: str | None = None, resimulate: bool = False,
-              retry_failed: bool = False, echo=print) -> SweepOutcome:
+              retry_failed: bool = False, threads: int | None = None, echo=print) -> SweepOutcome:
     """Train every grid point not finished yet and simulate it on every target; resumable.
 
     A point is done when its run is finished in the store and its simulation is stored for
     every target under the sweep's simulation settings. A run that failed before (e.g. NaN
     loss) is not retried unless ``retry_failed``: rerunning would fail the same way.
+    ``threads``: torch threads per worker (default: usable cores / workers).
     """
     import time
 
@@ -289,7 +290,7 @@ def run_sweep(sweep: Sweep, *, db: str | Path, workdir: str | Path, workers: int
         else:
             todo.append(p)
     workers = max(1, min(workers or sweep.config.workers, len(todo) or 1))
-    threads = max(1, usable_cores() // workers)
+    threads = threads or max(1, usable_cores() // workers)
     echo(f"sweep {sweep.name}: {len(points)} runs x {len(hardware)} hardware targets; {len(done)} done, "
          f"{len(failed_before)} failed before, {len(todo)} to run ({executor}, {workers} workers x {threads} threads)")
     tasks = [PointTask(p.run_id, p.describe(), p.experiment, str(Path(db).resolve()), str(Path(workdir).resolve()),

@@ -75,10 +75,10 @@ def make_picks(table: ResultTable, hws: Sequence[str] | None, args: Any, *, obje
 
 
 def format_fronts(table: ResultTable, metric: str = "latency_s") -> str:
-    """The accuracy-vs-``metric`` front of every target, as text."""
+    """The accuracy-vs-``metric`` front of every target, as text (cheapest first)."""
     lines = []
     for (hw, _), front in fronts(table, (metric,)).items():
-        lines.append(f"Pareto front on {hw} (accuracy vs {metric}):")
+        lines.append(f"Pareto front on {hw}, accuracy vs {metric}:")
         for c in front.candidates(table):
             lines.append(f"  {c.label:<28} accuracy {c.accuracy_mean * 100:6.2f}% ± {c.accuracy_std * 100:4.2f}  "
                          f"latency {c.latency_s * 1e6:9.3f} us  energy {c.energy_j * 1e6:9.3f} uJ  "
@@ -88,8 +88,9 @@ def format_fronts(table: ResultTable, metric: str = "latency_s") -> str:
     return "\n".join(lines)
 
 
-def print_fronts(table: ResultTable) -> None:
-    print(format_fronts(table))
+def print_fronts(table: ResultTable, metrics: Sequence[str] = ("latency_s", "energy_j")) -> None:
+    for metric in metrics:
+        print(format_fronts(table, metric))
 
 
 # ------------------------------------------------------------------------------ report

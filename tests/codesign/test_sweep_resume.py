@@ -29,13 +29,16 @@ def _sweep_cmd(path, db, workdir):
 
 
 def _state(db):
-    """(finished run ids, ids of unfinished runs with committed steps), tolerating a young DB."""
+    """(finished run ids, ids of unfinished runs well inside their schedule: at least one
+    checkpoint committed and far enough from the end not to finish before the kill lands),
+    tolerating a young DB."""
     try:
         con = sqlite3.connect(db, timeout=30)
         finished = {r for (r,) in con.execute("SELECT run_id FROM runs WHERE status='finished'")}
-        started = {r for (r,) in con.execute("SELECT DISTINCT run_id FROM metrics WHERE key='train_loss'")}
+        midway = {r for r, step in con.execute("SELECT run_id, MAX(step) FROM metrics WHERE key='train_loss' "
+                                               "GROUP BY run_id") if 10 <= step <= STEPS - 60}
         con.close()
-        return finished, started - finished
+        return finished, midway - finished
     except sqlite3.OperationalError:  # tables not created yet
         return set(), set()
 
