@@ -27,7 +27,7 @@ def ran(tmp_path_factory):
     path = tmp / "tiny.yaml"
     path.write_text(yaml.safe_dump(TINY))
     db, workdir, report = tmp / "r.sqlite", tmp / "runs", tmp / "report.html"
-    rc = main(["run", str(path), "--db", str(db), "--workdir", str(workdir), "--report", str(report)])
+    rc = main(["run", str(path), "--db", str(db), "--workdir", str(workdir), "--report", str(report), "--threads", "1"])
     return tmp, path, db, workdir, report, rc
 
 
