@@ -110,7 +110,7 @@ def test_unit_parsing():
 def test_default_sweep_is_shipped_and_cli_imports_no_torch():
     assert default_sweep_path().is_file()
     code = ("import sys; import pgf_sim.codesign.cli, pgf_sim.codesign.sweep, pgf_sim.codesign.results, "
-            "pgf_sim.codesign.mixed, pgf_sim.codesign.executors; from pgf_sim.cli import build_parser; build_parser(); "
+            "pgf_sim.codesign.mixed, pgf_sim.codesign.executors, pgf_sim.codesign.views; from pgf_sim.cli import build_parser; build_parser(); "
             "print('torch' in sys.modules)")
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "False"
 
