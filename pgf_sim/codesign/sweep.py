@@ -192,7 +192,8 @@ def expand(sweep: Sweep) -> list[GridPoint]:
             raise ConfigError(f"{sweep.source}: grid.patterns is empty but recipe {label!r} needs a pattern")
         for pattern, values, seed in itertools.product([DENSE] if dense else grid.patterns, param_values, grid.seeds):
             data = copy.deepcopy(sweep.base_experiment)
-            data = apply_overrides(data, [f"{k}={_yaml_scalar(v)}" for k, v in cfg.overrides.items()], source=sweep.source)
+            data = apply_overrides(data, [f"{k}={_yaml_scalar(v)}" for k, v in _flatten(cfg.overrides).items()],
+                                   source=sweep.source)
             data["model"] = _merge(data.get("model", {}), model_sec)
             data["recipe"] = _merge(data.get("recipe", {}), {**recipe_sec, "pattern": str(pattern)})
             data["seed"] = seed
@@ -222,6 +223,19 @@ def _merge(base: Any, extra: dict[str, Any]) -> dict[str, Any]:
             out[key] = _merge(out[key], value)
         else:
             out[key] = copy.deepcopy(value)
+    return out
+
+
+def _flatten(mapping: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"schedule": {"steps": 5}}`` and ``{"schedule.steps": 5}`` both -> ``{"schedule.steps": 5}``
+    (so ``overrides.schedule.steps=5`` on the command line changes one field, not the section)."""
+    out: dict[str, Any] = {}
+    for key, value in mapping.items():
+        full = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            out.update(_flatten(value, full + "."))
+        else:
+            out[full] = value
     return out
 
 

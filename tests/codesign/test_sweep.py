@@ -131,3 +131,14 @@ def test_shipped_sweeps_are_valid():
     for path in sweeps:
         pts = expand(load_sweep(path))
         assert pts, path
+
+
+def test_nested_and_dotted_overrides_change_one_field(tmp_path):
+    dotted = json.loads(json.dumps(BASE))
+    dotted["overrides"] = {"schedule.steps": 21}
+    nested = json.loads(json.dumps(BASE))
+    nested["overrides"] = {"schedule": {"steps": 21}}  # what `overrides.schedule.steps=21` on the CLI makes
+    a = expand(load_sweep(_write(tmp_path, dotted, "a.yaml")))
+    b = expand(load_sweep(_write(tmp_path, nested, "b.yaml")))
+    assert [p.run_id for p in a] == [p.run_id for p in b]
+    assert all(p.experiment["schedule"]["batch_size"] == 32 and p.experiment["schedule"]["steps"] == 21 for p in b)
