@@ -15,7 +15,10 @@ m is the mask of the current frame's pattern (chosen by the controller, not here
 Default MDGF gradient mode: ``ste``, the authors' code. It is what produced the paper's numbers,
 and it gives MDGF the same gradient as the STE/SR-STE baselines, so a comparison isolates the
 one thing MDGF changes (the forward weight). ``scaled`` is offered for the paper's wording
-("restricting gradient flow to pruned weights") and can be swept.
+("restricting gradient flow to pruned weights") and can be swept. Measured (training/digits_vit.yaml,
+40 epochs, default exponential decay, seeds 0-2, test accuracy mean +- std): 1:16 ste 0.945 +- 0.015,
+scaled 0.961 +- 0.003; 1:32 ste 0.948 +- 0.002, scaled 0.945 +- 0.012 (SR-STE 1:16: 0.942 +- 0.010).
+Neither mode wins across patterns on this small task, so the default stays the reference's.
 """
 from __future__ import annotations
 
