@@ -242,6 +242,9 @@ def sparsify(model: nn.Module, cfg: RecipeConfig, total_steps: int) -> SparseCon
         target = layer_target(cfg, name, roles[name])
         if target is None:
             continue
+        if parametrize.is_parametrized(module, param):
+            raise ConfigError(f"layer {name!r} is already parametrized (sparsified twice?); "
+                              "sparsify a fresh model, or finalize() the previous controller first")
         shape = tuple(getattr(module, param).shape)
         try:
             for pattern in patterns_used(cfg, target):

@@ -236,3 +236,12 @@ def test_conv_layers_are_masked_along_input_channels():
     ctl = sparsify(model, RecipeConfig(name="ste", pattern=NM(1, 4), roles=("*",)), 10)
     w = ctl.effective_weights()["conv"]
     assert (w != 0).reshape(4, 2, 4, 3, 3).sum(dim=2).max() <= 1  # 1 per 4 input channels, each (o, kh, kw)
+
+
+def test_sparsifying_twice_is_refused_until_finalized():
+    model = TinyViT()
+    ctl = sparsify(model, RecipeConfig(name="ste"), 10)
+    with pytest.raises(ConfigError, match="already parametrized"):
+        sparsify(model, RecipeConfig(name="sdgf"), 10)
+    ctl.finalize()
+    assert sorted(sparsify(model, RecipeConfig(name="sdgf"), 10).layer_info()) == sorted(ctl.layer_info())
