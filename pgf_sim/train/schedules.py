@@ -278,13 +278,16 @@ def sdgf_patterns(target: NM, schedule: str = "stepwise") -> tuple[NM, ...]:
 
 
 def frame_at(cfg: RecipeConfig, step: int, total_steps: int, target: NM | None = None) -> int:
-    """Index of the SDGF frame at ``step`` (0 before/at the sparse start; last from the end of the
-    frames window on). The window is the first ``sdgf_frames_fraction`` of the sparse phase."""
+    """Index of the SDGF frame at ``step``: the first ``sdgf_frames_fraction`` of the sparse phase
+    (the window) is cut into equal frames; the last frame (the target) holds from the window's
+    last step on, so even a run shorter than the number of frames ends at the target."""
     frames = len(sdgf_patterns(target or cfg.pattern, cfg.sdgf_schedule))
     p = phases(cfg, total_steps)
     window = max(_round(cfg.sdgf_frames_fraction * p.sparse_steps), 1)
-    t = min(max(step - p.dense_end, 0), window)
-    return min(t * frames // window, frames - 1)
+    t = max(step - p.dense_end, 0)
+    if t >= window - 1:  # the window's last step is at the target even when window < frames
+        return frames - 1
+    return t * frames // window
 
 
 def pattern_at(cfg: RecipeConfig, step: int, total_steps: int, target: NM | None = None) -> NM:
@@ -348,8 +351,8 @@ def segments(cfg: RecipeConfig, total_steps: int, target: NM | None = None) -> l
     if cfg.spec.moving_pattern:
         window = max(_round(cfg.sdgf_frames_fraction * p.sparse_steps), 1)
         frames = len(sdgf_patterns(target or cfg.pattern, cfg.sdgf_schedule))
-        for k in range(1, frames):  # first t with t*frames//window >= k
-            cuts.add(p.dense_end + -(-k * window // frames))
+        for k in range(1, frames):  # first t with frame_at >= k (see frame_at)
+            cuts.add(p.dense_end + min(-(-k * window // frames), window - 1))
     if cfg.spec.decays and p.sparse_steps > 0:
         lo, hi = p.dense_end, p.sparse_end  # beta is non-increasing: bisect its first zero
         while lo < hi:

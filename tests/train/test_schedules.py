@@ -4,6 +4,8 @@ import subprocess
 import sys
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pgf_sim.core import NM, ConfigError, from_dict
 from pgf_sim.train.schedules import (DECAYS, RECIPES, RecipeConfig, alpha_of, beta_at, frame_at, layer_target,
@@ -164,3 +166,25 @@ def test_schedules_and_flops_import_no_torch():
     code = "import sys, pgf_sim.train.schedules, pgf_sim.train.flops; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+@settings(max_examples=150, deadline=None)
+@given(name=st.sampled_from(RECIPES.names()), decay=st.sampled_from(DECAYS.names()),
+       total=st.integers(1, 300), dense=st.floats(0, 0.5), finetune=st.floats(0, 0.45),
+       frames=st.floats(0.05, 1.0), end_fraction=st.floats(0.05, 1.0),
+       schedule=st.sampled_from(["stepwise", "geometric", "densify"]),
+       pattern=st.sampled_from([NM(2, 4), NM(1, 8), NM(3, 8), NM(1, 32)]))
+def test_segments_property_any_config(name, decay, total, dense, finetune, frames, end_fraction, schedule, pattern):
+    cfg = RecipeConfig(name=name, decay=decay, pattern=pattern, dense_fraction=dense, finetune_fraction=finetune,
+                       sdgf_frames_fraction=frames, beta_end_fraction=end_fraction, sdgf_schedule=schedule)
+    segs = segments(cfg, total)
+    assert segs[0].start == 0 and segs[-1].stop == total and all(s.steps > 0 for s in segs)
+    frames_seen = []
+    for seg in segs:
+        for step in range(seg.start, seg.stop):
+            assert pattern_at(cfg, step, total) == seg.pattern and phase_at(cfg, step, total) == seg.phase
+            assert (beta_at(cfg, step, total) > 0) == seg.beta_positive
+            assert 0.0 <= beta_at(cfg, step, total) <= 1.0
+            frames_seen.append(pattern_at(cfg, step, total))
+    if cfg.spec.sparse:  # the last step trains at the target pattern
+        assert frames_seen[-1] == pattern
