@@ -4,10 +4,12 @@ Two sparse layers fc1 (64, 16), fc2 (16, 64) and a dense head (4, 16); 10 tokens
 100 steps. One dense GEMM pass: fc1 = fc2 = 2*10*64*16 = 20480 FLOPs, head = 1280.
 """
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pgf_sim.core import NM
 from pgf_sim.train.flops import LayerShape, training_flops, training_flops_report
-from pgf_sim.train.schedules import RECIPES, RecipeConfig
+from pgf_sim.train.schedules import RECIPES, RecipeConfig, beta_at, pattern_at, phase_at
 
 LAYERS = {"fc1": ((64, 16), "fc1"), "fc2": ((16, 64), "fc2"), "head": ((4, 16), "head")}
 SPARSE_PASS = 2 * 20480  # fc1 + fc2, one pass, one step
@@ -71,3 +73,22 @@ def test_every_recipe_costs_at_most_dense_and_forward_equals_input_grad(name):
     assert totals["forward"] == pytest.approx(totals["input_grad"])
     assert report.total <= report.dense_total * (1 + 1e-12)
     assert (report.ratio_to_dense < 1) == (name != "dense")
+
+
+@settings(max_examples=60, deadline=None)
+@given(name=st.sampled_from(RECIPES.names()), decay=st.sampled_from(["linear", "exponential", "cosine"]),
+       grad=st.sampled_from(["ste", "scaled"]), total=st.integers(1, 200), dense=st.floats(0, 0.4),
+       finetune=st.floats(0, 0.4), pattern=st.sampled_from([NM(2, 4), NM(1, 8), NM(1, 16)]))
+def test_segment_sums_equal_a_step_by_step_count(name, decay, grad, total, dense, finetune, pattern):
+    cfg = RecipeConfig(name=name, decay=decay, grad=grad, pattern=pattern, dense_fraction=dense,
+                       finetune_fraction=finetune)
+    got = training_flops(cfg, LAYERS, tokens=10, total_steps=total)
+    fwd = wgrad = 0.0
+    for step in range(total):  # the rules of METHOD.md applied one step at a time
+        beta, p, phase = beta_at(cfg, step, total), pattern_at(cfg, step, total), phase_at(cfg, step, total)
+        d_fwd = 1.0 if beta > 0 else p.density
+        pruned_grad_zero = cfg.spec.decays and grad == "scaled" and phase == "sparse" and beta == 0
+        fwd += SPARSE_PASS * d_fwd + HEAD_PASS
+        wgrad += SPARSE_PASS * (p.density if pruned_grad_zero else 1.0) + HEAD_PASS
+    assert got["forward"] == pytest.approx(fwd) and got["input_grad"] == pytest.approx(fwd)
+    assert got["weight_grad"] == pytest.approx(wgrad)
