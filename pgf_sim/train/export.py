@@ -67,6 +67,11 @@ class ExportReport:
     def ratio(self) -> float:
         return self.compressed_bytes / self.dense_bytes if self.dense_bytes else 1.0
 
+    def summary(self) -> str:
+        sparse = (self.sparse_weight_bytes / self.sparse_weight_dense_bytes) if self.sparse_weight_dense_bytes else 1.0
+        return (f"{self.path}: {self.compressed_bytes / 1e6:.3f} MB of tensors vs {self.dense_bytes / 1e6:.3f} MB "
+                f"dense ({self.ratio:.1%}); N:M weights {sparse:.1%} of their dense size; file {self.file_bytes / 1e6:.3f} MB")
+
 
 def _state_keys(model: nn.Module) -> dict[str, tuple[str, int]]:
     """layer name (as ``weight_params``) -> (state-dict key, reduction dim)."""

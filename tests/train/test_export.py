@@ -65,6 +65,7 @@ def test_export_load_round_trip_is_bit_exact(tmp_path, pattern, dtype):
     assert report.sparse_weight_bytes == expected_bytes
     assert report.sparse_weight_dense_bytes == sum(sparse) * value_bytes
     assert report.compressed_bytes < report.dense_bytes and report.file_bytes > report.compressed_bytes
+    assert f"({report.ratio:.1%})" in report.summary()
 
 
 def test_round_trip_of_packed_qkv_and_metadata(tmp_path):
