@@ -83,10 +83,9 @@ class DigitsOptions:
         _check_fraction("test_fraction", self.test_fraction)
 
 
-@DATA_OPTIONS.register("brackets")
 @dataclass(frozen=True)
-class BracketsOptions:
-    """Synthetic algorithmic task: is a '(' / ')' string balanced (a Dyck-1 word)?"""
+class GeneratedSequenceOptions:
+    """A token task generated deterministically from ``split_seed``."""
 
     seq_len: int = 24
     n_train: int = 4000
@@ -94,10 +93,34 @@ class BracketsOptions:
     split_seed: int = 0
 
     def __post_init__(self) -> None:
-        if self.seq_len < 2 or self.seq_len % 2:
-            raise ConfigError(f"seq_len must be an even number >= 2, got {self.seq_len}")
+        if self.seq_len < 2:
+            raise ConfigError(f"seq_len must be >= 2, got {self.seq_len}")
         if self.n_train < 2 or self.n_test < 2:
             raise ConfigError(f"n_train and n_test must be >= 2, got {self.n_train}, {self.n_test}")
+
+
+@DATA_OPTIONS.register("brackets")
+@dataclass(frozen=True)
+class BracketsOptions(GeneratedSequenceOptions):
+    """Synthetic algorithmic task: is a '(' / ')' string balanced (a Dyck-1 word)?"""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.seq_len % 2:
+            raise ConfigError(f"seq_len must be even for balanced strings, got {self.seq_len}")
+
+
+@DATA_OPTIONS.register("majority")
+@dataclass(frozen=True)
+class MajorityOptions(GeneratedSequenceOptions):
+    """Synthetic algorithmic task: which of ``vocab`` tokens occurs most often (unique mode)?"""
+
+    vocab: int = 8
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.vocab < 2:
+            raise ConfigError(f"vocab must be >= 2, got {self.vocab}")
 
 
 @DATA_OPTIONS.register("cifar10")

@@ -142,3 +142,14 @@ def test_image_folder_errors(tmp_path):
     (tmp_path / "only").mkdir()
     with pytest.raises(ConfigError, match="at least two class sub-directories"):
         load_data(DataConfig("image_folder", {"path": str(tmp_path)}))
+
+
+def test_majority_labels_are_the_unique_mode():
+    d = load_data(DataConfig("majority", {"seq_len": 9, "vocab": 4, "n_train": 300, "n_test": 50}))
+    assert d.train_x.shape == (300, 9) and d.spec.num_classes == 4 and d.spec.vocab_size == 4
+    for row, label in zip(d.train_x.tolist(), d.train_y.tolist()):
+        counts = sorted(((row.count(t), t) for t in range(4)), reverse=True)
+        assert counts[0][0] > counts[1][0] and counts[0][1] == label
+    assert set(d.train_y.tolist()) == set(range(4))
+    again = load_data(DataConfig("majority", {"seq_len": 9, "vocab": 4, "n_train": 300, "n_test": 50}))
+    assert torch.equal(d.test_x, again.test_x)

@@ -23,7 +23,7 @@ def _write(tmp_path, text):
 MINIMAL = "name: t\nschedule: {steps: 5}\n"
 
 
-EXPERIMENTS = ["digits_vit.yaml", "brackets_transformer.yaml", "cifar10_vit.yaml"]
+EXPERIMENTS = ["digits_vit.yaml", "majority_transformer.yaml", "cifar10_vit.yaml"]
 
 
 @pytest.mark.parametrize("path", [TRAINING / n for n in EXPERIMENTS], ids=lambda p: p.name)
@@ -76,7 +76,7 @@ def test_bad_model_option_type(tmp_path):
 def test_unknown_model_and_data_names_list_choices(tmp_path):
     with pytest.raises(UnknownNameError, match="seq_transformer, vit"):
         load_experiment(_write(tmp_path, MINIMAL + "model: {name: resnet}\n"))
-    with pytest.raises(UnknownNameError, match="brackets, cifar10, digits, image_folder"):
+    with pytest.raises(UnknownNameError, match="brackets, cifar10, digits, image_folder, majority"):
         load_experiment(_write(tmp_path, MINIMAL + "data: {name: mnist}\n"))
 
 
