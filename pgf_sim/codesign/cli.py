@@ -168,7 +168,11 @@ def _print_outcome(out, db: Path) -> None:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from .sweep import load_sweep, run_sweep
+    import time
+
+    from .sweep import _mmss, load_sweep, run_sweep
+
+    t0 = time.time()
     from .views import build_report_data, load_table, native_gains, print_fronts
 
     path = args.sweep or default_sweep_path()
@@ -193,7 +197,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from .report import write_report
 
     path = write_report(args.report, build_report_data(args.db, sweep.name, table, picks, errors, gains))
-    print(f"\nreport: {path}   results: {args.db}   runs: {args.workdir}/")
+    print(f"\nreport: {path}   results: {args.db}   runs: {args.workdir}/   (done in {_mmss(time.time() - t0)})")
     return 0 if out.ok else 1
 
 
