@@ -7,6 +7,7 @@ naming the file, the field and the value (and the valid values for a ``Literal``
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from pathlib import Path
@@ -18,6 +19,7 @@ from .errors import ConfigError
 from .pattern import NM
 
 T = TypeVar("T")
+_NM_TEXT = re.compile(r"^\s*\d+\s*:\s*\d+\s*$")
 
 
 def load_yaml(path: str | Path) -> dict[str, Any]:
@@ -63,7 +65,8 @@ def apply_overrides(data: dict[str, Any], overrides: list[str], *, source: str =
         if "=" not in item:
             raise ConfigError(f"{source}: override {item!r} must look like key.sub=value")
         key, raw = item.split("=", 1)
-        value = yaml.safe_load(raw) if raw else ""
+        # YAML 1.1 reads an unquoted 1:8 as the base-60 integer 68; a bare N:M stays a string.
+        value = raw.strip() if _NM_TEXT.match(raw) else (yaml.safe_load(raw) if raw else "")
         node = out
         parts = key.strip().split(".")
         for part in parts[:-1]:

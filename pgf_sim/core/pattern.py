@@ -42,7 +42,11 @@ class NM:
             parts = text.split(":")
             if len(parts) == 2 and all(p.strip().isdigit() for p in parts):
                 return cls(int(parts[0]), int(parts[1]))
-        raise ConfigError(f"cannot parse N:M pattern {value!r}: expected 'N:M' (e.g. '2:4') or 'dense'")
+        hint = ""
+        if isinstance(value, int) and not isinstance(value, bool):
+            # YAML 1.1 reads an unquoted 1:8 as a base-60 integer (1*60 + 8 = 68).
+            hint = "; in YAML quote patterns (\"1:8\"): unquoted, 1:8 is read as the number 68"
+        raise ConfigError(f"cannot parse N:M pattern {value!r}: expected 'N:M' (e.g. '2:4') or 'dense'{hint}")
 
     @property
     def density(self) -> float:

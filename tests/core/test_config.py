@@ -55,8 +55,15 @@ def test_load_yaml_errors_name_file(tmp_path):
 
 
 def test_overrides():
-    out = apply_overrides({"a": {"b": 1}}, ["a.b=2", "a.c=[1, 2]", "d.e=x"])
-    assert out == {"a": {"b": 2, "c": [1, 2]}, "d": {"e": "x"}}
+    out = apply_overrides({"a": {"b": 1}}, ["a.b=2", "a.c=[1, 2]", "d.e=x", "p=1:8"])
+    assert out == {"a": {"b": 2, "c": [1, 2]}, "d": {"e": "x"}, "p": "1:8"}
+
+
+def test_unquoted_pattern_in_yaml_gets_a_hint(tmp_path):
+    p = tmp_path / "exp.yaml"
+    p.write_text("name: x\ninner: {rate_hz: 1}\npatterns: [1:8]\n")
+    with pytest.raises(ConfigError, match=r"patterns\[0\].*68.*quote"):
+        from_dict(Outer, load_yaml(p), source=str(p))
 
 
 def test_registry():
