@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -273,18 +272,8 @@ def experiment_from_dict(data: dict[str, Any], *, source: str = "<config>") -> E
     return from_dict(ExperimentConfig, data, source=source)
 
 
-_PATTERN_VALUE = re.compile(r"^\s*\d+\s*:\s*\d+\s*$")
-
-
-def _quote_pattern(override: str) -> str:
-    """``recipe.pattern=1:8`` -> ``recipe.pattern="1:8"``: a YAML 1.1 parser reads an unquoted
-    ``1:8`` as the base-60 integer 68, which would then fail as "cannot parse N:M pattern 68"."""
-    key, sep, value = override.partition("=")
-    return f'{key}="{value.strip()}"' if sep and _PATTERN_VALUE.match(value) else override
-
-
 def load_experiment(path: str | Path, overrides: tuple[str, ...] | list[str] = ()) -> ExperimentConfig:
     """Read ``path`` strictly, after applying ``key.sub=value`` overrides to the raw mapping."""
     data = load_yaml(path)
-    data = apply_overrides(data, [_quote_pattern(o) for o in overrides], source=f"{path} (command-line override)")
+    data = apply_overrides(data, list(overrides), source=f"{path} (command-line override)")
     return experiment_from_dict(data, source=str(path))
