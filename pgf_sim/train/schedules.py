@@ -15,7 +15,7 @@ is dense (dense recipe, dense phase), beta = 0 is a binary mask (STE, SR-STE, SD
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from typing import Callable, Literal
 
@@ -121,6 +121,12 @@ class RecipeConfig:
       whose role is in ``roles`` ("*" = every role).
     - ``skip_indivisible``: skip (and report) layers whose reduction size is not divisible by a
       pattern's M instead of raising ``ShapeError``.
+    - ``layer_patterns``: per-layer targets, module-name glob -> N:M (YAML: ``{"blocks.0.mlp.fc1":
+      "2:4", "*.fc2": "1:8"}``). For a layer kept by ``layers``/``exclude``, the first matching glob
+      (in the mapping's order) sets its target, over ``qkv_pattern`` and ``pattern``, and selects
+      the layer even if ``roles`` omits its role; ``"dense"`` (1:1) leaves the matched layer dense.
+      Every schedule runs per layer toward that layer's own target (SDGF: each layer's own frames,
+      all sharing the same window). A glob that matches no weight layer is an error (sparsify).
     """
 
     name: str = "sr-ste"
@@ -140,9 +146,11 @@ class RecipeConfig:
     exclude: tuple[str, ...] = ()
     roles: tuple[str, ...] = ("fc1", "fc2")
     skip_indivisible: bool = False
+    layer_patterns: dict[str, NM] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         spec = self.spec  # raises on an unknown name
+        self._check_layer_patterns()
         if self.decay not in DECAYS:
             raise ConfigError(f"unknown decay {self.decay!r}; valid: {', '.join(DECAYS.names())}")
         for field in ("dense_fraction", "finetune_fraction"):
@@ -167,6 +175,23 @@ class RecipeConfig:
         bad = [r for r in self.roles if r != "*" and r not in ROLES]
         if bad:
             raise ConfigError(f"unknown role(s) {bad}; valid: *, {', '.join(ROLES)}")
+
+    def __hash__(self) -> int:  # frozen, but layer_patterns is a dict: hash its items in order
+        return hash(tuple((f, tuple(v.items()) if f == "layer_patterns" else v)
+                          for f, v in self.__dict__.items()))
+
+    def _check_layer_patterns(self) -> None:
+        if not isinstance(self.layer_patterns, dict):
+            raise ConfigError(f"layer_patterns must map module-name globs to N:M patterns, got {self.layer_patterns!r}")
+        parsed = {}
+        for glob, pat in self.layer_patterns.items():
+            if not isinstance(glob, str) or not glob:
+                raise ConfigError(f"layer_patterns: key {glob!r} must be a non-empty module-name glob")
+            try:
+                parsed[glob] = pat if isinstance(pat, NM) else NM.parse(str(pat))
+            except (ValueError, TypeError) as exc:
+                raise ConfigError(f"layer_patterns[{glob!r}]: {pat!r} is not an N:M pattern ({exc})") from None
+        object.__setattr__(self, "layer_patterns", parsed)  # Python callers may pass "2:4" strings
 
     @property
     def spec(self) -> RecipeSpec:
@@ -317,15 +342,31 @@ def layer_target(cfg: RecipeConfig, name: str, role: str) -> NM | None:
 
     Selection ignores whether the recipe is sparse, so the dense baseline tracks the same layers
     (diagnostics compare like with like); ``pattern_at`` is DENSE for the dense recipe. A Q/K/V
-    layer uses ``qkv_pattern`` when set (and is then selected even if ``roles`` omits it).
+    layer uses ``qkv_pattern`` when set (and is then selected even if ``roles`` omits it). The
+    first glob of ``layer_patterns`` matching ``name`` wins over both (a dense entry: None).
     """
     if not any(fnmatchcase(name, g) for g in cfg.layers) or any(fnmatchcase(name, g) for g in cfg.exclude):
         return None
+    glob = layer_pattern_glob(cfg, name)
+    if glob is not None:
+        target = cfg.layer_patterns[glob]
+        return None if target.is_dense else target
     if role in QKV_ROLES and cfg.qkv_pattern is not None:
         return cfg.qkv_pattern
     if "*" in cfg.roles or role in cfg.roles:
         return cfg.pattern
     return None
+
+
+def layer_pattern_glob(cfg: RecipeConfig, name: str) -> str | None:
+    """The first ``layer_patterns`` glob matching ``name`` (None: the layer uses the shared targets)."""
+    return next((g for g in cfg.layer_patterns if fnmatchcase(name, g)), None)
+
+
+def all_targets(cfg: RecipeConfig) -> tuple[NM, ...]:
+    """Every target the config can give a layer (shared, Q/K/V and per-layer), sparse ones only."""
+    pats = [cfg.pattern, cfg.qkv_pattern, *cfg.layer_patterns.values()]
+    return tuple(dict.fromkeys(p for p in pats if p is not None and not p.is_dense))
 
 
 # ------------------------------------------------------------------------------------- segments

@@ -26,7 +26,8 @@ from ..core.errors import ConfigError, ShapeError
 from ..core.pattern import DENSE, NM
 from .masks import check_divisible, nm_mask, nm_masks
 from .recipes import BEHAVIOURS, StepState
-from .schedules import RecipeConfig, beta_at, layer_target, pattern_at, patterns_used, phase_at
+from .schedules import (RecipeConfig, beta_at, layer_pattern_glob, layer_target, pattern_at, patterns_used,
+                        phase_at)
 
 log = logging.getLogger(__name__)
 
@@ -237,8 +238,13 @@ def sparsify(model: nn.Module, cfg: RecipeConfig, total_steps: int) -> SparseCon
     """Select layers (``cfg.layers``/``exclude`` globs + ``cfg.roles``), check shapes against every
     pattern they will meet, install the recipe, and return the controller at step 0."""
     roles = infer_roles(model)
+    params = weight_params(model)
+    unmatched = [g for g in cfg.layer_patterns if not any(layer_pattern_glob(cfg, n) == g for n in params)]
+    if unmatched:  # a typo would silently train the layer at the shared pattern
+        raise ConfigError(f"layer_patterns glob(s) {unmatched} match no weight layer (an earlier glob may "
+                          f"take every match); weight layers: {', '.join(params)}")
     layers, skipped = [], []
-    for name, (module, param, reduction_dim) in weight_params(model).items():
+    for name, (module, param, reduction_dim) in params.items():
         target = layer_target(cfg, name, roles[name])
         if target is None:
             continue
@@ -252,6 +258,9 @@ def sparsify(model: nn.Module, cfg: RecipeConfig, total_steps: int) -> SparseCon
         except ShapeError as exc:
             if cfg.spec.moving_pattern and shape[reduction_dim] % target.m == 0:
                 exc = ShapeError(f"{exc} (an SDGF {cfg.sdgf_schedule} frame of target {target} needs it)")
+            glob = layer_pattern_glob(cfg, name)
+            if glob is not None:
+                exc = ShapeError(f"{exc}; the target {target} comes from layer_patterns[{glob!r}]")
             if not cfg.skip_indivisible:
                 raise exc from None
             skipped.append((name, shape, str(exc)))

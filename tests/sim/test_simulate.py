@@ -140,6 +140,8 @@ def test_training_cost_per_recipe(a100):
     dict(name="ste", pattern=NM(1, 8)),
     dict(name="mdgf", pattern=NM(1, 8), grad="scaled"),
     dict(name="sdgf", pattern=NM(1, 16), qkv_pattern=NM(2, 4), roles=("fc1", "fc2")),
+    # per-layer targets: each layer's SDGF frames toward its own pattern
+    dict(name="sdgf", pattern=NM(1, 8), layer_patterns={"blocks.0.*": NM(2, 4), "*.fc2": NM(1, 16)}),
 ])
 def test_training_flops_agree_with_train_flops(recipe):
     """On hardware that runs every pattern natively, the executed GEMM FLOPs over the schedule
@@ -147,11 +149,11 @@ def test_training_flops_agree_with_train_flops(recipe):
     from pgf_sim.train.flops import training_flops
 
     from pgf_sim.sim.hardware import replace_field
-    from pgf_sim.train.schedules import patterns_used
+    from pgf_sim.train.schedules import all_targets, patterns_used
 
     cfg = RecipeConfig(**recipe)
     # a flexible N:M array (design assumption) made to run every pattern the schedule visits
-    native = set(patterns_used(cfg)) | set(patterns_used(cfg, cfg.qkv_pattern) if cfg.qkv_pattern else ())
+    native = {p for t in all_targets(cfg) for p in patterns_used(cfg, t)}
     flex = replace_field(load_hardware("flex_nm_systolic"), "sparse.native_patterns", tuple(sorted(native)))
     wl = build_workload("gpt2", batch=2, seq_len=64)
     steps = 500
