@@ -27,6 +27,10 @@ Choosing one option per layer under a budget is a multiple-choice knapsack.
 ``solve_greedy``: start at the zero-penalty options and repeatedly take the move with the best
 cost saved per added error (free moves first) that still fits: fast, not always optimal.
 Both are tested against brute force on small tables.
+
+Verification (``mixed_verify.py``): the chosen assignment is re-masked one-shot, fine-tuned with
+the masks held fixed, and trained from scratch with the real trainer (the start run's
+experiment with ``recipe.layer_patterns`` = the assignment), beside the sweep's uniform runs.
 """
 from __future__ import annotations
 
@@ -155,7 +159,7 @@ def best_uniform(cost: np.ndarray, penalty: np.ndarray, budget: int) -> Assignme
     return min(found, key=lambda a: (a.cost, a.penalty, a.choice)) if found else None
 
 
-# ------------------------------------------------------------------ measuring and verifying
+# ------------------------------------------------------------------ measuring
 @dataclass(frozen=True)
 class Sensitivity:
     """errors[l, p]: calibration errors with only layer l re-masked to patterns[p] (see module
@@ -172,7 +176,8 @@ class Sensitivity:
         return np.maximum(self.errors - self.base_errors, 0)
 
 
-def _weights(model, layers):
+def layer_weights(model, layers):
+    """name -> the ``weight`` Parameter of each named module of ``model``."""
     mods = dict(model.named_modules())
     return {name: mods[name].weight for name in layers}
 
@@ -197,7 +202,7 @@ def apply_patterns(model, assignment: dict[str, NM]) -> dict[str, "object"]:
 
     masks = {}
     with torch.no_grad():
-        for name, w in _weights(model, assignment).items():
+        for name, w in layer_weights(model, assignment).items():
             masks[name] = nm_mask(w, assignment[name], name=name)
             w.mul_(masks[name])
     return masks
@@ -209,7 +214,7 @@ def measure_sensitivity(model, x, y, layers: tuple[str, ...], patterns: tuple[NM
     ``n + 1`` there, which no budget admits."""
     import torch
 
-    weights = _weights(model, layers)
+    weights = layer_weights(model, layers)
     base = count_errors(model, x, y)
     errors = np.zeros((len(layers), len(patterns)), dtype=np.int64)
     for i, name in enumerate(layers):
@@ -245,177 +250,8 @@ def layer_costs(workload, layers: tuple[str, ...], patterns: tuple[NM, ...], hw,
     return np.ascontiguousarray(cost), const
 
 
-def finetune_masked(model, data, masks: dict, *, steps: int, lr: float, batch_size: int, seed: int,
-                    weight_decay: float = 0.0) -> None:
-    """Train ``steps`` steps with the given masks held fixed: after each AdamW step the masked
-    weights are set back to zero, so the forward always uses the N:M weights (projected SGD;
-    the same as training with a fixed binary mask). Cosine LR from ``lr`` to 0."""
-    import math as _math
-
-    import torch
-    import torch.nn.functional as F
-
-    from ..train.data import batch_indices
-
-    if steps <= 0:
-        return
-    torch.manual_seed(seed)
-    weights = _weights(model, masks)
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + _math.cos(_math.pi * s / steps)))
-    model.train()
-    n = len(data.train_y)
-    for step in range(steps):
-        idx = batch_indices(n, min(batch_size, n), seed, step)
-        loss = F.cross_entropy(model(data.prepare(data.train_x[idx])), data.train_y[idx])
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
-        with torch.no_grad():
-            for name, w in weights.items():
-                w.mul_(masks[name])
-    model.eval()
-
-
-@dataclass(frozen=True)
-class MixedResult:
-    """A mixed assignment on one target, the best uniform one beside it, and their accuracies
-    (test split) one-shot (re-masked) and after ``finetune_steps`` of masked fine-tuning."""
-
-    hw: str
-    metric: str
-    run_id: str
-    base_pattern: NM
-    sensitivity: Sensitivity
-    cost: np.ndarray
-    const: float
-    budget: float
-    budget_errors: int
-    mixed: Assignment
-    uniform: Assignment | None
-    finetune_steps: int
-    accuracy: dict[str, float]   # "start", "mixed one-shot", "mixed fine-tuned", "uniform ..." keys
-    trained: dict[str, tuple[float, float, int]]  # the sweep's trained uniform runs: pattern -> (mean acc, cost, seeds)
-
-    def format(self) -> str:
-        s, pats = self.sensitivity, self.sensitivity.patterns
-        unit = "us" if self.metric == "latency_s" else "uJ"
-        lines = [f"mixed N:M on {self.hw} ({self.metric}), from run {self.run_id} (trained at {self.base_pattern}); "
-                 f"calibration: {s.n_calib} training examples, {s.base_errors} errors at the start; budget "
-                 f"{self.budget * 100:.2f}% = {self.budget_errors} extra errors",
-                 f"  {'layer':<22} {'pattern':>8} {'extra errors':>13} {'cost ' + unit:>12}"]
-        pen = s.penalty
-        for i, name in enumerate(s.layers):
-            c = self.mixed.choice[i]
-            lines.append(f"  {name:<22} {str(pats[c]):>8} {int(pen[i, c]):>13} {self.cost[i, c] * 1e6:>12.4f}")
-        total = lambda a: (a.cost + self.const) * 1e6  # noqa: E731
-        lines.append(f"  mixed: predicted +{self.mixed.penalty} errors, total {self.metric} {total(self.mixed):.4f} {unit}")
-        if self.uniform is not None:
-            u = self.uniform
-            gain = (u.cost + self.const) / (self.mixed.cost + self.const)
-            lines.append(f"  best uniform within the budget: {pats[u.choice[0]]} everywhere, predicted +{u.penalty} errors, "
-                         f"total {total(u):.4f} {unit}; mixed gain {gain:.3f}x")
-        lines.append("  test accuracy: " + ", ".join(f"{k} {v * 100:.2f}%" for k, v in self.accuracy.items()))
-        if self.trained:
-            lines.append("  the sweep's uniform runs trained from scratch (same recipe): " + "; ".join(
-                f"{p} accuracy {a * 100:.2f}% (n={k}), {self.metric} {c * 1e6:.4f} {unit}"
-                for p, (a, c, k) in self.trained.items()))
-        return "\n".join(lines)
-
-
-def run_mixed(*, db: Any, sweep: str | None, workdir: Any, hw: str, run_id: str | None = None, recipe: str = "mdgf",
-              patterns: tuple[NM, ...] | None = None, budget: float = 0.01, metric: str = "latency_s",
-              finetune_steps: int = 100, n_calib: int = 1024) -> MixedResult:
-    """Measure, choose and verify a mixed assignment (see the module docstring)."""
-    import copy
-    import math
-    from pathlib import Path
-
-    import torch
-
-    from ..sim.capture import capture
-    from ..sim.hardware import load_hardware
-    from ..store import ResultStore
-    from ..train.data import load_data
-    from ..train.trainer import evaluate, example_input, load_trained
-    from . import results
-
-    if not 0.0 <= budget < 1.0:
-        raise ConfigError(f"budget is an accuracy drop in [0, 1), got {budget}")
-    store = ResultStore(db)
-    info = results.sweep_info(store, sweep)
-    grid_patterns = tuple(NM.parse(p) for p in info["config"]["grid"]["patterns"])
-    if run_id is None:
-        run_id = _start_run(store, results.sweep_points(store, info["sweep"]), recipe, grid_patterns)
-    model, cfg = load_trained(Path(workdir) / run_id)
-    base = cfg.recipe.pattern
-    cands = tuple(sorted({p for p in (patterns or grid_patterns) if p.density <= base.density} | {base},
-                         key=lambda p: (-p.density, p.m)))
-    batch = int(info["config"]["simulate"]["batch"])
-    workload = capture(model, (example_input(cfg, batch),))
-    layers = tuple(op.name for op in workload.ops if op.kind == "gemm" and not op.pattern.is_dense)
-    if not layers:
-        raise ConfigError(f"run {run_id} has no sparse layers to assign patterns to")
-    data = load_data(cfg.data)
-    n = min(n_calib, len(data.train_y))
-    torch.manual_seed(0)
-    sens = measure_sensitivity(model, data.prepare(data.train_x[:n]), data.train_y[:n], layers, cands)
-    cost, const = layer_costs(workload, layers, cands, load_hardware(hw), metric)
-    budget_errors = int(math.floor(budget * n + 1e-9))
-    mixed = solve_exact(cost, sens.penalty, budget_errors)
-    uniform = best_uniform(cost, sens.penalty, budget_errors)
-    acc = {"start": evaluate(model, data, torch.device("cpu"), False)[0]}
-    for label, a in (("mixed", mixed), ("uniform", uniform)):
-        if a is None:
-            continue
-        m = copy.deepcopy(model)
-        masks = apply_patterns(m, dict(zip(layers, a.patterns(cands))))
-        acc[f"{label} one-shot"] = evaluate(m, data, torch.device("cpu"), False)[0]
-        if finetune_steps:
-            finetune_masked(m, data, masks, steps=finetune_steps, lr=cfg.schedule.lr * 0.25,
-                            batch_size=cfg.schedule.batch_size, seed=cfg.seed)
-            acc[f"{label} fine-tuned"] = evaluate(m, data, torch.device("cpu"), False)[0]
-    return MixedResult(hw, metric, run_id, base, sens, cost, const, budget, budget_errors, mixed, uniform,
-                       finetune_steps, acc, _trained_uniform(store, info, run_id, hw, metric))
-
-
-def _trained_uniform(store: Any, info: dict[str, Any], run_id: str, hw: str, metric: str) -> dict[str, tuple[float, float, int]]:
-    """Mean accuracy and simulated ``metric`` of the sweep's finished runs of the start run's
-    recipe label at each pattern (what uniform training reached, for comparison)."""
-    from . import results
-
-    points = results.sweep_points(store, info["sweep"])
-    recipe = next((p["recipe"] for p in points if p["run_id"] == run_id), None)
-    totals = {r["run_id"]: r for r in results.sim_totals(store, info["sim_key"], hw=hw)}
-    by_pattern: dict[str, list[tuple[float, float]]] = {}
-    for p in points:
-        run = store.get_run(p["run_id"])
-        if p["recipe"] != recipe or not run or run["status"] != "finished" or p["run_id"] not in totals:
-            continue
-        by_pattern.setdefault(p["pattern"], []).append((run["final_accuracy"], totals[p["run_id"]][metric]))
-    return {pat: (float(np.mean([a for a, _ in v])), float(np.mean([c for _, c in v])), len(v))
-            for pat, v in by_pattern.items()}
-
-
-def _start_run(store: Any, points: list[dict[str, Any]], recipe: str, patterns: tuple[NM, ...]) -> str:
-    """The lowest-seed finished run of ``recipe`` at the densest sparse pattern of the sweep."""
-    ok = [p for p in points if p["recipe"] == recipe and not NM.parse(p["pattern"]).is_dense
-          and (store.get_run(p["run_id"]) or {}).get("status") == "finished"]
-    if not ok:
-        labels = sorted({p["recipe"] for p in points})
-        raise ConfigError(f"no finished sparse run of recipe {recipe!r} in the sweep; recipes: {', '.join(labels)}")
-    densest = max(NM.parse(p["pattern"]).density for p in ok)
-    ok = [p for p in ok if NM.parse(p["pattern"]).density == densest]
-    return min(ok, key=lambda p: (p["seed"], p["run_id"]))["run_id"]
-
-
 def run_mixed_command(args: Any) -> str:
-    import torch
+    """``pgf-sim mixed`` (``codesign/cli.py`` imports it from here); the work is in ``mixed_verify``."""
+    from .mixed_verify import run_mixed_command as run
 
-    torch.set_num_threads(max(1, args.threads))
-    patterns = tuple(NM.parse(p) for p in args.patterns.split(",")) if args.patterns else None
-    res = run_mixed(db=args.db, sweep=args.sweep, workdir=args.workdir, hw=args.hw, run_id=args.run,
-                    recipe=args.recipe, patterns=patterns, budget=args.budget, metric=args.metric,
-                    finetune_steps=args.finetune_steps)
-    return res.format()
+    return run(args)

@@ -1,9 +1,10 @@
-"""Mixed per-layer N:M assignment: the solvers against brute force, and a hand-made case."""
+"""Mixed per-layer N:M assignment: the solvers against brute force, a hand-made case, and its
+verification by training through the real trainer."""
 import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from pgf_sim.codesign.mixed import best_uniform, solve_brute_force, solve_exact, solve_greedy
+from pgf_sim.codesign.mixed import best_uniform, layer_costs, solve_brute_force, solve_exact, solve_greedy
 from pgf_sim.core import ConfigError
 
 
@@ -122,3 +123,99 @@ def test_layer_costs_add_up_to_the_simulated_total():
             assert const + cost[0, 0] + cost[1, 1] == pytest.approx(sim[key], rel=1e-9)
             # a sparser pattern never costs more on the same layer (monotone in density here)
             assert np.all(np.diff(cost, axis=1) <= 1e-15)
+
+
+def _tiny_experiment(steps: int = 6):
+    from pgf_sim.train.experiment import experiment_from_dict
+
+    return experiment_from_dict({
+        "name": "tiny_mixed", "model": {"name": "vit", "options": {"dim": 32, "depth": 1, "heads": 2}},
+        "recipe": {"name": "sdgf", "pattern": "2:4"},
+        "schedule": {"steps": steps, "batch_size": 32, "lr": 2e-3, "warmup_fraction": 0.0}, "checkpoint_every": 3})
+
+
+def test_layer_names_become_exact_globs():
+    from fnmatch import fnmatchcase
+
+    from pgf_sim.codesign.mixed_verify import mixed_experiment
+    from pgf_sim.core import NM
+
+    cfg = mixed_experiment(_tiny_experiment(), {"a[0].fc1": NM(1, 8), "b*.fc2": NM(2, 4)}, seed=3)
+    assert cfg.seed == 3 and cfg.name == "tiny_mixed-mixed" and cfg.recipe.name == "sdgf"
+    globs = list(cfg.recipe.layer_patterns)
+    assert fnmatchcase("a[0].fc1", globs[0]) and not fnmatchcase("a0.fc1", globs[0])
+    assert fnmatchcase("b*.fc2", globs[1]) and not fnmatchcase("bx.fc2", globs[1])
+
+
+def test_assignment_trained_by_the_trainer_has_its_structure_and_cost(tmp_path):
+    """Train a 1-block ViT with fc1 at 1:8 and fc2 at 2:4 through the real trainer; the trained
+    model's captured patterns are the assignment, its simulated latency is the per-layer costs
+    of that assignment (measured on another, untrained model) plus the constant, and a second
+    call reuses the finished run instead of training again."""
+    import torch
+
+    from pgf_sim.codesign.mixed import apply_patterns
+    from pgf_sim.codesign.mixed_verify import train_assignment
+    from pgf_sim.core import NM
+    from pgf_sim.sim.capture import capture
+    from pgf_sim.sim.hardware import load_hardware
+    from pgf_sim.store import ResultStore
+    from pgf_sim.train.data import data_spec
+    from pgf_sim.train.models import build_model
+    from pgf_sim.train.trainer import example_input
+
+    torch.set_num_threads(1)
+    cfg = _tiny_experiment()
+    layers = ("blocks.0.mlp.fc1", "blocks.0.mlp.fc2")
+    assignment = {layers[0]: NM(1, 8), layers[1]: NM(2, 4)}
+    store = ResultStore(tmp_path / "r.sqlite")
+    kw = dict(seeds=(0,), store=store, workdir=tmp_path / "runs", hw="flex_nm_systolic", metric="latency_s", batch=4)
+    t = train_assignment(cfg, assignment, **kw)
+    run = store.get_run(t.run_ids[0])
+    assert run["status"] == "finished" and run["final_step"] == 6
+    assert t.accuracies == (pytest.approx(run["final_accuracy"]),) and 0.0 <= t.accuracy <= 1.0
+    assert t.patterns == assignment
+
+    other = build_model(cfg.model, data_spec(cfg.data))
+    apply_patterns(other, {layers[0]: NM(2, 4), layers[1]: NM(2, 4)})
+    pats = (NM(2, 4), NM(1, 8))
+    cost, const = layer_costs(capture(other, (example_input(cfg, 4),)), layers, pats,
+                              load_hardware("flex_nm_systolic"), "latency_s")
+    assert t.cost == pytest.approx(const + cost[0, 1] + cost[1, 0], rel=1e-9)
+
+    ckpt = tmp_path / "runs" / t.run_ids[0]
+    before = {p.name: p.stat().st_mtime_ns for p in ckpt.iterdir()}
+    again = train_assignment(cfg, assignment, **kw)
+    assert again.run_ids == t.run_ids and again.accuracies == t.accuracies
+    assert {p.name: p.stat().st_mtime_ns for p in ckpt.iterdir()} == before  # reused, not retrained
+
+
+@pytest.mark.slow  # a real 2-run sweep, the mixed choice, its fine-tune and its training (~30 s)
+def test_run_mixed_verifies_by_training(tmp_path):
+    import torch
+    import yaml
+
+    from pgf_sim.cli import main
+    from pgf_sim.codesign.mixed_verify import run_mixed
+    from pgf_sim.store import ResultStore
+
+    torch.set_num_threads(1)
+    sweep = {"name": "tiny_mixed",
+             "experiment": {"name": "tiny", "model": {"name": "vit", "options": {"dim": 32, "depth": 1, "heads": 2}},
+                            "schedule": {"steps": 30, "batch_size": 32, "lr": 0.004}, "checkpoint_every": 15},
+             "grid": {"recipes": ["sr-ste"], "patterns": ["2:4", "1:8"], "seeds": [0]},
+             "hardware": ["flex_nm_systolic"], "workers": 1}
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump(sweep))
+    db, workdir = tmp_path / "r.sqlite", tmp_path / "runs"
+    assert main(["sweep", str(path), "--db", str(db), "--workdir", str(workdir), "--threads", "1"]) == 0
+    res = run_mixed(db=db, sweep=None, workdir=workdir, hw="flex_nm_systolic", recipe="sr-ste",
+                    budget=0.5, finetune_steps=3, n_calib=64)
+    t = res.trained_mixed
+    chosen = dict(zip(res.sensitivity.layers, res.mixed.patterns(res.sensitivity.patterns)))
+    assert t is not None and t.seeds == (0,) and t.patterns == chosen
+    run = ResultStore(db).get_run(t.run_ids[0])
+    assert run["status"] == "finished" and run["config"]["recipe"]["layer_patterns"]
+    assert set(res.trained) == {"2:4", "1:8"} and "mixed fine-tuned" in res.accuracy
+    out = res.format()
+    assert "trained from scratch with recipe.layer_patterns" in out and t.run_ids[0] in out
