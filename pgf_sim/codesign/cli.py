@@ -49,6 +49,9 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     _pick_limits(p, default_drop=None)
     p.add_argument("--objective", help="accuracy or a cost metric (default: latency_s, or accuracy under a cost cap)")
     p.add_argument("--model", help="only this model label of the sweep")
+    p.add_argument("--cost-model", choices=("trained", "deploy"), default="trained",
+                   help="trained: the trained model's own simulated cost (default); deploy: the deployment-scale "
+                        "proxy (the run's N:M patterns on the sweep's simulate.deploy_model, e.g. vit_b)")
     p.set_defaults(func=_cmd_pick)
 
     p = subparsers.add_parser("report", help="write the HTML co-design report from the result database")
@@ -56,6 +59,9 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, default=DEFAULT_REPORT, help=f"HTML path (default: {DEFAULT_REPORT})")
     _pick_limits(p, default_drop=0.01)
     p.add_argument("--png", type=Path, help="also export a PNG screenshot (needs headless Chromium)")
+    p.add_argument("--cost-model", choices=("trained", "deploy", "both"), default="both",
+                   help="which simulated cost the picks and fronts use: the trained model's own, the "
+                        "deployment-scale proxy, or both views (default; the proxy only when the sweep has one)")
     p.add_argument("--workdir", type=Path, default=DEFAULT_WORKDIR,
                    help="run directories: the trained models for the native-pattern section (skipped if absent)")
     p.set_defaults(func=_cmd_report)
@@ -173,7 +179,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from .sweep import _mmss, load_sweep, run_sweep
 
     t0 = time.time()
-    from .views import build_report_data, load_table, native_gains, print_fronts
+    from .views import (CostViewData, build_report_data, cost_models, format_pattern_costs, load_table, native_gains,
+                        print_fronts)
 
     path = args.sweep or default_sweep_path()
     if not path.is_file():
@@ -186,39 +193,43 @@ def _cmd_run(args: argparse.Namespace) -> int:
                     address=args.address, resimulate=args.resimulate, retry_failed=args.retry_failed,
                     threads=args.threads)
     _print_outcome(out, args.db)
-    table = load_table(args.db, sweep.name)
-    print()
-    print_fronts(table)
-    picks, errors = _default_picks(table, args)
-    _print_picks(picks, errors)
+    views = []
+    for cost in cost_models(args.db, sweep.name):
+        table = load_table(args.db, sweep.name, cost)
+        print(f"\n=== {cost.label} ===\n{cost.note}\n")
+        print_fronts(table, cost=cost)
+        print(format_pattern_costs(table, cost))
+        picks, errors = _default_picks(table, args, cost)
+        _print_picks(picks, errors, cost)
+        views.append(CostViewData(cost, table, picks, errors))
     gains = native_gains(args.db, sweep.name, args.workdir)
     for gain in gains:
         print("\n" + gain.statement())
     from .report import write_report
 
-    path = write_report(args.report, build_report_data(args.db, sweep.name, table, picks, errors, gains))
+    path = write_report(args.report, build_report_data(args.db, sweep.name, views, gains))
     print(f"\nreport: {path}   results: {args.db}   runs: {args.workdir}/   (done in {_mmss(time.time() - t0)})")
     return 0 if out.ok else 1
 
 
-def _default_picks(table, args):
+def _default_picks(table, args, cost=None):
     """Without explicit limits: the fastest and the most energy-efficient candidate per target
     within ``--max-drop`` of the dense baseline; with limits: one pick per target under them."""
     from .views import make_picks
 
     if args.min_accuracy is not None or args.max_latency is not None or args.max_energy is not None:
-        return make_picks(table, None, args)
+        return make_picks(table, None, args, cost=cost)
     picks, errors = [], []
     for objective in ("latency_s", "energy_j"):
-        p, e = make_picks(table, None, args, objective=objective)
+        p, e = make_picks(table, None, args, objective=objective, cost=cost)
         picks += p
         errors += e
     return picks, errors
 
 
-def _print_picks(picks, errors) -> None:
+def _print_picks(picks, errors, cost=None) -> None:
     """A compact table (the full explanations are in the report and from `pgf-sim pick`)."""
-    print("\npicks (train this for that target):")
+    print(f"\npicks (train this for that target){f' [{cost.label}]' if cost else ''}:")
     for p in picks:
         b, r = p.best, p.runner_up
         print(f"  {p.hardware:<18} min {p.objective:<9} -> {b.label:<14} accuracy {b.accuracy_mean * 100:5.2f}% "
@@ -233,28 +244,34 @@ def _print_picks(picks, errors) -> None:
 
 
 def _cmd_pick(args: argparse.Namespace) -> int:
-    from .views import load_table, make_picks
+    from .views import cost_model, cost_models, load_table, make_picks
 
-    table = load_table(args.db, args.sweep)
-    picks, errors = make_picks(table, args.hw, args, objective=args.objective, model=args.model)
+    cost = cost_model(args.db, args.sweep, args.cost_model)
+    table = load_table(args.db, args.sweep, cost)
+    picks, errors = make_picks(table, args.hw, args, objective=args.objective, model=args.model, cost=cost)
     for p in picks:
         print(p.explanation)
     for e in errors:
         print(e)
+    if cost.name == "trained" and len(cost_models(args.db, args.sweep)) > 1:
+        print("(this sweep also has a deployment-scale proxy cost: add --cost-model deploy)")
     return 0 if picks and not errors else 1
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
     from . import results
     from .report import export_png, write_report
-    from .views import build_report_data, load_table, native_gains
+    from .views import CostViewData, build_report_data, cost_model, cost_models, load_table, native_gains
 
     name = results.sweep_info(args.db, args.sweep)["sweep"]
-    table = load_table(args.db, name)
-    picks, errors = _default_picks(table, args)
+    costs = cost_models(args.db, name) if args.cost_model == "both" else [cost_model(args.db, name, args.cost_model)]
+    views = []
+    for cost in costs:
+        table = load_table(args.db, name, cost)
+        views.append(CostViewData(cost, table, *_default_picks(table, args, cost)))
     gains = native_gains(args.db, name, args.workdir) if args.workdir.is_dir() else []
-    path = write_report(args.out, build_report_data(args.db, name, table, picks, errors, gains))
-    print(f"report: {path}")
+    path = write_report(args.out, build_report_data(args.db, name, views, gains))
+    print(f"report: {path} ({'; '.join(c.label for c in costs)})")
     if args.png:
         export_png(path, args.png)
         print(f"png: {args.png}")

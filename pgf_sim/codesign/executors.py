@@ -36,6 +36,7 @@ class PointTask:
     threads: int
     progress: bool = False
     resimulate: bool = False
+    deploy: Any = None              # deploy.DeploySpec of the deployment-scale proxy cost, or None
 
 
 @dataclass(frozen=True)
@@ -74,6 +75,14 @@ def execute_point(task: PointTask) -> PointResult:
         if todo:
             simulate_run(store, task.run_id, workdir / task.run_id, todo, batch=task.batch, dtype=task.dtype,
                          key=task.sim_key, train_flops=run.get("train_flops"), replace=task.resimulate)
+        if task.deploy is not None:  # the proxy reads the patterns stored just above; no torch needed
+            from .deploy import simulate_deploy
+
+            have = set() if task.resimulate else {hw for _, hw in results.simulated(store, task.deploy.key, [task.run_id])}
+            missing = [(label, spec) for label, spec in task.hardware if label not in have]
+            if missing:
+                simulate_deploy(store, task.run_id, missing, task.deploy, trained_key=task.sim_key,
+                                train_flops=run.get("train_flops"), replace=task.resimulate)
     return PointResult(task.run_id, status, run.get("final_accuracy"), tuple(label for label, _ in todo), time.time() - t0)
 
 

@@ -12,10 +12,6 @@ from __future__ import annotations
 
 import html
 import math
-import os
-import shutil
-import subprocess
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,8 +21,7 @@ import numpy as np
 
 from .pareto import METRIC_LABELS, Candidate, ResultTable, fronts, pareto_front
 from .pick import Pick
-
-FIG_HEIGHT_PX = 460
+from .report_png import FIG_HEIGHT_PX, chromium_command, export_png, find_chromium  # noqa: F401 (public here)
 _PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22")
 _SYMBOLS = ("circle", "square", "diamond", "triangle-up", "cross", "x", "star", "hexagon", "triangle-down", "pentagon")
 
@@ -58,6 +53,20 @@ class LayerBreakdown:
     bound: Sequence[str] | None = None  # "compute" | "memory" | "overhead" per layer
 
 
+@dataclass(frozen=True)
+class CostSection:
+    """One cost view of the results (e.g. the trained model's own cost, or a deployment-scale
+    proxy): a heading, the sentence saying where accuracy and cost come from, and its candidates,
+    picks and per-layer breakdowns."""
+
+    title: str
+    note: str
+    results: ResultTable | Sequence[Candidate] = ()
+    picks: Sequence[Pick] = ()
+    pick_errors: Sequence[str] = ()
+    layer_breakdowns: Sequence[LayerBreakdown] = ()
+
+
 @dataclass
 class ReportData:
     """Everything the report shows; every field is optional (empty sections say so).
@@ -71,6 +80,8 @@ class ReportData:
     - ``training_curves``: loss/accuracy ``Curve``s per run, panel = ``group``.
     - ``dse``: ``dse.DseResult``s; ``pattern_gains``: ``dse.PatternGain``s (their statements).
     - ``notes``: free paragraphs (e.g. how the sweep was run); ``meta``: key/value header table.
+    - ``cost_views``: ``CostSection``s; when given, picks, fronts and breakdowns are drawn once
+      per section (under its title and note) instead of from the fields above.
     """
 
     title: str = "pgf_sim co-design report"
@@ -85,6 +96,7 @@ class ReportData:
     pattern_gains: Sequence[Any] = ()
     notes: Sequence[str] = ()
     meta: Mapping[str, Any] = field(default_factory=dict)
+    cost_views: Sequence[CostSection] = ()
 
 
 def write_report(path: str | Path, data: ReportData) -> Path:
@@ -96,47 +108,15 @@ def write_report(path: str | Path, data: ReportData) -> Path:
 
 
 def render_html(data: ReportData) -> str:
-    table = data.results if isinstance(data.results, ResultTable) else ResultTable(data.results)
     figs = _Figures()
     body: list[str] = [f"<h1>{_e(data.title)}</h1>"]
     if data.meta:
         body.append(_html_table([{"key": k, "value": v} for k, v in data.meta.items()]))
     body += [f"<p>{_e(n)}</p>" for n in data.notes]
 
-    body.append("<h2>Picks</h2>")
-    if data.picks:
-        body.append(_html_table([p.to_row() for p in data.picks]))
-        body += [f"<p class='why'>{_e(p.explanation)}</p>" for p in data.picks]
-    body += [f"<p class='err'>{_e(m)}</p>" for m in data.pick_errors]
-    if not data.picks and not data.pick_errors:
-        body.append(_empty("no picks were requested"))
-
-    body.append("<h2>Accuracy vs cost: Pareto fronts per hardware target</h2>")
-    if len(table):
-        noise_text = {"sem": "one standard error of the mean", "std": "one per-seed standard deviation"}.get(data.noise)
-        body.append("<p>Error bars: ± one standard deviation over seeds. Black rings joined by a staircase: the "
-                    "Pareto front (no other candidate is at least as accurate and at most as costly, one of them "
-                    "strictly)." + (f" Gray rings: off the front, but not beaten by more than {noise_text} "
-                                    "(combined), so possibly optimal." if noise_text else "") +
-                    " Inference FLOPs are those the target executes (a pattern it cannot skip costs dense FLOPs).</p>")
-        fr = fronts(table, ("latency_s", "energy_j", "inference_flops"))
-        noisy = None if data.noise == "none" else fronts(table, ("latency_s", "energy_j", "inference_flops"), noise=data.noise)
-        for hw in table.hardware_names():
-            body.append(figs.add(_pareto_figure(table, hw, fr, noisy)))
-        body.append(figs.add(_train_flops_figure(table)))
-        spread = [c for c in table if c.cost_spread > 1e-6]
-        if spread:
-            body.append("<p class='err'>Simulated cost differs between the seeds of: " + "; ".join(
-                f"{_e(c.label)} on {_e(c.hardware)} ({c.cost_spread * 100:.2g}%)" for c in spread) +
-                ". Their captured per-layer patterns differ; the plots show the mean cost.</p>")
-        excluded = {row: why for f in fr.values() for row, why in f.excluded}
-        if excluded:
-            body.append("<p class='err'>Left off the fronts: " + "; ".join(_e(w) for w in excluded.values()) + "</p>")
-    else:
-        body.append(_empty("no results"))
-
-    body.append("<h2>Per-layer latency and energy</h2>")
-    body += [figs.add(_layer_figure(b)) for b in data.layer_breakdowns] or [_empty("no per-layer data")]
+    views = data.cost_views or [CostSection("", "", data.results, data.picks, data.pick_errors, data.layer_breakdowns)]
+    for i, view in enumerate(views):
+        body += _cost_section(view, figs, data.noise, train_flops=i == 0)
     body.append("<h2>Gradient noise per recipe</h2>")
     body.append(figs.add(_curves_figure("Gradient noise per recipe", data.grad_noise, log_y=True))
                 if data.grad_noise else _empty("no gradient-noise diagnostics"))
@@ -153,6 +133,54 @@ def render_html(data: ReportData) -> str:
     if not data.dse and not data.pattern_gains:
         body.append(_empty("no design-space exploration in this report"))
     return _PAGE.format(title=_e(data.title), body="\n".join(body))
+
+
+def _cost_section(view: CostSection, figs: "_Figures", noise: str, *, train_flops: bool = True) -> list[str]:
+    """Picks, Pareto fronts and per-layer breakdowns of one cost view (accuracy vs training
+    FLOPs too when ``train_flops``: it does not depend on the view, so it is drawn once)."""
+    table = view.results if isinstance(view.results, ResultTable) else ResultTable(view.results)
+    suffix = f" ({_e(view.title)})" if view.title else ""
+    body: list[str] = []
+    if view.title:
+        body.append(f"<h2 class='view'>{_e(view.title)}</h2>")
+    if view.note:
+        body.append(f"<p class='note'>{_e(view.note)}</p>")
+    body.append(f"<h2>Picks{suffix}</h2>")
+    if view.picks:
+        body.append(_html_table([p.to_row() for p in view.picks]))
+        body += [f"<p class='why'>{_e(p.explanation)}</p>" for p in view.picks]
+    body += [f"<p class='err'>{_e(m)}</p>" for m in view.pick_errors]
+    if not view.picks and not view.pick_errors:
+        body.append(_empty("no picks were requested"))
+
+    body.append(f"<h2>Accuracy vs cost: Pareto fronts per hardware target{suffix}</h2>")
+    if len(table):
+        noise_text = {"sem": "one standard error of the mean", "std": "one per-seed standard deviation"}.get(noise)
+        body.append("<p>Error bars: ± one standard deviation over seeds. Black rings joined by a staircase: the "
+                    "Pareto front (no other candidate is at least as accurate and at most as costly, one of them "
+                    "strictly)." + (f" Gray rings: off the front, but not beaten by more than {noise_text} "
+                                    "(combined), so possibly optimal." if noise_text else "") +
+                    " Inference FLOPs are those the target executes (a pattern it cannot skip costs dense FLOPs).</p>")
+        fr = fronts(table, ("latency_s", "energy_j", "inference_flops"))
+        noisy = None if noise == "none" else fronts(table, ("latency_s", "energy_j", "inference_flops"), noise=noise)
+        for hw in table.hardware_names():
+            body.append(figs.add(_pareto_figure(table, hw, fr, noisy, tag=view.title)))
+        if train_flops:
+            body.append(figs.add(_train_flops_figure(table)))
+        spread = [c for c in table if c.cost_spread > 1e-6]
+        if spread:
+            body.append("<p class='err'>Simulated cost differs between the seeds of: " + "; ".join(
+                f"{_e(c.label)} on {_e(c.hardware)} ({c.cost_spread * 100:.2g}%)" for c in spread) +
+                ". Their captured per-layer patterns differ; the plots show the mean cost.</p>")
+        excluded = {row: why for f in fr.values() for row, why in f.excluded}
+        if excluded:
+            body.append("<p class='err'>Left off the fronts: " + "; ".join(_e(w) for w in excluded.values()) + "</p>")
+    else:
+        body.append(_empty("no results"))
+
+    body.append(f"<h2>Per-layer latency and energy{suffix}</h2>")
+    body += [figs.add(_layer_figure(b)) for b in view.layer_breakdowns] or [_empty("no per-layer data")]
+    return body
 
 
 class _Figures:
@@ -172,7 +200,7 @@ def _style(values: Sequence[str], pool: Sequence[str]) -> dict[str, str]:
     return {v: pool[i % len(pool)] for i, v in enumerate(dict.fromkeys(values))}
 
 
-def _pareto_figure(table: ResultTable, hw: str, fr: dict, noisy: dict | None):
+def _pareto_figure(table: ResultTable, hw: str, fr: dict, noisy: dict | None, tag: str = ""):
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
@@ -210,7 +238,7 @@ def _pareto_figure(table: ResultTable, hw: str, fr: dict, noisy: dict | None):
             fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", name=f"pattern {pat}", legendgroup="pat",
                                      marker=dict(symbol=sym, color="gray", size=9)), row=1, col=1)
     fig.update_yaxes(title_text="accuracy (%)", row=1, col=1)
-    fig.update_layout(title=f"Pareto front on {hw}: accuracy (mean ± std over seeds) vs cost",
+    fig.update_layout(title=f"Pareto front on {hw}: accuracy (mean ± std over seeds) vs cost" + (f"<br><sub>{html.escape(tag)}</sub>" if tag else ""),
                       height=FIG_HEIGHT_PX, legend=dict(orientation="h", y=-0.22))
     return fig
 
@@ -353,48 +381,10 @@ table {{ border-collapse: collapse; margin: .6em 0; font-size: 13px; }}
 th, td {{ border: 1px solid #ccc; padding: 3px 8px; text-align: left; }}
 th {{ background: #f2f2f2; }}
 .fig {{ margin: 1em 0 2em; }}
-.why {{ max-width: 70em; }} .err {{ color: #a40000; }} .empty {{ color: #888; }}
+h2.view {{ border-top: 3px solid #444; padding-top: .4em; }} .note {{ max-width: 70em; background: #fff7e0; padding: .4em; }}\n.why {{ max-width: 70em; }} .err {{ color: #a40000; }} .empty {{ color: #888; }}
 pre {{ background: #f7f7f7; padding: .6em; white-space: pre-wrap; }}
 </style></head>
 <body>
 {body}
 </body></html>
 """
-
-
-def find_chromium() -> str | None:
-    """Path of a Chromium/Chrome binary (``$PGF_SIM_CHROMIUM``, /usr/bin/chromium, or PATH)."""
-    candidates = [os.environ.get("PGF_SIM_CHROMIUM", ""), "/usr/bin/chromium"]
-    candidates += [shutil.which(n) or "" for n in ("chromium", "chromium-browser", "google-chrome")]
-    return next((c for c in candidates if c and os.access(c, os.X_OK)), None)
-
-
-def chromium_command(browser: str, profile_dir: str) -> list[str]:
-    """Headless, offline-safe flags (no sandbox for root in containers, no background network)."""
-    return [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync", "--no-first-run", "--hide-scrollbars",
-            f"--user-data-dir={profile_dir}"]
-
-
-def export_png(html_path: str | Path, png_path: str | Path, *, width_px: int = 1600, height_px: int | None = None,
-               timeout_s: float = 120.0) -> Path | None:
-    """Screenshot the report with headless Chromium. Returns None (and prints why) without one.
-
-    Height defaults to an estimate from the number of figures so the whole page fits.
-    """
-    browser = find_chromium()
-    if browser is None:
-        print("pgf-sim: PNG export skipped: no Chromium found (install it with `apt-get install chromium`, "
-              "or set PGF_SIM_CHROMIUM to a Chrome/Chromium binary)")
-        return None
-    html_path, png_path = Path(html_path).resolve(), Path(png_path).resolve()
-    if height_px is None:
-        text = html_path.read_text(encoding="utf-8")
-        height_px = 900 + (FIG_HEIGHT_PX + 120) * text.count("<div class='fig'>") + 30 * text.count("<tr>")
-    png_path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory() as profile:
-        cmd = chromium_command(browser, profile) + [
-            f"--window-size={width_px},{height_px}", "--virtual-time-budget=10000",
-            f"--screenshot={png_path}", html_path.as_uri()]
-        subprocess.run(cmd, check=True, capture_output=True, timeout=timeout_s)
-    return png_path

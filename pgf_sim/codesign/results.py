@@ -9,7 +9,8 @@ adds three tables to the same database file:
 - ``sim_totals``: one row per (run_id, hw, sim_key): inference FLOPs (dense and executed),
   latency, energy, weight and DRAM bytes of the trained model's real per-layer masks on one
   hardware target. ``sim_key`` names the simulation settings (batch, dtype), so the same
-  trained run can be simulated under several settings without one overwriting the other.
+  trained run can be simulated under several settings without one overwriting the other; the
+  deployment-scale proxy cost (``deploy.py``) is stored under its own ``deploy=...`` key.
 - ``sim_layers``: the per-layer rows behind each totals row.
 
 Several worker processes write at once, so every connection uses WAL and a busy timeout, and
@@ -306,7 +307,7 @@ def _db_name(db: Any) -> str:
     return str(getattr(db, "path", db))
 
 
-def candidate_rows(store: Any, sweep: str) -> list[dict[str, Any]]:
+def candidate_rows(store: Any, sweep: str, key: str | None = None) -> list[dict[str, Any]]:
     """Per-seed rows of a sweep for ``pareto.aggregate_seeds``: one per (run, hardware).
 
     Finished runs carry their accuracy and simulated costs; failed runs (e.g. NaN loss) are
@@ -314,12 +315,13 @@ def candidate_rows(store: Any, sweep: str) -> list[dict[str, Any]]:
     NaN and is reported off the front instead of a lucky seed standing for an unstable recipe.
     Runs not started or still running are left out (their sweep is not finished).
     ``inference_flops`` is the executed FLOPs (hardware-aware: a pattern the hardware cannot
-    skip costs its dense FLOPs).
+    skip costs its dense FLOPs). ``key``: the simulation settings whose costs are joined
+    (default: the sweep's trained-model key; ``deploy.DeploySpec.key`` for the proxy cost).
     """
     info = sweep_info(store, sweep)
     points = sweep_points(store, sweep)
     totals: dict[tuple[str, str], dict[str, Any]] = {}
-    for row in sim_totals(store, info["sim_key"], [p["run_id"] for p in points]):
+    for row in sim_totals(store, key or info["sim_key"], [p["run_id"] for p in points]):
         totals[(row["run_id"], row["hw"])] = row
     hardware = info["hardware"]
     out = []

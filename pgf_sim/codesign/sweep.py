@@ -16,7 +16,12 @@ A sweep YAML (read strictly: unknown keys are errors listing the valid ones)::
       params: {recipe.dense_fraction: [0.0, 0.1]} # optional: any dotted experiment key
     hardware: [a100_80gb, flexible_nm]            # names (hw_configs/) or YAML paths
     workers: 2
-    simulate: {batch: 1, dtype: fp16}
+    simulate: {batch: 1, dtype: fp16, deploy_model: vit_b, deploy_batch: 32}
+
+``simulate.deploy_model`` (optional, a built-in architecture of ``pgf_sim.sim.workloads``)
+adds the deployment-scale proxy cost of ``deploy.py``: every run's per-role N:M patterns are
+also costed on that architecture (``deploy_batch``, default ``batch``; ``deploy_seq_len``,
+default the architecture's), stored beside the trained model's own cost under another key.
 
 Run ids are the experiment's own ``default_run_id()``: name, recipe, pattern, seed and a hash
 of the fully resolved experiment config, so rerunning the same sweep finds the same runs and a
@@ -74,10 +79,25 @@ class SimulateSpec:
 
     batch: int = 1
     dtype: str = "fp16"
+    deploy_model: str | None = None      # built-in architecture of the deployment-scale proxy cost
+    deploy_batch: int | None = None      # its batch (default: ``batch``)
+    deploy_seq_len: int | None = None    # its sequence length (default: the architecture's)
 
     def __post_init__(self) -> None:
         if self.batch < 1:
             raise ConfigError(f"simulate.batch must be >= 1, got {self.batch}")
+        if self.deploy_model is None and (self.deploy_batch is not None or self.deploy_seq_len is not None):
+            raise ConfigError("simulate.deploy_batch / deploy_seq_len need simulate.deploy_model (e.g. vit_b)")
+        if self.deploy_batch is not None and self.deploy_batch < 1:
+            raise ConfigError(f"simulate.deploy_batch must be >= 1, got {self.deploy_batch}")
+
+    def deploy_spec(self):
+        """The ``deploy.DeploySpec`` of the proxy cost, or None without ``deploy_model``."""
+        from .deploy import DeploySpec
+
+        if self.deploy_model is None:
+            return None
+        return DeploySpec(self.deploy_model, self.deploy_batch or self.batch, self.deploy_seq_len, self.dtype)
 
 
 @dataclass(frozen=True)
@@ -278,6 +298,7 @@ def run_sweep(sweep: Sweep, *, db: str | Path, workdir: str | Path, workers: int
     from ..sim.hardware import load_hardware
     from ..store import ResultStore
     from . import results
+    from .deploy import check_model
     from .executors import RUNNERS, PointTask, error_text, usable_cores
 
     if executor not in RUNNERS:
@@ -290,9 +311,14 @@ def run_sweep(sweep: Sweep, *, db: str | Path, workdir: str | Path, workers: int
     store = ResultStore(db)
     sim = sweep.config.simulate
     key = results.sim_key(sim.batch, sim.dtype)
+    deploy = sim.deploy_spec()
+    if deploy is not None:
+        check_model(deploy)  # an unknown architecture or bad setting fails now, too
     results.record_sweep(store, sweep.name, key, hardware, to_dict(sweep.config))
     results.record_points(store, sweep.name, [p.record() for p in points])
     stored = results.simulated(store, key)
+    if deploy is not None:  # a point is done only with its proxy cost too (old DBs: costed, not retrained)
+        stored &= results.simulated(store, deploy.key)
     runs = {r["run_id"]: r for r in store.list_runs()}
     done, failed_before, todo = [], {}, []
     for p in points:
@@ -309,7 +335,7 @@ def run_sweep(sweep: Sweep, *, db: str | Path, workdir: str | Path, workers: int
          f"{len(failed_before)} failed before, {len(todo)} to run ({executor}, {workers} workers x {threads} threads)")
     tasks = [PointTask(p.run_id, p.describe(), p.experiment, str(Path(db).resolve()), str(Path(workdir).resolve()),
                        tuple(hardware), sim.batch, sim.dtype, key, threads,
-                       progress=(workers == 1 and executor == "local"), resimulate=resimulate)
+                       progress=(workers == 1 and executor == "local"), resimulate=resimulate, deploy=deploy)
              for p in todo]
     runner = RUNNERS[executor]
     stream = runner(tasks, workers) if executor == "local" else runner(tasks, address)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -29,13 +30,64 @@ def _store(db: Any):
     return ResultStore(db)
 
 
-def load_table(db: Any, sweep: str | None) -> ResultTable:
-    """Candidates (accuracy mean/std over seeds + simulated costs) of a sweep, all targets."""
+COST_MODELS = ("trained", "deploy")
+
+
+@dataclass(frozen=True)
+class CostModel:
+    """Which simulated cost a view of a sweep uses: ``trained`` (the trained model itself, real
+    masks) or ``deploy`` (the deployment-scale proxy of ``deploy.py``). ``label``: a short tag
+    shown beside every number; ``note``: the sentence that says where accuracy and cost come from."""
+
+    name: str
+    key: str
+    label: str
+    note: str
+
+
+def cost_models(db: Any, sweep: str | None) -> list[CostModel]:
+    """The cost views a sweep has: always ``trained``, plus ``deploy`` when its config names a
+    ``simulate.deploy_model`` (sweeps recorded before the proxy existed have only ``trained``)."""
+    from .deploy import spec_from_config
+
+    info = results.sweep_info(_store(db), sweep)
+    sim = info["config"].get("simulate", {})
+    out = [CostModel("trained", info["sim_key"], f"cost model: trained model ({info['sim_key']})",
+                     f"Accuracy and cost both come from the trained models themselves: each run's real per-layer "
+                     f"masks simulated per inference ({info['sim_key']}).")]
+    spec = spec_from_config(info["config"])
+    if spec is not None:
+        out.append(CostModel("deploy", spec.key, f"cost model: DEPLOYMENT PROXY {spec.describe()}",
+                             f"Deployment-scale proxy: accuracy comes from the small trained model of the sweep; cost "
+                             f"comes from the same recipe's per-role N:M patterns (MLP and q/k/v layers) applied to "
+                             f"the built-in {spec.model} architecture ({spec.describe()}), which was not trained. "
+                             f"The trained model is too small to load the hardware, so its own cost hardly depends "
+                             f"on the pattern; the proxy shows what the pattern costs at deployment scale."))
+    return out
+
+
+def cost_model(db: Any, sweep: str | None, name: str = "trained") -> CostModel:
+    """One of ``cost_models``; asking for ``deploy`` on a sweep without one says how to add it."""
+    if name not in COST_MODELS:
+        raise ConfigError(f"unknown cost model {name!r}; valid: {', '.join(COST_MODELS)}")
+    found = {m.name: m for m in cost_models(db, sweep)}
+    if name not in found:
+        sweep_name = results.sweep_info(_store(db), sweep)["sweep"]
+        raise ConfigError(f"sweep {sweep_name!r} has no deployment-proxy cost: add `deploy_model: vit_b` (and "
+                          f"`deploy_batch`) to its simulate section and rerun `pgf-sim sweep` on it (finished runs "
+                          f"are only costed, not retrained)")
+    return found[name]
+
+
+def load_table(db: Any, sweep: str | None, cost: CostModel | None = None) -> ResultTable:
+    """Candidates (accuracy mean/std over seeds + simulated costs) of a sweep, all targets;
+    costs of ``cost`` (default: the trained models' own)."""
     store = _store(db)
     name = results.sweep_info(store, sweep)["sweep"]
-    rows = results.candidate_rows(store, name)
+    rows = results.candidate_rows(store, name, None if cost is None else cost.key)
     if not rows:
-        raise ConfigError(f"sweep {name!r} in {db} has no finished runs yet; run it first")
+        what = "" if cost is None or cost.name == "trained" else " with deployment-proxy costs (rerun the sweep to add them)"
+        raise ConfigError(f"sweep {name!r} in {db} has no finished runs{what} yet; run it first")
     return aggregate_seeds(rows)
 
 
@@ -49,9 +101,10 @@ def accuracy_floor(table: ResultTable, hw: str, max_drop: float) -> tuple[float,
 
 
 def make_picks(table: ResultTable, hws: Sequence[str] | None, args: Any, *, objective: str | None = None,
-               model: str | None = None) -> tuple[list[Pick], list[str]]:
+               model: str | None = None, cost: CostModel | None = None) -> tuple[list[Pick], list[str]]:
     """One pick per target. Without any limit, ``args.max_drop`` (when present) sets the
-    minimum accuracy relative to the dense baseline and the objective is latency."""
+    minimum accuracy relative to the dense baseline and the objective is latency. ``cost``:
+    the view the table holds; its label ends every explanation and error."""
     picks, errors = [], []
     for hw in hws or table.hardware_names():
         min_acc = args.min_accuracy
@@ -64,71 +117,110 @@ def make_picks(table: ResultTable, hws: Sequence[str] | None, args: Any, *, obje
         try:
             p = pick(table, hw, min_accuracy=min_acc, max_latency_s=args.max_latency, max_energy_j=args.max_energy,
                      objective=objective, model=model)
-            if print_note:
-                from dataclasses import replace
-
-                p = replace(p, explanation=f"{p.explanation} {print_note}")
+            tags = " ".join(t for t in (print_note, f"[{cost.label}]" if cost else "") if t)
+            if tags:
+                p = replace(p, explanation=f"{p.explanation} {tags}")
             picks.append(p)
         except NoFeasibleCandidate as exc:
-            errors.append(str(exc))
+            errors.append(f"{exc} [{cost.label}]" if cost else str(exc))
     return picks, errors
 
 
-def format_fronts(table: ResultTable, metric: str = "latency_s") -> str:
+def format_fronts(table: ResultTable, metric: str = "latency_s", cost: CostModel | None = None) -> str:
     """The accuracy-vs-``metric`` front of every target, as text (cheapest first)."""
     lines = []
+    tag = f" [{cost.label}]" if cost else ""
     for (hw, _), front in fronts(table, (metric,)).items():
-        lines.append(f"Pareto front on {hw}, accuracy vs {metric}:")
+        lines.append(f"Pareto front on {hw}, accuracy vs {metric}{tag}:")
         for c in front.candidates(table):
+            weights = f"{c.weight_bytes / 1e6:8.2f} MB" if c.weight_bytes >= 1e6 else f"{c.weight_bytes / 1e3:8.2f} kB"
             lines.append(f"  {c.label:<28} accuracy {c.accuracy_mean * 100:6.2f}% ± {c.accuracy_std * 100:4.2f}  "
                          f"latency {c.latency_s * 1e6:9.3f} us  energy {c.energy_j * 1e6:9.3f} uJ  "
-                         f"weights {c.weight_bytes / 1e3:8.2f} kB")
+                         f"weights {weights}")
         for _, why in front.excluded:
             lines.append(f"  (left off: {why})")
     return "\n".join(lines)
 
 
-def print_fronts(table: ResultTable, metrics: Sequence[str] = ("latency_s", "energy_j")) -> None:
+def print_fronts(table: ResultTable, metrics: Sequence[str] = ("latency_s", "energy_j"),
+                 cost: CostModel | None = None) -> None:
     for metric in metrics:
-        print(format_fronts(table, metric))
+        print(format_fronts(table, metric, cost))
+
+
+def format_pattern_costs(table: ResultTable, cost: CostModel | None = None) -> str:
+    """Cost per N:M pattern on every target (lowest over recipes; in the deployment proxy every
+    recipe of a pattern costs the same), so the spread the fronts trade against is visible."""
+    lines = [f"cost per pattern{f' [{cost.label}]' if cost else ''}:"]
+    for hw in table.hardware_names():
+        best: dict[str, Any] = {}
+        for c in table.where(hardware=hw):
+            if not math.isnan(c.latency_s) and (c.pattern_text not in best or c.latency_s < best[c.pattern_text].latency_s):
+                best[c.pattern_text] = c
+        cells = [f"{pat} {c.latency_s * 1e3:.4g} ms / {c.energy_j * 1e3:.4g} mJ"
+                 for pat, c in sorted(best.items(), key=lambda kv: -kv[1].latency_s)]
+        lines.append(f"  {hw:<18} " + ";  ".join(cells))
+    return "\n".join(lines)
 
 
 # ------------------------------------------------------------------------------ report
-def build_report_data(db: Any, sweep: str, table: ResultTable, picks: Sequence[Pick], errors: Sequence[str],
-                      pattern_gains: Sequence[Any] = ()):
-    """Fill C1's ``ReportData`` from the store: results, picks, per-layer breakdowns (the pick
-    and the dense baseline per target), gradient-noise and training curves (mean over seeds),
-    and the native-pattern answers of ``native_gains``."""
-    from .report import LayerBreakdown, ReportData
+@dataclass(frozen=True)
+class CostViewData:
+    """One cost view of a sweep for the report: its cost model, candidates and picks."""
+
+    cost: CostModel
+    table: ResultTable
+    picks: Sequence[Pick]
+    errors: Sequence[str]
+
+
+def build_report_data(db: Any, sweep: str, views: Sequence[CostViewData], pattern_gains: Sequence[Any] = ()):
+    """Fill C1's ``ReportData`` from the store: per cost view (trained model, deployment proxy)
+    the results, picks and per-layer breakdowns (the pick and the dense baseline per target);
+    gradient-noise and training curves (mean over seeds), and the native-pattern answers of
+    ``native_gains``."""
+    from .report import CostSection, ReportData
 
     store = _store(db)
     info = results.sweep_info(store, sweep)
     points = results.sweep_points(store, sweep)
-    breakdowns = []
-    for p in picks:
-        shown = [p.best] + [c for c in table.where(hardware=p.hardware)
+    sections = [CostSection(f"Cost model: {v.cost.label.removeprefix('cost model: ')}", v.cost.note, v.table,
+                            list(v.picks), list(v.errors), _breakdowns(store, v))
+                for v in views]
+    n_runs = len(points)
+    finished = sum(1 for pt in points if (store.get_run(pt["run_id"]) or {}).get("status") == "finished")
+    meta = {"sweep": sweep, "database": str(db), "runs": f"{finished} finished of {n_runs}",
+            "hardware targets": ", ".join(info["hardware"])}
+    meta.update({f"cost model {v.cost.name}": v.cost.key for v in views})
+    return ReportData(
+        title=f"pgf_sim co-design report: {sweep}",
+        cost_views=sections,
+        grad_noise=_grad_noise_curves(store, points), training_curves=_training_curves(store, points),
+        pattern_gains=list(pattern_gains),
+        meta=meta,
+        notes=["Accuracy is the test accuracy of the final (masked) trained model, mean ± std over seeds. "
+               + " ".join(v.cost.note for v in views)],
+    )
+
+
+def _breakdowns(store: Any, view: CostViewData) -> list:
+    from .report import LayerBreakdown
+
+    out = []
+    for p in view.picks:
+        shown = [p.best] + [c for c in view.table.where(hardware=p.hardware)
                             if isinstance(c.pattern, NM) and c.pattern.is_dense and c is not p.best][:1]
         for cand in shown:
             if not cand.run_ids:
                 continue
-            rows = results.sim_layers(store, cand.run_ids[0], p.hardware, info["sim_key"])
+            rows = results.sim_layers(store, cand.run_ids[0], p.hardware, view.cost.key)
             weight_rows = [r for r in rows if r["kind"] == "gemm"]
             if weight_rows:
-                breakdowns.append(LayerBreakdown(p.hardware, f"{cand.label} ({'pick' if cand is p.best else 'dense'})",
-                                                 [r["layer"] for r in weight_rows], [r["latency_s"] for r in weight_rows],
-                                                 [r["energy_j"] for r in weight_rows], [r["bound"] for r in weight_rows]))
-    n_runs = len(points)
-    finished = sum(1 for pt in points if (store.get_run(pt["run_id"]) or {}).get("status") == "finished")
-    return ReportData(
-        title=f"pgf_sim co-design report: {sweep}",
-        results=table, picks=list(picks), pick_errors=list(errors), layer_breakdowns=breakdowns,
-        grad_noise=_grad_noise_curves(store, points), training_curves=_training_curves(store, points),
-        pattern_gains=list(pattern_gains),
-        meta={"sweep": sweep, "database": str(db), "runs": f"{finished} finished of {n_runs}",
-              "hardware targets": ", ".join(info["hardware"]), "simulation": info["sim_key"]},
-        notes=[f"Accuracy is the test accuracy of the final (masked) model, mean ± std over seeds; costs are "
-               f"simulated per inference ({info['sim_key']}) from each trained model's real per-layer masks."],
-    )
+                tag = "" if view.cost.name == "trained" else f", {view.cost.name} proxy"
+                out.append(LayerBreakdown(p.hardware, f"{cand.label} ({'pick' if cand is p.best else 'dense'}{tag})",
+                                          [r["layer"] for r in weight_rows], [r["latency_s"] for r in weight_rows],
+                                          [r["energy_j"] for r in weight_rows], [r["bound"] for r in weight_rows]))
+    return out
 
 
 def _group_label(point: dict[str, Any]) -> str:

@@ -141,3 +141,38 @@ def test_ray_executor_runs_the_sweep(tmp_path):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert len(ResultStore(db).list_runs(status="finished")) == 2
     assert len(results.sim_totals(db, results.sim_key(1, "fp16"))) == 4
+
+
+@pytest.mark.slow
+def test_adding_a_deploy_model_costs_finished_runs_without_retraining(ran, capsys):
+    """An old result DB (a sweep without simulate.deploy_model): rerunning with one adds the
+    deployment-proxy rows, equal to a direct simulation of the run's patterns, and trains nothing."""
+    from pgf_sim.core import NM
+    from pgf_sim.sim.hardware import load_hardware
+    from pgf_sim.sim.simulate import simulate
+    from pgf_sim.sim.workloads import build_workload
+
+    tmp, path, db, workdir, report, rc = ran
+    ids = {p["run_id"] for p in results.sweep_points(db, TINY["name"])}
+    finished = lambda: {r["run_id"]: r["finished_at"] for r in ResultStore(db).list_runs(status="finished")  # noqa: E731
+                        if r["run_id"] in ids}
+    before = finished()
+    assert len(before) == 2
+    upgraded = tmp / "tiny_deploy.yaml"
+    upgraded.write_text(yaml.safe_dump({**TINY, "simulate": {"batch": 1, "dtype": "fp16", "deploy_model": "vit_b",
+                                                             "deploy_batch": 2}}))
+    assert main(["sweep", str(upgraded), "--db", str(db), "--workdir", str(workdir), "--threads", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "0 done, 0 failed before, 2 to run" in out and "trained" not in out.replace("was trained", "")
+    assert finished() == before
+    key = "deploy=vit_b,batch=2,seq_len=default,dtype=fp16"
+    rows = results.sim_totals(db, key, ids)
+    assert sorted((r["run_id"], r["hw"]) for r in rows) == sorted((r, h) for r in before for h in TINY["hardware"])
+    for row in rows:
+        pattern = NM.parse(ResultStore(db).get_run(row["run_id"])["pattern"])  # fc1/fc2 only (the default roles)
+        want = simulate(build_workload("vit_b", batch=2, pattern=pattern), load_hardware(row["hw"])).totals
+        assert row["latency_s"] == pytest.approx(want["time_s"])
+    assert main(["pick", "--db", str(db), "--hw", "flex_nm_systolic", "--min-accuracy", "0", "--cost-model", "deploy"]) == 0
+    assert "DEPLOYMENT PROXY vit_b at batch 2" in capsys.readouterr().out
+    assert main(["sweep", str(upgraded), "--db", str(db), "--workdir", str(workdir)]) == 0
+    assert "2 done, 0 failed before, 0 to run" in capsys.readouterr().out
