@@ -1,4 +1,5 @@
-"""``pgf-sim train EXPERIMENT.yaml [key.sub=value ...]`` (torch is imported inside the command).
+"""``pgf-sim train EXPERIMENT.yaml [key.sub=value ...]`` and ``pgf-sim export RUN_DIR`` (torch is
+imported inside the commands).
 
 Under ``torchrun --nproc_per_node N -m pgf_sim train ...`` the same command runs data-parallel.
 """
@@ -6,6 +7,8 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+
+EXPORT_NAME = "model.nm.safetensors"
 
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
@@ -22,6 +25,17 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--run-id", help="run name (default: derived from name, recipe, pattern, seed and a config hash)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_train)
+
+    p = subparsers.add_parser(
+        "export", help="compressed N:M export (safetensors) of a finished run, verified bit-exact",
+        description="Write the finished run's model with every N:M weight stored as its kept values + "
+                    "ceil(log2 M)-bit in-group indices (format of pgf_sim.train.export), print per-layer "
+                    "sizes, and reload the file to check it rebuilds the model bit for bit. "
+                    "With --check FILE, only verify an existing export against the run.")
+    p.add_argument("run_dir", type=Path, help="a finished run's directory, e.g. runs/<run_id>")
+    p.add_argument("--out", type=Path, help=f"output file (default: RUN_DIR/{EXPORT_NAME})")
+    p.add_argument("--check", type=Path, metavar="FILE", help="verify FILE against RUN_DIR instead of exporting")
+    p.set_defaults(func=_export)
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -47,4 +61,32 @@ def _train(args: argparse.Namespace) -> int:
         print(f"run {summary.run_id}: final test accuracy {summary.final_accuracy:.4f} "
               f"after {summary.final_step} steps ({recipe}, {flops:.3g} training FLOPs)")
         print(f"results: {args.db} (run_id {summary.run_id}); model: {summary.run_dir}")
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from pgf_sim.core.errors import PgfSimError
+    from pgf_sim.train.data import data_spec
+    from pgf_sim.train.export import export_compressed, mismatches, read_compressed, trained_patterns
+    from pgf_sim.train.models import build_model
+    from pgf_sim.train.trainer import load_trained
+
+    model, cfg = load_trained(args.run_dir)
+    path = args.check or args.out or args.run_dir / EXPORT_NAME
+    if args.check is None:
+        report = export_compressed(model, path, trained_patterns(model, cfg.recipe))
+        print(f"{'layer':<40} {'pattern':>8} {'shape':>14} {'compressed B':>13} {'dense B':>10} {'ratio':>7}")
+        for layer in report.layers:
+            shape = "x".join(map(str, layer.shape))
+            print(f"{layer.key:<40} {str(layer.pattern):>8} {shape:>14} {layer.compressed_bytes:>13} "
+                  f"{layer.dense_bytes:>10} {layer.compressed_bytes / layer.dense_bytes:>7.1%}")
+        print(f"{'N:M weights':<40} {'':>8} {'':>14} {report.sparse_weight_bytes:>13} "
+              f"{report.sparse_weight_dense_bytes:>10} {report.sparse_weight_bytes / max(report.sparse_weight_dense_bytes, 1):>7.1%}")
+        print(f"{'total (all tensors)':<40} {'':>8} {'':>14} {report.compressed_bytes:>13} "
+              f"{report.dense_bytes:>10} {report.ratio:>7.1%}")
+    bad = mismatches(path, model, build_model(cfg.model, data_spec(cfg.data)))
+    if bad:
+        raise PgfSimError(f"{path} does not rebuild {args.run_dir} exactly: tensors {', '.join(bad)} differ")
+    print(f"{path}: reloads bit-exactly ({len(read_compressed(path)[1])} N:M weights, {cfg.recipe.name} "
+          f"{cfg.recipe.pattern}); file {path.stat().st_size} bytes")
     return 0

@@ -55,6 +55,17 @@ def unpack_bits(packed: torch.Tensor, bits: int, count: int) -> torch.Tensor:
 
 
 @dataclass(frozen=True)
+class LayerBytes:
+    """One N:M weight in the export: values + packed indices vs the same weight stored dense."""
+
+    key: str
+    pattern: NM
+    shape: tuple[int, ...]
+    compressed_bytes: int
+    dense_bytes: int
+
+
+@dataclass(frozen=True)
 class ExportReport:
     path: Path
     compressed_bytes: int  # all tensors in the file (values + packed indices + dense tensors)
@@ -62,6 +73,7 @@ class ExportReport:
     sparse_weight_bytes: int  # values + indices of the N:M weights
     sparse_weight_dense_bytes: int  # those weights stored dense
     file_bytes: int
+    layers: tuple[LayerBytes, ...] = ()
 
     @property
     def ratio(self) -> float:
@@ -83,9 +95,16 @@ def _state_keys(model: nn.Module) -> dict[str, tuple[str, int]]:
     return out
 
 
-def _nonzero_bits(t: torch.Tensor) -> torch.Tensor:
+def _bits(t: torch.Tensor) -> torch.Tensor:
+    """Floats viewed as same-size integers: compares bits (-0.0 != +0.0), not values."""
+    if t.dtype == torch.bool or not t.dtype.is_floating_point:
+        return t.contiguous()
     ints = {1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}[t.element_size()]
-    return t.contiguous().view(ints) != 0
+    return t.contiguous().view(ints)
+
+
+def _nonzero_bits(t: torch.Tensor) -> torch.Tensor:
+    return _bits(t) != 0
 
 
 def export_compressed(model: nn.Module, path: str | Path, patterns: Mapping[str, NM]) -> ExportReport:
@@ -104,6 +123,7 @@ def export_compressed(model: nn.Module, path: str | Path, patterns: Mapping[str,
     tensors: dict[str, torch.Tensor] = {}
     meta: dict[str, dict] = {}
     sparse_bytes = sparse_dense_bytes = 0
+    layers: list[LayerBytes] = []
     for name, pattern in patterns.items():
         key, rd = keys[name]
         if pattern.is_dense:
@@ -124,8 +144,11 @@ def export_compressed(model: nn.Module, path: str | Path, patterns: Mapping[str,
         tensors[f"{key}.values"], tensors[f"{key}.indices"] = values, packed
         meta[key] = {"pattern": str(pattern), "shape": list(w.shape), "dtype": str(w.dtype).removeprefix("torch."),
                      "reduction_dim": rd}
-        sparse_bytes += values.numel() * values.element_size() + packed.numel()
-        sparse_dense_bytes += w.numel() * w.element_size()
+        layer_bytes = LayerBytes(key, pattern, tuple(w.shape), values.numel() * values.element_size() + packed.numel(),
+                                 w.numel() * w.element_size())
+        layers.append(layer_bytes)
+        sparse_bytes += layer_bytes.compressed_bytes
+        sparse_dense_bytes += layer_bytes.dense_bytes
     for key, value in state.items():
         tensors[key] = value.cpu().contiguous().clone()  # clone: safetensors refuses shared storage
     path = Path(path)
@@ -133,7 +156,7 @@ def export_compressed(model: nn.Module, path: str | Path, patterns: Mapping[str,
     save_file(tensors, str(path), metadata={"format": FORMAT, "nm": json.dumps(meta, sort_keys=True)})
     compressed = sum(t.numel() * t.element_size() for t in tensors.values())
     dense = compressed - sparse_bytes + sparse_dense_bytes
-    return ExportReport(path, compressed, dense, sparse_bytes, sparse_dense_bytes, path.stat().st_size)
+    return ExportReport(path, compressed, dense, sparse_bytes, sparse_dense_bytes, path.stat().st_size, tuple(layers))
 
 
 def read_compressed(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, NM]]:
@@ -165,3 +188,42 @@ def load_compressed(path: str | Path, model: nn.Module) -> dict[str, NM]:
     state, patterns = read_compressed(path)
     model.load_state_dict(state, strict=True)
     return patterns
+
+
+def trained_patterns(model: nn.Module, recipe) -> dict[str, NM]:
+    """Layer name -> target N:M of a model trained (and finalized) under ``recipe`` (a
+    ``RecipeConfig``): the layers ``sparsify`` made sparse, per-layer targets included. A layer
+    ``skip_indivisible`` left dense (some pattern of its schedule does not divide it) is left out."""
+    from .masks import check_divisible
+    from .schedules import layer_target, patterns_used
+    from .sparsify import infer_roles
+
+    if not recipe.spec.sparse:
+        return {}
+    roles, out = infer_roles(model), {}
+    for name, (module, param, rd) in weight_params(model).items():
+        target = layer_target(recipe, name, roles[name])
+        if target is None:
+            continue
+        shape = tuple(getattr(module, param).shape)
+        try:
+            for pattern in patterns_used(recipe, target):
+                check_divisible(shape, pattern, name=name, reduction_dim=rd)
+        except ShapeError:
+            continue  # training would have raised unless skip_indivisible kept it dense
+        out[name] = target
+    return out
+
+
+def mismatches(path: str | Path, reference: nn.Module, fresh: nn.Module) -> list[str]:
+    """Load ``path`` into ``fresh`` (same architecture, other weights) and list the state-dict
+    keys whose tensor differs from ``reference``'s in dtype, shape or any bit (``-0.0 != +0.0``,
+    NaN payloads compared too). Empty: the export reloads bit-exactly."""
+    load_compressed(path, fresh)
+    ref, got = reference.state_dict(), fresh.state_dict()
+    bad = sorted(set(ref) ^ set(got))
+    for key in sorted(set(ref) & set(got)):
+        a, b = ref[key].detach().cpu(), got[key].detach().cpu()
+        if a.dtype != b.dtype or a.shape != b.shape or not torch.equal(_bits(a), _bits(b)):
+            bad.append(key)
+    return bad
