@@ -206,13 +206,14 @@ def build_report_data(db: Any, sweep: str, views: Sequence[CostViewData], patter
 def _breakdowns(store: Any, view: CostViewData) -> list:
     from .report import LayerBreakdown
 
-    out = []
-    for p in view.picks:
+    out, seen = [], set()
+    for p in view.picks:  # the latency and the energy pick of a target are often the same run: draw it once
         shown = [p.best] + [c for c in view.table.where(hardware=p.hardware)
                             if isinstance(c.pattern, NM) and c.pattern.is_dense and c is not p.best][:1]
         for cand in shown:
-            if not cand.run_ids:
+            if not cand.run_ids or (p.hardware, cand.label) in seen:
                 continue
+            seen.add((p.hardware, cand.label))
             rows = results.sim_layers(store, cand.run_ids[0], p.hardware, view.cost.key)
             weight_rows = [r for r in rows if r["kind"] == "gemm"]
             if weight_rows:

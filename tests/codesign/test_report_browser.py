@@ -184,3 +184,24 @@ def test_png_export(tmp_path):
     png = export_png(path, tmp_path / "report.png")
     assert png is not None and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert png.stat().st_size > 50_000  # a page of plots, not a blank image
+
+
+def test_two_cost_views_render_labelled(tmp_path):
+    """A report with the trained-model view and a deployment-proxy view: both drawn, labelled."""
+    from dataclasses import replace
+
+    from pgf_sim.codesign.report import CostSection
+
+    data = _sample_data()
+    views = [CostSection(f"Cost model: {name}", f"note of {name}", data.results, data.picks, data.pick_errors,
+                         data.layer_breakdowns) for name in ("trained model", "DEPLOYMENT PROXY vit_b at batch 32")]
+    path = write_report(tmp_path / "views.html", replace(data, cost_views=views))
+    res = open_page(path, tmp_path)
+    assert res["errors"] == []
+    n_hw = len(data.results.hardware_names())
+    probe = res["probe"]
+    # per view: one Pareto figure per target + the layer breakdowns; training FLOPs once
+    want = 2 * (n_hw + len(data.layer_breakdowns)) + 1 + 3
+    assert probe["plots"] == probe["plots_with_svg"] == want
+    titles = " | ".join(probe["titles"])
+    assert "Cost model: DEPLOYMENT PROXY vit_b at batch 32" in titles and "Cost model: trained model" in titles
