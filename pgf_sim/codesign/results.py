@@ -197,6 +197,17 @@ def record_points(db: Any, sweep: str, points: Iterable[Mapping[str, Any]]) -> i
         return conn.total_changes - before
 
 
+def prune_points(db: Any, sweep: str, keep: Iterable[str]) -> int:
+    """Drop the points of ``sweep`` whose run is not in ``keep`` (the sweep's current grid), so
+    runs of an edited grid or of an older resolved config (another run id) stop counting as
+    seeds of its candidates; the runs and their simulations stay in the DB. Returns how many."""
+    keep = set(keep)
+    with connect(db) as conn, _write(conn):
+        stale = [r for (r,) in conn.execute("SELECT run_id FROM sweep_points WHERE sweep=?", (sweep,)) if r not in keep]
+        conn.executemany("DELETE FROM sweep_points WHERE sweep=? AND run_id=?", [(sweep, r) for r in stale])
+    return len(stale)
+
+
 def sweep_points(db: Any, sweep: str) -> list[dict[str, Any]]:
     with connect(db) as conn:
         cur = conn.execute(

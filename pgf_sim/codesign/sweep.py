@@ -316,6 +316,7 @@ def run_sweep(sweep: Sweep, *, db: str | Path, workdir: str | Path, workers: int
         check_model(deploy)  # an unknown architecture or bad setting fails now, too
     results.record_sweep(store, sweep.name, key, hardware, to_dict(sweep.config))
     results.record_points(store, sweep.name, [p.record() for p in points])
+    stale = results.prune_points(store, sweep.name, [p.run_id for p in points])
     stored = results.simulated(store, key)
     if deploy is not None:  # a point is done only with its proxy cost too (old DBs: costed, not retrained)
         stored &= results.simulated(store, deploy.key)
@@ -331,6 +332,9 @@ def run_sweep(sweep: Sweep, *, db: str | Path, workdir: str | Path, workers: int
             todo.append(p)
     workers = max(1, min(workers or sweep.config.workers, len(todo) or 1))
     threads = threads or max(1, usable_cores() // workers)
+    if stale:
+        echo(f"sweep {sweep.name}: {stale} runs of an earlier version of this sweep (another grid or resolved "
+             f"experiment config) no longer count in its results; they stay in {db}")
     echo(f"sweep {sweep.name}: {len(points)} runs x {len(hardware)} hardware targets; {len(done)} done, "
          f"{len(failed_before)} failed before, {len(todo)} to run ({executor}, {workers} workers x {threads} threads)")
     tasks = [PointTask(p.run_id, p.describe(), p.experiment, str(Path(db).resolve()), str(Path(workdir).resolve()),

@@ -135,3 +135,14 @@ def test_candidate_rows_join_runs_points_and_simulations(tmp_path):
     assert results.sweep_info(store)["hardware_specs"] == hw
     with pytest.raises(Exception, match="no sweep 'nope'.*sweeps there: s"):
         results.candidate_rows(store, "nope")
+
+
+def test_prune_points_keeps_only_the_current_grid(tmp_path):
+    store = ResultStore(tmp_path / "r.sqlite")
+    pts = [{"run_id": f"r{i}", "recipe": "mdgf", "pattern": "1:8", "seed": i, "model": "", "params": {}} for i in range(4)]
+    results.record_points(store, "s", pts)
+    results.record_points(store, "other", pts[:1])
+    assert results.prune_points(store, "s", ["r1", "r3", "new"]) == 2
+    assert [p["run_id"] for p in results.sweep_points(store, "s")] == ["r1", "r3"]
+    assert [p["run_id"] for p in results.sweep_points(store, "other")] == ["r0"]  # other sweeps untouched
+    assert results.prune_points(store, "s", ["r1", "r3"]) == 0
