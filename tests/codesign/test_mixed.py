@@ -219,3 +219,5 @@ def test_run_mixed_verifies_by_training(tmp_path):
     assert set(res.trained) == {"2:4", "1:8"} and "mixed fine-tuned" in res.accuracy
     out = res.format()
     assert "trained from scratch with recipe.layer_patterns" in out and t.run_ids[0] in out
+    better = [p for p, (a, c, _) in res.trained.items() if a >= t.accuracy and c <= t.cost]
+    assert ("at least as accurate and as cheap as the trained mixed one: " + (", ".join(better) or "none")) in out
