@@ -87,6 +87,7 @@ def _export(args: argparse.Namespace) -> int:
     bad = mismatches(path, model, build_model(cfg.model, data_spec(cfg.data)))
     if bad:
         raise PgfSimError(f"{path} does not rebuild {args.run_dir} exactly: tensors {', '.join(bad)} differ")
+    per_layer = f" + {len(cfg.recipe.layer_patterns)} per-layer targets" if cfg.recipe.layer_patterns else ""
     print(f"{path}: reloads bit-exactly ({len(read_compressed(path)[1])} N:M weights, {cfg.recipe.name} "
-          f"{cfg.recipe.pattern}); file {path.stat().st_size} bytes")
+          f"{cfg.recipe.pattern}{per_layer}); file {path.stat().st_size} bytes")
     return 0
