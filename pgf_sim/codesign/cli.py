@@ -88,7 +88,9 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         "mixed", help="per-layer mixed N:M assignment for a target under an accuracy budget",
         description="From a trained run (default: the seed-0 run of --recipe at the sweep's densest sparse "
                     "pattern), measure per-layer sensitivity and per-layer cost, choose a pattern per layer, "
-                    "compare with the best uniform pattern and verify by fine-tuning. See pgf_sim.codesign.mixed.")
+                    "compare with the best uniform pattern, and verify the choice: one-shot re-masking, a masked "
+                    "fine-tune, and training the assignment from scratch with recipe.layer_patterns (recorded in "
+                    "the result database, resumable). See pgf_sim.codesign.mixed and mixed_verify.")
     _db_args(p)
     p.add_argument("--hw", required=True, help="hardware target")
     p.add_argument("--run", help="run id to start from")
@@ -97,6 +99,9 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--budget", type=float, default=0.01, help="allowed accuracy drop, fraction (default 0.01)")
     p.add_argument("--metric", choices=("latency_s", "energy_j"), default="latency_s")
     p.add_argument("--finetune-steps", type=int, default=100, help="steps of masked fine-tuning to verify (0: none)")
+    p.add_argument("--no-train", action="store_true",
+                   help="skip verifying the assignment by training it from scratch (one run per seed)")
+    p.add_argument("--progress", action="store_true", help="progress bars for the verification training")
     p.add_argument("--threads", type=int, default=1,
                    help="torch threads (default 1: the evaluations are small, and extra threads only spin on a busy machine)")
     p.add_argument("--workdir", type=Path, default=DEFAULT_WORKDIR)
