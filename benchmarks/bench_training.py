@@ -24,7 +24,7 @@ from pgf_sim.train.data import DataSpec
 from pgf_sim.train.experiment import ModelConfig
 from pgf_sim.train.masks import nm_mask
 from pgf_sim.train.models import build_model
-from pgf_sim.train.schedules import RECIPES, RecipeConfig
+from pgf_sim.sparsity.schedules import RECIPES, RecipeConfig
 from pgf_sim.train.sparsify import sparsify
 
 CASES = {

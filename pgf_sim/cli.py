@@ -11,8 +11,9 @@ import sys
 
 from .core.errors import PgfSimError
 
-# Order is the order of the help text.
-_COMMAND_MODULES = ("pgf_sim.train.cli", "pgf_sim.sim.hw_cli", "pgf_sim.sim.cli", "pgf_sim.codesign.cli")
+# Order is the order of the help text. ``simulate`` (pgf_sim.sim.cli) is registered by
+# pgf_sim.codesign.cli, which gives it the loader of training runs.
+_COMMAND_MODULES = ("pgf_sim.train.cli", "pgf_sim.sim.hw_cli", "pgf_sim.codesign.cli")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -19,6 +19,11 @@ def default_sweep_path() -> Path:
 
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
+    from ..sim.cli import add_simulate_parser
+
+    # The simulator's command, given the loader of training runs (the simulator knows no runs).
+    add_simulate_parser(subparsers).set_defaults(func=_cmd_simulate)
+
     p = subparsers.add_parser(
         "run", help="the whole loop on the embedded default: sweep, simulate, pick, report",
         description="Train the default sweep (a small ViT on the bundled 8x8 digits, recipes x N:M patterns x "
@@ -176,6 +181,13 @@ def _print_outcome(out, db: Path) -> None:
           f"were done before, {len(out.failed)} failed, {len(out.busy)} busy elsewhere; results in {db}")
     for run_id, msg in out.failed.items():
         print(f"  failed {run_id}: {msg.splitlines()[-1] if msg else ''}")
+
+
+def _cmd_simulate(args: argparse.Namespace) -> int:
+    from ..sim.cli import run_simulate
+    from .trained import load_run_for_simulation
+
+    return run_simulate(args, load_run=load_run_for_simulation)
 
 
 def _cmd_run(args: argparse.Namespace) -> int:

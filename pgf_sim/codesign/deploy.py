@@ -11,7 +11,7 @@ it appears: the accuracy was not measured on that architecture.
 Per-role patterns come from the run's captured layers (the ``sim_layers`` rows of its trained
 simulation: weight zero structure read from the real masks):
 
-- MLP roles (fc1, fc2, gate, up, down) -> ``build_workload(pattern=...)``;
+- MLP roles (fc1, fc2; SwiGLU's gate/up are fc1, down fc2) -> ``build_workload(pattern=...)``;
 - attention input projections (q, k, v, qkv) -> ``qkv_pattern`` (``None`` when dense).
 
 ``build_workload`` takes ONE pattern for all MLP layers and one for all q/k/v layers, so a run
@@ -25,9 +25,7 @@ from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
 
 from ..core import DENSE, NM, ConfigError
-
-MLP_GROUP = ("fc1", "fc2", "gate", "up", "down")
-QKV_GROUP = ("q", "k", "v", "qkv")
+from ..sparsity.roles import MLP_ROLES, QKV_ROLES, ROLES, role_group
 
 
 @dataclass(frozen=True)
@@ -76,9 +74,7 @@ def role_patterns(layers: Iterable[Mapping[str, Any]], *, run_id: str = "") -> t
     for row in layers:
         if row.get("kind", "gemm") != "gemm":
             continue
-        role = str(row["role"])
-        group = "mlp" if role in MLP_GROUP else "qkv" if role in QKV_GROUP else "other"
-        groups[group].setdefault(NM.parse(str(row["pattern"])), []).append(str(row["layer"]))
+        groups[role_group(str(row["role"]))].setdefault(NM.parse(str(row["pattern"])), []).append(str(row["layer"]))
     where = f"run {run_id}: " if run_id else ""
     other_sparse = {p: names for p, names in groups["other"].items() if not p.is_dense}
     if other_sparse:
@@ -87,7 +83,8 @@ def role_patterns(layers: Iterable[Mapping[str, Any]], *, run_id: str = "") -> t
                           f"sparsified {shown}; its proxy cost would understate the run's sparsity. Remove "
                           f"simulate.deploy_model or restrict recipe.roles to fc1/fc2/q/k/v")
     out = []
-    for group, names in (("mlp", MLP_GROUP), ("qkv", QKV_GROUP)):
+    for group, members in (("mlp", MLP_ROLES), ("qkv", QKV_ROLES)):
+        names = [r for r in ROLES if r in members]
         found = groups[group]
         if len(found) > 1:
             shown = "; ".join(f"{p}: {', '.join(n[:4])}{' ...' if len(n) > 4 else ''}" for p, n in found.items())

@@ -89,14 +89,12 @@ def execute_point(task: PointTask) -> PointResult:
 def simulate_run(store: Any, run_id: str, run_dir: Path, hardware: tuple[tuple[str, str], ...], *,
                  batch: int, dtype: str, key: str, train_flops: float | None, replace: bool = False) -> None:
     """Capture the trained model (its real per-layer N:M structure) and store its cost on each target."""
-    from ..sim.capture import capture
     from ..sim.hardware import load_hardware
     from ..sim.simulate import simulate
-    from ..train.trainer import example_input, load_trained
     from . import results
+    from .trained import capture_run
 
-    model, cfg = load_trained(run_dir)
-    workload = capture(model, (example_input(cfg, batch),), dtype=dtype)
+    workload, _ = capture_run(run_dir, batch=batch, dtype=dtype)
     for label, spec in hardware:
         sim = simulate(workload, load_hardware(spec))
         totals, layers = results.from_sim_result(sim)

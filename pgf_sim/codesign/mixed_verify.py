@@ -89,11 +89,11 @@ def train_assignment(cfg: Any, assignment: dict[str, NM], *, seeds: tuple[int, .
                      hw: str, metric: str, batch: int, dtype: str = "fp16", progress: bool = False) -> TrainedMixed:
     """Train ``cfg`` with the per-layer ``assignment`` for each seed (resuming / reusing finished
     runs of ``store`` + ``workdir``), then capture and simulate each trained model on ``hw``."""
-    from ..sim.capture import capture
     from ..sim.hardware import load_hardware
     from ..sim.simulate import simulate
-    from ..train.trainer import example_input, load_trained, train
+    from ..train.trainer import train
     from . import results
+    from .trained import capture_run
 
     if not seeds:
         raise ConfigError("train_assignment needs at least one seed")
@@ -101,8 +101,7 @@ def train_assignment(cfg: Any, assignment: dict[str, NM], *, seeds: tuple[int, .
     run_ids, accs, costs, patterns = [], [], [], {}
     for seed in seeds:
         summary = train(mixed_experiment(cfg, assignment, seed), store=store, workdir=Path(workdir), progress=progress)
-        model, trained_cfg = load_trained(Path(workdir) / summary.run_id)
-        workload = capture(model, (example_input(trained_cfg, batch),), dtype=dtype)
+        workload, _ = capture_run(Path(workdir) / summary.run_id, batch=batch, dtype=dtype)
         totals, _ = results.from_sim_result(simulate(workload, hardware))
         run_ids.append(summary.run_id)
         accs.append(float(summary.final_accuracy))

@@ -279,8 +279,7 @@ def trained_workloads(db: Any, sweep: str | None, workdir: Path, *, dtype: str =
     """The seed-0 (lowest seed) finished run of each (model, recipe, pattern) of a sweep, captured
     with its real masks at the sweep's inference batch: ``{"<label>": Workload}``; optionally
     only one recipe label and/or pattern."""
-    from ..sim.capture import capture
-    from ..train.trainer import example_input, load_trained
+    from .trained import capture_run
 
     store = _store(db)
     info = results.sweep_info(store, sweep)
@@ -294,8 +293,7 @@ def trained_workloads(db: Any, sweep: str | None, workdir: Path, *, dtype: str =
             chosen.setdefault(_group_label(pt), pt)
     out = {}
     for label, pt in chosen.items():
-        model, cfg = load_trained(Path(workdir) / pt["run_id"])
-        out[f"trained {label}"] = capture(model, (example_input(cfg, batch),), dtype=dtype, name=label)
+        out[f"trained {label}"], _ = capture_run(Path(workdir) / pt["run_id"], batch=batch, dtype=dtype, name=label)
     if not out:
         raise ConfigError(f"sweep {info['sweep']!r} has no finished runs to explore with")
     return out

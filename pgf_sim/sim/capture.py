@@ -30,6 +30,7 @@ from typing import Any, Mapping, Sequence
 
 from ..core.errors import ConfigError, ShapeError
 from ..core.pattern import DENSE, NM
+from ..sparsity.roles import layer_name, role_of
 from .ops import DTYPE_BITS, Op, Workload
 from .workloads import FLOPS_PER_ELEMENT
 
@@ -98,7 +99,7 @@ class _Classifier:
     def __init__(self, params: dict[str, Any], patterns: dict[str, NM], roles: dict[str, str], dtype: str,
                  candidate_m) -> None:
         self.params = params            # placeholder node name -> (fqn, tensor)
-        self.roles = roles              # weight layer name -> role (train.sparsify.infer_roles)
+        self.roles = roles              # weight layer name -> role (sparsity.roles.role_of)
         self.patterns = patterns
         self.dtype = dtype
         self.candidate_m = candidate_m
@@ -142,7 +143,7 @@ class _Classifier:
 
     def gemm(self, node, weight_info, m: int, n: int, k: int, batch: int, reduction_dim: int, k_groups: int) -> None:
         fqn, tensor = weight_info
-        module = fqn[: -len(".weight")] if fqn.endswith(".weight") else fqn
+        module = layer_name(fqn)
         pattern = self._pattern(module, tensor, reduction_dim, k_groups)
         op = Op(self._unique(module), "gemm", m=m, n=n, k=k, batch=batch, pattern=pattern,
                 dtype=self.dtype, role=self.roles.get(module, "other"))
@@ -302,9 +303,7 @@ def capture(module, example_inputs, *, patterns: Mapping[str, NM | str] | None =
     if method not in ("auto", "export", "fx"):
         raise ConfigError(f"unknown capture method {method!r}; valid: auto, export, fx")
     # the same layer names and roles the training side uses (fc1, fc2, qkv, ... or "other")
-    from ..train.sparsify import infer_roles
-
-    roles = infer_roles(module)
+    roles = {layer_name(n): role_of(layer_name(n)) for n, p in module.named_parameters() if p.dim() >= 2}
     patterns = {k: NM.parse(v) for k, v in (patterns or {}).items()}
     unknown = sorted(set(patterns) - set(roles) - {n for n, _ in module.named_modules()})
     if unknown:

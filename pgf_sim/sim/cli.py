@@ -1,23 +1,45 @@
 """``pgf-sim simulate``: per-layer cost of a model or a single GEMM on one or more hardware targets.
 
-Light at import (argparse only). Built-in models never load torch; a checkpoint directory (a
-finished training run) is loaded and captured with torch inside the command.
+Light at import (argparse only). Built-in models never load torch. The simulator does not know
+about training runs: a run directory (``--model RUN_DIR``) is loaded and captured by a
+``RunLoader`` the caller passes in (``pgf_sim.codesign.cli`` registers the command with
+``pgf_sim.codesign.trained.load_run_for_simulation``).
 """
 from __future__ import annotations
 
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, Callable, NamedTuple
 
-from ..core.errors import ConfigError, PgfSimError
+from ..core.errors import ConfigError
 from ..core.pattern import NM
+
+if TYPE_CHECKING:
+    from ..sparsity.schedules import RecipeConfig
+    from .ops import Workload
 
 PHASES = ("forward", "prefill", "decode", "train")
 FORMATS = ("table", "csv", "json")
 DEFAULT_TRAIN_STEPS = 1000
 
 
-def add_commands(sub: argparse._SubParsersAction) -> None:
+class CapturedRun(NamedTuple):
+    """A trained run captured for simulation: its workload (patterns read from the weights), the
+    recipe it was trained with and its length in steps (None: defined in epochs)."""
+
+    workload: "Workload"
+    recipe: "RecipeConfig"
+    steps: int | None
+
+
+# (run directory, batch or None for the run's own training batch, dtype) -> CapturedRun;
+# raises ConfigError when the directory is not a finished training run.
+RunLoader = Callable[[Path, "int | None", str], CapturedRun]
+
+
+def add_simulate_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """The ``simulate`` subcommand's arguments; the caller sets ``func`` (see ``run_simulate``)."""
     p = sub.add_parser(
         "simulate", help="per-layer FLOPs, bytes, time, energy of a model or GEMM on hardware targets",
         description="Simulate a built-in model (pgf-sim simulate --model vit_b), a trained run directory "
@@ -43,7 +65,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--per-block", action="store_true", help="one row per block instead of merged repeats")
     p.add_argument("--format", choices=FORMATS, default="table")
     p.add_argument("--out", metavar="FILE", help="write the output here instead of stdout")
-    p.set_defaults(func=run_simulate)
+    return p
 
 
 def _parse_gemm(text: str) -> tuple[int, int, int]:
@@ -59,29 +81,21 @@ def _patterns(args) -> list[NM]:
     return [NM.parse(p) for p in (args.pattern or ["dense"])]
 
 
-def _capture_run(run_dir: Path, args) -> tuple:
-    """Load a finished training run and capture it (patterns from its weights): (workload, cfg)."""
-    try:
-        from ..train.trainer import CONFIG_NAME, example_input, load_trained
-    except ModuleNotFoundError as exc:
-        raise PgfSimError(f"cannot load run directory {run_dir}: the training part is not installed ({exc})") from None
-    from .capture import capture
-
+def _capture_run(run_dir: Path, args, load_run: RunLoader | None) -> CapturedRun:
+    """Capture a finished training run (patterns from its weights) through ``load_run``."""
+    if load_run is None:
+        raise ConfigError(f"--model {run_dir}: this simulate command cannot load training runs; give a built-in "
+                          f"model name")
     if args.pattern or args.qkv_pattern:
         raise ConfigError(f"--pattern/--qkv-pattern cannot be used with a run directory ({run_dir}): "
                           "its N:M patterns are read from the trained weights")
     if args.phase in ("prefill", "decode"):
         raise ConfigError(f"a captured run is simulated as a forward pass or a training run (--phase forward|train), "
                           f"not {args.phase}")
-    if not (run_dir / CONFIG_NAME).is_file():
-        raise ConfigError(f"{run_dir} is not a training run directory (no {CONFIG_NAME}); --model takes a built-in "
-                          f"model name or the directory of a run (pgf-sim train ...)")
-    model, cfg = load_trained(run_dir)
-    batch = args.batch or (cfg.schedule.batch_size if args.phase == "train" else 1)
-    return capture(model, (example_input(cfg, batch),), dtype=args.dtype, name=cfg.name), cfg
+    return load_run(run_dir, args.batch or (None if args.phase == "train" else 1), args.dtype)
 
 
-def _jobs(args) -> list[tuple]:
+def _jobs(args, load_run: RunLoader | None) -> list[tuple]:
     """(workload, training recipe or None, training steps) to simulate: one per --pattern
     (a run directory: one, trained with its own recipe)."""
     from .workloads import build_workload, gemm_workload, list_models, merge_repeats
@@ -94,15 +108,15 @@ def _jobs(args) -> list[tuple]:
         return [(gemm_workload(m, n, k, pattern=p, dtype=args.dtype), None, 0) for p in _patterns(args)]
     path = Path(args.model)
     if args.model not in list_models() and path.is_dir():
-        wl, cfg = _capture_run(path, args)
+        run = _capture_run(path, args, load_run)
         if not train:
-            return [(wl if args.per_block else merge_repeats(wl), None, 0)]
+            return [(run.workload if args.per_block else merge_repeats(run.workload), None, 0)]
         if args.recipe:
-            raise ConfigError(f"--recipe cannot be used with a run directory: it was trained with {cfg.recipe.name}")
-        steps = args.steps or cfg.schedule.steps
+            raise ConfigError(f"--recipe cannot be used with a run directory: it was trained with {run.recipe.name}")
+        steps = args.steps or run.steps
         if not steps:
             raise ConfigError(f"{path}: the run is defined in epochs; give --steps")
-        return [(wl, cfg.recipe, steps)]
+        return [(run.workload, run.recipe, steps)]
     if args.model not in list_models():
         raise ConfigError(f"--model {args.model!r} is neither a built-in model ({', '.join(list_models())}) "
                           f"nor a training run directory")
@@ -115,7 +129,7 @@ def _jobs(args) -> list[tuple]:
                             merge_blocks=not (args.per_block or train))
         recipe = None
         if train:
-            from ..train.schedules import RecipeConfig
+            from ..sparsity.schedules import RecipeConfig
 
             recipe = RecipeConfig(name=args.recipe or "sr-ste", pattern=p, qkv_pattern=qkv)
         jobs.append((wl, recipe, args.steps or DEFAULT_TRAIN_STEPS))
@@ -135,7 +149,8 @@ def _train(args, jobs, hws) -> str:
     return "\n\n".join(c.format_table() for c in costs)
 
 
-def run_simulate(args: argparse.Namespace) -> int:
+def run_simulate(args: argparse.Namespace, *, load_run: RunLoader | None = None) -> int:
+    """Run ``pgf-sim simulate``; ``load_run`` captures a run directory given as ``--model``."""
     from .hardware import load_hardware
     from .report_table import rows_to_csv, to_json
     from .simulate import ROW_COLUMNS, format_summary, simulate
@@ -144,7 +159,7 @@ def run_simulate(args: argparse.Namespace) -> int:
         if getattr(args, flag) is not None and getattr(args, flag) < 1:
             raise ConfigError(f"--{flag} must be >= 1, got {getattr(args, flag)}")
     hws = [load_hardware(h) for h in args.hw]
-    jobs = _jobs(args)
+    jobs = _jobs(args, load_run)
     if args.phase == "train":
         text = _train(args, jobs, hws)
     else:

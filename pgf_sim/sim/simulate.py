@@ -15,6 +15,9 @@ import numpy as np
 
 from ..core.errors import ConfigError
 from ..core.pattern import DENSE, NM
+from ..sparsity.flops import step_densities
+from ..sparsity.roles import NO_INPUT_GRAD_ROLES
+from ..sparsity.schedules import RecipeConfig, layer_target, segments
 from .cost import LayerCost, evaluate
 from .hardware import Hardware, load_hardware
 from .mapping import MODE_NAMES, map_patterns
@@ -132,10 +135,6 @@ def format_summary(results: Sequence[SimResult]) -> str:
 
 
 # ------------------------------------------------------------------------------ training step
-# Roles of the built-in SwiGLU MLP mapped onto the recipe's role names (train/schedules.ROLES).
-_RECIPE_ROLE = {"gate": "fc1", "up": "fc1", "down": "fc2"}
-# Ops whose input is the data (an image), so no input gradient is computed for them.
-_NO_INPUT_GRAD_ROLES = frozenset({"patch_embed"})
 
 
 def training_ops(workload: Workload, patterns: dict[str, NM],
@@ -147,7 +146,7 @@ def training_ops(workload: Workload, patterns: dict[str, NM],
     N) is sparse like the forward; the weight gradient dL/dW = dL/dy^T x (an (N, K) output reducing
     over the M tokens) is activation x activation and dense (every weight is updated), except
     where ``weight_grad_patterns`` names a layer whose pruned weights get no gradient (MDGF
-    ``grad: scaled`` once beta is 0, see ``train/flops.step_densities``): that one is counted as
+    ``grad: scaled`` once beta is 0, see ``sparsity/flops.step_densities``): that one is counted as
     an N:M GEMM of the layer's pattern (ideal; real kernels would need output-sparse SDDMM).
     Hardware must support transposed N:M operands for a sparse input gradient (transposable
     masks); the mapping decides what executes. Attention products: backward = 2 products of the
@@ -161,7 +160,7 @@ def training_ops(workload: Workload, patterns: dict[str, NM],
         if op.kind == "gemm":
             p = patterns.get(op.name, DENSE)
             ops.append(replace(op, pattern=p))
-            if op.role not in _NO_INPUT_GRAD_ROLES:
+            if op.role not in NO_INPUT_GRAD_ROLES:
                 ops.append(replace(op, name=f"{op.name}.dgrad", n=op.k, k=op.n, pattern=p))
             wp = weight_grad_patterns.get(op.name, DENSE)
             ops.append(Op(f"{op.name}.wgrad", "matmul" if wp.is_dense else "gemm", m=op.n, n=op.k, k=op.m,
@@ -223,32 +222,27 @@ class TrainingCost:
         return rows_to_csv(rows, ("start", "stop", "state") + ROW_COLUMNS)
 
 
-def _layer_targets(workload: Workload, recipe) -> dict[str, NM]:
-    from ..train.schedules import layer_target
-
+def _layer_targets(workload: Workload, recipe: RecipeConfig) -> dict[str, NM]:
     targets = {}
     for op in workload.ops:
         if op.kind != "gemm":
             continue
         # built-in block-merged names use "*"; a recipe glob still matches the concrete layers
-        t = layer_target(recipe, op.name, _RECIPE_ROLE.get(op.role, op.role))
+        t = layer_target(recipe, op.name, op.role)
         if t is not None and not t.is_dense:
             targets[op.name] = t
     return targets
 
 
-def training_step_cost(workload: Workload, hw: Hardware | str, recipe, total_steps: int) -> TrainingCost:
+def training_step_cost(workload: Workload, hw: Hardware | str, recipe: RecipeConfig, total_steps: int) -> TrainingCost:
     """Cost of training ``workload`` (its forward ops; their own patterns are ignored) with
-    ``recipe`` (a ``pgf_sim.train.schedules.RecipeConfig``) for ``total_steps`` steps on ``hw``.
+    ``recipe`` for ``total_steps`` steps on ``hw``.
 
     The schedule is cut into segments over which every layer's pattern and MDGF's "beta > 0" are
     constant (``schedules.segments``); the densities of forward / input gradient / weight
-    gradient per segment are those of ``train/flops.step_densities`` (while beta > 0 the MDGF
+    gradient per segment are those of ``sparsity/flops.step_densities`` (while beta > 0 the MDGF
     forward weight W*(m + beta(1-m)) is dense). Each distinct state is simulated once.
     """
-    from ..train.flops import step_densities
-    from ..train.schedules import segments
-
     hw = load_hardware(hw) if isinstance(hw, str) else hw
     if total_steps < 1:
         raise ConfigError(f"total_steps must be >= 1, got {total_steps}")

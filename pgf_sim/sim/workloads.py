@@ -26,15 +26,13 @@ from typing import Literal
 from ..core.errors import ConfigError, ShapeError
 from ..core.pattern import DENSE, NM
 from ..core.registry import Registry
+from ..sparsity.roles import MLP_ROLES, QKV_ROLES
 from .ops import DTYPE_BITS, Op, Workload
 
 FLOPS_PER_ELEMENT = {"layernorm": 5.0, "rmsnorm": 4.0, "gelu": 1.0, "relu": 1.0, "silu": 1.0,
                      "tanh": 1.0, "softmax": 1.0, "add": 1.0, "mul": 1.0, "rope": 3.0}
 PHASES = ("forward", "prefill", "decode")
 Phase = Literal["forward", "prefill", "decode"]
-# Roles whose weights carry the Q/K/V pattern and the MLP pattern (shared/METHOD.md "Which layers").
-QKV_ROLES = frozenset({"q", "k", "v", "qkv"})
-MLP_ROLES = frozenset({"fc1", "fc2", "gate", "up", "down"})
 
 
 @dataclass(frozen=True)
@@ -210,12 +208,12 @@ def _attention(b: _Builder, pfx: str, x: str, ctx: _Ctx, *, kv_src: str | None =
 def _mlp(b: _Builder, pfx: str, x: str, tokens: int) -> str:
     a = b.arch
     if a.mlp == "swiglu":
-        g = b.gemm(f"{pfx}.gate", "gate", tokens, a.ffn, a.d_model, x)
-        u = b.gemm(f"{pfx}.up", "up", tokens, a.ffn, a.d_model, x)
+        g = b.gemm(f"{pfx}.gate", "fc1", tokens, a.ffn, a.d_model, x)
+        u = b.gemm(f"{pfx}.up", "fc1", tokens, a.ffn, a.d_model, x)
         # silu(gate) * up, fused: two inputs, silu + mul per element
         h = b.eltwise(f"{pfx}.act", "swiglu", tokens * a.ffn, FLOPS_PER_ELEMENT["silu"] + FLOPS_PER_ELEMENT["mul"],
                       g, u, inputs=2)
-        return b.gemm(f"{pfx}.down", "down", tokens, a.d_model, a.ffn, h)
+        return b.gemm(f"{pfx}.down", "fc2", tokens, a.d_model, a.ffn, h)
     h = b.gemm(f"{pfx}.fc1", "fc1", tokens, a.ffn, a.d_model, x)
     h = b.eltwise(f"{pfx}.act", a.mlp, tokens * a.ffn, FLOPS_PER_ELEMENT[a.mlp], h)
     return b.gemm(f"{pfx}.fc2", "fc2", tokens, a.d_model, a.ffn, h)

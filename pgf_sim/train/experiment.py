@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pgf_sim.core import ConfigError, Registry, apply_overrides, from_dict, load_yaml, to_dict
-from pgf_sim.train.schedules import RecipeConfig
+from pgf_sim.sparsity.schedules import RecipeConfig
 
 # name -> options dataclass. ``models.py`` / ``data.py`` register the builders under the same
 # names; a test checks the two registries agree.

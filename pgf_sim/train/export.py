@@ -195,7 +195,7 @@ def trained_patterns(model: nn.Module, recipe) -> dict[str, NM]:
     ``RecipeConfig``): the layers ``sparsify`` made sparse, per-layer targets included. A layer
     ``skip_indivisible`` left dense (some pattern of its schedule does not divide it) is left out."""
     from .masks import check_divisible
-    from .schedules import layer_target, patterns_used
+    from ..sparsity.schedules import layer_target, patterns_used
     from .sparsify import infer_roles
 
     if not recipe.spec.sparse:

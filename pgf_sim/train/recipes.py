@@ -28,7 +28,7 @@ from typing import Callable
 import torch
 
 from ..core.registry import Registry
-from .schedules import RECIPES, RecipeConfig
+from ..sparsity.schedules import RECIPES, RecipeConfig
 
 
 class _StraightThrough(torch.autograd.Function):

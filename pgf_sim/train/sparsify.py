@@ -24,10 +24,11 @@ from torch.nn.utils import parametrize
 
 from ..core.errors import ConfigError, ShapeError
 from ..core.pattern import DENSE, NM
+from ..sparsity.roles import role_of
+from ..sparsity.schedules import (RecipeConfig, beta_at, layer_pattern_glob, layer_target, pattern_at,
+                                  patterns_used, phase_at)
 from .masks import check_divisible, nm_mask, nm_masks
 from .recipes import BEHAVIOURS, StepState
-from .schedules import (RecipeConfig, beta_at, layer_pattern_glob, layer_target, pattern_at, patterns_used,
-                        phase_at)
 
 log = logging.getLogger(__name__)
 
@@ -277,49 +278,8 @@ def sparsify(model: nn.Module, cfg: RecipeConfig, total_steps: int) -> SparseCon
     return SparseController(model, cfg, total_steps, layers, skipped)
 
 
-# ---------------------------------------------------------------------------------------- roles
-# Name rules for common layouts: timm ViT (patch_embed.proj, attn.qkv, attn.proj, mlp.fc1/fc2,
-# head), Hugging Face BERT/ViT (attention.self.query/key/value, attention.output.dense,
-# intermediate.dense, output.dense, classifier, embeddings.patch_embeddings.projection),
-# LLaMA-style (q/k/v/o_proj, gate/up/down_proj), T5 (q/k/v/o, wi/wo), GPT-2 (c_attn, c_proj, c_fc),
-# torch.nn.TransformerEncoderLayer (self_attn.in_proj_weight packed qkv, self_attn.out_proj,
-# linear1/linear2) and torchvision ViT (conv_proj, heads).
-_PATCH = {"patch_embed", "patch_embeddings", "patch_embedding", "conv_proj", "to_patch_embedding", "patch_proj"}
-_HEAD = {"head", "heads", "classifier", "lm_head", "score"}
-_FC1 = {"fc1", "linear1", "c_fc", "wi", "wi_0", "wi_1", "gate_proj", "up_proj", "w1", "w3", "lin1",
-        "dense_h_to_4h", "fc_in"}
-_FC2 = {"fc2", "linear2", "down_proj", "wo", "w2", "lin2", "dense_4h_to_h", "fc_out"}
-_Q, _K, _V = {"q", "query", "q_proj", "wq"}, {"k", "key", "k_proj", "wk"}, {"v", "value", "v_proj", "wv"}
-_QKV = {"qkv", "c_attn", "in_proj_weight", "query_key_value", "qkv_proj", "wqkv", "to_qkv"}
-_PROJ = {"proj", "out_proj", "o_proj", "o", "c_proj", "dense", "out", "to_out"}
-_ATTN_HINTS = ("attn", "attention")
-
-
-def _role(name: str) -> str:
-    parts = name.lower().split(".")
-    last = parts[-1]
-    parent = parts[-2] if len(parts) > 1 else ""
-    if any(p in _PATCH for p in parts):
-        return "patch_embed"
-    if any(p in _HEAD for p in parts) or (last == "fc" and len(parts) == 1):  # ResNet's top-level fc
-        return "head"
-    in_attn = any(h in p for p in parts[:-1] for h in _ATTN_HINTS)
-    if last in _QKV:
-        return "qkv"
-    for role, names in (("q", _Q), ("k", _K), ("v", _V)):
-        if last in names or last == f"{role}_proj_weight":  # MHA with kdim/vdim != embed_dim
-            return role
-    if last in _FC1 or (last == "dense" and parent == "intermediate"):
-        return "fc1"
-    if in_attn and last in _PROJ:
-        return "proj"
-    if last in _FC2 or (last == "dense" and parent == "output"):  # BERT layer.N.output.dense
-        return "fc2"
-    if last == "c_proj" and "mlp" in parts:
-        return "fc2"
-    return "other"
-
-
+# ------------------------------------------------------------------------------ layers and roles
+# The role rules and vocabulary are torch-free (pgf_sim.sparsity.roles); this walks the modules.
 def weight_params(model: nn.Module) -> dict[str, tuple[nn.Module, str, int]]:
     """Every GEMM-like weight: name -> (module, parameter name, reduction dim).
 
@@ -344,4 +304,4 @@ def weight_params(model: nn.Module) -> dict[str, tuple[nn.Module, str, int]]:
 def infer_roles(model: nn.Module) -> dict[str, str]:
     """Role of every GEMM-like weight (keys as ``weight_params``): fc1, fc2, q, k, v, qkv, proj,
     patch_embed, head or other (no rule matched; select those with ``roles: ['*']`` or globs)."""
-    return {name: _role(name) for name in weight_params(model)}
+    return {name: role_of(name) for name in weight_params(model)}

@@ -123,7 +123,7 @@ def train(cfg: ExperimentConfig, *, store: ResultStore, run_id: str | None = Non
     """Train ``cfg`` (resuming when a checkpoint exists); see the module docstring."""
     from tqdm import tqdm
 
-    from pgf_sim.train.flops import training_flops
+    from pgf_sim.sparsity.flops import training_flops
     from pgf_sim.train.sparsify import sparsify
 
     ctx = dist.context_from_env()
@@ -280,7 +280,7 @@ def _diagnostic_layers(model: torch.nn.Module, controller: Any, cfg: ExperimentC
     the same recipe settings would sparsify at ``cfg.recipe.pattern``."""
     from dataclasses import replace
 
-    from pgf_sim.train.schedules import layer_target
+    from pgf_sim.sparsity.schedules import layer_target
     from pgf_sim.train.sparsify import infer_roles
 
     out = {}

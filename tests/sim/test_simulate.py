@@ -11,7 +11,7 @@ from pgf_sim.sim.simulate import (
     ROW_COLUMNS, format_summary, simulate, simulate_many, training_ops, training_step_cost,
 )
 from pgf_sim.sim.workloads import build_workload, gemm_workload
-from pgf_sim.train.schedules import RecipeConfig
+from pgf_sim.sparsity.schedules import RecipeConfig
 
 
 @pytest.fixture(scope="module")
@@ -145,11 +145,11 @@ def test_training_cost_per_recipe(a100):
 ])
 def test_training_flops_agree_with_train_flops(recipe):
     """On hardware that runs every pattern natively, the executed GEMM FLOPs over the schedule
-    equal the ideal zero-skipping count of train/flops.py (written independently by T1)."""
-    from pgf_sim.train.flops import training_flops
+    equal the ideal zero-skipping count of sparsity/flops.py (written independently by T1)."""
+    from pgf_sim.sparsity.flops import training_flops
 
     from pgf_sim.sim.hardware import replace_field
-    from pgf_sim.train.schedules import all_targets, patterns_used
+    from pgf_sim.sparsity.schedules import all_targets, patterns_used
 
     cfg = RecipeConfig(**recipe)
     # a flexible N:M array (design assumption) made to run every pattern the schedule visits

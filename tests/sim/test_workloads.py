@@ -70,7 +70,7 @@ def test_sparse_layers_follow_method_defaults():
         else:  # patch embed, proj, head, attention products, element-wise
             assert op.pattern.is_dense, op.name
     no_qkv = build_workload("llama_7b", seq_len=16, pattern=NM(2, 4))
-    assert {op.role for op in no_qkv.ops if not op.pattern.is_dense} == {"gate", "up", "down"}
+    assert {op.role for op in no_qkv.ops if not op.pattern.is_dense} == {"fc1", "fc2"}
 
 
 def test_decode_vs_prefill():

@@ -10,7 +10,7 @@ from torch import nn
 
 from pgf_sim.core import NM, ConfigError, ShapeError
 from pgf_sim.train.export import export_compressed, load_compressed, pack_bits, read_compressed, unpack_bits
-from pgf_sim.train.schedules import RecipeConfig
+from pgf_sim.sparsity.schedules import RecipeConfig
 from pgf_sim.train.sparsify import sparsify
 
 

@@ -7,8 +7,8 @@ import torch
 from torch import nn
 
 from pgf_sim.core import NM, ConfigError, ShapeError, from_dict, to_dict
-from pgf_sim.train.flops import training_flops_report
-from pgf_sim.train.schedules import RecipeConfig, all_targets, layer_target, pattern_at
+from pgf_sim.sparsity.flops import training_flops_report
+from pgf_sim.sparsity.schedules import RecipeConfig, all_targets, layer_target, pattern_at
 from pgf_sim.train.sparsify import sparsify
 
 from pgf_sim.train.experiment import experiment_from_dict

@@ -101,7 +101,7 @@ class _UserModel(torch.nn.Module):
 def test_a_user_model_built_from_torch_layers_is_sparsified():
     from pgf_sim.core import NM
     from pgf_sim.train.masks import complies
-    from pgf_sim.train.schedules import RecipeConfig
+    from pgf_sim.sparsity.schedules import RecipeConfig
     from pgf_sim.train.sparsify import sparsify
 
     torch.manual_seed(0)

@@ -12,7 +12,7 @@ from torch import nn
 from pgf_sim.core import NM
 from pgf_sim.train.masks import complies
 from pgf_sim.train.recipes import BEHAVIOURS
-from pgf_sim.train.schedules import RECIPES, RecipeConfig
+from pgf_sim.sparsity.schedules import RECIPES, RecipeConfig
 from pgf_sim.train.sparsify import sparsify
 
 W = [0.5, -2.0, 0.1, 3.0]

@@ -9,7 +9,7 @@ from torch.nn.utils import parametrize
 
 from pgf_sim.core import NM, ConfigError, ShapeError
 from pgf_sim.train.masks import complies, nm_mask
-from pgf_sim.train.schedules import RecipeConfig
+from pgf_sim.sparsity.schedules import RecipeConfig
 from pgf_sim.train.sparsify import infer_roles, sparsify
 
 

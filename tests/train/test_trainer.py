@@ -10,7 +10,7 @@ from pgf_sim.train import trainer
 from pgf_sim.train.checkpoint import CheckpointError
 from pgf_sim.train.data import load_data
 from pgf_sim.train.masks import complies
-from pgf_sim.train.schedules import RECIPES
+from pgf_sim.sparsity.schedules import RECIPES
 from tiny_experiment import one_thread, tiny_cfg  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.usefixtures("one_thread")

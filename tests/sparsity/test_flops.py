@@ -8,8 +8,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pgf_sim.core import NM
-from pgf_sim.train.flops import LayerShape, training_flops, training_flops_report
-from pgf_sim.train.schedules import RECIPES, RecipeConfig, beta_at, pattern_at, phase_at
+from pgf_sim.sparsity.flops import LayerShape, training_flops, training_flops_report
+from pgf_sim.sparsity.schedules import RECIPES, RecipeConfig, beta_at, pattern_at, phase_at
 
 LAYERS = {"fc1": ((64, 16), "fc1"), "fc2": ((16, 64), "fc2"), "head": ((4, 16), "head")}
 SPARSE_PASS = 2 * 20480  # fc1 + fc2, one pass, one step

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pgf_sim.core import NM, ConfigError, from_dict
-from pgf_sim.train.schedules import (DECAYS, RECIPES, RecipeConfig, alpha_of, beta_at, frame_at, layer_target,
+from pgf_sim.sparsity.schedules import (DECAYS, RECIPES, RecipeConfig, alpha_of, beta_at, frame_at, layer_target,
                                      pattern_at, phase_at, phases, sdgf_patterns, segments)
 
 
@@ -163,7 +163,7 @@ def test_recipe_config_from_yaml_mapping():
 
 
 def test_schedules_and_flops_import_no_torch():
-    code = "import sys, pgf_sim.train.schedules, pgf_sim.train.flops; print('torch' in sys.modules)"
+    code = "import sys, pgf_sim.sparsity.schedules, pgf_sim.sparsity.flops; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 

@@ -22,10 +22,8 @@ from typing import Callable, Literal
 from ..core.errors import ConfigError, UnknownNameError
 from ..core.pattern import DENSE, NM
 from ..core.registry import Registry
+from .roles import QKV_ROLES, ROLES
 
-# Layer roles ``infer_roles`` assigns (sparsify.py). "other" = a weight layer no rule recognised.
-ROLES = ("fc1", "fc2", "q", "k", "v", "qkv", "proj", "patch_embed", "head", "other")
-QKV_ROLES = frozenset({"q", "k", "v", "qkv"})
 Phase = Literal["dense", "sparse", "finetune"]
 
 
