@@ -303,7 +303,15 @@ def _cmd_dse(args: argparse.Namespace) -> int:
 
 
 def _cmd_mixed(args: argparse.Namespace) -> int:
-    from .mixed import run_mixed_command
+    import torch
 
-    print(run_mixed_command(args))
+    from ..core import NM
+    from .mixed_verify import run_mixed
+
+    torch.set_num_threads(max(1, args.threads))
+    patterns = tuple(NM.parse(p) for p in args.patterns.split(",")) if args.patterns else None
+    res = run_mixed(db=args.db, sweep=args.sweep, workdir=args.workdir, hw=args.hw, run_id=args.run,
+                    recipe=args.recipe, patterns=patterns, budget=args.budget, metric=args.metric,
+                    finetune_steps=args.finetune_steps, train=not args.no_train, progress=args.progress)
+    print(res.format())
     return 0

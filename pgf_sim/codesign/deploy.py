@@ -51,15 +51,6 @@ def deploy_key(model: str, batch: int, seq_len: int | None, dtype: str) -> str:
     return f"deploy={model},batch={batch},seq_len={'default' if seq_len is None else seq_len},dtype={dtype}"
 
 
-def spec_from_config(config: Mapping[str, Any]) -> DeploySpec | None:
-    """The proxy of a sweep config mapping (as stored in the ``sweeps`` table); ``None`` when the
-    sweep has no ``simulate.deploy_model`` (every sweep recorded before the proxy existed)."""
-    from ..core import from_dict
-    from .sweep import SimulateSpec
-
-    return from_dict(SimulateSpec, dict(config.get("simulate") or {}), source="sweep config in the result DB").deploy_spec()
-
-
 def check_model(spec: DeploySpec) -> None:
     """Fail before any training when the proxy architecture or its setting is invalid."""
     from ..sim.workloads import build_workload

@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
@@ -249,9 +248,3 @@ def layer_costs(workload, layers: tuple[str, ...], patterns: tuple[NM, ...], hw,
     const = float(np.delete(getattr(evaluate(table, hw), field), rows).sum())
     return np.ascontiguousarray(cost), const
 
-
-def run_mixed_command(args: Any) -> str:
-    """``pgf-sim mixed`` (``codesign/cli.py`` imports it from here); the work is in ``mixed_verify``."""
-    from .mixed_verify import run_mixed_command as run
-
-    return run(args)

@@ -275,14 +275,3 @@ def _start_run(store: Any, points: list[dict[str, Any]], recipe: str, patterns: 
     ok = [p for p in ok if NM.parse(p["pattern"]).density == densest]
     return min(ok, key=lambda p: (p["seed"], p["run_id"]))["run_id"]
 
-
-def run_mixed_command(args: Any) -> str:
-    import torch
-
-    torch.set_num_threads(max(1, args.threads))
-    patterns = tuple(NM.parse(p) for p in args.patterns.split(",")) if args.patterns else None
-    res = run_mixed(db=args.db, sweep=args.sweep, workdir=args.workdir, hw=args.hw, run_id=args.run,
-                    recipe=args.recipe, patterns=patterns, budget=args.budget, metric=args.metric,
-                    finetune_steps=args.finetune_steps, train=not getattr(args, "no_train", False),
-                    progress=getattr(args, "progress", False))
-    return res.format()

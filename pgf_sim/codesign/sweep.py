@@ -100,6 +100,13 @@ class SimulateSpec:
         return DeploySpec(self.deploy_model, self.deploy_batch or self.batch, self.deploy_seq_len, self.dtype)
 
 
+def spec_from_config(config: dict[str, Any]):
+    """The ``deploy.DeploySpec`` of a sweep config mapping (as stored in the ``sweeps`` table);
+    ``None`` when the sweep has no ``simulate.deploy_model`` (every sweep recorded before the
+    proxy existed)."""
+    return from_dict(SimulateSpec, dict(config.get("simulate") or {}), source="sweep config in the result DB").deploy_spec()
+
+
 @dataclass(frozen=True)
 class SweepConfig:
     name: str

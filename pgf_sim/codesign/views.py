@@ -48,7 +48,7 @@ class CostModel:
 def cost_models(db: Any, sweep: str | None) -> list[CostModel]:
     """The cost views a sweep has: always ``trained``, plus ``deploy`` when its config names a
     ``simulate.deploy_model`` (sweeps recorded before the proxy existed have only ``trained``)."""
-    from .deploy import spec_from_config
+    from .sweep import spec_from_config
 
     info = results.sweep_info(_store(db), sweep)
     sim = info["config"].get("simulate", {})

@@ -4,7 +4,8 @@ import pytest
 
 from pgf_sim.cli import main
 from pgf_sim.codesign import results
-from pgf_sim.codesign.deploy import DeploySpec, role_patterns, simulate_deploy, spec_from_config
+from pgf_sim.codesign.deploy import DeploySpec, role_patterns, simulate_deploy
+from pgf_sim.codesign.sweep import spec_from_config
 from pgf_sim.core import NM, ConfigError
 from pgf_sim.sim.hardware import load_hardware
 from pgf_sim.sim.simulate import simulate
