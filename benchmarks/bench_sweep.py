@@ -1,6 +1,6 @@
 """Sweep machinery overhead, measured in one run against baselines measured in the same run.
 
-1. Store writes: ``results.write_simulation`` (one WAL transaction per run x target, with its
+1. Store writes: ``ResultStore.write_simulation`` (one WAL transaction per run x target, with its
    per-layer rows) per second, by one process and by two processes at once (the concurrent
    case a parallel sweep produces), against the same rows written with plain ``sqlite3`` in
    one long transaction (the fastest possible, but neither durable per result nor shareable).
@@ -23,21 +23,22 @@ from pathlib import Path
 
 import yaml
 
-from pgf_sim.codesign import results
+from pgf_sim.store import sim_key
 
-KEY = results.sim_key(1, "fp16")
+KEY = sim_key(1, "fp16")
 # Written as source so that the two concurrent writer processes run exactly this code.
 _WRITE_MANY = textwrap.dedent("""
-    from pgf_sim.codesign import results
+    from pgf_sim.store import TOTAL_METRICS, ResultStore, sim_key
     ROW = {"layer": "blocks.0.mlp.fc1", "kind": "gemm", "role": "fc1", "pattern": "1:8", "exec_pattern": "2:4",
            "dense_flops": 1.0, "exec_flops": 0.5, "weight_bytes": 1.0, "dram_bytes": 1.0, "latency_s": 1e-6,
            "energy_j": 1e-9, "bound": "compute"}
-    TOTALS = {k: 1.0 for k in results.TOTAL_METRICS}
+    TOTALS = {k: 1.0 for k in TOTAL_METRICS}
 
     def write_many(db, prefix, n, layers=30):
+        store = ResultStore(db)
         for i in range(n):
-            results.write_simulation(db, f"{prefix}-{i}", "a100_80gb", results.sim_key(1, "fp16"), batch=1,
-                                     dtype="fp16", totals=TOTALS, layers=[ROW] * layers)
+            store.write_simulation(f"{prefix}-{i}", "a100_80gb", sim_key(1, "fp16"), batch=1,
+                                   dtype="fp16", totals=TOTALS, layers=[ROW] * layers)
 """)
 
 

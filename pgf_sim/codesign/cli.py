@@ -229,16 +229,23 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return 0 if out.ok else 1
 
 
+def _limits(args: argparse.Namespace):
+    from .views import PickLimits
+
+    return PickLimits(args.min_accuracy, args.max_latency, args.max_energy, getattr(args, "max_drop", None))
+
+
 def _default_picks(table, args, cost=None):
     """Without explicit limits: the fastest and the most energy-efficient candidate per target
     within ``--max-drop`` of the dense baseline; with limits: one pick per target under them."""
     from .views import make_picks
 
-    if args.min_accuracy is not None or args.max_latency is not None or args.max_energy is not None:
-        return make_picks(table, None, args, cost=cost)
+    limits = _limits(args)
+    if limits.explicit:
+        return make_picks(table, None, limits, cost=cost)
     picks, errors = [], []
     for objective in ("latency_s", "energy_j"):
-        p, e = make_picks(table, None, args, objective=objective, cost=cost)
+        p, e = make_picks(table, None, limits, objective=objective, cost=cost)
         picks += p
         errors += e
     return picks, errors
@@ -265,7 +272,7 @@ def _cmd_pick(args: argparse.Namespace) -> int:
 
     cost = cost_model(args.db, args.sweep, args.cost_model)
     table = load_table(args.db, args.sweep, cost)
-    picks, errors = make_picks(table, args.hw, args, objective=args.objective, model=args.model, cost=cost)
+    picks, errors = make_picks(table, args.hw, _limits(args), objective=args.objective, model=args.model, cost=cost)
     for p in picks:
         print(p.explanation)
     for e in errors:
@@ -276,11 +283,11 @@ def _cmd_pick(args: argparse.Namespace) -> int:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    from . import results
+    from ..store import ResultStore
     from .report import export_png, write_report
     from .views import CostViewData, build_report_data, cost_model, cost_models, load_table, native_gains
 
-    name = results.sweep_info(args.db, args.sweep)["sweep"]
+    name = ResultStore(args.db, create=False).sweep_info(args.sweep).sweep
     costs = cost_models(args.db, name) if args.cost_model == "both" else [cost_model(args.db, name, args.cost_model)]
     views = []
     for cost in costs:
@@ -296,9 +303,15 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 
 def _cmd_dse(args: argparse.Namespace) -> int:
-    from .views import run_dse
+    from ..core import NM
+    from ..sim.hardware import load_hardware
+    from .dse import parse_set
+    from .views import TrainedSource, run_dse
 
-    print(run_dse(args))
+    print(run_dse(load_hardware(args.hw), [parse_set(s) for s in args.sets], models=args.model,
+                  patterns=[NM.parse(p) for p in args.pattern], batch=args.batch, seq_len=args.seq_len,
+                  trained=TrainedSource(args.db, args.sweep, args.workdir) if args.trained else None,
+                  native=NM.parse(args.native) if args.native else None))
     return 0
 
 

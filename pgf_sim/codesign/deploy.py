@@ -26,6 +26,7 @@ from typing import Any, Iterable, Mapping
 
 from ..core import DENSE, NM, ConfigError
 from ..sparsity.roles import MLP_ROLES, QKV_ROLES, ROLES, role_group
+from ..store import ResultStore, SimLayerRow
 
 
 @dataclass(frozen=True)
@@ -58,14 +59,14 @@ def check_model(spec: DeploySpec) -> None:
     build_workload(spec.model, batch=spec.batch, seq_len=spec.seq_len, dtype=spec.dtype)
 
 
-def role_patterns(layers: Iterable[Mapping[str, Any]], *, run_id: str = "") -> tuple[NM, NM | None]:
-    """(MLP pattern, q/k/v pattern or None) of a run's captured weight layers (dicts with
-    ``layer``, ``role``, ``pattern``); ``ConfigError`` when a group is not uniform."""
+def role_patterns(layers: Iterable[SimLayerRow], *, run_id: str = "") -> tuple[NM, NM | None]:
+    """(MLP pattern, q/k/v pattern or None) of a run's captured layers (the stored rows of its
+    trained simulation; only weight GEMMs count); ``ConfigError`` when a group is not uniform."""
     groups: dict[str, dict[NM, list[str]]] = {"mlp": {}, "qkv": {}, "other": {}}
     for row in layers:
-        if row.get("kind", "gemm") != "gemm":
+        if row.kind != "gemm":
             continue
-        groups[role_group(str(row["role"]))].setdefault(NM.parse(str(row["pattern"])), []).append(str(row["layer"]))
+        groups[role_group(row.role)].setdefault(row.pattern, []).append(row.layer)
     where = f"run {run_id}: " if run_id else ""
     other_sparse = {p: names for p, names in groups["other"].items() if not p.is_dense}
     if other_sparse:
@@ -87,7 +88,7 @@ def role_patterns(layers: Iterable[Mapping[str, Any]], *, run_id: str = "") -> t
     return mlp, (None if qkv.is_dense else qkv)
 
 
-def simulate_deploy(store: Any, run_id: str, hardware: Iterable[tuple[str, str]], spec: DeploySpec, *,
+def simulate_deploy(store: ResultStore, run_id: str, hardware: Iterable[tuple[str, str]], spec: DeploySpec, *,
                     trained_key: str, train_flops: float | None, replace: bool = False) -> list[str]:
     """Cost run ``run_id``'s per-role patterns on ``spec``'s architecture on every target, stored
     under ``spec.key``; the patterns come from the run's stored trained simulation (any target:
@@ -98,16 +99,16 @@ def simulate_deploy(store: Any, run_id: str, hardware: Iterable[tuple[str, str]]
     from . import results
 
     hardware = list(hardware)
-    stored = sorted(hw for _, hw in results.simulated(store, trained_key, [run_id]))
+    stored = sorted(hw for _, hw in store.simulated(trained_key, [run_id]))
     if not stored:
         raise ConfigError(f"run {run_id} has no trained-model simulation under {trained_key} to read its patterns from")
-    pattern, qkv = role_patterns(results.sim_layers(store, run_id, stored[0], trained_key), run_id=run_id)
+    pattern, qkv = role_patterns(store.sim_layers(run_id, stored[0], trained_key), run_id=run_id)
     workload = build_workload(spec.model, batch=spec.batch, seq_len=spec.seq_len, pattern=pattern,
                               qkv_pattern=qkv, dtype=spec.dtype)
     written = []
     for label, hw_spec in hardware:
         totals, layers = results.from_sim_result(simulate(workload, load_hardware(hw_spec)))
-        if results.write_simulation(store, run_id, label, spec.key, batch=spec.batch, dtype=spec.dtype,
+        if store.write_simulation(run_id, label, spec.key, batch=spec.batch, dtype=spec.dtype,
                                     totals=totals, layers=layers, train_flops=train_flops, replace=replace):
             written.append(label)
     return written

@@ -54,7 +54,6 @@ def execute_point(task: PointTask) -> PointResult:
     _set_threads(task.threads)
     from ..store import ResultStore
     from ..train.experiment import experiment_from_dict
-    from . import results
 
     store = ResultStore(task.db_path)
     workdir = Path(task.workdir)
@@ -63,27 +62,27 @@ def execute_point(task: PointTask) -> PointResult:
             return PointResult(task.run_id, "busy", None, (), time.time() - t0)
         run = store.get_run(task.run_id)
         status = "finished"
-        if run is None or run["status"] != "finished":
+        if run is None or run.status != "finished":
             from ..train.trainer import train
 
             status = "resumed" if (workdir / task.run_id / "checkpoint.pt").exists() else "trained"
             cfg = experiment_from_dict(task.experiment, source=f"sweep point {task.label}")
             train(cfg, store=store, run_id=task.run_id, workdir=workdir, progress=task.progress)
             run = store.get_run(task.run_id)
-        done = set() if task.resimulate else {hw for _, hw in results.simulated(store, task.sim_key, [task.run_id])}
+        done = set() if task.resimulate else {hw for _, hw in store.simulated(task.sim_key, [task.run_id])}
         todo = tuple((label, spec) for label, spec in task.hardware if label not in done)
         if todo:
             simulate_run(store, task.run_id, workdir / task.run_id, todo, batch=task.batch, dtype=task.dtype,
-                         key=task.sim_key, train_flops=run.get("train_flops"), replace=task.resimulate)
+                         key=task.sim_key, train_flops=run.train_flops, replace=task.resimulate)
         if task.deploy is not None:  # the proxy reads the patterns stored just above; no torch needed
             from .deploy import simulate_deploy
 
-            have = set() if task.resimulate else {hw for _, hw in results.simulated(store, task.deploy.key, [task.run_id])}
+            have = set() if task.resimulate else {hw for _, hw in store.simulated(task.deploy.key, [task.run_id])}
             missing = [(label, spec) for label, spec in task.hardware if label not in have]
             if missing:
                 simulate_deploy(store, task.run_id, missing, task.deploy, trained_key=task.sim_key,
-                                train_flops=run.get("train_flops"), replace=task.resimulate)
-    return PointResult(task.run_id, status, run.get("final_accuracy"), tuple(label for label, _ in todo), time.time() - t0)
+                                train_flops=run.train_flops, replace=task.resimulate)
+    return PointResult(task.run_id, status, run.final_accuracy, tuple(label for label, _ in todo), time.time() - t0)
 
 
 def simulate_run(store: Any, run_id: str, run_dir: Path, hardware: tuple[tuple[str, str], ...], *,
@@ -98,7 +97,7 @@ def simulate_run(store: Any, run_id: str, run_dir: Path, hardware: tuple[tuple[s
     for label, spec in hardware:
         sim = simulate(workload, load_hardware(spec))
         totals, layers = results.from_sim_result(sim)
-        results.write_simulation(store, run_id, label, key, batch=batch, dtype=dtype, totals=totals, layers=layers,
+        store.write_simulation(run_id, label, key, batch=batch, dtype=dtype, totals=totals, layers=layers,
                                  train_flops=train_flops, replace=replace)
 
 

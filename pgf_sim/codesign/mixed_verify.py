@@ -201,16 +201,16 @@ def run_mixed(*, db: Any, sweep: str | None, workdir: Any, hw: str, run_id: str 
 
     if not 0.0 <= budget < 1.0:
         raise ConfigError(f"budget is an accuracy drop in [0, 1), got {budget}")
-    store = ResultStore(db)
-    info = results.sweep_info(store, sweep)
-    grid_patterns = tuple(NM.parse(p) for p in info["config"]["grid"]["patterns"])
+    store = ResultStore(db, create=False)
+    info = store.sweep_info(sweep)
+    grid_patterns = tuple(NM.parse(p) for p in info.config["grid"]["patterns"])
     if run_id is None:
-        run_id = _start_run(store, results.sweep_points(store, info["sweep"]), recipe, grid_patterns)
+        run_id = _start_run(store, store.sweep_points(info.sweep), recipe, grid_patterns)
     model, cfg = load_trained(Path(workdir) / run_id)
     base = cfg.recipe.pattern
     cands = tuple(sorted({p for p in (patterns or grid_patterns) if p.density <= base.density} | {base},
                          key=lambda p: (-p.density, p.m)))
-    batch = int(info["config"]["simulate"]["batch"])
+    batch = int(info.config["simulate"]["batch"])
     workload = capture(model, (example_input(cfg, batch),))
     layers = tuple(op.name for op in workload.ops if op.kind == "gemm" and not op.pattern.is_dense)
     if not layers:
@@ -236,42 +236,40 @@ def run_mixed(*, db: Any, sweep: str | None, workdir: Any, hw: str, run_id: str 
             acc[f"{label} fine-tuned"] = evaluate(m, data, torch.device("cpu"), False)[0]
     trained_mixed = None
     if train:
-        points = results.sweep_points(store, info["sweep"])
-        start_label = next((p["recipe"] for p in points if p["run_id"] == run_id), None)
-        seeds = train_seeds or tuple(sorted({int(p["seed"]) for p in points if p["recipe"] == start_label})) or (cfg.seed,)
+        points = store.sweep_points(info.sweep)
+        start_label = next((p.recipe for p in points if p.run_id == run_id), None)
+        seeds = train_seeds or tuple(sorted({p.seed for p in points if p.recipe == start_label})) or (cfg.seed,)
         trained_mixed = train_assignment(
             cfg, dict(zip(layers, mixed.patterns(cands))), seeds=seeds, store=store, workdir=workdir, hw=hw,
-            metric=metric, batch=batch, dtype=str(info["config"]["simulate"].get("dtype", "fp16")), progress=progress)
+            metric=metric, batch=batch, dtype=str(info.config["simulate"].get("dtype", "fp16")), progress=progress)
     return MixedResult(hw, metric, run_id, base, sens, cost, const, budget, budget_errors, mixed, uniform,
                        finetune_steps, acc, _trained_uniform(store, info, run_id, hw, metric), trained_mixed)
 
 
-def _trained_uniform(store: Any, info: dict[str, Any], run_id: str, hw: str, metric: str) -> dict[str, tuple[float, float, int]]:
+def _trained_uniform(store: Any, info: Any, run_id: str, hw: str, metric: str) -> dict[str, tuple[float, float, int]]:
     """Mean accuracy and simulated ``metric`` of the sweep's finished runs of the start run's
     recipe label at each pattern (what uniform training reached, for comparison)."""
-    from . import results
-
-    points = results.sweep_points(store, info["sweep"])
-    recipe = next((p["recipe"] for p in points if p["run_id"] == run_id), None)
-    totals = {r["run_id"]: r for r in results.sim_totals(store, info["sim_key"], hw=hw)}
+    points = store.sweep_points(info.sweep)
+    recipe = next((p.recipe for p in points if p.run_id == run_id), None)
+    totals = {r.run_id: r for r in store.sim_totals(info.sim_key, hw=hw)}
     by_pattern: dict[str, list[tuple[float, float]]] = {}
     for p in points:
-        run = store.get_run(p["run_id"])
-        if p["recipe"] != recipe or not run or run["status"] != "finished" or p["run_id"] not in totals:
+        run = store.get_run(p.run_id)
+        if p.recipe != recipe or not run or run.status != "finished" or p.run_id not in totals:
             continue
-        by_pattern.setdefault(p["pattern"], []).append((run["final_accuracy"], totals[p["run_id"]][metric]))
+        by_pattern.setdefault(str(p.pattern), []).append((run.final_accuracy, getattr(totals[p.run_id], metric)))
     return {pat: (float(np.mean([a for a, _ in v])), float(np.mean([c for _, c in v])), len(v))
             for pat, v in by_pattern.items()}
 
 
-def _start_run(store: Any, points: list[dict[str, Any]], recipe: str, patterns: tuple[NM, ...]) -> str:
+def _start_run(store: Any, points: list[Any], recipe: str, patterns: tuple[NM, ...]) -> str:
     """The lowest-seed finished run of ``recipe`` at the densest sparse pattern of the sweep."""
-    ok = [p for p in points if p["recipe"] == recipe and not NM.parse(p["pattern"]).is_dense
-          and (store.get_run(p["run_id"]) or {}).get("status") == "finished"]
+    ok = [p for p in points if p.recipe == recipe and not p.pattern.is_dense
+          and (run := store.get_run(p.run_id)) is not None and run.status == "finished"]
     if not ok:
-        labels = sorted({p["recipe"] for p in points})
+        labels = sorted({p.recipe for p in points})
         raise ConfigError(f"no finished sparse run of recipe {recipe!r} in the sweep; recipes: {', '.join(labels)}")
-    densest = max(NM.parse(p["pattern"]).density for p in ok)
-    ok = [p for p in ok if NM.parse(p["pattern"]).density == densest]
-    return min(ok, key=lambda p: (p["seed"], p["run_id"]))["run_id"]
+    densest = max(p.pattern.density for p in ok)
+    ok = [p for p in ok if p.pattern.density == densest]
+    return min(ok, key=lambda p: (p.seed, p.run_id)).run_id
 

@@ -138,9 +138,11 @@ class GridPoint:
     params: dict[str, Any]
     experiment: dict[str, Any]
 
-    def record(self) -> dict[str, Any]:
-        return {"run_id": self.run_id, "recipe": self.recipe, "pattern": str(self.pattern),
-                "seed": self.seed, "model": self.model, "params": self.params}
+    def record(self):
+        """This point as a row of the store's ``sweep_points`` table."""
+        from ..store import PointRow
+
+        return PointRow(self.run_id, self.recipe, self.pattern, self.seed, self.model, self.params)
 
     def describe(self) -> str:
         bits = [self.model, self.recipe, "dense" if self.pattern.is_dense else str(self.pattern), f"seed {self.seed}"]
@@ -303,8 +305,7 @@ def run_sweep(sweep: Sweep, *, db: str | Path, workdir: str | Path, workers: int
     import time
 
     from ..sim.hardware import load_hardware
-    from ..store import ResultStore
-    from . import results
+    from ..store import ResultStore, sim_key
     from .deploy import check_model
     from .executors import RUNNERS, PointTask, error_text, usable_cores
 
@@ -317,24 +318,24 @@ def run_sweep(sweep: Sweep, *, db: str | Path, workdir: str | Path, workers: int
         load_hardware(spec)  # an unknown target fails now, not after the training
     store = ResultStore(db)
     sim = sweep.config.simulate
-    key = results.sim_key(sim.batch, sim.dtype)
+    key = sim_key(sim.batch, sim.dtype)
     deploy = sim.deploy_spec()
     if deploy is not None:
         check_model(deploy)  # an unknown architecture or bad setting fails now, too
-    results.record_sweep(store, sweep.name, key, hardware, to_dict(sweep.config))
-    results.record_points(store, sweep.name, [p.record() for p in points])
-    stale = results.prune_points(store, sweep.name, [p.run_id for p in points])
-    stored = results.simulated(store, key)
+    store.record_sweep(sweep.name, key, hardware, to_dict(sweep.config))
+    store.record_points(sweep.name, [p.record() for p in points])
+    stale = store.prune_points(sweep.name, [p.run_id for p in points])
+    stored = store.simulated(key)
     if deploy is not None:  # a point is done only with its proxy cost too (old DBs: costed, not retrained)
-        stored &= results.simulated(store, deploy.key)
-    runs = {r["run_id"]: r for r in store.list_runs()}
+        stored &= store.simulated(deploy.key)
+    runs = {r.run_id: r for r in store.list_runs()}
     done, failed_before, todo = [], {}, []
     for p in points:
-        status = runs.get(p.run_id, {}).get("status")
+        status = runs[p.run_id].status if p.run_id in runs else None
         if status == "finished" and not resimulate and all((p.run_id, h) in stored for h, _ in hardware):
             done.append(p.run_id)
         elif status == "failed" and not retry_failed:
-            failed_before[p.run_id] = f"failed before: {runs[p.run_id].get('message')} (rerun with --retry-failed)"
+            failed_before[p.run_id] = f"failed before: {runs[p.run_id].message} (rerun with --retry-failed)"
         else:
             todo.append(p)
     workers = max(1, min(workers or sweep.config.workers, len(todo) or 1))
@@ -391,7 +392,7 @@ def _in_progress(store, tasks, t0: float) -> str:
     bits = []
     for task in tasks:
         run = store.get_run(task.run_id)
-        if run is None or run["status"] != "running":
+        if run is None or run.status != "running":
             continue
         steps = store.run_metrics(task.run_id, "train_loss")
         total = task.experiment["schedule"].get("steps")

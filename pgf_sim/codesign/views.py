@@ -14,7 +14,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..core import NM, ConfigError
+from ..core import DENSE, NM, ConfigError
+from ..store import PointRow
 from . import results
 from .pareto import ResultTable, aggregate_seeds, fronts
 from .pick import NoFeasibleCandidate, Pick, pick
@@ -23,11 +24,10 @@ GRAD_NOISE_KEYS = ("grad_var", "grad_diff")  # positive quantities: the report d
 
 
 def _store(db: Any):
+    """The existing result database ``db`` (a path or an open ``ResultStore``); never creates one."""
     from ..store import ResultStore
 
-    if not Path(db).is_file():
-        raise ConfigError(f"no result database at {db}; run `pgf-sim sweep` or `pgf-sim run` first")
-    return ResultStore(db)
+    return db if isinstance(db, ResultStore) else ResultStore(db, create=False)
 
 
 COST_MODELS = ("trained", "deploy")
@@ -50,12 +50,11 @@ def cost_models(db: Any, sweep: str | None) -> list[CostModel]:
     ``simulate.deploy_model`` (sweeps recorded before the proxy existed have only ``trained``)."""
     from .sweep import spec_from_config
 
-    info = results.sweep_info(_store(db), sweep)
-    sim = info["config"].get("simulate", {})
-    out = [CostModel("trained", info["sim_key"], f"cost model: trained model ({info['sim_key']})",
+    info = _store(db).sweep_info(sweep)
+    out = [CostModel("trained", info.sim_key, f"cost model: trained model ({info.sim_key})",
                      f"Accuracy and cost both come from the trained models themselves: each run's real per-layer "
-                     f"masks simulated per inference ({info['sim_key']}).")]
-    spec = spec_from_config(info["config"])
+                     f"masks simulated per inference ({info.sim_key}).")]
+    spec = spec_from_config(info.config)
     if spec is not None:
         out.append(CostModel("deploy", spec.key, f"cost model: DEPLOYMENT PROXY {spec.describe()}",
                              f"Deployment-scale proxy: accuracy comes from the small trained model of the sweep; cost "
@@ -72,7 +71,7 @@ def cost_model(db: Any, sweep: str | None, name: str = "trained") -> CostModel:
         raise ConfigError(f"unknown cost model {name!r}; valid: {', '.join(COST_MODELS)}")
     found = {m.name: m for m in cost_models(db, sweep)}
     if name not in found:
-        sweep_name = results.sweep_info(_store(db), sweep)["sweep"]
+        sweep_name = _store(db).sweep_info(sweep).sweep
         raise ConfigError(f"sweep {sweep_name!r} has no deployment-proxy cost: add `deploy_model: vit_b` (and "
                           f"`deploy_batch`) to its simulate section and rerun `pgf-sim sweep` on it (finished runs "
                           f"are only costed, not retrained)")
@@ -83,7 +82,7 @@ def load_table(db: Any, sweep: str | None, cost: CostModel | None = None) -> Res
     """Candidates (accuracy mean/std over seeds + simulated costs) of a sweep, all targets;
     costs of ``cost`` (default: the trained models' own)."""
     store = _store(db)
-    name = results.sweep_info(store, sweep)["sweep"]
+    name = store.sweep_info(sweep).sweep
     rows = results.candidate_rows(store, name, None if cost is None else cost.key)
     if not rows:
         what = "" if cost is None or cost.name == "trained" else " with deployment-proxy costs (rerun the sweep to add them)"
@@ -100,23 +99,39 @@ def accuracy_floor(table: ResultTable, hw: str, max_drop: float) -> tuple[float,
     return ref.accuracy_mean - max_drop, f"accuracy within {max_drop * 100:.1f} points of {what} ({ref.accuracy_mean * 100:.2f}%)"
 
 
-def make_picks(table: ResultTable, hws: Sequence[str] | None, args: Any, *, objective: str | None = None,
+@dataclass(frozen=True)
+class PickLimits:
+    """The constraints of a pick: an absolute accuracy floor and cost caps (SI units), and
+    ``max_drop``, the accuracy floor relative to the dense baseline used when no other limit
+    is given."""
+
+    min_accuracy: float | None = None
+    max_latency_s: float | None = None
+    max_energy_j: float | None = None
+    max_drop: float | None = None
+
+    @property
+    def explicit(self) -> bool:
+        """True when an absolute limit is set (``max_drop`` is then ignored)."""
+        return any(v is not None for v in (self.min_accuracy, self.max_latency_s, self.max_energy_j))
+
+
+def make_picks(table: ResultTable, hws: Sequence[str] | None, limits: PickLimits, *, objective: str | None = None,
                model: str | None = None, cost: CostModel | None = None) -> tuple[list[Pick], list[str]]:
-    """One pick per target. Without any limit, ``args.max_drop`` (when present) sets the
-    minimum accuracy relative to the dense baseline and the objective is latency. ``cost``:
-    the view the table holds; its label ends every explanation and error."""
+    """One pick per target (``hws``; None: every target of the table). Without an explicit
+    limit, ``limits.max_drop`` (when set) gives the minimum accuracy relative to the dense
+    baseline. ``cost``: the view the table holds; its label ends every explanation and error."""
     picks, errors = [], []
     for hw in hws or table.hardware_names():
-        min_acc = args.min_accuracy
-        no_limits = min_acc is None and args.max_latency is None and args.max_energy is None
-        if no_limits and getattr(args, "max_drop", None) is not None:
-            min_acc, why = accuracy_floor(table, hw, args.max_drop)
+        min_acc = limits.min_accuracy
+        if not limits.explicit and limits.max_drop is not None:
+            min_acc, why = accuracy_floor(table, hw, limits.max_drop)
             print_note = f"(on {hw}: {why})"
         else:
             print_note = ""
         try:
-            p = pick(table, hw, min_accuracy=min_acc, max_latency_s=args.max_latency, max_energy_j=args.max_energy,
-                     objective=objective, model=model)
+            p = pick(table, hw, min_accuracy=min_acc, max_latency_s=limits.max_latency_s,
+                     max_energy_j=limits.max_energy_j, objective=objective, model=model)
             tags = " ".join(t for t in (print_note, f"[{cost.label}]" if cost else "") if t)
             if tags:
                 p = replace(p, explanation=f"{p.explanation} {tags}")
@@ -182,15 +197,15 @@ def build_report_data(db: Any, sweep: str, views: Sequence[CostViewData], patter
     from .report import CostSection, ReportData
 
     store = _store(db)
-    info = results.sweep_info(store, sweep)
-    points = results.sweep_points(store, sweep)
+    info = store.sweep_info(sweep)
+    points = store.sweep_points(info.sweep)
     sections = [CostSection(f"Cost model: {v.cost.label.removeprefix('cost model: ')}", v.cost.note, v.table,
                             list(v.picks), list(v.errors), _breakdowns(store, v))
                 for v in views]
     n_runs = len(points)
-    finished = sum(1 for pt in points if (store.get_run(pt["run_id"]) or {}).get("status") == "finished")
+    finished = sum(1 for pt in points if (run := store.get_run(pt.run_id)) is not None and run.status == "finished")
     meta = {"sweep": sweep, "database": str(db), "runs": f"{finished} finished of {n_runs}",
-            "hardware targets": ", ".join(info["hardware"])}
+            "hardware targets": ", ".join(info.hardware)}
     meta.update({f"cost model {v.cost.name}": v.cost.key for v in views})
     return ReportData(
         title=f"pgf_sim co-design report: {sweep}",
@@ -214,20 +229,20 @@ def _breakdowns(store: Any, view: CostViewData) -> list:
             if not cand.run_ids or (p.hardware, cand.label) in seen:
                 continue
             seen.add((p.hardware, cand.label))
-            rows = results.sim_layers(store, cand.run_ids[0], p.hardware, view.cost.key)
-            weight_rows = [r for r in rows if r["kind"] == "gemm"]
+            rows = store.sim_layers(cand.run_ids[0], p.hardware, view.cost.key)
+            weight_rows = [r for r in rows if r.kind == "gemm"]
             if weight_rows:
                 tag = "" if view.cost.name == "trained" else f", {view.cost.name} proxy"
                 out.append(LayerBreakdown(p.hardware, f"{cand.label} ({'pick' if cand is p.best else 'dense'}{tag})",
-                                          [r["layer"] for r in weight_rows], [r["latency_s"] for r in weight_rows],
-                                          [r["energy_j"] for r in weight_rows], [r["bound"] for r in weight_rows]))
+                                          [r.layer for r in weight_rows], [r.latency_s for r in weight_rows],
+                                          [r.energy_j for r in weight_rows], [r.bound for r in weight_rows]))
     return out
 
 
-def _group_label(point: dict[str, Any]) -> str:
-    pattern = "dense" if NM.parse(point["pattern"]).is_dense else point["pattern"]
-    head = f"{point['model']} " if point["model"] else ""
-    return f"{head}{results.recipe_label(point['recipe'], point['params'])} {pattern}"
+def _group_label(point: PointRow) -> str:
+    pattern = "dense" if point.pattern.is_dense else str(point.pattern)
+    head = f"{point.model} " if point.model else ""
+    return f"{head}{results.recipe_label(point.recipe, point.params)} {pattern}"
 
 
 def _mean_curves(series: dict[str, list[dict[int, float]]], group: str) -> list:
@@ -244,12 +259,12 @@ def _mean_curves(series: dict[str, list[dict[int, float]]], group: str) -> list:
     return out
 
 
-def _training_curves(store: Any, points: Sequence[dict[str, Any]]) -> list:
+def _training_curves(store: Any, points: Sequence[PointRow]) -> list:
     curves = []
     for key, group in (("train_loss", "train loss"), ("test_acc", "test accuracy")):
         series: dict[str, list[dict[int, float]]] = defaultdict(list)
         for pt in points:
-            vals = {step: v for step, _, v in store.run_metrics(pt["run_id"], key)}
+            vals = {step: v for step, _, v in store.run_metrics(pt.run_id, key)}
             if vals:
                 series[_group_label(pt)].append(vals)
         if key == "test_acc" and all(len(s) == 1 for ss in series.values() for s in ss):
@@ -258,13 +273,13 @@ def _training_curves(store: Any, points: Sequence[dict[str, Any]]) -> list:
     return curves
 
 
-def _grad_noise_curves(store: Any, points: Sequence[dict[str, Any]]) -> list:
+def _grad_noise_curves(store: Any, points: Sequence[PointRow]) -> list:
     curves = []
     for key in GRAD_NOISE_KEYS:
         series: dict[str, list[dict[int, float]]] = defaultdict(list)
         for pt in points:
             per_step: dict[int, list[float]] = defaultdict(list)
-            for step, _, _, v in store.run_diagnostics(pt["run_id"], key=key):
+            for step, _, _, v in store.run_diagnostics(pt.run_id, key=key):
                 if math.isfinite(v) and v > 0:
                     per_step[step].append(v)
             if per_step:  # mean over the run's sparse layers (fc1/fc2 by default)
@@ -282,20 +297,20 @@ def trained_workloads(db: Any, sweep: str | None, workdir: Path, *, dtype: str =
     from .trained import capture_run
 
     store = _store(db)
-    info = results.sweep_info(store, sweep)
-    batch = int(info["config"]["simulate"]["batch"])
+    info = store.sweep_info(sweep)
+    batch = int(info.config["simulate"]["batch"])
     chosen: dict[str, dict[str, Any]] = {}
-    for pt in sorted(results.sweep_points(store, info["sweep"]), key=lambda p: p["seed"]):
-        if (recipe is not None and pt["recipe"] != recipe) or (pattern is not None and NM.parse(pt["pattern"]) != pattern):
+    for pt in sorted(store.sweep_points(info.sweep), key=lambda p: p.seed):
+        if (recipe is not None and pt.recipe != recipe) or (pattern is not None and pt.pattern != pattern):
             continue
-        run = store.get_run(pt["run_id"])
-        if run and run["status"] == "finished":
+        run = store.get_run(pt.run_id)
+        if run and run.status == "finished":
             chosen.setdefault(_group_label(pt), pt)
     out = {}
     for label, pt in chosen.items():
-        out[f"trained {label}"], _ = capture_run(Path(workdir) / pt["run_id"], batch=batch, dtype=dtype, name=label)
+        out[f"trained {label}"], _ = capture_run(Path(workdir) / pt.run_id, batch=batch, dtype=dtype, name=label)
     if not out:
-        raise ConfigError(f"sweep {info['sweep']!r} has no finished runs to explore with")
+        raise ConfigError(f"sweep {info.sweep!r} has no finished runs to explore with")
     return out
 
 
@@ -307,17 +322,17 @@ def native_gains(db: Any, sweep: str, workdir: Path) -> list:
     from .dse import native_pattern_gain
 
     store = _store(db)
-    info = results.sweep_info(store, sweep)
-    targets = [(label, load_hardware(spec)) for label, spec in info["hardware_specs"]]
+    info = store.sweep_info(sweep)
+    targets = [(label, load_hardware(spec)) for label, spec in info.hardware_specs]
     target = next(((label, hw) for label, hw in targets if hw.sparse.native_patterns), None)
-    points = results.sweep_points(store, sweep)
-    sparse = [p for p in points if not NM.parse(p["pattern"]).is_dense]
+    points = store.sweep_points(info.sweep)
+    sparse = [p for p in points if not p.pattern.is_dense]
     if target is None or not sparse:
         return []
-    recipe = "mdgf" if any(p["recipe"] == "mdgf" for p in sparse) else sparse[0]["recipe"]
+    recipe = "mdgf" if any(p.recipe == "mdgf" for p in sparse) else sparse[0].recipe
     label, hw = target
     gains = []
-    for pattern in sorted({NM.parse(p["pattern"]) for p in sparse}, key=lambda p: -p.density):
+    for pattern in sorted({p.pattern for p in sparse}, key=lambda p: -p.density):
         if pattern in hw.sparse.native_patterns:
             continue
         try:
@@ -328,24 +343,37 @@ def native_gains(db: Any, sweep: str, workdir: Path) -> list:
     return gains
 
 
-def run_dse(args: Any) -> str:
-    from ..sim.hardware import load_hardware
+@dataclass(frozen=True)
+class TrainedSource:
+    """Where the trained runs of a DSE come from: a result database, a sweep in it (None: the
+    latest) and the run directories."""
+
+    db: Path
+    sweep: str | None
+    workdir: Path
+
+
+def run_dse(base: Any, axes: Sequence[Any], *, models: Sequence[str] = (), patterns: Sequence[NM] = (),
+            batch: int = 1, seq_len: int | None = None, trained: TrainedSource | None = None,
+            native: NM | None = None) -> str:
+    """The DSE table of ``base`` (a ``Hardware``) varied along ``axes`` for built-in ``models`` at
+    ``patterns`` and/or a sweep's trained runs; ``native``: also say whether native support of
+    that pattern pays off."""
     from .dse import builtin_workloads, explore, native_pattern_gain
 
-    base = load_hardware(args.hw)
     workloads: dict[str, Any] = {}
-    if args.model:
-        workloads.update(builtin_workloads(args.model, args.pattern or ["dense"], batch=args.batch, seq_len=args.seq_len))
-    elif args.pattern:
+    if models:
+        workloads.update(builtin_workloads(models, patterns or [DENSE], batch=batch, seq_len=seq_len))
+    elif patterns:
         raise ConfigError("--pattern applies to --model; give a built-in model (e.g. --model vit_b)")
-    if args.trained:
-        workloads.update(trained_workloads(args.db, args.sweep, args.workdir))
+    if trained is not None:
+        workloads.update(trained_workloads(trained.db, trained.sweep, trained.workdir))
     if not workloads:
         raise ConfigError("nothing to explore with: give --model NAME [--pattern N:M] and/or --trained")
-    res = explore(base, args.sets, workloads)
+    res = explore(base, axes, workloads)
     lines = [res.format_table(), ""]
     for w in res.workloads:
         lines.append(f"best for {w}: latency -> {res.best(w, 'latency_s').name}; energy -> {res.best(w, 'energy_j').name}")
-    if args.native:
-        lines += ["", native_pattern_gain(base, args.native, workloads).statement()]
+    if native is not None:
+        lines += ["", native_pattern_gain(base, native, workloads).statement()]
     return "\n".join(lines)

@@ -149,12 +149,12 @@ def train(cfg: ExperimentConfig, *, store: ResultStore, run_id: str | None = Non
     layer_info = {n: info._replace(pattern=targets[n]) for n, info in controller.layer_info().items()}
 
     existing = store.get_run(run_id)  # every rank reads it, so all return (or all train) together
-    if existing and existing["status"] == "finished" and (run_dir / FINAL_MODEL_NAME).is_file():
-        if existing["config"] != json.loads(json.dumps(config_dict, sort_keys=True)):
+    if existing and existing.status == "finished" and (run_dir / FINAL_MODEL_NAME).is_file():
+        if existing.config != json.loads(json.dumps(config_dict, sort_keys=True)):
             raise PgfSimError(f"run {run_id!r} already exists with a different config; choose another --run-id")
         model, _ = load_trained(run_dir)
-        return RunSummary(run_id, existing["final_accuracy"], layer_info, ckpt_path, cfg.model.name,
-                          run_dir, existing["final_step"], flops, model)
+        return RunSummary(run_id, existing.final_accuracy, layer_info, ckpt_path, cfg.model.name,
+                          run_dir, existing.final_step, flops, model)
 
     net = dist.wrap(model, ctx, device)
     opt = torch.optim.AdamW(_param_groups(model, cfg.schedule.weight_decay), lr=cfg.schedule.lr)

@@ -6,9 +6,9 @@ import pytest
 import yaml
 
 from pgf_sim.cli import main
-from pgf_sim.codesign import results
 from pgf_sim.codesign.cli import _accuracy, _quantity, default_sweep_path
-from pgf_sim.store import ResultStore
+from pgf_sim.core import NM
+from pgf_sim.store import ResultStore, sim_key
 
 TINY = {
     "name": "tiny_cli",
@@ -37,18 +37,18 @@ def test_run_trains_simulates_picks_and_reports(ran, capsys):
     assert rc == 0
     store = ResultStore(db)
     runs = store.list_runs(status="finished")
-    assert sorted(r["recipe"] for r in runs) == ["dense", "sr-ste"]
-    sims = results.sim_totals(db, results.sim_key(1, "fp16"))
-    assert sorted((r["hw"], r["run_id"]) for r in sims) == sorted((h, r["run_id"]) for h in TINY["hardware"] for r in runs)
+    assert sorted(r.recipe for r in runs) == ["dense", "sr-ste"]
+    sims = ResultStore(db).sim_totals(sim_key(1, "fp16"))
+    assert sorted((r.hw, r.run_id) for r in sims) == sorted((h, r.run_id) for h in TINY["hardware"] for r in runs)
     for row in sims:  # per-layer rows add up to the totals (the simulator sums ops in sequence)
-        layers = results.sim_layers(db, row["run_id"], row["hw"], row["sim_key"])
-        assert len(layers) == row["n_layers"] > 0
-        assert sum(r["latency_s"] for r in layers) == pytest.approx(row["latency_s"])
-        assert sum(r["exec_flops"] for r in layers) == pytest.approx(row["exec_flops"])
+        layers = ResultStore(db).sim_layers(row.run_id, row.hw, row.sim_key)
+        assert len(layers) == row.n_layers > 0
+        assert sum(r.latency_s for r in layers) == pytest.approx(row.latency_s)
+        assert sum(r.exec_flops for r in layers) == pytest.approx(row.exec_flops)
     # the sr-ste model's fc1/fc2 were captured at 2:4 from its real masks, the dense model's are dense
-    sr = next(r for r in runs if r["recipe"] == "sr-ste")
-    fc = [r for r in results.sim_layers(db, sr["run_id"], "flex_nm_systolic", "batch=1,dtype=fp16") if r["role"] in ("fc1", "fc2")]
-    assert fc and all(r["pattern"] == "2:4" for r in fc)
+    sr = next(r for r in runs if r.recipe == "sr-ste")
+    fc = [r for r in ResultStore(db).sim_layers(sr.run_id, "flex_nm_systolic", "batch=1,dtype=fp16") if r.role in ("fc1", "fc2")]
+    assert fc and all(r.pattern == NM(2, 4) for r in fc)
     html = report.read_text()
     assert "Plotly.newPlot" in html and "tiny_cli" in html and "sr-ste 2:4" in html
     # rerunning is a no-op (resumable)
@@ -59,7 +59,7 @@ def test_run_trains_simulates_picks_and_reports(ran, capsys):
 @pytest.mark.slow
 def test_pick_prints_the_choice_and_fails_clearly_when_nothing_fits(ran, capsys):
     tmp, path, db, workdir, report, rc = ran
-    table_acc = {r["recipe"]: r["final_accuracy"] for r in ResultStore(db).list_runs()}
+    table_acc = {r.recipe: r.final_accuracy for r in ResultStore(db).list_runs()}
     assert main(["pick", "--db", str(db), "--hw", "flex_nm_systolic", "--min-accuracy", "0"]) == 0
     out = capsys.readouterr().out
     assert out.startswith("On flex_nm_systolic: train ") and "Runner-up" in out
@@ -140,7 +140,7 @@ def test_ray_executor_runs_the_sweep(tmp_path):
                            "--workdir", str(tmp_path / "runs")], capture_output=True, text=True, timeout=500)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert len(ResultStore(db).list_runs(status="finished")) == 2
-    assert len(results.sim_totals(db, results.sim_key(1, "fp16"))) == 4
+    assert len(ResultStore(db).sim_totals(sim_key(1, "fp16"))) == 4
 
 
 @pytest.mark.slow
@@ -153,9 +153,9 @@ def test_adding_a_deploy_model_costs_finished_runs_without_retraining(ran, capsy
     from pgf_sim.sim.workloads import build_workload
 
     tmp, path, db, workdir, report, rc = ran
-    ids = {p["run_id"] for p in results.sweep_points(db, TINY["name"])}
-    finished = lambda: {r["run_id"]: r["finished_at"] for r in ResultStore(db).list_runs(status="finished")  # noqa: E731
-                        if r["run_id"] in ids}
+    ids = {p.run_id for p in ResultStore(db).sweep_points(TINY["name"])}
+    finished = lambda: {r.run_id: r.finished_at for r in ResultStore(db).list_runs(status="finished")  # noqa: E731
+                        if r.run_id in ids}
     before = finished()
     assert len(before) == 2
     upgraded = tmp / "tiny_deploy.yaml"
@@ -166,12 +166,12 @@ def test_adding_a_deploy_model_costs_finished_runs_without_retraining(ran, capsy
     assert "0 done, 0 failed before, 2 to run" in out and "trained" not in out.replace("was trained", "")
     assert finished() == before
     key = "deploy=vit_b,batch=2,seq_len=default,dtype=fp16"
-    rows = results.sim_totals(db, key, ids)
-    assert sorted((r["run_id"], r["hw"]) for r in rows) == sorted((r, h) for r in before for h in TINY["hardware"])
+    rows = ResultStore(db).sim_totals(key, ids)
+    assert sorted((r.run_id, r.hw) for r in rows) == sorted((r, h) for r in before for h in TINY["hardware"])
     for row in rows:
-        pattern = NM.parse(ResultStore(db).get_run(row["run_id"])["pattern"])  # fc1/fc2 only (the default roles)
-        want = simulate(build_workload("vit_b", batch=2, pattern=pattern), load_hardware(row["hw"])).totals
-        assert row["latency_s"] == pytest.approx(want["time_s"])
+        pattern = ResultStore(db).get_run(row.run_id).pattern  # fc1/fc2 only (the default roles)
+        want = simulate(build_workload("vit_b", batch=2, pattern=pattern), load_hardware(row.hw)).totals
+        assert row.latency_s == pytest.approx(want["time_s"])
     assert main(["pick", "--db", str(db), "--hw", "flex_nm_systolic", "--min-accuracy", "0", "--cost-model", "deploy"]) == 0
     assert "DEPLOYMENT PROXY vit_b at batch 2" in capsys.readouterr().out
     assert main(["sweep", str(upgraded), "--db", str(db), "--workdir", str(workdir)]) == 0

@@ -3,16 +3,15 @@ architecture, stored beside the trained model's own cost, and shown (labelled) b
 import pytest
 
 from pgf_sim.cli import main
-from pgf_sim.codesign import results
 from pgf_sim.codesign.deploy import DeploySpec, role_patterns, simulate_deploy
 from pgf_sim.codesign.sweep import spec_from_config
 from pgf_sim.core import NM, ConfigError
 from pgf_sim.sim.hardware import load_hardware
 from pgf_sim.sim.simulate import simulate
 from pgf_sim.sim.workloads import build_workload
-from pgf_sim.store import ResultStore
+from pgf_sim.store import TOTAL_METRICS, PointRow, ResultStore, SimLayerRow, sim_key
 
-KEY = results.sim_key(1, "fp16")
+KEY = sim_key(1, "fp16")
 HW = [("a100_80gb", "a100_80gb"), ("flex_nm_systolic", "flex_nm_systolic")]
 SPEC = DeploySpec("vit_b", 2, None, "fp16")
 
@@ -31,38 +30,44 @@ def _captured(mlp: str, qkv: str = "dense", proj: str = "dense", fc2: str | None
     return rows
 
 
+def _rows(layers):
+    """The captured layers as the store returns them (patterns parsed to NM)."""
+    return [SimLayerRow("r", "hw", KEY, i, **{**row, "pattern": NM.parse(row["pattern"]),
+                                               "exec_pattern": NM.parse(row["exec_pattern"])})
+            for i, row in enumerate(layers)]
+
+
 def test_role_patterns_uniform_groups_and_clear_errors():
-    assert role_patterns(_captured("1:8")) == (NM(1, 8), None)
-    assert role_patterns(_captured("2:4", qkv="1:8")) == (NM(2, 4), NM(1, 8))
-    assert role_patterns(_captured("dense")) == (NM.parse("dense"), None)
+    assert role_patterns(_rows(_captured("1:8"))) == (NM(1, 8), None)
+    assert role_patterns(_rows(_captured("2:4", qkv="1:8"))) == (NM(2, 4), NM(1, 8))
+    assert role_patterns(_rows(_captured("dense"))) == (NM.parse("dense"), None)
     with pytest.raises(ConfigError, match=r"run r1: layers of roles fc1/fc2.*different N:M patterns.*1:8.*2:4"):
-        role_patterns(_captured("1:8", fc2="2:4"), run_id="r1")
+        role_patterns(_rows(_captured("1:8", fc2="2:4")), run_id="r1")
     with pytest.raises(ConfigError, match=r"keeps all but the MLP and q/k/v layers dense.*2:4: blocks.0.attn.proj"):
-        role_patterns(_captured("1:8", proj="2:4"))
+        role_patterns(_rows(_captured("1:8", proj="2:4")))
 
 
 def _store(tmp_path, *, deploy: bool):
     """A hand-made finished sweep: dense and mdgf 1:8 (2 seeds each), trained costs of the tiny model."""
     store = ResultStore(tmp_path / "r.sqlite")
     sim = {"batch": 1, "dtype": "fp16", **({"deploy_model": "vit_b", "deploy_batch": 2} if deploy else {})}
-    results.record_sweep(store, "s", KEY, HW, {"name": "s", "simulate": sim})
+    store.record_sweep("s", KEY, HW, {"name": "s", "simulate": sim})
     pts = [("d-0", "dense", "dense", 0, 0.90), ("d-1", "dense", "dense", 1, 0.92),
            ("m-0", "mdgf", "1:8", 0, 0.89), ("m-1", "mdgf", "1:8", 1, 0.91)]
-    results.record_points(store, "s", [{"run_id": r, "recipe": rc, "pattern": p, "seed": sd, "model": "", "params": {}}
-                                       for r, rc, p, sd, _ in pts])
+    store.record_points("s", [PointRow(r, rc, NM.parse(p), sd, "", {}) for r, rc, p, sd, _ in pts])
     for run_id, recipe, pattern, seed, acc in pts:
         store.start_run(run_id, name="x", config={}, recipe=recipe, pattern=pattern, seed=seed)
         store.finish_run(run_id, final_step=10, final_accuracy=acc)
         layers = _captured(pattern)
-        totals = {k: sum(r[k] for r in layers) for k in results.TOTAL_METRICS}
+        totals = {k: sum(r[k] for r in layers) for k in TOTAL_METRICS}
         for label, _ in HW:  # the tiny model: same cost for every pattern (launch-bound)
-            results.write_simulation(store, run_id, label, KEY, batch=1, dtype="fp16", totals=totals, layers=layers)
+            store.write_simulation(run_id, label, KEY, batch=1, dtype="fp16", totals=totals, layers=layers)
     return store, pts
 
 
 def test_deploy_rows_equal_a_direct_simulation_of_the_same_patterns(tmp_path):
     store, pts = _store(tmp_path, deploy=True)
-    spec = spec_from_config(results.sweep_info(store, "s")["config"])
+    spec = spec_from_config(store.sweep_info("s").config)
     assert spec == SPEC and spec.key != KEY
     for run_id, *_ in pts:
         assert simulate_deploy(store, run_id, HW, spec, trained_key=KEY, train_flops=None) == [h for h, _ in HW]
@@ -70,16 +75,16 @@ def test_deploy_rows_equal_a_direct_simulation_of_the_same_patterns(tmp_path):
     for run_id, _, pattern, _, _ in pts:
         for label, name in HW:
             want = simulate(build_workload("vit_b", batch=2, pattern=NM.parse(pattern)), load_hardware(name)).totals
-            [row] = results.sim_totals(store, spec.key, [run_id], hw=label)
-            assert row["latency_s"] == pytest.approx(want["time_s"]) and row["energy_j"] == pytest.approx(want["energy_j"])
-            assert row["exec_flops"] == pytest.approx(want["exec_flops"]) and row["batch"] == 2
-            assert row["n_layers"] == len(results.sim_layers(store, run_id, label, spec.key)) > 20
+            [row] = store.sim_totals(spec.key, [run_id], hw=label)
+            assert row.latency_s == pytest.approx(want["time_s"]) and row.energy_j == pytest.approx(want["energy_j"])
+            assert row.exec_flops == pytest.approx(want["exec_flops"]) and row.batch == 2
+            assert row.n_layers == len(store.sim_layers(run_id, label, spec.key)) > 20
     # the proxy is what makes the pattern matter: on the flexible N:M array 1:8 is faster than dense
-    [dense] = results.sim_totals(store, spec.key, ["d-0"], hw="flex_nm_systolic")
-    [sparse] = results.sim_totals(store, spec.key, ["m-0"], hw="flex_nm_systolic")
-    assert sparse["latency_s"] < dense["latency_s"]
+    [dense] = store.sim_totals(spec.key, ["d-0"], hw="flex_nm_systolic")
+    [sparse] = store.sim_totals(spec.key, ["m-0"], hw="flex_nm_systolic")
+    assert sparse.latency_s < dense.latency_s
     # the trained rows are untouched
-    assert len(results.sim_totals(store, KEY)) == len(pts) * len(HW)
+    assert len(store.sim_totals(KEY)) == len(pts) * len(HW)
 
 
 def test_pick_and_report_label_both_views(tmp_path, capsys):

@@ -172,8 +172,8 @@ def test_assignment_trained_by_the_trainer_has_its_structure_and_cost(tmp_path):
     kw = dict(seeds=(0,), store=store, workdir=tmp_path / "runs", hw="flex_nm_systolic", metric="latency_s", batch=4)
     t = train_assignment(cfg, assignment, **kw)
     run = store.get_run(t.run_ids[0])
-    assert run["status"] == "finished" and run["final_step"] == 6
-    assert t.accuracies == (pytest.approx(run["final_accuracy"]),) and 0.0 <= t.accuracy <= 1.0
+    assert run.status == "finished" and run.final_step == 6
+    assert t.accuracies == (pytest.approx(run.final_accuracy),) and 0.0 <= t.accuracy <= 1.0
     assert t.patterns == assignment
 
     other = build_model(cfg.model, data_spec(cfg.data))
@@ -215,7 +215,7 @@ def test_run_mixed_verifies_by_training(tmp_path):
     chosen = dict(zip(res.sensitivity.layers, res.mixed.patterns(res.sensitivity.patterns)))
     assert t is not None and t.seeds == (0,) and t.patterns == chosen
     run = ResultStore(db).get_run(t.run_ids[0])
-    assert run["status"] == "finished" and run["config"]["recipe"]["layer_patterns"]
+    assert run.status == "finished" and run.config["recipe"]["layer_patterns"]
     assert set(res.trained) == {"2:4", "1:8"} and "mixed fine-tuned" in res.accuracy
     out = res.format()
     assert "trained from scratch with recipe.layer_patterns" in out and t.run_ids[0] in out

@@ -8,9 +8,14 @@ import numpy as np
 import pytest
 
 from pgf_sim.codesign import results
-from pgf_sim.store import ResultStore
+from pgf_sim.core import NM
+from pgf_sim.store import PointRow, ResultStore, sim_key
 
-KEY = results.sim_key(1, "fp16")
+KEY = sim_key(1, "fp16")
+
+
+def _point(run_id, recipe="mdgf", pattern="1:8", seed=0):
+    return PointRow(run_id, recipe, NM.parse(pattern), seed, "", {})
 
 
 def _layers(n, scale=1.0):
@@ -27,36 +32,36 @@ def _totals(layers):
 def test_write_is_idempotent_and_atomic(tmp_path):
     store = ResultStore(tmp_path / "r.sqlite")
     layers = _layers(3)
-    assert results.write_simulation(store, "run-a", "a100_80gb", KEY, batch=1, dtype="fp16",
+    assert store.write_simulation("run-a", "a100_80gb", KEY, batch=1, dtype="fp16",
                                     totals=_totals(layers), layers=layers, train_flops=1e9)
-    first = results.sim_totals(store, KEY)
+    first = store.sim_totals(KEY)
     # a second write of the same key changes nothing, not even the timestamp
-    assert not results.write_simulation(store, "run-a", "a100_80gb", KEY, batch=1, dtype="fp16",
+    assert not store.write_simulation("run-a", "a100_80gb", KEY, batch=1, dtype="fp16",
                                         totals=_totals(_layers(5, 2.0)), layers=_layers(5, 2.0))
-    assert results.sim_totals(store, KEY) == first
-    assert len(results.sim_layers(store, "run-a", "a100_80gb", KEY)) == 3
+    assert store.sim_totals(KEY) == first
+    assert len(store.sim_layers("run-a", "a100_80gb", KEY)) == 3
     # replace=True is the explicit re-simulation
-    assert results.write_simulation(store, "run-a", "a100_80gb", KEY, batch=1, dtype="fp16",
+    assert store.write_simulation("run-a", "a100_80gb", KEY, batch=1, dtype="fp16",
                                     totals=_totals(_layers(5, 2.0)), layers=_layers(5, 2.0), replace=True)
-    (row,) = results.sim_totals(store, KEY)
-    assert row["n_layers"] == 5 and row["dense_flops"] == 1000.0
-    assert row["latency_s"] == pytest.approx(sum(1e-6 * (i + 1) for i in range(5)))
+    (row,) = store.sim_totals(KEY)
+    assert row.n_layers == 5 and row.dense_flops == 1000.0
+    assert row.latency_s == pytest.approx(sum(1e-6 * (i + 1) for i in range(5)))
     # a bad layer row fails the whole transaction: no totals without their layers
     bad = _layers(2)
     del bad[1]["energy_j"]
     with pytest.raises(KeyError):
-        results.write_simulation(store, "run-b", "a100_80gb", KEY, batch=1, dtype="fp16", totals=_totals(_layers(2)),
+        store.write_simulation("run-b", "a100_80gb", KEY, batch=1, dtype="fp16", totals=_totals(_layers(2)),
                                  layers=bad)
-    assert results.simulated(store, KEY) == {("run-a", "a100_80gb")}
+    assert store.simulated(KEY) == {("run-a", "a100_80gb")}
 
 
 def test_points_registered_once(tmp_path):
-    db = tmp_path / "r.sqlite"
-    pts = [{"run_id": f"r{i}", "recipe": "mdgf", "pattern": "1:8", "seed": i, "model": "", "params": {}} for i in range(3)]
-    assert results.record_points(db, "s", pts) == 3
-    assert results.record_points(db, "s", pts + [{**pts[0], "run_id": "r9"}]) == 1
-    assert [p["run_id"] for p in results.sweep_points(db, "s")] == ["r0", "r1", "r2", "r9"]
-    assert results.sweep_points(db, "other") == []
+    db = ResultStore(tmp_path / "r.sqlite")
+    pts = [_point(f"r{i}", seed=i) for i in range(3)]
+    assert db.record_points("s", pts) == 3
+    assert db.record_points("s", pts + [_point("r9")]) == 1
+    assert db.sweep_points("s") == pts + [_point("r9")]  # typed rows, the pattern an NM value
+    assert db.sweep_points("other") == []
 
 
 def test_recipe_label_names_swept_params():
@@ -67,9 +72,10 @@ def test_recipe_label_names_swept_params():
 
 _WRITER = textwrap.dedent("""
     import sys
-    from pgf_sim.codesign import results
-    db, who = sys.argv[1], sys.argv[2]
-    key = results.sim_key(1, "fp16")
+    from pgf_sim.core import NM
+    from pgf_sim.store import PointRow, ResultStore, sim_key
+    db, who = ResultStore(sys.argv[1]), sys.argv[2]
+    key = sim_key(1, "fp16")
     for i in range(60):
         run = f"run-{i % 20}"            # both writers hit the same 20 runs x 3 targets
         hw = ("a100_80gb", "h100_sxm", "flexible_nm")[i % 3]
@@ -77,9 +83,8 @@ _WRITER = textwrap.dedent("""
                    "dense_flops": 1.0, "exec_flops": 0.5, "weight_bytes": 1.0, "dram_bytes": 1.0,
                    "latency_s": 1.0, "energy_j": 1.0, "bound": "compute"} for j in range(4)]
         totals = {k: 4.0 for k in ("dense_flops", "exec_flops", "latency_s", "energy_j", "weight_bytes", "dram_bytes")}
-        results.write_simulation(db, run, hw, key, batch=1, dtype="fp16", totals=totals, layers=layers)
-        results.record_points(db, "sweep", [{"run_id": run, "recipe": who, "pattern": "1:8", "seed": 0,
-                                            "model": "", "params": {}}])
+        db.write_simulation(run, hw, key, batch=1, dtype="fp16", totals=totals, layers=layers)
+        db.record_points("sweep", [PointRow(run, who, NM(1, 8), 0, "", {})])
 """)
 
 
@@ -106,10 +111,9 @@ def test_candidate_rows_join_runs_points_and_simulations(tmp_path):
 
     store = ResultStore(tmp_path / "r.sqlite")
     hw = [("a100_80gb", "a100_80gb"), ("mine", "/somewhere/mine.yaml")]
-    results.record_sweep(store, "s", KEY, hw, {"name": "s"})
+    store.record_sweep("s", KEY, hw, {"name": "s"})
     pts = [("m-0", "mdgf", "1:8", 0), ("m-1", "mdgf", "1:8", 1), ("s-0", "sr-ste", "1:8", 0), ("s-1", "sr-ste", "1:8", 1)]
-    results.record_points(store, "s", [{"run_id": r, "recipe": rc, "pattern": p, "seed": sd, "model": "", "params": {}}
-                                       for r, rc, p, sd in pts])
+    store.record_points("s", [_point(r, rc, p, sd) for r, rc, p, sd in pts])
     for run_id, recipe, pattern, seed in pts:
         store.start_run(run_id, name="x", config={}, recipe=recipe, pattern=pattern, seed=seed)
     store.finish_run("m-0", final_step=10, final_accuracy=0.90, train_flops={"fwd": 1e9})
@@ -118,7 +122,7 @@ def test_candidate_rows_join_runs_points_and_simulations(tmp_path):
     for run_id in ("m-0", "m-1"):
         for label, _ in hw:
             layers = _layers(2)
-            results.write_simulation(store, run_id, label, KEY, batch=1, dtype="fp16", totals=_totals(layers), layers=layers)
+            store.write_simulation(run_id, label, KEY, batch=1, dtype="fp16", totals=_totals(layers), layers=layers)
     rows = results.candidate_rows(store, "s")
     assert sorted((r["run_id"], r["hardware"]) for r in rows) == sorted(
         (r, h) for r in ("m-0", "m-1", "s-0") for h in ("a100_80gb", "mine"))
@@ -132,17 +136,17 @@ def test_candidate_rows_join_runs_points_and_simulations(tmp_path):
     assert mdgf.inference_flops == pytest.approx(100.0)  # executed FLOPs: 2 layers x 50
     # the unstable recipe is NaN (off the front), not represented by a lucky seed
     assert np.isnan(table.where(hardware="a100_80gb", recipe="sr-ste")[0].accuracy_mean)
-    assert results.sweep_info(store)["hardware_specs"] == hw
+    assert store.sweep_info().hardware_specs == tuple(hw)
     with pytest.raises(Exception, match="no sweep 'nope'.*sweeps there: s"):
         results.candidate_rows(store, "nope")
 
 
 def test_prune_points_keeps_only_the_current_grid(tmp_path):
     store = ResultStore(tmp_path / "r.sqlite")
-    pts = [{"run_id": f"r{i}", "recipe": "mdgf", "pattern": "1:8", "seed": i, "model": "", "params": {}} for i in range(4)]
-    results.record_points(store, "s", pts)
-    results.record_points(store, "other", pts[:1])
-    assert results.prune_points(store, "s", ["r1", "r3", "new"]) == 2
-    assert [p["run_id"] for p in results.sweep_points(store, "s")] == ["r1", "r3"]
-    assert [p["run_id"] for p in results.sweep_points(store, "other")] == ["r0"]  # other sweeps untouched
-    assert results.prune_points(store, "s", ["r1", "r3"]) == 0
+    pts = [_point(f"r{i}", seed=i) for i in range(4)]
+    store.record_points("s", pts)
+    store.record_points("other", pts[:1])
+    assert store.prune_points("s", ["r1", "r3", "new"]) == 2
+    assert [p.run_id for p in store.sweep_points("s")] == ["r1", "r3"]
+    assert [p.run_id for p in store.sweep_points("other")] == ["r0"]  # other sweeps untouched
+    assert store.prune_points("s", ["r1", "r3"]) == 0

@@ -10,8 +10,7 @@ import time
 import pytest
 import yaml
 
-from pgf_sim.codesign import results
-from pgf_sim.store import ResultStore
+from pgf_sim.store import ResultStore, sim_key
 
 STEPS = 160
 SWEEP = {
@@ -64,30 +63,30 @@ def test_killed_sweep_resumes_without_loss_or_duplicates(tmp_path):
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     store = ResultStore(db)
-    before = {r["run_id"]: r for r in store.list_runs(status="finished")}
+    before = {r.run_id: r for r in store.list_runs(status="finished")}
     assert before, "nothing had finished before the kill"
-    sims_before = {(r["run_id"], r["hw"]): r["simulated_at"] for r in results.sim_totals(db, results.sim_key(1, "fp16"))}
+    sims_before = {(r.run_id, r.hw): r.simulated_at for r in store.sim_totals(sim_key(1, "fp16"))}
     time.sleep(1.5)  # the workers' parent watch polls every 0.5 s
 
     rerun = subprocess.run(_sweep_cmd(path, db, workdir), capture_output=True, text=True, timeout=300)
     assert rerun.returncode == 0, rerun.stdout + rerun.stderr
     assert "resumed" in rerun.stdout, rerun.stdout  # the in-progress run continued from its checkpoint
 
-    runs = {r["run_id"]: r for r in store.list_runs()}
-    points = results.sweep_points(db, "resume")
-    assert len(points) == 4 and {p["run_id"] for p in points} == set(runs)
-    assert all(r["status"] == "finished" and r["final_step"] == STEPS for r in runs.values())
+    runs = {r.run_id: r for r in store.list_runs()}
+    points = store.sweep_points("resume")
+    assert len(points) == 4 and {p.run_id for p in points} == set(runs)
+    assert all(r.status == "finished" and r.final_step == STEPS for r in runs.values())
     for run_id, r in before.items():  # finished runs were not retrained
-        assert runs[run_id]["finished_at"] == r["finished_at"]
-        assert runs[run_id]["final_accuracy"] == r["final_accuracy"]
+        assert runs[run_id].finished_at == r.finished_at
+        assert runs[run_id].final_accuracy == r.final_accuracy
     for run_id in runs:  # every step's metric exactly once: nothing lost, nothing repeated
         steps = [s for s, _, _ in store.run_metrics(run_id, "train_loss")]
         assert steps == list(range(1, STEPS + 1)), run_id
-    sims = results.sim_totals(db, results.sim_key(1, "fp16"))
-    assert sorted((r["run_id"], r["hw"]) for r in sims) == sorted((r, h) for r in runs for h in SWEEP["hardware"])
+    sims = store.sim_totals(sim_key(1, "fp16"))
+    assert sorted((r.run_id, r.hw) for r in sims) == sorted((r, h) for r in runs for h in SWEEP["hardware"])
     for r in sims:  # simulations stored before the kill were kept as they were
-        if (r["run_id"], r["hw"]) in sims_before:
-            assert r["simulated_at"] == sims_before[(r["run_id"], r["hw"])]
+        if (r.run_id, r.hw) in sims_before:
+            assert r.simulated_at == sims_before[(r.run_id, r.hw)]
     # a third run has nothing left to do
     again = subprocess.run(_sweep_cmd(path, db, workdir), capture_output=True, text=True, timeout=300)
     assert again.returncode == 0 and "4 done, 0 failed before, 0 to run" in again.stdout, again.stdout

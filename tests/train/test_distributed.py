@@ -46,7 +46,7 @@ def test_ddp_two_ranks_gloo(tmp_path, monkeypatch):
         assert torch.equal(r0[key], r1[key]), key  # identical weights, hence identical masks
 
     store = ResultStore(tmp_path / "db.sqlite")
-    assert store.get_run("ddp")["status"] == "finished"
+    assert store.get_run("ddp").status == "finished"
     ddp_loss = [v for _, _, v in store.run_metrics("ddp", "train_loss")]
     assert len(ddp_loss) == STEPS  # rank 0 alone wrote
 

@@ -2,7 +2,8 @@
 import multiprocessing as mp
 import sqlite3
 
-from pgf_sim.store import ResultStore
+from pgf_sim.core import NM
+from pgf_sim.store import LayerRow, ResultStore
 
 
 def _start(store, run_id="r1", **kw):
@@ -13,16 +14,16 @@ def test_run_lifecycle(tmp_path):
     store = ResultStore(tmp_path / "db.sqlite")
     _start(store)
     run = store.get_run("r1")
-    assert run["status"] == "running" and run["config"] == {"a": 1} and run["final_accuracy"] is None
+    assert run.status == "running" and run.config == {"a": 1} and run.final_accuracy is None
     store.finish_run("r1", final_step=10, final_accuracy=0.9, train_flops={"forward": 2.0, "input_grad": 1.0, "weight_grad": 3.0})
     run = store.get_run("r1")
-    assert run["status"] == "finished" and run["final_accuracy"] == 0.9 and run["train_flops"] == 6.0
-    assert run["train_flops_json"]["weight_grad"] == 3.0
+    assert run.status == "finished" and run.final_accuracy == 0.9 and run.train_flops == 6.0
+    assert run.train_flops_split["weight_grad"] == 3.0
     _start(store, "r2", recipe="dense")
     store.fail_run("r2", "diverged")
-    assert [r["run_id"] for r in store.list_runs()] == ["r1", "r2"]
-    assert [r["run_id"] for r in store.list_runs(status="failed")] == ["r2"]
-    assert store.get_run("r2")["message"] == "diverged"
+    assert [r.run_id for r in store.list_runs()] == ["r1", "r2"]
+    assert [r.run_id for r in store.list_runs(status="failed")] == ["r2"]
+    assert store.get_run("r2").message == "diverged"
     assert store.get_run("nope") is None
 
 
@@ -36,7 +37,7 @@ def test_metrics_layers_diagnostics_and_truncate(tmp_path):
     assert [s for s, _, _ in store.run_metrics("r1")] == [1, 2, 3, 4, 5, 6]
     assert store.run_metrics("r1", "loss")[1] == (2, "loss", 0.5)
     assert store.run_diagnostics("r1") == [(4, "fc1", "grad_var", 0.5)]
-    assert store.run_layers("r1") == [{"layer": "blocks.0.mlp.fc1", "role": "fc1", "pattern": "2:4", "shape": [256, 64]}]
+    assert store.run_layers("r1") == [LayerRow("blocks.0.mlp.fc1", "fc1", NM(2, 4), (256, 64))]
     # re-logging a step after a resume replaces, never duplicates
     store.add_metrics("r1", [(6, "loss", 9.0)])
     assert store.run_metrics("r1", "loss")[-1] == (6, "loss", 9.0)
@@ -71,4 +72,4 @@ def test_two_processes_write_concurrently(tmp_path):
     store = ResultStore(path)
     for i in range(2):
         assert len(store.run_metrics(f"p{i}")) == 300
-        assert store.get_run(f"p{i}")["status"] == "finished"
+        assert store.get_run(f"p{i}").status == "finished"

@@ -3,6 +3,7 @@ import pytest
 import yaml
 
 from pgf_sim.cli import main
+from pgf_sim.core import NM
 from pgf_sim.store import ResultStore
 
 from tiny_experiment import one_thread, tiny_dict  # noqa: F401 (fixture)
@@ -20,9 +21,9 @@ def test_train_command_end_to_end(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "run cli-run: final test accuracy" in out and str(db) in out
     run = ResultStore(db).get_run("cli-run")
-    assert run["status"] == "finished" and run["pattern"] == "1:8" and run["final_step"] == 3
+    assert run.status == "finished" and run.pattern == NM(1, 8) and run.final_step == 3
     assert (runs / "cli-run" / "final_model.pt").is_file()
-    assert f"{run['final_accuracy']:.4f}" in out
+    assert f"{run.final_accuracy:.4f}" in out
 
 
 def test_bad_yaml_key_is_a_clean_error(tmp_path, capsys):

@@ -25,7 +25,7 @@ def test_every_recipe_trains_the_tiny_default(recipe, tmp_path):
     s = train(cfg, store=store, workdir=tmp_path / "runs", progress=False)
     assert 0.0 <= s.final_accuracy <= 1.0 and s.final_step == 6
     run = store.get_run(s.run_id)
-    assert run["status"] == "finished" and run["final_accuracy"] == s.final_accuracy
+    assert run.status == "finished" and run.final_accuracy == s.final_accuracy
     assert [step for step, _, _ in store.run_metrics(s.run_id, "train_loss")] == list(range(1, 7))
     model, loaded_cfg = load_trained(s.run_dir)
     assert loaded_cfg == cfg
@@ -39,8 +39,8 @@ def test_every_recipe_trains_the_tiny_default(recipe, tmp_path):
     assert (model.get_submodule("blocks.0.attn.qkv").weight != 0).all()
     if RECIPES.get(recipe).sparse:  # the final patterns (SDGF starts at 3:4 but ends at 2:4)
         assert {str(p) for p, _, _ in s.layer_info.values()} == {"2:4"}
-        assert {row["pattern"] for row in store.run_layers(s.run_id)} == {"2:4"}
-        assert {row["layer"] for row in store.run_layers(s.run_id)} == {"blocks.0.mlp.fc1", "blocks.0.mlp.fc2"}
+        assert {row.pattern for row in store.run_layers(s.run_id)} == {NM(2, 4)}
+        assert {row.layer for row in store.run_layers(s.run_id)} == {"blocks.0.mlp.fc1", "blocks.0.mlp.fc2"}
     # the saved model scores what the run reported
     acc, _ = evaluate(model, load_data(cfg.data), torch.device("cpu"), False)
     assert acc == s.final_accuracy
@@ -56,7 +56,7 @@ def test_every_recipe_trains_the_tiny_default(recipe, tmp_path):
         assert betas == []
     if recipe == "dense":  # the hypothetical 2:4 mask of the moving dense weights does flip
         assert store.run_diagnostics(s.run_id, key="grad_var_pruned")
-    assert run["train_flops"] > 0 and set(run["train_flops_json"]) == set(s.train_flops)
+    assert run.train_flops > 0 and set(run.train_flops_split) == set(s.train_flops)
 
 
 def _final_state(run_dir):
@@ -123,7 +123,7 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
     assert ckpt["step"] == bad_step - 1
     assert all(torch.isfinite(v).all() for v in ckpt["model"].values() if v.is_floating_point())
     run = store.get_run("nan")
-    assert run["status"] == "failed" and "diverged" in run["message"]
+    assert run.status == "failed" and "diverged" in run.message
 
 
 def test_bf16_autocast_trains(tmp_path):

@@ -1,0 +1,125 @@
+"""The package's architecture, read from its imports (every ``import``, also inside functions).
+
+Layers, lowest first; a part may import only the parts below it:
+
+    core                        the N:M value, registries, strict config, errors
+    sparsity                    torch-free recipe schedules, roles, per-step densities
+    store                       the one owner of the SQLite result database
+    sim      train              the simulator (no torch in its core); training (torch)
+    codesign                    sweeps, Pareto/pick, reports: couples train and sim
+    cli, __main__               the command line
+
+``pgf_sim/__init__.py`` re-exports from core only. Imports are resolved from the AST, so a
+lazy import inside a function counts as much as one at the top of a module.
+"""
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import networkx as nx
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGE = ROOT / "pgf_sim"
+
+# part -> the parts it may import (besides itself)
+ALLOWED = {
+    "core": set(),
+    "sparsity": {"core"},
+    "store": {"core"},
+    "sim": {"core", "sparsity"},
+    "train": {"core", "sparsity", "store"},
+    "codesign": {"core", "sparsity", "store", "sim", "train"},
+    "__init__": {"core"},
+    "cli": {"core"},  # subcommand modules are found by name (importlib), not imported here
+    "__main__": {"cli"},
+}
+
+
+def module_name(path: Path) -> str:
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+MODULES = {module_name(p): p for p in sorted(PACKAGE.rglob("*.py"))}
+
+
+def imports_of(name: str, path: Path) -> set[str]:
+    """Absolute names of everything ``path`` imports, at any depth of its AST; ``from X import Y``
+    yields ``X`` and, when ``X.Y`` is a module of the package, ``X.Y`` too."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    package = name.split(".") if path.name == "__init__.py" else name.split(".")[:-1]
+    out: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            out.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package[: len(package) - (node.level - 1)]
+                target = ".".join(base + ([node.module] if node.module else []))
+            else:
+                target = node.module or ""
+            out.add(target)
+            out.update(f"{target}.{alias.name}" for alias in node.names if f"{target}.{alias.name}" in MODULES)
+    return out
+
+
+IMPORTS = {name: imports_of(name, path) for name, path in MODULES.items()}
+
+
+def part(module: str) -> str:
+    """``pgf_sim.sim.cost`` -> ``sim``; ``pgf_sim.store`` -> ``store``; ``pgf_sim`` -> ``__init__``."""
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else "__init__"
+
+
+def package_imports(name: str) -> set[str]:
+    return {m for m in IMPORTS[name] if m == "pgf_sim" or m.startswith("pgf_sim.")}
+
+
+def test_the_parser_sees_lazy_imports():
+    # sanity of the reader itself: a function-level import is found, relative names resolve
+    assert "pgf_sim.sim.capture" in IMPORTS["pgf_sim.codesign.trained"]
+    assert "torch" in IMPORTS["pgf_sim.sim.capture"]  # imported inside capture()
+    assert "pgf_sim.core.errors" in IMPORTS["pgf_sim.sim.cost"] or "pgf_sim.core" in IMPORTS["pgf_sim.sim.cost"]
+
+
+def test_every_part_is_known():
+    assert {part(m) for m in MODULES} <= set(ALLOWED)
+
+
+@pytest.mark.parametrize("name", sorted(MODULES))
+def test_layering(name):
+    mine = part(name)
+    bad = sorted(m for m in package_imports(name) if part(m) != mine and part(m) not in ALLOWED[mine])
+    assert not bad, f"{name} ({mine}) imports {bad}; {mine} may import only {sorted(ALLOWED[mine])}"
+
+
+def test_sim_never_imports_train():
+    bad = {n: sorted(m for m in package_imports(n) if part(m) == "train") for n in MODULES if part(n) == "sim"}
+    assert not {n: b for n, b in bad.items() if b}
+
+
+def test_only_the_store_imports_sqlite3():
+    users = sorted(n for n, imps in IMPORTS.items() if any(m == "sqlite3" or m.startswith("sqlite3.") for m in imps))
+    assert users == ["pgf_sim.store"]
+
+
+def test_sparsity_core_imports_no_torch():
+    users = sorted(n for n, imps in IMPORTS.items() if part(n) in ("core", "sparsity")
+                   and any(m == "torch" or m.startswith("torch.") for m in imps))
+    assert not users
+
+
+def test_no_import_cycles():
+    g = nx.DiGraph()
+    g.add_nodes_from(MODULES)
+    for name in MODULES:
+        for target in package_imports(name):
+            # ``from pgf_sim.core import NM`` goes through the package's __init__, which is a
+            # module of its own; a package importing its own submodules is not a cycle
+            if target in MODULES and target != name and not name.startswith(target + "."):
+                g.add_edge(name, target)
+    cycles = sorted(sorted(c) for c in nx.strongly_connected_components(g) if len(c) > 1)
+    assert not cycles, f"import cycles: {cycles}"
