@@ -33,6 +33,7 @@ from pgf_sim.core import NM  # noqa: E402
 from pgf_sim.sim.cost import BOUND_COMPUTE, BOUND_MEMORY, BOUND_OVERHEAD, hw_arrays, evaluate_grid  # noqa: E402
 from pgf_sim.sim.hardware import list_hardware, load_hardware  # noqa: E402
 from pgf_sim.sim.mapping import MODE_DENSE_COMPRESSED, MODE_DENSE_FALLBACK, MODE_NATIVE, best_native  # noqa: E402
+from pgf_sim.sim.ops import OpCode  # noqa: E402
 from pgf_sim.sim.workloads import build_workload  # noqa: E402
 
 PATTERNS = [NM.parse(p) for p in ("dense", "2:4", "1:4", "1:8", "1:16", "1:32")]
@@ -70,7 +71,7 @@ def scalar_params(hw, hp, i: int) -> dict:
 def scalar_cost(t, i: int, pn: int, pm: int, p: dict) -> tuple[float, float, int]:
     """The cost model of ``pgf_sim.sim.cost`` for one layer, in scalar Python: (time, energy, bound)."""
     kind = int(t.kind[i])
-    is_mat, is_gemm = kind != 2, kind == 0
+    is_mat, is_gemm = kind != OpCode.ELEMENTWISE, kind == OpCode.GEMM
     m, n, k, batch = float(t.m[i]), float(t.n[i]), float(t.k[i]), float(t.batch[i])
     vbits = float(t.value_bits[i])
     bytes_el = vbits / 8.0

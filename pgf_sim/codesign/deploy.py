@@ -22,11 +22,14 @@ carried over faithfully: that is a ``ConfigError`` naming the layers, not a sile
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping
+from typing import TYPE_CHECKING, Iterable
 
 from ..core import DENSE, NM, ConfigError
 from ..sparsity.roles import MLP_ROLES, QKV_ROLES, ROLES, role_group
 from ..store import ResultStore, SimLayerRow
+
+if TYPE_CHECKING:
+    from ..sim.hardware import Hardware
 
 
 @dataclass(frozen=True)
@@ -88,12 +91,11 @@ def role_patterns(layers: Iterable[SimLayerRow], *, run_id: str = "") -> tuple[N
     return mlp, (None if qkv.is_dense else qkv)
 
 
-def simulate_deploy(store: ResultStore, run_id: str, hardware: Iterable[tuple[str, str]], spec: DeploySpec, *,
+def simulate_deploy(store: ResultStore, run_id: str, hardware: Iterable[tuple[str, Hardware]], spec: DeploySpec, *,
                     trained_key: str, train_flops: float | None, replace: bool = False) -> list[str]:
     """Cost run ``run_id``'s per-role patterns on ``spec``'s architecture on every target, stored
     under ``spec.key``; the patterns come from the run's stored trained simulation (any target:
     the captured weight pattern does not depend on the hardware). Returns the targets written."""
-    from ..sim.hardware import load_hardware
     from ..sim.simulate import simulate
     from ..sim.workloads import build_workload
     from . import results
@@ -106,8 +108,8 @@ def simulate_deploy(store: ResultStore, run_id: str, hardware: Iterable[tuple[st
     workload = build_workload(spec.model, batch=spec.batch, seq_len=spec.seq_len, pattern=pattern,
                               qkv_pattern=qkv, dtype=spec.dtype)
     written = []
-    for label, hw_spec in hardware:
-        totals, layers = results.from_sim_result(simulate(workload, load_hardware(hw_spec)))
+    for label, hw in hardware:
+        totals, layers = results.from_sim_result(simulate(workload, hw))
         if store.write_simulation(run_id, label, spec.key, batch=spec.batch, dtype=spec.dtype,
                                     totals=totals, layers=layers, train_flops=train_flops, replace=replace):
             written.append(label)

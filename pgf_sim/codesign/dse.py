@@ -25,7 +25,7 @@ import numpy as np
 from ..core.errors import ConfigError
 from ..core.pattern import NM
 from ..sim.hardware import Hardware, replace_field
-from ..sim.ops import OpTable, Workload
+from ..sim.ops import OpCode, OpTable, Workload
 
 
 @dataclass(frozen=True)
@@ -323,7 +323,7 @@ def native_pattern_gain(base: Hardware, pattern: NM | str, workloads: Mapping[st
 
 def _uses(table: OpTable, pattern: NM) -> bool:
     """True if some weight GEMM of ``table`` is sparse with a pattern that complies with ``pattern``."""
-    pairs = {(int(n), int(m)) for n, m, k in zip(table.pat_n, table.pat_m, table.kind) if k == 0 and n != m}
+    pairs = {(int(n), int(m)) for n, m, k in zip(table.pat_n, table.pat_m, table.kind) if k == OpCode.GEMM and n != m}
     return any(NM(n, m).complies_with(pattern) for n, m in pairs)
 
 

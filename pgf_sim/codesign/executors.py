@@ -17,26 +17,33 @@ import time
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from ..core import PgfSimError
+
+if TYPE_CHECKING:
+    from ..sim.hardware import Hardware
+    from ..store import ResultStore
+    from .deploy import DeploySpec
 
 
 @dataclass(frozen=True)
 class PointTask:
+    """One grid point to run; plain frozen values, so it pickles to a worker process or a Ray task."""
+
     run_id: str
     label: str                      # human description of the grid point
-    experiment: dict[str, Any]      # resolved ExperimentConfig as a mapping
-    db_path: str
-    workdir: str
-    hardware: tuple[tuple[str, str], ...]  # (label, name or path)
+    experiment: Any                 # the resolved pgf_sim.train.experiment.ExperimentConfig
+    db_path: Path
+    workdir: Path
+    hardware: tuple[tuple[str, Hardware], ...]  # (label, loaded target)
     batch: int
     dtype: str
     sim_key: str
     threads: int
     progress: bool = False
     resimulate: bool = False
-    deploy: Any = None              # deploy.DeploySpec of the deployment-scale proxy cost, or None
+    deploy: DeploySpec | None = None  # the deployment-scale proxy cost
 
 
 @dataclass(frozen=True)
@@ -53,7 +60,6 @@ def execute_point(task: PointTask) -> PointResult:
     t0 = time.time()
     _set_threads(task.threads)
     from ..store import ResultStore
-    from ..train.experiment import experiment_from_dict
 
     store = ResultStore(task.db_path)
     workdir = Path(task.workdir)
@@ -66,8 +72,7 @@ def execute_point(task: PointTask) -> PointResult:
             from ..train.trainer import train
 
             status = "resumed" if (workdir / task.run_id / "checkpoint.pt").exists() else "trained"
-            cfg = experiment_from_dict(task.experiment, source=f"sweep point {task.label}")
-            train(cfg, store=store, run_id=task.run_id, workdir=workdir, progress=task.progress)
+            train(task.experiment, store=store, run_id=task.run_id, workdir=workdir, progress=task.progress)
             run = store.get_run(task.run_id)
         done = set() if task.resimulate else {hw for _, hw in store.simulated(task.sim_key, [task.run_id])}
         todo = tuple((label, spec) for label, spec in task.hardware if label not in done)
@@ -85,17 +90,16 @@ def execute_point(task: PointTask) -> PointResult:
     return PointResult(task.run_id, status, run.final_accuracy, tuple(label for label, _ in todo), time.time() - t0)
 
 
-def simulate_run(store: Any, run_id: str, run_dir: Path, hardware: tuple[tuple[str, str], ...], *,
+def simulate_run(store: ResultStore, run_id: str, run_dir: Path, hardware: tuple[tuple[str, Hardware], ...], *,
                  batch: int, dtype: str, key: str, train_flops: float | None, replace: bool = False) -> None:
     """Capture the trained model (its real per-layer N:M structure) and store its cost on each target."""
-    from ..sim.hardware import load_hardware
     from ..sim.simulate import simulate
     from . import results
     from .trained import capture_run
 
     workload, _ = capture_run(run_dir, batch=batch, dtype=dtype)
-    for label, spec in hardware:
-        sim = simulate(workload, load_hardware(spec))
+    for label, hw in hardware:
+        sim = simulate(workload, hw)
         totals, layers = results.from_sim_result(sim)
         store.write_simulation(run_id, label, key, batch=batch, dtype=dtype, totals=totals, layers=layers,
                                  train_flops=train_flops, replace=replace)

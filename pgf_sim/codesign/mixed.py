@@ -35,7 +35,9 @@ experiment with ``recipe.layer_patterns`` = the assignment), beside the sweep's 
 from __future__ import annotations
 
 import itertools
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Iterator
 
 import numpy as np
 
@@ -52,6 +54,40 @@ class Assignment:
 
     def patterns(self, patterns: tuple[NM, ...]) -> tuple[NM, ...]:
         return tuple(patterns[c] for c in self.choice)
+
+    def layer_patterns(self, layers: tuple[str, ...], patterns: tuple[NM, ...]) -> "LayerPatterns":
+        """The chosen pattern of each of ``layers`` (the rows of the cost table)."""
+        return LayerPatterns.of(dict(zip(layers, self.patterns(patterns))))
+
+
+@dataclass(frozen=True, eq=False)  # Mapping's equality: equal to any mapping with the same items
+class LayerPatterns(Mapping):
+    """A per-layer assignment, hashable and read-only: weight-layer name -> N:M pattern, in the
+    order given. Read it like a dict (``assignment[name]``, ``.items()``)."""
+
+    entries: tuple[tuple[str, NM], ...]
+
+    def __hash__(self) -> int:
+        return hash(self.entries)
+
+    @classmethod
+    def of(cls, mapping: "Mapping[str, NM | str]") -> "LayerPatterns":
+        return cls(tuple((str(name), NM.parse(p)) for name, p in mapping.items()))
+
+    def __getitem__(self, name: str) -> NM:
+        for key, pattern in self.entries:
+            if key == name:
+                return pattern
+        raise KeyError(name)
+
+    def __iter__(self) -> Iterator[str]:
+        return (name for name, _ in self.entries)
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def __str__(self) -> str:
+        return ", ".join(f"{name}={p}" for name, p in self.entries)
 
 
 def _check(cost: np.ndarray, penalty: np.ndarray, budget: int) -> tuple[np.ndarray, np.ndarray]:
@@ -192,7 +228,7 @@ def count_errors(model, x, y, batch: int = 512) -> int:
     return wrong
 
 
-def apply_patterns(model, assignment: dict[str, NM]) -> dict[str, "object"]:
+def apply_patterns(model, assignment: LayerPatterns) -> dict[str, "object"]:
     """Re-mask each named layer in place to its pattern (top-n |w| per group of the current
     weights); returns the boolean masks applied."""
     import torch

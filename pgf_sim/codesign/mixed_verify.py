@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from ..core import NM, ConfigError
-from .mixed import (Assignment, Sensitivity, apply_patterns, best_uniform, layer_costs, layer_weights,
+from .mixed import (Assignment, LayerPatterns, Sensitivity, apply_patterns, best_uniform, layer_costs, layer_weights,
                     measure_sensitivity, solve_exact)
 
 
@@ -66,7 +66,7 @@ class TrainedMixed:
     seeds: tuple[int, ...]
     accuracies: tuple[float, ...]
     costs: tuple[float, ...]
-    patterns: dict[str, NM]  # captured per-layer weight patterns of the first seed's model
+    patterns: LayerPatterns  # captured per-layer weight patterns of the first seed's model
 
     @property
     def accuracy(self) -> float:
@@ -77,7 +77,7 @@ class TrainedMixed:
         return float(np.mean(self.costs))
 
 
-def mixed_experiment(cfg: Any, assignment: dict[str, NM], seed: int) -> Any:
+def mixed_experiment(cfg: Any, assignment: LayerPatterns, seed: int) -> Any:
     """``cfg`` (an ``ExperimentConfig``) with each named layer's target set by
     ``recipe.layer_patterns`` (names escaped, so each glob matches exactly its layer)."""
     layer_patterns = {_glob.escape(name): pat for name, pat in assignment.items()}
@@ -85,7 +85,7 @@ def mixed_experiment(cfg: Any, assignment: dict[str, NM], seed: int) -> Any:
     return dataclasses.replace(cfg, name=f"{cfg.name}-mixed", recipe=recipe, seed=seed)
 
 
-def train_assignment(cfg: Any, assignment: dict[str, NM], *, seeds: tuple[int, ...], store: Any, workdir: Any,
+def train_assignment(cfg: Any, assignment: LayerPatterns, *, seeds: tuple[int, ...], store: Any, workdir: Any,
                      hw: str, metric: str, batch: int, dtype: str = "fp16", progress: bool = False) -> TrainedMixed:
     """Train ``cfg`` with the per-layer ``assignment`` for each seed (resuming / reusing finished
     runs of ``store`` + ``workdir``), then capture and simulate each trained model on ``hw``."""
@@ -98,7 +98,7 @@ def train_assignment(cfg: Any, assignment: dict[str, NM], *, seeds: tuple[int, .
     if not seeds:
         raise ConfigError("train_assignment needs at least one seed")
     hardware = load_hardware(hw)
-    run_ids, accs, costs, patterns = [], [], [], {}
+    run_ids, accs, costs, patterns = [], [], [], None
     for seed in seeds:
         summary = train(mixed_experiment(cfg, assignment, seed), store=store, workdir=Path(workdir), progress=progress)
         workload, _ = capture_run(Path(workdir) / summary.run_id, batch=batch, dtype=dtype)
@@ -106,8 +106,9 @@ def train_assignment(cfg: Any, assignment: dict[str, NM], *, seeds: tuple[int, .
         run_ids.append(summary.run_id)
         accs.append(float(summary.final_accuracy))
         costs.append(float(totals[metric]))
-        if not patterns:
-            patterns = {op.name: op.pattern for op in workload.ops if op.kind == "gemm" and op.name in assignment}
+        if patterns is None:
+            patterns = LayerPatterns.of({op.name: op.pattern for op in workload.ops
+                                         if op.kind == "gemm" and op.name in assignment})
     return TrainedMixed(tuple(run_ids), tuple(seeds), tuple(accs), tuple(costs), patterns)
 
 
@@ -228,7 +229,7 @@ def run_mixed(*, db: Any, sweep: str | None, workdir: Any, hw: str, run_id: str 
         if a is None:
             continue
         m = copy.deepcopy(model)
-        masks = apply_patterns(m, dict(zip(layers, a.patterns(cands))))
+        masks = apply_patterns(m, a.layer_patterns(layers, cands))
         acc[f"{label} one-shot"] = evaluate(m, data, torch.device("cpu"), False)[0]
         if finetune_steps:
             finetune_masked(m, data, masks, steps=finetune_steps, lr=cfg.schedule.lr * 0.25,
@@ -240,7 +241,7 @@ def run_mixed(*, db: Any, sweep: str | None, workdir: Any, hw: str, run_id: str 
         start_label = next((p.recipe for p in points if p.run_id == run_id), None)
         seeds = train_seeds or tuple(sorted({p.seed for p in points if p.recipe == start_label})) or (cfg.seed,)
         trained_mixed = train_assignment(
-            cfg, dict(zip(layers, mixed.patterns(cands))), seeds=seeds, store=store, workdir=workdir, hw=hw,
+            cfg, mixed.layer_patterns(layers, cands), seeds=seeds, store=store, workdir=workdir, hw=hw,
             metric=metric, batch=batch, dtype=str(info.config["simulate"].get("dtype", "fp16")), progress=progress)
     return MixedResult(hw, metric, run_id, base, sens, cost, const, budget, budget_errors, mixed, uniform,
                        finetune_steps, acc, _trained_uniform(store, info, run_id, hw, metric), trained_mixed)

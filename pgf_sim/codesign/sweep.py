@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..core import DENSE, NM, ConfigError, apply_overrides, from_dict, load_yaml, to_dict
+from ..core import DENSE, NM, ConfigError, apply_overrides, from_dict, load_yaml, set_values, to_dict
 
 DENSE_RECIPE = "dense"
 
@@ -128,7 +128,8 @@ class SweepConfig:
 
 @dataclass(frozen=True)
 class GridPoint:
-    """One run of the sweep. ``experiment`` is the resolved experiment as a plain mapping."""
+    """One run of the sweep. ``experiment`` is the resolved, validated experiment
+    (a ``pgf_sim.train.experiment.ExperimentConfig``)."""
 
     run_id: str
     recipe: str          # the recipe label of the grid
@@ -136,7 +137,7 @@ class GridPoint:
     seed: int
     model: str           # model label ("" when the grid has no model axis)
     params: dict[str, Any]
-    experiment: dict[str, Any]
+    experiment: Any
 
     def record(self):
         """This point as a row of the store's ``sweep_points`` table."""
@@ -220,20 +221,18 @@ def expand(sweep: Sweep) -> list[GridPoint]:
         if not dense and not grid.patterns:
             raise ConfigError(f"{sweep.source}: grid.patterns is empty but recipe {label!r} needs a pattern")
         for pattern, values, seed in itertools.product([DENSE] if dense else grid.patterns, param_values, grid.seeds):
-            data = copy.deepcopy(sweep.base_experiment)
-            data = apply_overrides(data, [f"{k}={_yaml_scalar(v)}" for k, v in _flatten(cfg.overrides).items()],
-                                   source=sweep.source)
+            data = set_values(sweep.base_experiment, _flatten(cfg.overrides), source=sweep.source)
             data["model"] = _merge(data.get("model", {}), model_sec)
-            data["recipe"] = _merge(data.get("recipe", {}), {**recipe_sec, "pattern": str(pattern)})
+            data["recipe"] = _merge(data.get("recipe", {}), {**recipe_sec, "pattern": pattern})
             data["seed"] = seed
             params = dict(zip(param_keys, values))
             if dense:  # recipe settings do not change the dense baseline: it runs once, like its pattern
                 params = {k: v for k, v in params.items() if not k.startswith("recipe.")}
-            data = apply_overrides(data, [f"{k}={_yaml_scalar(v)}" for k, v in params.items()], source=sweep.source)
+            data = set_values(data, params, source=sweep.source)
             where = f"{sweep.source} (grid point {label} {pattern} seed {seed}{' ' + model_label if model_label else ''})"
             exp = experiment_from_dict(data, source=where)
             run_id = exp.default_run_id()
-            point = GridPoint(run_id, label, pattern, seed, model_label, params, to_dict(exp))
+            point = GridPoint(run_id, label, pattern, seed, model_label, params, exp)
             if dense and run_id in seen:
                 continue  # the dense point of another combination of recipe-only params
             if run_id in seen:
@@ -266,13 +265,6 @@ def _flatten(mapping: dict[str, Any], prefix: str = "") -> dict[str, Any]:
         else:
             out[full] = value
     return out
-
-
-def _yaml_scalar(value: Any) -> str:
-    """A value as YAML flow text, for ``apply_overrides`` (which parses it back)."""
-    import json
-
-    return json.dumps(to_dict(value))
 
 
 # ------------------------------------------------------------------------------------ driver
@@ -314,8 +306,7 @@ def run_sweep(sweep: Sweep, *, db: str | Path, workdir: str | Path, workers: int
     t0 = time.time()
     points = expand(sweep)
     hardware = sweep.hardware_specs()
-    for _, spec in hardware:
-        load_hardware(spec)  # an unknown target fails now, not after the training
+    targets = tuple((label, load_hardware(spec)) for label, spec in hardware)  # an unknown one fails now
     store = ResultStore(db)
     sim = sweep.config.simulate
     key = sim_key(sim.batch, sim.dtype)
@@ -345,8 +336,8 @@ def run_sweep(sweep: Sweep, *, db: str | Path, workdir: str | Path, workers: int
              f"experiment config) no longer count in its results; they stay in {db}")
     echo(f"sweep {sweep.name}: {len(points)} runs x {len(hardware)} hardware targets; {len(done)} done, "
          f"{len(failed_before)} failed before, {len(todo)} to run ({executor}, {workers} workers x {threads} threads)")
-    tasks = [PointTask(p.run_id, p.describe(), p.experiment, str(Path(db).resolve()), str(Path(workdir).resolve()),
-                       tuple(hardware), sim.batch, sim.dtype, key, threads,
+    tasks = [PointTask(p.run_id, p.describe(), p.experiment, Path(db).resolve(), Path(workdir).resolve(),
+                       targets, sim.batch, sim.dtype, key, threads,
                        progress=(workers == 1 and executor == "local"), resimulate=resimulate, deploy=deploy)
              for p in todo]
     runner = RUNNERS[executor]
@@ -395,7 +386,7 @@ def _in_progress(store, tasks, t0: float) -> str:
         if run is None or run.status != "running":
             continue
         steps = store.run_metrics(task.run_id, "train_loss")
-        total = task.experiment["schedule"].get("steps")
+        total = task.experiment.schedule.steps
         at = steps[-1][0] if steps else 0
         bits.append(f"{task.label} step {at}" + (f"/{total}" if total else ""))
     shown = "; ".join(bits) if bits else "starting workers"

@@ -67,17 +67,31 @@ def apply_overrides(data: dict[str, Any], overrides: list[str], *, source: str =
         key, raw = item.split("=", 1)
         # YAML 1.1 reads an unquoted 1:8 as the base-60 integer 68; a bare N:M stays a string.
         value = raw.strip() if _NM_TEXT.match(raw) else (yaml.safe_load(raw) if raw else "")
-        node = out
-        parts = key.strip().split(".")
-        for part in parts[:-1]:
-            child = node.get(part)
-            if child is None:
-                child = node[part] = {}
-            if not isinstance(child, dict):
-                raise ConfigError(f"{source}: override {key!r}: {part!r} is not a section")
-            node = child
-        node[parts[-1]] = value
+        _set_path(out, key, value, source)
     return out
+
+
+def set_values(data: dict[str, Any], values: dict[str, Any], *, source: str = "<config>") -> dict[str, Any]:
+    """Set already-parsed ``values`` at dotted keys (``schedule.steps``) of a nested mapping copy."""
+    import copy
+
+    out = copy.deepcopy(data)
+    for key, value in values.items():
+        _set_path(out, key, copy.deepcopy(value), source)
+    return out
+
+
+def _set_path(out: dict[str, Any], key: str, value: Any, source: str) -> None:
+    node = out
+    parts = key.strip().split(".")
+    for part in parts[:-1]:
+        child = node.get(part)
+        if child is None:
+            child = node[part] = {}
+        if not isinstance(child, dict):
+            raise ConfigError(f"{source}: override {key!r}: {part!r} is not a section")
+        node = child
+    node[parts[-1]] = value
 
 
 def _type_name(tp: Any) -> str:

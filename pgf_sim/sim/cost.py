@@ -10,7 +10,7 @@ Pure, vectorised NumPy over layers (``evaluate``) and over hardware x patterns x
   output tiles of tile_m x tile_n spread over ``units``, K padded to the K step, fill/drain
   per K step, small shapes padded (tile quantisation and wave quantisation as in NVIDIA's
   "Matrix Multiplication Background" performance guide).
-- Element-wise ops (``kind`` 2) run on the vector unit and are normally memory-bound.
+- Element-wise ops (``OpCode.ELEMENTWISE``) run on the vector unit and are normally memory-bound.
 - Memory time = DRAM bytes / (bandwidth x efficiency), or on-chip traffic / on-chip bandwidth
   if larger. DRAM bytes = compressed weights (values + metadata) + activations in/out, plus
   re-reads when the working set exceeds on-chip memory (``tiling.dram_traffic``).
@@ -35,7 +35,7 @@ from ..core.errors import ConfigError
 from ..core.pattern import NM
 from .hardware import Hardware
 from .mapping import MODE_DENSE_COMPRESSED, MODE_NATIVE, map_patterns, map_patterns_many
-from .ops import OpTable
+from .ops import OpCode, OpTable
 from .tiling import compute_cycles, dram_traffic, k_steps, onchip_traffic
 
 BOUND_COMPUTE, BOUND_MEMORY, BOUND_OVERHEAD = 0, 1, 2
@@ -175,12 +175,12 @@ def evaluate_grid(
     pn = np.array([p.n for p in patterns], dtype=np.int64)[:, None]
     pm = np.array([p.m for p in patterns], dtype=np.int64)[:, None]
     out = None
-    for kind in (0, 1, 2):
+    for kind in OpCode:
         idx = np.flatnonzero(table.kind == kind)
         if not len(idx):
             continue
         sub = OpTable(*(col[idx] for col in table))
-        if kind == 0:
+        if kind == OpCode.GEMM:
             applies = sub.k[None, :] % pm == 0
             part = _grid(sub, np.where(applies, pn, sub.pat_n[None, :]), np.where(applies, pm, sub.pat_m[None, :]), hws, hp)
         else:
@@ -193,7 +193,7 @@ def evaluate_grid(
 
 
 def _grid(table: OpTable, pat_n: np.ndarray, pat_m: np.ndarray, hws: Sequence[Hardware], hp: HwArrays) -> LayerCost:
-    if (table.kind == 0).any():
+    if (table.kind == OpCode.GEMM).any():
         exec_n, exec_m, mode = map_patterns_many(pat_n, pat_m, hws)
     else:  # nothing weight-sparse: everything executes dense
         exec_n = exec_m = np.ones((len(hws),) + pat_n.shape, dtype=np.int64)
@@ -210,8 +210,8 @@ def _evaluate_core(table, pat_n, pat_m, exec_n, exec_m, mode, hp: HwArrays, hw_n
         return a.reshape((H,) + (1,) * (nd - 1))
 
     kind = table.kind
-    is_mat = kind != 2
-    is_gemm = kind == 0
+    is_mat = kind != OpCode.ELEMENTWISE
+    is_gemm = kind == OpCode.GEMM
     bits_idx = np.searchsorted(np.array(_BITS), table.value_bits)
     bits_idx = np.clip(bits_idx, 0, len(_BITS) - 1)
     macs_arr = hp.macs_by_bits[:, bits_idx].reshape((H,) + (1,) * (nd - 2) + (len(kind),))

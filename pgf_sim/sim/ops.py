@@ -10,6 +10,7 @@ GEMM convention (all over the simulator): output ``(M, N) = (M, K) @ (K, N)``.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import IntEnum
 from typing import Literal, NamedTuple
 
 import numpy as np
@@ -67,11 +68,19 @@ class Workload:
         return OpTable.from_ops(self.ops)
 
 
+class OpCode(IntEnum):
+    """``OpTable.kind`` codes, one per ``Op.kind``."""
+
+    GEMM = 0
+    MATMUL = 1
+    ELEMENTWISE = 2
+
+
 class OpTable(NamedTuple):
     """Struct-of-arrays form of a list of ops (length L), the cost model's input."""
 
     names: np.ndarray       # (L,) object: op names
-    kind: np.ndarray        # (L,) int8: 0 gemm, 1 matmul, 2 elementwise
+    kind: np.ndarray        # (L,) int8: an OpCode
     m: np.ndarray           # (L,) int64
     n: np.ndarray           # (L,) int64
     k: np.ndarray           # (L,) int64
@@ -84,7 +93,7 @@ class OpTable(NamedTuple):
     value_bits: np.ndarray  # (L,) int64
     count: np.ndarray       # (L,) int64: identical instances (own weights, own launches); costs scale by it
 
-    KIND_CODES = {"gemm": 0, "matmul": 1, "elementwise": 2}
+    KIND_CODES = {"gemm": OpCode.GEMM, "matmul": OpCode.MATMUL, "elementwise": OpCode.ELEMENTWISE}
 
     @classmethod
     def from_ops(cls, ops: list[Op]) -> "OpTable":

@@ -18,13 +18,12 @@ from ..core.pattern import DENSE, NM
 from ..sparsity.flops import step_densities
 from ..sparsity.roles import NO_INPUT_GRAD_ROLES
 from ..sparsity.schedules import RecipeConfig, layer_target, segments
-from .cost import LayerCost, evaluate
+from .cost import BOUND_NAMES, LayerCost, evaluate
 from .hardware import Hardware, load_hardware
 from .mapping import MODE_NAMES, map_patterns
 from .ops import Op, OpTable, Workload
 from .report_table import format_columns, rows_to_csv, si, to_json
 
-BOUND_NAMES = ("compute", "memory", "overhead")  # LayerCost.bound codes 0, 1, 2
 ROW_COLUMNS = ("layer", "role", "kind", "shape", "count", "pattern", "exec_pattern", "mapping",
                "dense_flops", "exec_flops", "dram_bytes", "weight_bytes", "compute_time_s",
                "memory_time_s", "time_s", "bound", "energy_j")

@@ -13,6 +13,7 @@ from pgf_sim.store import TOTAL_METRICS, PointRow, ResultStore, SimLayerRow, sim
 
 KEY = sim_key(1, "fp16")
 HW = [("a100_80gb", "a100_80gb"), ("flex_nm_systolic", "flex_nm_systolic")]
+TARGETS = [(label, load_hardware(name)) for label, name in HW]
 SPEC = DeploySpec("vit_b", 2, None, "fp16")
 
 
@@ -70,8 +71,8 @@ def test_deploy_rows_equal_a_direct_simulation_of_the_same_patterns(tmp_path):
     spec = spec_from_config(store.sweep_info("s").config)
     assert spec == SPEC and spec.key != KEY
     for run_id, *_ in pts:
-        assert simulate_deploy(store, run_id, HW, spec, trained_key=KEY, train_flops=None) == [h for h, _ in HW]
-        assert simulate_deploy(store, run_id, HW, spec, trained_key=KEY, train_flops=None) == []  # idempotent
+        assert simulate_deploy(store, run_id, TARGETS, spec, trained_key=KEY, train_flops=None) == [h for h, _ in HW]
+        assert simulate_deploy(store, run_id, TARGETS, spec, trained_key=KEY, train_flops=None) == []  # idempotent
     for run_id, _, pattern, _, _ in pts:
         for label, name in HW:
             want = simulate(build_workload("vit_b", batch=2, pattern=NM.parse(pattern)), load_hardware(name)).totals
@@ -90,7 +91,7 @@ def test_deploy_rows_equal_a_direct_simulation_of_the_same_patterns(tmp_path):
 def test_pick_and_report_label_both_views(tmp_path, capsys):
     store, pts = _store(tmp_path, deploy=True)
     for run_id, *_ in pts:
-        simulate_deploy(store, run_id, HW, SPEC, trained_key=KEY, train_flops=None)
+        simulate_deploy(store, run_id, TARGETS, SPEC, trained_key=KEY, train_flops=None)
     db = str(tmp_path / "r.sqlite")
     assert main(["pick", "--db", db, "--hw", "flex_nm_systolic", "--min-accuracy", "0.85", "--cost-model", "deploy"]) == 0
     out = capsys.readouterr().out

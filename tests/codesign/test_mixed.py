@@ -96,7 +96,7 @@ def test_layer_costs_add_up_to_the_simulated_total():
     """The per-layer costs at the captured patterns + the constant = simulate()'s total."""
     import torch
 
-    from pgf_sim.codesign.mixed import apply_patterns, layer_costs
+    from pgf_sim.codesign.mixed import LayerPatterns, apply_patterns, layer_costs
     from pgf_sim.core import NM
     from pgf_sim.sim.capture import capture
     from pgf_sim.sim.hardware import load_hardware
@@ -111,7 +111,7 @@ def test_layer_costs_add_up_to_the_simulated_total():
     torch.manual_seed(0)
     model = build_model(cfg.model, data_spec(cfg.data))
     layers = ("blocks.0.mlp.fc1", "blocks.0.mlp.fc2")
-    apply_patterns(model, {layers[0]: NM(2, 4), layers[1]: NM(1, 8)})
+    apply_patterns(model, LayerPatterns.of({layers[0]: NM(2, 4), layers[1]: NM(1, 8)}))
     workload = capture(model, (example_input(cfg, 16),))
     pats = (NM(2, 4), NM(1, 8), NM(1, 16))
     for hw_name in ("flex_nm_systolic", "a100_80gb"):
@@ -137,10 +137,11 @@ def _tiny_experiment(steps: int = 6):
 def test_layer_names_become_exact_globs():
     from fnmatch import fnmatchcase
 
+    from pgf_sim.codesign.mixed import LayerPatterns
     from pgf_sim.codesign.mixed_verify import mixed_experiment
     from pgf_sim.core import NM
 
-    cfg = mixed_experiment(_tiny_experiment(), {"a[0].fc1": NM(1, 8), "b*.fc2": NM(2, 4)}, seed=3)
+    cfg = mixed_experiment(_tiny_experiment(), LayerPatterns.of({"a[0].fc1": NM(1, 8), "b*.fc2": NM(2, 4)}), seed=3)
     assert cfg.seed == 3 and cfg.name == "tiny_mixed-mixed" and cfg.recipe.name == "sdgf"
     globs = list(cfg.recipe.layer_patterns)
     assert fnmatchcase("a[0].fc1", globs[0]) and not fnmatchcase("a0.fc1", globs[0])
@@ -154,7 +155,7 @@ def test_assignment_trained_by_the_trainer_has_its_structure_and_cost(tmp_path):
     call reuses the finished run instead of training again."""
     import torch
 
-    from pgf_sim.codesign.mixed import apply_patterns
+    from pgf_sim.codesign.mixed import LayerPatterns, apply_patterns
     from pgf_sim.codesign.mixed_verify import train_assignment
     from pgf_sim.core import NM
     from pgf_sim.sim.capture import capture
@@ -167,7 +168,7 @@ def test_assignment_trained_by_the_trainer_has_its_structure_and_cost(tmp_path):
     torch.set_num_threads(1)
     cfg = _tiny_experiment()
     layers = ("blocks.0.mlp.fc1", "blocks.0.mlp.fc2")
-    assignment = {layers[0]: NM(1, 8), layers[1]: NM(2, 4)}
+    assignment = LayerPatterns.of({layers[0]: NM(1, 8), layers[1]: NM(2, 4)})
     store = ResultStore(tmp_path / "r.sqlite")
     kw = dict(seeds=(0,), store=store, workdir=tmp_path / "runs", hw="flex_nm_systolic", metric="latency_s", batch=4)
     t = train_assignment(cfg, assignment, **kw)
@@ -177,7 +178,7 @@ def test_assignment_trained_by_the_trainer_has_its_structure_and_cost(tmp_path):
     assert t.patterns == assignment
 
     other = build_model(cfg.model, data_spec(cfg.data))
-    apply_patterns(other, {layers[0]: NM(2, 4), layers[1]: NM(2, 4)})
+    apply_patterns(other, LayerPatterns.of({layers[0]: NM(2, 4), layers[1]: NM(2, 4)}))
     pats = (NM(2, 4), NM(1, 8))
     cost, const = layer_costs(capture(other, (example_input(cfg, 4),)), layers, pats,
                               load_hardware("flex_nm_systolic"), "latency_s")
@@ -212,7 +213,7 @@ def test_run_mixed_verifies_by_training(tmp_path):
     res = run_mixed(db=db, sweep=None, workdir=workdir, hw="flex_nm_systolic", recipe="sr-ste",
                     budget=0.5, finetune_steps=3, n_calib=64)
     t = res.trained_mixed
-    chosen = dict(zip(res.sensitivity.layers, res.mixed.patterns(res.sensitivity.patterns)))
+    chosen = res.mixed.layer_patterns(res.sensitivity.layers, res.sensitivity.patterns)
     assert t is not None and t.seeds == (0,) and t.patterns == chosen
     run = ResultStore(db).get_run(t.run_ids[0])
     assert run.status == "finished" and run.config["recipe"]["layer_patterns"]
@@ -221,3 +222,18 @@ def test_run_mixed_verifies_by_training(tmp_path):
     assert "trained from scratch with recipe.layer_patterns" in out and t.run_ids[0] in out
     better = [p for p, (a, c, _) in res.trained.items() if a >= t.accuracy and c <= t.cost]
     assert ("at least as accurate and as cheap as the trained mixed one: " + (", ".join(better) or "none")) in out
+
+
+def test_layer_patterns_is_a_read_only_hashable_mapping():
+    from pgf_sim.codesign.mixed import Assignment, LayerPatterns
+    from pgf_sim.core import NM
+
+    a = LayerPatterns.of({"blocks.1.fc2": "1:8", "blocks.0.fc1": NM(2, 4)})
+    assert list(a) == ["blocks.1.fc2", "blocks.0.fc1"]  # the order given
+    assert a["blocks.1.fc2"] == NM(1, 8) and "blocks.0.fc1" in a and len(a) == 2
+    assert a == {"blocks.0.fc1": NM(2, 4), "blocks.1.fc2": NM(1, 8)}
+    assert hash(a) == hash(LayerPatterns.of(dict(a))) and {a: 1}[LayerPatterns.of(dict(a))] == 1
+    with pytest.raises(TypeError):
+        a["blocks.0.fc1"] = NM(1, 16)  # read-only
+    chosen = Assignment((1, 0), 1.0, 0).layer_patterns(("l0", "l1"), (NM(2, 4), NM(1, 8)))
+    assert chosen == {"l0": NM(1, 8), "l1": NM(2, 4)}

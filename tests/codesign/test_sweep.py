@@ -34,7 +34,7 @@ def test_grid_counts_and_dense_collapse(tmp_path):
     combos = {(p.recipe, str(p.pattern), p.seed) for p in pts if p.recipe != "dense"}
     assert combos == {(r, pat, s) for r in ("sr-ste", "mdgf") for pat in ("2:4", "1:8") for s in (0, 1)}
     for p in pts:
-        exp = experiment_from_dict(p.experiment)
+        exp = p.experiment
         assert exp.recipe.name == p.recipe and exp.recipe.pattern == p.pattern and exp.seed == p.seed
         # the run id is the experiment's own default id: `pgf-sim train` of the same config finds it
         assert p.run_id == exp.default_run_id()
@@ -53,7 +53,7 @@ def test_params_models_and_recipe_variants(tmp_path):
     # per model: dense once (recipe.* params do not apply to it) + 2 variants x 2 dense fractions
     assert len(pts) == 2 * (1 + 2 * 2)
     for p in pts:
-        exp = experiment_from_dict(p.experiment)
+        exp = p.experiment
         assert exp.model.options["dim"] == int(p.model[1:])
         assert exp.model.options["depth"] == 1  # merged into the base model section, not replaced
         assert exp.schedule.lr == 0.001
@@ -141,4 +141,4 @@ def test_nested_and_dotted_overrides_change_one_field(tmp_path):
     a = expand(load_sweep(_write(tmp_path, dotted, "a.yaml")))
     b = expand(load_sweep(_write(tmp_path, nested, "b.yaml")))
     assert [p.run_id for p in a] == [p.run_id for p in b]
-    assert all(p.experiment["schedule"]["batch_size"] == 32 and p.experiment["schedule"]["steps"] == 21 for p in b)
+    assert all(p.experiment.schedule.batch_size == 32 and p.experiment.schedule.steps == 21 for p in b)
