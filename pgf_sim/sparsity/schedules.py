@@ -36,10 +36,8 @@ class RecipeSpec:
     sparse: bool  # False only for the dense baseline
     decays: bool  # MDGF: pruned weights fade out with beta(t) instead of being cut at once
     moving_pattern: bool  # SDGF: the pattern steps through frames toward the target
-    srste: bool  # SR-STE's lambda * (1 - m) * W term in the gradient
     default_dense_fraction: float = 0.0
     default_finetune_fraction: float = 0.0
-    summary: str = ""
 
 
 RECIPES: Registry[RecipeSpec] = Registry("recipe")
@@ -55,12 +53,14 @@ def _add(spec: RecipeSpec) -> None:
 # phase beat frames spread over the whole run by ~9 points on digits). MDGF's beta never reaches
 # 0 exactly with the exponential decay, so MDGF ends with 10% of binary-mask fine-tuning: the
 # model is then trained with exactly the mask ``finalize()`` applies.
-_add(RecipeSpec("dense", False, False, False, False, summary="dense baseline, W"))
-_add(RecipeSpec("ste", True, False, False, False, summary="W*m forward, straight-through gradient"))
-_add(RecipeSpec("sr-ste", True, False, False, True, summary="STE + lambda*(1-m)*W in the gradient"))
-_add(RecipeSpec("mdgf", True, True, False, False, 0.0, 0.1, "W*(m + beta(t)(1-m)), beta decays"))
-_add(RecipeSpec("sdgf", True, False, True, False, summary="binary mask whose N:M pattern moves to the target"))
-_add(RecipeSpec("mdgf+sdgf", True, True, True, False, 0.0, 0.1, "beta decay on top of the SDGF frames (our extension)"))
+_add(RecipeSpec("dense", sparse=False, decays=False, moving_pattern=False))  # the baseline: W
+_add(RecipeSpec("ste", sparse=True, decays=False, moving_pattern=False))  # W*m, straight-through gradient
+_add(RecipeSpec("sr-ste", sparse=True, decays=False, moving_pattern=False))  # STE + lambda*(1-m)*W in the gradient
+_add(RecipeSpec("mdgf", sparse=True, decays=True, moving_pattern=False,  # W*(m + beta(t)(1-m)), beta decays
+                default_finetune_fraction=0.1))
+_add(RecipeSpec("sdgf", sparse=True, decays=False, moving_pattern=True))  # binary mask, its N:M moves to the target
+_add(RecipeSpec("mdgf+sdgf", sparse=True, decays=True, moving_pattern=True,  # beta decay on the SDGF frames (ours)
+                default_finetune_fraction=0.1))
 
 
 # ---------------------------------------------------------------------------------------- decays

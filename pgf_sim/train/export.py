@@ -194,25 +194,11 @@ def trained_patterns(model: nn.Module, recipe) -> dict[str, NM]:
     """Layer name -> target N:M of a model trained (and finalized) under ``recipe`` (a
     ``RecipeConfig``): the layers ``sparsify`` made sparse, per-layer targets included. A layer
     ``skip_indivisible`` left dense (some pattern of its schedule does not divide it) is left out."""
-    from .masks import check_divisible
-    from ..sparsity.schedules import layer_target, patterns_used
-    from .sparsify import infer_roles
+    from .sparsify import select_layers
 
     if not recipe.spec.sparse:
         return {}
-    roles, out = infer_roles(model), {}
-    for name, (module, param, rd) in weight_params(model).items():
-        target = layer_target(recipe, name, roles[name])
-        if target is None:
-            continue
-        shape = tuple(getattr(module, param).shape)
-        try:
-            for pattern in patterns_used(recipe, target):
-                check_divisible(shape, pattern, name=name, reduction_dim=rd)
-        except ShapeError:
-            continue  # training would have raised unless skip_indivisible kept it dense
-        out[name] = target
-    return out
+    return {layer.name: layer.target for layer in select_layers(model, recipe)[0]}
 
 
 def mismatches(path: str | Path, reference: nn.Module, fresh: nn.Module) -> list[str]:

@@ -138,10 +138,6 @@ def reference_mask(weight: torch.Tensor, pattern: NM, *, reduction_dim: int = 1)
     return from_groups(keep, tuple(weight.shape), reduction_dim).contiguous()
 
 
-def dense_mask(weight: torch.Tensor) -> torch.Tensor:
-    return torch.ones(weight.shape, dtype=torch.bool, device=weight.device)
-
-
 def flip_count(before: torch.Tensor, after: torch.Tensor) -> int:
     """Number of positions whose kept/pruned state differs between two masks of one shape."""
     if before.shape != after.shape:

@@ -32,7 +32,7 @@ from .recipes import BEHAVIOURS, StepState
 
 log = logging.getLogger(__name__)
 
-__all__ = ["sparsify", "SparseController", "LayerInfo", "infer_roles"]
+__all__ = ["sparsify", "select_layers", "SparseController", "LayerInfo", "infer_roles"]
 
 
 class LayerInfo(NamedTuple):
@@ -42,7 +42,9 @@ class LayerInfo(NamedTuple):
 
 
 @dataclass
-class _Layer:
+class SelectedLayer:
+    """A weight layer a recipe sparsifies, with its target pattern (``select_layers``)."""
+
     name: str
     module: nn.Module
     param: str
@@ -50,6 +52,12 @@ class _Layer:
     target: NM
     reduction_dim: int
     shape: tuple[int, ...]
+
+
+@dataclass
+class _Layer(SelectedLayer):
+    """A selected layer and its state at the current step."""
+
     pattern: NM = DENSE
     beta: float = 1.0
     phase: str = "dense"
@@ -235,9 +243,12 @@ class SparseController:
         return {n: l.mask for n, l in self._layers.items()}
 
 
-def sparsify(model: nn.Module, cfg: RecipeConfig, total_steps: int) -> SparseController:
-    """Select layers (``cfg.layers``/``exclude`` globs + ``cfg.roles``), check shapes against every
-    pattern they will meet, install the recipe, and return the controller at step 0."""
+def select_layers(model: nn.Module, cfg: RecipeConfig) -> tuple[list[SelectedLayer], list[tuple[str, tuple[int, ...], str]]]:
+    """The layers ``cfg`` selects (``layers``/``exclude`` globs, ``roles``, ``qkv_pattern``,
+    ``layer_patterns``) with their targets, each checked against every pattern its schedule
+    meets; and the layers ``skip_indivisible`` leaves dense, as (name, shape, reason). An
+    indivisible layer is a ``ShapeError`` without ``skip_indivisible``; a ``layer_patterns`` glob
+    that matches no weight layer is a ``ConfigError``."""
     roles = infer_roles(model)
     params = weight_params(model)
     unmatched = [g for g in cfg.layer_patterns if not any(layer_pattern_glob(cfg, n) == g for n in params)]
@@ -249,9 +260,6 @@ def sparsify(model: nn.Module, cfg: RecipeConfig, total_steps: int) -> SparseCon
         target = layer_target(cfg, name, roles[name])
         if target is None:
             continue
-        if parametrize.is_parametrized(module, param):
-            raise ConfigError(f"layer {name!r} is already parametrized (sparsified twice?); "
-                              "sparsify a fresh model, or finalize() the previous controller first")
         shape = tuple(getattr(module, param).shape)
         try:
             for pattern in patterns_used(cfg, target):
@@ -265,13 +273,27 @@ def sparsify(model: nn.Module, cfg: RecipeConfig, total_steps: int) -> SparseCon
             if not cfg.skip_indivisible:
                 raise exc from None
             skipped.append((name, shape, str(exc)))
-            log.warning("sparsify: layer %s %s left dense: %s", name, shape, exc)
             continue
-        layers.append(_Layer(name, module, param, roles[name], target, reduction_dim, shape))
+        layers.append(SelectedLayer(name, module, param, roles[name], target, reduction_dim, shape))
     if not layers and cfg.spec.sparse:
         raise ConfigError(
             f"recipe {cfg.name!r} selected no layer (layers={list(cfg.layers)}, roles={list(cfg.roles)}); "
             f"roles found: {sorted(set(roles.values()))}")
+    return layers, skipped
+
+
+def sparsify(model: nn.Module, cfg: RecipeConfig, total_steps: int) -> SparseController:
+    """Select layers (``select_layers``), check shapes against every pattern they will meet,
+    install the recipe, and return the controller at step 0."""
+    selected, skipped = select_layers(model, cfg)
+    for name, shape, reason in skipped:
+        log.warning("sparsify: layer %s %s left dense: %s", name, shape, reason)
+    layers = []
+    for sel in selected:
+        if parametrize.is_parametrized(sel.module, sel.param):
+            raise ConfigError(f"layer {sel.name!r} is already parametrized (sparsified twice?); "
+                              "sparsify a fresh model, or finalize() the previous controller first")
+        layers.append(_Layer(**vars(sel)))
     if cfg.spec.sparse:
         for layer in layers:
             parametrize.register_parametrization(layer.module, layer.param, _RecipeWeight(layer, cfg), unsafe=True)
