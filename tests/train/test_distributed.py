@@ -10,7 +10,6 @@ from pgf_sim.store import ResultStore
 from pgf_sim.train.experiment import experiment_from_dict
 from pgf_sim.train.trainer import train
 
-from tiny_experiment import one_thread, tiny_dict  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -37,7 +36,7 @@ def _worker(rank: int, world: int, port: int, tmp: str, cfg_dict: dict) -> None:
 
 
 @pytest.mark.slow  # ~10 s idle, more on a busy machine: three processes import torch + DDP (dynamo)
-def test_ddp_two_ranks_gloo(tmp_path, monkeypatch):
+def test_ddp_two_ranks_gloo(tmp_path, monkeypatch, tiny_dict):
     cfg_dict = tiny_dict(recipe="mdgf", steps=STEPS, checkpoint_every=2)
     mp.spawn(_worker, args=(2, _free_port(), str(tmp_path), cfg_dict), nprocs=2, join=True)
     r0 = torch.load(tmp_path / "rank0.pt", weights_only=True)

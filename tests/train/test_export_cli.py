@@ -8,11 +8,10 @@ from pgf_sim.cli import main
 from pgf_sim.core import NM
 from pgf_sim.store import ResultStore
 from pgf_sim.train.experiment import experiment_from_dict
-from tiny_experiment import one_thread, tiny_dict  # noqa: F401 (fixture)
 
 
 @pytest.fixture
-def run_dir(tmp_path, one_thread):  # noqa: F811
+def run_dir(tmp_path, one_thread, tiny_dict):
     from pgf_sim.train.trainer import train
 
     data = tiny_dict(recipe="sr-ste", pattern="2:4")

@@ -13,7 +13,6 @@ from pgf_sim.train.sparsify import sparsify
 
 from pgf_sim.train.experiment import experiment_from_dict
 
-from tiny_experiment import one_thread, tiny_dict  # noqa: F401
 
 
 def _two_layer():
@@ -56,7 +55,7 @@ def test_sdgf_frames_per_layer_toward_each_target():
 
 
 @pytest.mark.parametrize("recipe", ["ste", "sr-ste", "mdgf", "sdgf", "mdgf+sdgf"])
-def test_two_layer_model_trains_to_each_layers_own_structure(recipe, one_thread):  # noqa: F811
+def test_two_layer_model_trains_to_each_layers_own_structure(recipe, one_thread):
     model = _two_layer()
     cfg = RecipeConfig(name=recipe, pattern=NM(1, 8), layer_patterns={"fc1": "2:4", "fc2": "1:8"})
     steps = 30
@@ -77,7 +76,7 @@ def test_two_layer_model_trains_to_each_layers_own_structure(recipe, one_thread)
     assert torch.equal(nonzero_fc2, torch.full_like(nonzero_fc2, 1))
 
 
-def test_trainer_records_per_layer_patterns(tmp_path, one_thread):  # noqa: F811
+def test_trainer_records_per_layer_patterns(tmp_path, one_thread, tiny_dict):
     from pgf_sim.store import ResultStore
     from pgf_sim.train.trainer import train
 

@@ -6,7 +6,6 @@ from pgf_sim.core import ConfigError
 from pgf_sim.train.data import DataSpec
 from pgf_sim.train.experiment import ModelConfig
 from pgf_sim.train.models import MODELS, build_model
-from tiny_experiment import one_thread  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

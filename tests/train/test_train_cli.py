@@ -6,12 +6,11 @@ from pgf_sim.cli import main
 from pgf_sim.core import NM
 from pgf_sim.store import ResultStore
 
-from tiny_experiment import one_thread, tiny_dict  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def test_train_command_end_to_end(tmp_path, capsys):
+def test_train_command_end_to_end(tmp_path, capsys, tiny_dict):
     exp = tmp_path / "tiny.yaml"
     exp.write_text(yaml.safe_dump(tiny_dict(steps=4)))
     db, runs = tmp_path / "res.sqlite", tmp_path / "runs"
@@ -26,7 +25,7 @@ def test_train_command_end_to_end(tmp_path, capsys):
     assert f"{run.final_accuracy:.4f}" in out
 
 
-def test_bad_yaml_key_is_a_clean_error(tmp_path, capsys):
+def test_bad_yaml_key_is_a_clean_error(tmp_path, capsys, tiny_dict):
     exp = tmp_path / "bad.yaml"
     exp.write_text(yaml.safe_dump({**tiny_dict(), "epochz": 3}))
     assert main(["train", str(exp), "--db", str(tmp_path / "db"), "--workdir", str(tmp_path)]) == 2
@@ -35,7 +34,7 @@ def test_bad_yaml_key_is_a_clean_error(tmp_path, capsys):
     assert "Traceback" not in err
 
 
-def test_bad_override_and_missing_file(tmp_path, capsys):
+def test_bad_override_and_missing_file(tmp_path, capsys, tiny_dict):
     exp = tmp_path / "ok.yaml"
     exp.write_text(yaml.safe_dump(tiny_dict()))
     assert main(["train", str(exp), "recipe.pattern=5:4", "--db", str(tmp_path / "db")]) == 2

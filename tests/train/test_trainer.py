@@ -11,7 +11,6 @@ from pgf_sim.train.checkpoint import CheckpointError
 from pgf_sim.train.data import load_data
 from pgf_sim.train.masks import complies
 from pgf_sim.sparsity.schedules import RECIPES
-from tiny_experiment import one_thread, tiny_cfg  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -19,7 +18,7 @@ from pgf_sim.train.trainer import FINAL_MODEL_NAME, TrainingDiverged, evaluate, 
 
 
 @pytest.mark.parametrize("recipe", RECIPES.names())
-def test_every_recipe_trains_the_tiny_default(recipe, tmp_path):
+def test_every_recipe_trains_the_tiny_default(recipe, tmp_path, tiny_cfg):
     cfg = tiny_cfg(recipe=recipe, diagnostics={"every": 3, "window": 2})
     store = ResultStore(tmp_path / "db.sqlite")
     s = train(cfg, store=store, workdir=tmp_path / "runs", progress=False)
@@ -64,7 +63,7 @@ def _final_state(run_dir):
 
 
 @pytest.mark.parametrize("recipe", ["mdgf", "sdgf"])
-def test_resume_equals_uninterrupted(recipe, tmp_path, monkeypatch):
+def test_resume_equals_uninterrupted(recipe, tmp_path, monkeypatch, tiny_cfg):
     cfg = tiny_cfg(recipe=recipe, steps=8, checkpoint_every=4, eval_every=2, diagnostics={"every": 4, "window": 2},
                    model={"name": "vit", "options": {"patch_size": 4, "dim": 32, "depth": 1, "heads": 2, "dropout": 0.1}})
     store = ResultStore(tmp_path / "db.sqlite")
@@ -93,7 +92,7 @@ def test_resume_equals_uninterrupted(recipe, tmp_path, monkeypatch):
     assert store.run_diagnostics("resumed") == store.run_diagnostics("straight")
 
 
-def test_finished_run_is_returned_and_config_change_is_refused(tmp_path):
+def test_finished_run_is_returned_and_config_change_is_refused(tmp_path, tiny_cfg):
     store = ResultStore(tmp_path / "db.sqlite")
     cfg = tiny_cfg(steps=3)
     first = train(cfg, store=store, run_id="r", workdir=tmp_path, progress=False)
@@ -110,7 +109,7 @@ def test_finished_run_is_returned_and_config_change_is_refused(tmp_path):
         train(tiny_cfg(steps=3, seed=1), store=store, run_id="r", workdir=tmp_path, progress=False)
 
 
-def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, tiny_cfg):
     # lr 1e30 without clipping: after one AdamW step the weights are ~1e30 and the next forward
     # overflows to inf/NaN.
     cfg = tiny_cfg(recipe="ste", steps=20, checkpoint_every=1,
@@ -126,19 +125,19 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
     assert run.status == "failed" and "diverged" in run.message
 
 
-def test_bf16_autocast_trains(tmp_path):
+def test_bf16_autocast_trains(tmp_path, tiny_cfg):
     s = train(tiny_cfg(steps=2, bf16=True), store=ResultStore(tmp_path / "db"), workdir=tmp_path, progress=False)
     assert 0.0 <= s.final_accuracy <= 1.0
 
 
-def test_sparse_training_flops_are_below_dense(tmp_path):
+def test_sparse_training_flops_are_below_dense(tmp_path, tiny_cfg):
     store = ResultStore(tmp_path / "db")
     dense = train(tiny_cfg(recipe="dense", steps=2), store=store, workdir=tmp_path, progress=False).train_flops
     ste = train(tiny_cfg(recipe="ste", steps=2), store=store, workdir=tmp_path, progress=False).train_flops
     assert sum(ste.values()) < sum(dense.values())
 
 
-def test_example_input_shapes():
+def test_example_input_shapes(tiny_cfg):
     assert example_input(tiny_cfg()).shape == (1, 1, 8, 8)
     seq = tiny_cfg(data={"name": "brackets", "options": {"seq_len": 12}},
                    model={"name": "seq_transformer", "options": {"dim": 16, "heads": 2}})

@@ -1,4 +1,5 @@
-"""Shared tiny experiment for the training-loop tests (a 1-block ViT on digits, a few steps)."""
+"""Fixtures shared by the tests: a tiny experiment (a 1-block ViT on digits, a few steps) and
+single-threaded torch for the training tests."""
 from __future__ import annotations
 
 import pytest
@@ -6,7 +7,8 @@ import pytest
 from pgf_sim.train.experiment import experiment_from_dict
 
 
-def tiny_dict(recipe: str = "mdgf", pattern: str = "2:4", steps: int = 6, **extra) -> dict:
+def make_tiny_dict(recipe: str = "mdgf", pattern: str = "2:4", steps: int = 6, **extra) -> dict:
+    """The tiny experiment as a YAML-like mapping; ``extra`` sections are merged into it."""
     data = {
         "name": "tiny",
         "model": {"name": "vit", "options": {"patch_size": 4, "dim": 32, "depth": 1, "heads": 2}},
@@ -23,11 +25,19 @@ def tiny_dict(recipe: str = "mdgf", pattern: str = "2:4", steps: int = 6, **extr
     return data
 
 
-def tiny_cfg(**kw):
-    return experiment_from_dict(tiny_dict(**kw))
+@pytest.fixture
+def tiny_dict():
+    """``tiny_dict(recipe=..., pattern=..., steps=..., **sections)`` -> the tiny experiment mapping."""
+    return make_tiny_dict
 
 
-@pytest.fixture(autouse=False)
+@pytest.fixture
+def tiny_cfg():
+    """``tiny_cfg(**same as tiny_dict)`` -> the validated tiny ``ExperimentConfig``."""
+    return lambda **kw: experiment_from_dict(make_tiny_dict(**kw))
+
+
+@pytest.fixture
 def one_thread():
     """Tiny models gain nothing from intra-op threads, and on a busy 2-core CI machine
     OpenMP's spinning threads oversubscribe the cores; run the training tests single-threaded."""
