@@ -28,20 +28,20 @@ def finetune_masked(model, data, masks: dict, *, steps: int, lr: float, batch_si
                     weight_decay: float = 0.0) -> None:
     """Train ``steps`` steps with the given masks held fixed: after each AdamW step the masked
     weights are set back to zero, so the forward always uses the N:M weights (projected SGD;
-    the same as training with a fixed binary mask). Cosine LR from ``lr`` to 0."""
-    import math as _math
-
+    the same as training with a fixed binary mask). The trainer's LR shape without warmup:
+    half-cosine from ``lr`` to 0."""
     import torch
     import torch.nn.functional as F
 
     from ..train.data import batch_indices
+    from ..train.trainer import lr_factor
 
     if steps <= 0:
         return
     torch.manual_seed(seed)
     weights = layer_weights(model, masks)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + _math.cos(_math.pi * s / steps)))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, steps, 0))
     model.train()
     n = len(data.train_y)
     for step in range(steps):

@@ -1,7 +1,7 @@
 """Sweeps: a grid of training runs (recipes x N:M patterns x seeds x models x parameters),
 each simulated on every hardware target of the sweep. This module holds the sweep config, the
-grid expansion and the driver; ``executors.py`` runs the points (local processes or Ray) and
-``point.py`` is what one worker does for one point.
+grid expansion and the driver; ``executors.py`` runs the points (local processes or Ray):
+``execute_point`` is what one worker does for one point.
 
 A sweep YAML (read strictly: unknown keys are errors listing the valid ones)::
 

@@ -1,8 +1,10 @@
 """Views of the result store for the co-design commands: the candidate table of a sweep, the
 picks, the fronts as text, the report's data, and design-space exploration over trained runs.
 
-Everything here reads the database (training tables of ``pgf_sim.store`` + the sweep tables of
-``results``) and hands plain values to C1's ``pareto`` / ``pick`` / ``report`` / ``dse``.
+Everything here reads the result database through ``pgf_sim.store`` (typed rows; it never
+creates a database) and hands plain values to ``pareto`` / ``pick`` / ``report`` / ``dse``.
+Library functions take typed arguments (``PickLimits``, ``TrainedSource``); the command line
+(``cli.py``) turns its flags into them.
 """
 from __future__ import annotations
 
@@ -190,7 +192,7 @@ class CostViewData:
 
 
 def build_report_data(db: Any, sweep: str, views: Sequence[CostViewData], pattern_gains: Sequence[Any] = ()):
-    """Fill C1's ``ReportData`` from the store: per cost view (trained model, deployment proxy)
+    """Fill the report's ``ReportData`` from the store: per cost view (trained model, deployment proxy)
     the results, picks and per-layer breakdowns (the pick and the dense baseline per target);
     gradient-noise and training curves (mean over seeds), and the native-pattern answers of
     ``native_gains``."""

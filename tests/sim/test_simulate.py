@@ -145,7 +145,7 @@ def test_training_cost_per_recipe(a100):
 ])
 def test_training_flops_agree_with_train_flops(recipe):
     """On hardware that runs every pattern natively, the executed GEMM FLOPs over the schedule
-    equal the ideal zero-skipping count of sparsity/flops.py (written independently by T1)."""
+    equal the ideal zero-skipping count of sparsity/flops.py (an independent implementation)."""
     from pgf_sim.sparsity.flops import training_flops
 
     from pgf_sim.sim.hardware import replace_field
