@@ -62,7 +62,16 @@ def imports_of(name: str, path: Path) -> set[str]:
                 target = node.module or ""
             out.add(target)
             out.update(f"{target}.{alias.name}" for alias in node.names if f"{target}.{alias.name}" in MODULES)
+        elif isinstance(node, ast.Call) and _is_dynamic_import(node.func) and node.args:
+            first = node.args[0]  # importlib.import_module("pgf_sim.train...") counts as an import
+            if isinstance(first, ast.Constant) and isinstance(first.value, str):
+                out.add(first.value)
     return out
+
+
+def _is_dynamic_import(func: ast.expr) -> bool:
+    name = func.attr if isinstance(func, ast.Attribute) else func.id if isinstance(func, ast.Name) else ""
+    return name in ("import_module", "__import__")
 
 
 IMPORTS = {name: imports_of(name, path) for name, path in MODULES.items()}
@@ -78,11 +87,15 @@ def package_imports(name: str) -> set[str]:
     return {m for m in IMPORTS[name] if m == "pgf_sim" or m.startswith("pgf_sim.")}
 
 
-def test_the_parser_sees_lazy_imports():
+def test_the_parser_sees_lazy_imports(tmp_path):
     # sanity of the reader itself: a function-level import is found, relative names resolve
     assert "pgf_sim.sim.capture" in IMPORTS["pgf_sim.codesign.trained"]
     assert "torch" in IMPORTS["pgf_sim.sim.capture"]  # imported inside capture()
     assert "pgf_sim.core.errors" in IMPORTS["pgf_sim.sim.cost"] or "pgf_sim.core" in IMPORTS["pgf_sim.sim.cost"]
+    code = "import importlib\ndef f():\n    return importlib.import_module('pgf_sim.train.trainer')\n"
+    probe = tmp_path / "probe.py"
+    probe.write_text(code)
+    assert "pgf_sim.train.trainer" in imports_of("pgf_sim.sim.probe", probe)
 
 
 def test_every_part_is_known():

@@ -8,7 +8,6 @@ import yaml
 
 from pgf_sim.codesign.sweep import expand, load_sweep
 from pgf_sim.core import NM, ConfigError
-from pgf_sim.train.experiment import experiment_from_dict
 
 BASE = {
     "name": "grid",
