@@ -65,7 +65,7 @@ class NM:
         """Metadata bits per kept value: the index of the value inside its group, ceil(log2 M).
 
         2 bits for 2:4 as in NVIDIA's ``mma.sp`` format; SCALE-Sim v3 and Sparseloop model
-        general N:M the same way (see shared/HARDWARE.md).
+        general N:M the same way.
         """
         return 0 if self.is_dense else math.ceil(math.log2(self.m))
 
