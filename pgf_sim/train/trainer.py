@@ -212,13 +212,13 @@ def train(cfg: ExperimentConfig, *, store: ResultStore, run_id: str | None = Non
             loss_v, grad_norm_v = float(stats[0]), float(stats[1])
             if not (math.isfinite(loss_v) and math.isfinite(grad_norm_v)):
                 _diverged(store if ctx.is_main else None, run_id, step, loss_v, grad_norm_v, opt, ckpt_path)
-            lr_v = opt.param_groups[0]["lr"]
-            opt.step()
+            lr_v, beta_v = opt.param_groups[0]["lr"], controller.beta
+            opt.step()  # its step hook advances the controller to step + 1
             sched.step()
             s = step + 1  # metrics are keyed by completed steps
             pending += [(s, "train_loss", loss_v), (s, "lr", lr_v), (s, "grad_norm", grad_norm_v)]
             if cfg.recipe.spec.decays:  # MDGF's beta(t) of this step, for the training curves
-                pending.append((s, "beta", controller.beta))
+                pending.append((s, "beta", beta_v))
             if cfg.eval_every and s % cfg.eval_every == 0 and s < total:
                 acc, test_loss = evaluate(model, data, device, cfg.bf16)
                 pending += [(s, "test_acc", acc), (s, "test_loss", test_loss)]
