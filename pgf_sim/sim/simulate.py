@@ -159,11 +159,11 @@ def training_ops(workload: Workload, patterns: dict[str, NM],
     ops: list[Op] = []
     for op in workload.ops:
         if op.kind == "gemm":
-            p = patterns.get(op.name, DENSE)
+            p = NM.parse(patterns.get(op.name, DENSE))  # "2:4" strings from Python callers
             ops.append(replace(op, pattern=p))
             if op.role not in _NO_INPUT_GRAD_ROLES:
                 ops.append(replace(op, name=f"{op.name}.dgrad", n=op.k, k=op.n, pattern=p))
-            wp = weight_grad_patterns.get(op.name, DENSE)
+            wp = NM.parse(weight_grad_patterns.get(op.name, DENSE))
             ops.append(Op(f"{op.name}.wgrad", "matmul" if wp.is_dense else "gemm", m=op.n, n=op.k, k=op.m,
                           batch=op.batch, pattern=wp, dtype=op.dtype, role=f"{op.role}.wgrad", count=op.count))
         elif op.kind == "matmul":

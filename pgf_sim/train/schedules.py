@@ -150,6 +150,10 @@ class RecipeConfig:
 
     def __post_init__(self) -> None:
         spec = self.spec  # raises on an unknown name
+        # Python callers may pass "1:16": parse here, not at first use deep inside training
+        object.__setattr__(self, "pattern", _field_pattern(self.pattern, "recipe.pattern"))
+        if self.qkv_pattern is not None:
+            object.__setattr__(self, "qkv_pattern", _field_pattern(self.qkv_pattern, "recipe.qkv_pattern"))
         self._check_layer_patterns()
         if self.decay not in DECAYS:
             raise ConfigError(f"unknown decay {self.decay!r}; valid: {', '.join(DECAYS.names())}")
@@ -187,10 +191,7 @@ class RecipeConfig:
         for glob, pat in self.layer_patterns.items():
             if not isinstance(glob, str) or not glob:
                 raise ConfigError(f"layer_patterns: key {glob!r} must be a non-empty module-name glob")
-            try:
-                parsed[glob] = pat if isinstance(pat, NM) else NM.parse(str(pat))
-            except (ValueError, TypeError) as exc:
-                raise ConfigError(f"layer_patterns[{glob!r}]: {pat!r} is not an N:M pattern ({exc})") from None
+            parsed[glob] = _field_pattern(pat, f"layer_patterns[{glob!r}]")
         object.__setattr__(self, "layer_patterns", parsed)  # Python callers may pass "2:4" strings
 
     @property
@@ -211,6 +212,14 @@ class RecipeConfig:
     @property
     def beta_end_(self) -> float:
         return _DEFAULT_BETA_END[self.decay] if self.beta_end is None else self.beta_end
+
+
+def _field_pattern(value: object, field_name: str) -> NM:
+    """``value`` (an ``NM``, ``"2:4"``, ``"dense"`` or ``(2, 4)``) as an ``NM``; errors name the field."""
+    try:
+        return NM.parse(value)
+    except (ConfigError, ValueError, TypeError) as exc:
+        raise ConfigError(f"{field_name}: {value!r} is not an N:M pattern ({exc})") from None
 
 
 # ----------------------------------------------------------------------------------------- clock
