@@ -140,7 +140,7 @@ def train(cfg: ExperimentConfig, *, store: ResultStore, run_id: str | None = Non
     total = cfg.schedule.total_steps(len(data.train_y))
     steps_per_epoch(len(data.train_y), cfg.schedule.batch_size)  # validates batch_size <= n_train
     model = build_model(cfg.model, data.spec)
-    flops = training_flops(cfg.recipe, _gemm_layers(model, cfg.schedule.batch_size),
+    flops = training_flops(cfg.recipe, gemm_layers(model, example_input(cfg), cfg.schedule.batch_size),
                            tokens=0, total_steps=total)
     controller = sparsify(model, cfg.recipe, total)
     model.to(device)
@@ -246,21 +246,62 @@ def train(cfg: ExperimentConfig, *, store: ResultStore, run_id: str | None = Non
     return RunSummary(run_id, acc, layer_info, ckpt_path, cfg.model.name, run_dir, total, flops, model)
 
 
-def _gemm_layers(model: torch.nn.Module, batch: int) -> dict[str, tuple]:
-    """Every weight GEMM of a built-in model -> (shape, role, rows per step), for ``flops.py``.
-    Rows: patch embedding sees the patches, the head only the cls token, every block all tokens
-    (patches or sequence positions, + cls). Attention score/AV matmuls (activation x activation,
-    never weight-sparse) are not weight GEMMs and are not counted here."""
+def gemm_layers(model: torch.nn.Module, example: torch.Tensor, batch: int) -> dict[str, tuple]:
+    """Every weight GEMM of ``model`` -> (shape, role, rows per step), for ``flops.py``.
+
+    Rows are measured, not assumed: one forward pass of ``example`` (a single example, batch 1,
+    eval mode: no dropout, so no RNG is drawn) with hooks on every weight layer of
+    ``sparsify.weight_params``, scaled by ``batch``. Linear / Conv1D: the input's rows (tokens);
+    conv: batch x output pixels (the im2col GEMM); MultiheadAttention: query rows for Q and the
+    output projection (which it applies without calling ``out_proj``), key rows for K, value rows
+    for V (packed ``in_proj_weight``: their mean, as its (3E, E) shape spans all three). Gradients
+    stay enabled so that ``nn.TransformerEncoderLayer`` takes its module-by-module path, not the
+    fused inference kernel that calls no hook. A layer called twice (weight tying, a shared
+    block) counts both calls; one never called counts 0.
+    Attention score/AV matmuls (activation x activation, never weight-sparse) are not weight
+    GEMMs and are not counted here."""
     from pgf_sim.train.sparsify import infer_roles, weight_params
 
+    params = weight_params(model)
+    rows = dict.fromkeys(params, 0)
+    by_module: dict[int, list[tuple[str, str]]] = {}
+    for name, (module, param, _) in params.items():
+        by_module.setdefault(id(module), []).append((name, param))
+
+    def lead(t: torch.Tensor) -> int:  # rows of a (..., features) activation
+        return t.numel() // t.shape[-1] if t.dim() else 0
+
+    def hook(module, args, kwargs, output) -> None:
+        if isinstance(module, torch.nn.MultiheadAttention):
+            q, k, v = (list(args) + [kwargs.get(key) for key in ("query", "key", "value")[len(args):]])[:3]
+            per = {"in_proj_weight": (lead(q) + lead(k) + lead(v)) // 3, "q_proj_weight": lead(q),
+                   "k_proj_weight": lead(k), "v_proj_weight": lead(v)}
+            for name, param in by_module[id(module)]:
+                rows[name] += per[param]
+            for name, _ in by_module.get(id(module.out_proj), ()):
+                rows[name] += lead(q)
+            return
+        (name, _), = by_module[id(module)]
+        if isinstance(module, torch.nn.modules.conv._ConvNd):  # im2col rows: output pixels
+            rows[name] += output.numel() // output.shape[-module.weight.dim() + 1]  # / output channels
+        else:
+            rows[name] += lead(args[0] if args else next(iter(kwargs.values())))
+
+    mods = {id(m): m for m, _, _ in params.values()}
+    mods.update({id(m): m for m in model.modules() if isinstance(m, torch.nn.MultiheadAttention)})
+    handles = [m.register_forward_hook(hook, with_kwargs=True) for m in mods.values()]
+    was_training = model.training
+    try:
+        model.eval()
+        with torch.enable_grad():
+            model(example[:1])
+    finally:
+        model.train(was_training)
+        for h in handles:
+            h.remove()
     roles = infer_roles(model)
-    tokens = model.pos_embed.shape[1]  # patches or positions, + cls
-    out = {}
-    for name, (module, param, _) in weight_params(model).items():
-        role = roles[name]
-        rows = {"patch_embed": tokens - 1, "head": 1}.get(role, tokens)
-        out[name] = (tuple(getattr(module, param).shape), role, batch * rows)
-    return out
+    return {name: (tuple(getattr(module, param).shape), roles[name], batch * rows[name])
+            for name, (module, param, _) in params.items()}
 
 
 def _diverged(store: ResultStore | None, run_id: str, step: int, loss: float, grad_norm: float,
