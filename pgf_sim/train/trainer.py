@@ -130,10 +130,11 @@ def train(cfg: ExperimentConfig, *, store: ResultStore, run_id: str | None = Non
     device = dist.device_for(ctx, cfg.device)
     dist.init(ctx, device)
     dist.check_batch(ctx, cfg.schedule.batch_size)
-    run_id = run_id or cfg.default_run_id()
+    run_id = run_id or cfg.default_run_id(ctx.world)
     run_dir = Path(workdir) / run_id
     ckpt_path = run_dir / CHECKPOINT_NAME
-    config_dict = cfg.to_dict()
+    config_dict = cfg.to_dict()  # what config.json holds (an experiment)
+    identity = run_identity(config_dict, ctx.world)  # what the store and checkpoint compare
 
     torch.manual_seed(cfg.seed)
     data = load_data(cfg.data)
@@ -150,8 +151,8 @@ def train(cfg: ExperimentConfig, *, store: ResultStore, run_id: str | None = Non
 
     existing = store.get_run(run_id)  # every rank reads it, so all return (or all train) together
     if existing and existing["status"] == "finished" and (run_dir / FINAL_MODEL_NAME).is_file():
-        if existing["config"] != json.loads(json.dumps(config_dict, sort_keys=True)):
-            raise PgfSimError(f"run {run_id!r} already exists with a different config; choose another --run-id")
+        if existing["config"] != json.loads(json.dumps(identity, sort_keys=True)):
+            raise PgfSimError(_config_differs(run_id, existing["config"], identity))
         model, _ = load_trained(run_dir)
         return RunSummary(run_id, existing["final_accuracy"], layer_info, ckpt_path, cfg.model.name,
                           run_dir, existing["final_step"], flops, model)
@@ -163,7 +164,7 @@ def train(cfg: ExperimentConfig, *, store: ResultStore, run_id: str | None = Non
 
     done = 0
     if ckpt_path.is_file():
-        state = load_checkpoint(ckpt_path, config=config_dict)  # CPU: RNG states must stay CPU tensors;
+        state = load_checkpoint(ckpt_path, config=identity)  # CPU: RNG states must stay CPU tensors;
         # load_state_dict copies weights and optimiser state onto the parameters' device
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
@@ -175,14 +176,16 @@ def train(cfg: ExperimentConfig, *, store: ResultStore, run_id: str | None = Non
 
     def checkpoint(step: int) -> None:
         save_checkpoint(ckpt_path, step=step, model=model, optimizer=opt, scheduler=sched,
-                        controller=controller, config=config_dict)
+                        controller=controller, config=identity)
 
     pending: list[tuple[int, str, float]] = []
     pending_diag: list[tuple[int, str, str, float]] = []
     if ctx.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / CONFIG_NAME).write_text(json.dumps(config_dict, indent=2, sort_keys=True))
-        store.start_run(run_id, name=cfg.name, config=config_dict, recipe=cfg.recipe.name,
+        if existing is None:
+            _note_other_world_sizes(store, cfg.name, run_id, identity)
+        store.start_run(run_id, name=cfg.name, config=identity, recipe=cfg.recipe.name,
                         pattern=str(cfg.recipe.pattern), seed=cfg.seed)
         store.truncate_after(run_id, done)
         if not ckpt_path.is_file():
@@ -302,6 +305,40 @@ def gemm_layers(model: torch.nn.Module, example: torch.Tensor, batch: int) -> di
     roles = infer_roles(model)
     return {name: (tuple(getattr(module, param).shape), roles[name], batch * rows[name])
             for name, (module, param, _) in params.items()}
+
+
+def run_identity(config: dict[str, Any], world_size: int) -> dict[str, Any]:
+    """The stored identity of a run: its experiment config, plus ``world_size`` when several
+    processes train it (DDP reduces gradients in another order, so results differ in the last
+    bits, and a torchrun rerun must not be answered with the single-process result)."""
+    return dict(config) if world_size == 1 else {**config, "world_size": world_size}
+
+
+def _experiment_part(identity: dict[str, Any]) -> tuple[dict[str, Any], int]:
+    """(the experiment config as stored, JSON-normalised; the world size) of a run identity."""
+    config = json.loads(json.dumps(identity, sort_keys=True))
+    return config, config.pop("world_size", 1)
+
+
+def _config_differs(run_id: str, stored: dict[str, Any], identity: dict[str, Any]) -> str:
+    (old, old_world), (new, world) = _experiment_part(stored), _experiment_part(identity)
+    if old == new:
+        return (f"run {run_id!r} already exists, trained by {old_world} process(es); this is {world}: "
+                "choose another --run-id, or omit it (the default run id includes the world size)")
+    return f"run {run_id!r} already exists with a different config; choose another --run-id"
+
+
+def _note_other_world_sizes(store: ResultStore, name: str, run_id: str, identity: dict[str, Any]) -> None:
+    """Say so when the same experiment was already run with another number of processes."""
+    import warnings
+
+    mine, world = _experiment_part(identity)
+    for run in store.list_runs(name=name):
+        config, other = _experiment_part(run["config"])
+        if run["run_id"] != run_id and config == mine and other != world:
+            warnings.warn(f"run {run_id!r} ({world} process(es)) is a new run: the same experiment was run "
+                          f"by {other} process(es) as {run['run_id']!r} ({run['status']}); results of "
+                          "different world sizes are kept apart", UserWarning, stacklevel=3)
 
 
 def _diverged(store: ResultStore | None, run_id: str, step: int, loss: float, grad_norm: float,
