@@ -4,7 +4,7 @@
 (``cost.evaluate``), once more with every weight made dense (the speedup baseline), and returns a
 ``SimResult`` of plain rows (one dict per op) and totals, printable as a terminal table, CSV or
 JSON. ``training_step_cost`` builds the backward ops of a training step per recipe (see
-shared/METHOD.md "How FLOPs relate to recipes") and sums them over the recipe's schedule.
+docs/method.md "Training FLOPs") and sums them over the recipe's schedule.
 """
 from __future__ import annotations
 
@@ -143,7 +143,7 @@ def training_ops(workload: Workload, patterns: dict[str, NM],
     """The ops of one training step: forward, input gradient and weight gradient.
 
     ``patterns`` gives the forward weight pattern of each sparse GEMM by op name (others dense).
-    Per shared/METHOD.md: the input gradient dL/dx = dL/dy W_eff (an (M, K) output reducing over
+    Per docs/method.md: the input gradient dL/dx = dL/dy W_eff (an (M, K) output reducing over
     N) is sparse like the forward; the weight gradient dL/dW = dL/dy^T x (an (N, K) output reducing
     over the M tokens) is activation x activation and dense (every weight is updated), except
     where ``weight_grad_patterns`` names a layer whose pruned weights get no gradient (MDGF

@@ -2,7 +2,7 @@
 
 ``build_workload("vit_b", batch=1, seq_len=None, pattern=NM(1, 8))`` lists every operator of a
 forward pass (or an inference phase) with its GEMM shape, the weight N:M pattern it carries and
-its role. Which layers are sparse follows shared/METHOD.md "Which layers": the MLP of every block
+its role. Which layers are sparse follows docs/method.md "Which layers": the MLP of every block
 gets ``pattern``; Q/K/V get ``qkv_pattern`` when given; patch embedding, attention output
 projection and head stay dense; attention score/AV products are activation x activation and are
 never weight-sparse.
@@ -32,7 +32,7 @@ FLOPS_PER_ELEMENT = {"layernorm": 5.0, "rmsnorm": 4.0, "gelu": 1.0, "relu": 1.0,
                      "tanh": 1.0, "softmax": 1.0, "add": 1.0, "mul": 1.0, "rope": 3.0}
 PHASES = ("forward", "prefill", "decode")
 Phase = Literal["forward", "prefill", "decode"]
-# Roles whose weights carry the Q/K/V pattern and the MLP pattern (shared/METHOD.md "Which layers").
+# Roles whose weights carry the Q/K/V pattern and the MLP pattern (docs/method.md "Which layers").
 QKV_ROLES = frozenset({"q", "k", "v", "qkv"})
 MLP_ROLES = frozenset({"fc1", "fc2", "gate", "up", "down"})
 

@@ -1,6 +1,6 @@
 """N:M masks: keep the N largest |w| of every group of M consecutive weights along the reduction dim.
 
-Groups (shared/METHOD.md, "Vocabulary"): ``nn.Linear`` weight ``(out, in)``: M consecutive
+Groups (docs/method.md, "Vocabulary"): ``nn.Linear`` weight ``(out, in)``: M consecutive
 elements of one row. Conv weight ``(out, in, kh, kw)``: M consecutive input channels at a fixed
 ``(out, kh, kw)``. A weight stored transposed (Hugging Face GPT-2 ``Conv1D``, ``(in, out)``)
 passes ``reduction_dim=0``.

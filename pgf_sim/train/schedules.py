@@ -3,7 +3,7 @@
 No torch here: the simulator (``pgf_sim.sim``) and the FLOPs accounting (``flops.py``) read the
 same schedule the trainer runs. Every function is a pure function of ``(cfg, step, total_steps)``.
 
-Clock (shared/METHOD.md, "Phases"): steps ``[0, D)`` are the dense phase, ``[D, T - F)`` the
+Clock (docs/method.md, "Phases"): steps ``[0, D)`` are the dense phase, ``[D, T - F)`` the
 sparse phase, ``[T - F, T)`` the fine-tune phase, with ``D = round(dense_fraction * T)`` and
 ``F = round(finetune_fraction * T)``. The sparse clock ``t = step - D`` starts at 0 on the first
 sparse step, so beta(first sparse step) = 1. (The reference code divides the dense offset by 100
@@ -53,7 +53,7 @@ def _add(spec: RecipeSpec) -> None:
 
 # Default phases. STE/SR-STE/SDGF masks are binary throughout, so a fine-tune phase would change
 # nothing for STE/SR-STE; SDGF gets its "target holds for the last 30%" from
-# ``sdgf_frames_fraction`` (shared/METHOD.md: frames compressed into the first 70% of the sparse
+# ``sdgf_frames_fraction`` (docs/method.md: frames compressed into the first 70% of the sparse
 # phase beat frames spread over the whole run by ~9 points on digits). MDGF's beta never reaches
 # 0 exactly with the exponential decay, so MDGF ends with 10% of binary-mask fine-tuning: the
 # model is then trained with exactly the mask ``finalize()`` applies.
@@ -83,11 +83,11 @@ def _snap(beta: float) -> float:
 
 
 DECAYS: Registry[Decay] = Registry("decay")
-DECAYS.add("linear", Decay(  # shared/METHOD.md: beta(t) = max(1 - alpha*t, 0)
+DECAYS.add("linear", Decay(  # docs/method.md: beta(t) = max(1 - alpha*t, 0)
     beta=lambda a, t: _snap(1.0 - a * t),
     alpha_for=lambda x, steps: (1.0 - x) / steps,
     min_beta_end=0.0, source="paper / reference code"))
-DECAYS.add("exponential", Decay(  # shared/METHOD.md: beta(t) = exp(-alpha*t), no floor
+DECAYS.add("exponential", Decay(  # docs/method.md: beta(t) = exp(-alpha*t), no floor
     beta=lambda a, t: math.exp(-a * t),
     alpha_for=lambda x, steps: -math.log(x) / steps,
     min_beta_end=1e-300, source="paper / reference code"))
@@ -283,7 +283,7 @@ def beta_at(cfg: RecipeConfig, step: int, total_steps: int) -> float:
 
 # -------------------------------------------------------------------------------------- patterns
 def sdgf_patterns(target: NM, schedule: str = "stepwise") -> tuple[NM, ...]:
-    """The SDGF frame patterns toward ``target`` (shared/METHOD.md, "SDGF schedules").
+    """The SDGF frame patterns toward ``target`` (docs/method.md, "SDGF: frames").
 
     stepwise: (M-1):M, M/2:M, M/4:M, ... N:M (keep M, halve N); frames = log2(M/N) + 1 when M/N
     is a power of two. For other N the halving stops at the first value <= N and the last frame

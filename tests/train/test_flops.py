@@ -1,4 +1,4 @@
-"""Training FLOPs per recipe against hand counts (shared/METHOD.md, "How FLOPs relate to recipes").
+"""Training FLOPs per recipe against hand counts (docs/method.md, "Training FLOPs").
 
 Two sparse layers fc1 (64, 16), fc2 (16, 64) and a dense head (4, 16); 10 tokens per step,
 100 steps. One dense GEMM pass: fc1 = fc2 = 2*10*64*16 = 20480 FLOPs, head = 1280.
@@ -84,7 +84,7 @@ def test_segment_sums_equal_a_step_by_step_count(name, decay, grad, total, dense
                        finetune_fraction=finetune)
     got = training_flops(cfg, LAYERS, tokens=10, total_steps=total)
     fwd = wgrad = 0.0
-    for step in range(total):  # the rules of METHOD.md applied one step at a time
+    for step in range(total):  # the rules of docs/method.md applied one step at a time
         beta, p, phase = beta_at(cfg, step, total), pattern_at(cfg, step, total), phase_at(cfg, step, total)
         d_fwd = 1.0 if beta > 0 else p.density
         pruned_grad_zero = cfg.spec.decays and grad == "scaled" and phase == "sparse" and beta == 0
