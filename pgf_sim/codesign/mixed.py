@@ -212,9 +212,18 @@ class Sensitivity:
 
 
 def layer_weights(model, layers):
-    """name -> the ``weight`` Parameter of each named module of ``model``."""
-    mods = dict(model.named_modules())
-    return {name: mods[name].weight for name in layers}
+    """name -> (weight tensor, reduction dim) of each named weight layer of ``model``.
+
+    Names and reduction dims are the training side's (``train.sparsify.weight_params``): dim 1
+    for Linear/conv, dim 0 for Hugging Face ``Conv1D`` (stored ``(in, out)``), and
+    ``<module>.in_proj_weight`` for ``nn.MultiheadAttention``'s packed Q/K/V."""
+    from ..train.sparsify import weight_params
+
+    params = weight_params(model)
+    missing = [name for name in layers if name not in params]
+    if missing:
+        raise ConfigError(f"layers {missing} are not weight layers of the model; weight layers: {', '.join(params)}")
+    return {name: (getattr(params[name][0], params[name][1]), params[name][2]) for name in layers}
 
 
 def count_errors(model, x, y, batch: int = 512) -> int:
@@ -230,15 +239,15 @@ def count_errors(model, x, y, batch: int = 512) -> int:
 
 def apply_patterns(model, assignment: LayerPatterns) -> dict[str, "object"]:
     """Re-mask each named layer in place to its pattern (top-n |w| per group of the current
-    weights); returns the boolean masks applied."""
+    weights, along the layer's reduction dim); returns the boolean masks applied."""
     import torch
 
     from ..train.masks import nm_mask
 
     masks = {}
     with torch.no_grad():
-        for name, w in layer_weights(model, assignment).items():
-            masks[name] = nm_mask(w, assignment[name], name=name)
+        for name, (w, dim) in layer_weights(model, assignment).items():
+            masks[name] = nm_mask(w, NM.parse(assignment[name]), name=name, reduction_dim=dim)
             w.mul_(masks[name])
     return masks
 
@@ -249,14 +258,15 @@ def measure_sensitivity(model, x, y, layers: tuple[str, ...], patterns: tuple[NM
     ``n + 1`` there, which no budget admits."""
     import torch
 
+    patterns = tuple(NM.parse(p) for p in patterns)  # "2:4" strings from Python callers
     weights = layer_weights(model, layers)
     base = count_errors(model, x, y)
     errors = np.zeros((len(layers), len(patterns)), dtype=np.int64)
     for i, name in enumerate(layers):
-        w = weights[name]
+        w, dim = weights[name]
         saved = w.detach().clone()
         for j, pat in enumerate(patterns):
-            if w.shape[1] % pat.m:
+            if w.shape[dim] % pat.m:
                 errors[i, j] = len(y) + 1
                 continue
             apply_patterns(model, {name: pat})

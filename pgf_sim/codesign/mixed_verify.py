@@ -39,7 +39,7 @@ def finetune_masked(model, data, masks: dict, *, steps: int, lr: float, batch_si
     if steps <= 0:
         return
     torch.manual_seed(seed)
-    weights = layer_weights(model, masks)
+    weights = {name: w for name, (w, _) in layer_weights(model, masks).items()}
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, steps, 0))
     model.train()

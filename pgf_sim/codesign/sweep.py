@@ -57,6 +57,7 @@ class GridSpec:
             raise ConfigError("grid.recipes is empty; name at least one recipe")
         if len(set(self.seeds)) != len(self.seeds):
             raise ConfigError(f"grid.seeds has duplicates: {list(self.seeds)}")
+        object.__setattr__(self, "patterns", tuple(NM.parse(p) for p in self.patterns))  # "2:4" from Python
         if len(set(self.patterns)) != len(self.patterns):
             raise ConfigError(f"grid.patterns has duplicates: {[str(p) for p in self.patterns]}")
         for key, values in self.params.items():

@@ -13,6 +13,12 @@ such N:M wins (ties: the smaller M), provided the groups hold N on average (a ma
 N per group; unstructured zeros are not N:M). A weight that fits none is dense. ``patterns={module_name:
 NM}`` overrides this (and is how meta-device models, which hold no values, get patterns).
 
+A live sparse model (after ``sparsify()``, before ``finalize()``) is captured as deployed at its
+current step: each weight under ``torch.nn.utils.parametrize`` is traced as a plain tensor, and a
+parametrization that offers ``nm_deploy(weight) -> (tensor, NM)`` (the training side's recipe
+weight does) gives that tensor (W*m with the current mask) and the layer's current pattern. The
+live model is not touched; tracing runs on a structural copy that shares every tensor.
+
 Mapping to ops (shapes as in ``ops.py``):
 - ``linear`` / ``addmm`` / ``mm`` / ``matmul`` with a parameter operand -> weight GEMM,
   M = product of the leading dims; convolutions -> im2col GEMM (M = batch x output pixels,
@@ -259,6 +265,43 @@ def _example(module, example_inputs) -> tuple:
     return tuple(out)
 
 
+def _deployed_view(module) -> tuple[Any, dict[str, NM]]:
+    """(``module`` itself, {}) if nothing is parametrized; else (a copy sharing every parameter and
+    buffer in which each parametrized tensor is a plain, frozen Parameter holding its deployed
+    value, {layer name: current N:M} for parametrizations that report one). Layer names follow
+    ``weight_params``: the module name for ``weight``, ``<module>.<param>`` otherwise."""
+    import copy
+
+    import torch
+    from torch.nn.utils import parametrize
+
+    live = [(name, sub) for name, sub in module.named_modules() if parametrize.is_parametrized(sub)]
+    if not live:
+        return module, {}
+    # share tensors and the parametrization objects themselves; copy only the module structure
+    shared = [*module.parameters(), *module.buffers()]
+    shared += [p for _, sub in live for plist in sub.parametrizations.values() for p in plist]
+    clone = copy.deepcopy(module, memo={id(t): t for t in shared})
+    patterns: dict[str, NM] = {}
+    for name, sub in live:
+        twin = clone.get_submodule(name)
+        # parametrize gives each module a class of its own that holds the tensor properties, and
+        # the copy shares that class, so un-parametrize the copy by hand (remove_parametrizations
+        # would delete the properties from the live module's class too)
+        twin.__class__ = type(sub).__bases__[0]
+        del twin._modules["parametrizations"]
+        for param, plist in sub.parametrizations.items():
+            deploy = getattr(plist[0], "nm_deploy", None) if len(plist) == 1 else None
+            with torch.no_grad():
+                if deploy is not None:
+                    value, pattern = deploy(plist.original)
+                    patterns[name if param == "weight" else (f"{name}.{param}" if name else param)] = pattern
+                else:
+                    value = getattr(sub, param)
+            twin.register_parameter(param, torch.nn.Parameter(value.detach(), requires_grad=False))
+    return clone, patterns
+
+
 def _trace_export(module, inputs):
     import torch
 
@@ -309,6 +352,8 @@ def capture(module, example_inputs, *, patterns: Mapping[str, NM | str] | None =
     if unknown:
         raise ConfigError(f"patterns given for unknown layers {unknown}; weight layers: {sorted(roles)}")
     inputs = _example(module, example_inputs)
+    module, live_patterns = _deployed_view(module)
+    patterns = {**live_patterns, **patterns}
     was_training = module.training
     module.eval()  # inference graph: no dropout, batch norm with running statistics
     try:

@@ -172,6 +172,7 @@ def evaluate_grid(
     # Ops without a weight pattern (matmuls, element-wise) do not change with the pattern:
     # cost them once per target and broadcast over the pattern axis. Element-wise ops are a
     # group of their own so that they skip the tile search of the matrix arrays.
+    patterns = [NM.parse(p) for p in patterns]  # "2:4" strings from Python callers
     pn = np.array([p.n for p in patterns], dtype=np.int64)[:, None]
     pm = np.array([p.m for p in patterns], dtype=np.int64)[:, None]
     out = None

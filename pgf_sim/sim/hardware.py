@@ -103,6 +103,9 @@ class Sparse:
     pad_rows: Optional[Q] = None
     pad_k_bytes: Optional[Q] = None
 
+    def __post_init__(self) -> None:  # "2:4" strings from Python callers (the YAML loader parses its own)
+        object.__setattr__(self, "native_patterns", tuple(NM.parse(p) for p in self.native_patterns))
+
 
 @dataclass(frozen=True)
 class Memory:

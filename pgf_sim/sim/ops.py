@@ -49,6 +49,10 @@ class Op:
     role: str = ""  # e.g. "fc1", "fc2", "qkv", "proj", "head", "attn_score", "softmax"
     count: int = 1  # identical repeats (e.g. per transformer block when blocks are merged)
 
+    def __post_init__(self) -> None:
+        if not isinstance(self.pattern, NM):  # "2:4" from a Python caller: parse once, here
+            object.__setattr__(self, "pattern", NM.parse(self.pattern))
+
     @property
     def dense_flops(self) -> int:
         """FLOPs without sparsity: 2*M*N*K per product (one multiply + one add per MAC)."""

@@ -4,7 +4,7 @@
 (``cost.evaluate``), once more with every weight made dense (the speedup baseline), and returns a
 ``SimResult`` of plain rows (one dict per op) and totals, printable as a terminal table, CSV or
 JSON. ``training_step_cost`` builds the backward ops of a training step per recipe (see
-docs/recipes.md "How FLOPs relate to recipes") and sums them over the recipe's schedule.
+docs/method.md "Training FLOPs") and sums them over the recipe's schedule.
 """
 from __future__ import annotations
 
@@ -141,7 +141,7 @@ def training_ops(workload: Workload, patterns: dict[str, NM],
     """The ops of one training step: forward, input gradient and weight gradient.
 
     ``patterns`` gives the forward weight pattern of each sparse GEMM by op name (others dense).
-    Per docs/recipes.md: the input gradient dL/dx = dL/dy W_eff (an (M, K) output reducing over
+    Per docs/method.md: the input gradient dL/dx = dL/dy W_eff (an (M, K) output reducing over
     N) is sparse like the forward; the weight gradient dL/dW = dL/dy^T x (an (N, K) output reducing
     over the M tokens) is activation x activation and dense (every weight is updated), except
     where ``weight_grad_patterns`` names a layer whose pruned weights get no gradient (MDGF
@@ -157,11 +157,11 @@ def training_ops(workload: Workload, patterns: dict[str, NM],
     ops: list[Op] = []
     for op in workload.ops:
         if op.kind == "gemm":
-            p = patterns.get(op.name, DENSE)
+            p = NM.parse(patterns.get(op.name, DENSE))  # "2:4" strings from Python callers
             ops.append(replace(op, pattern=p))
             if op.role not in NO_INPUT_GRAD_ROLES:
                 ops.append(replace(op, name=f"{op.name}.dgrad", n=op.k, k=op.n, pattern=p))
-            wp = weight_grad_patterns.get(op.name, DENSE)
+            wp = NM.parse(weight_grad_patterns.get(op.name, DENSE))
             ops.append(Op(f"{op.name}.wgrad", "matmul" if wp.is_dense else "gemm", m=op.n, n=op.k, k=op.m,
                           batch=op.batch, pattern=wp, dtype=op.dtype, role=f"{op.role}.wgrad", count=op.count))
         elif op.kind == "matmul":

@@ -2,7 +2,7 @@
 
 ``build_workload("vit_b", batch=1, seq_len=None, pattern=NM(1, 8))`` lists every operator of a
 forward pass (or an inference phase) with its GEMM shape, the weight N:M pattern it carries and
-its role. Which layers are sparse follows docs/recipes.md "Which layers": the MLP of every block
+its role. Which layers are sparse follows docs/method.md "Which layers": the MLP of every block
 gets ``pattern``; Q/K/V get ``qkv_pattern`` when given; patch embedding, attention output
 projection and head stay dense; attention score/AV products are activation x activation and are
 never weight-sparse.

@@ -1,6 +1,6 @@
 """Training FLOPs of a recipe over its whole schedule, per GEMM phase (no torch).
 
-docs/recipes.md, "How FLOPs relate to recipes". A weight GEMM of ``T`` rows (tokens), ``O``
+docs/method.md, "Training FLOPs". A weight GEMM of ``T`` rows (tokens), ``O``
 outputs and reduction ``K`` costs ``2*T*O*K`` dense FLOPs per pass (multiply + add). One training
 step runs three such GEMMs per layer:
 

@@ -3,7 +3,7 @@
 No torch here: the simulator (``pgf_sim.sim``) and the FLOPs accounting (``flops.py``) read the
 same schedule the trainer runs. Every function is a pure function of ``(cfg, step, total_steps)``.
 
-Clock (docs/recipes.md, "Phases"): steps ``[0, D)`` are the dense phase, ``[D, T - F)`` the
+Clock (docs/method.md, "Phases"): steps ``[0, D)`` are the dense phase, ``[D, T - F)`` the
 sparse phase, ``[T - F, T)`` the fine-tune phase, with ``D = round(dense_fraction * T)`` and
 ``F = round(finetune_fraction * T)``. The sparse clock ``t = step - D`` starts at 0 on the first
 sparse step, so beta(first sparse step) = 1. (The reference code divides the dense offset by 100
@@ -49,7 +49,7 @@ def _add(spec: RecipeSpec) -> None:
 
 # Default phases. STE/SR-STE/SDGF masks are binary throughout, so a fine-tune phase would change
 # nothing for STE/SR-STE; SDGF gets its "target holds for the last 30%" from
-# ``sdgf_frames_fraction`` (docs/recipes.md: frames compressed into the first 70% of the sparse
+# ``sdgf_frames_fraction`` (docs/method.md: frames compressed into the first 70% of the sparse
 # phase beat frames spread over the whole run by ~9 points on digits). MDGF's beta never reaches
 # 0 exactly with the exponential decay, so MDGF ends with 10% of binary-mask fine-tuning: the
 # model is then trained with exactly the mask ``finalize()`` applies.
@@ -81,11 +81,11 @@ def _snap(beta: float) -> float:
 
 
 DECAYS: Registry[Decay] = Registry("decay")
-DECAYS.add("linear", Decay(  # docs/recipes.md: beta(t) = max(1 - alpha*t, 0)
+DECAYS.add("linear", Decay(  # docs/method.md: beta(t) = max(1 - alpha*t, 0)
     beta=lambda a, t: _snap(1.0 - a * t),
     alpha_for=lambda x, steps: (1.0 - x) / steps,
     min_beta_end=0.0, source="paper / reference code"))
-DECAYS.add("exponential", Decay(  # docs/recipes.md: beta(t) = exp(-alpha*t), no floor
+DECAYS.add("exponential", Decay(  # docs/method.md: beta(t) = exp(-alpha*t), no floor
     beta=lambda a, t: math.exp(-a * t),
     alpha_for=lambda x, steps: -math.log(x) / steps,
     min_beta_end=1e-300, source="paper / reference code"))
@@ -148,6 +148,10 @@ class RecipeConfig:
 
     def __post_init__(self) -> None:
         spec = self.spec  # raises on an unknown name
+        # Python callers may pass "1:16": parse here, not at first use deep inside training
+        object.__setattr__(self, "pattern", _field_pattern(self.pattern, "recipe.pattern"))
+        if self.qkv_pattern is not None:
+            object.__setattr__(self, "qkv_pattern", _field_pattern(self.qkv_pattern, "recipe.qkv_pattern"))
         self._check_layer_patterns()
         if self.decay not in DECAYS:
             raise ConfigError(f"unknown decay {self.decay!r}; valid: {', '.join(DECAYS.names())}")
@@ -185,10 +189,7 @@ class RecipeConfig:
         for glob, pat in self.layer_patterns.items():
             if not isinstance(glob, str) or not glob:
                 raise ConfigError(f"layer_patterns: key {glob!r} must be a non-empty module-name glob")
-            try:
-                parsed[glob] = pat if isinstance(pat, NM) else NM.parse(str(pat))
-            except (ValueError, TypeError) as exc:
-                raise ConfigError(f"layer_patterns[{glob!r}]: {pat!r} is not an N:M pattern ({exc})") from None
+            parsed[glob] = _field_pattern(pat, f"layer_patterns[{glob!r}]")
         object.__setattr__(self, "layer_patterns", parsed)  # Python callers may pass "2:4" strings
 
     @property
@@ -209,6 +210,14 @@ class RecipeConfig:
     @property
     def beta_end_(self) -> float:
         return _DEFAULT_BETA_END[self.decay] if self.beta_end is None else self.beta_end
+
+
+def _field_pattern(value: object, field_name: str) -> NM:
+    """``value`` (an ``NM``, ``"2:4"``, ``"dense"`` or ``(2, 4)``) as an ``NM``; errors name the field."""
+    try:
+        return NM.parse(value)
+    except (ConfigError, ValueError, TypeError) as exc:
+        raise ConfigError(f"{field_name}: {value!r} is not an N:M pattern ({exc})") from None
 
 
 # ----------------------------------------------------------------------------------------- clock
@@ -272,7 +281,7 @@ def beta_at(cfg: RecipeConfig, step: int, total_steps: int) -> float:
 
 # -------------------------------------------------------------------------------------- patterns
 def sdgf_patterns(target: NM, schedule: str = "stepwise") -> tuple[NM, ...]:
-    """The SDGF frame patterns toward ``target`` (docs/recipes.md, "SDGF schedules").
+    """The SDGF frame patterns toward ``target`` (docs/method.md, "SDGF: frames").
 
     stepwise: (M-1):M, M/2:M, M/4:M, ... N:M (keep M, halve N); frames = log2(M/N) + 1 when M/N
     is a power of two. For other N the halving stops at the first value <= N and the last frame

@@ -60,7 +60,9 @@ class GradNoiseMonitor:
         if not self.active(step):
             return None
         for name, g in grads.items():
-            g = g.detach().to(torch.float64)
+            # copy=True: a float64 gradient would otherwise be kept by reference as the previous
+            # gradient, and the caller's in-place clipping after this call would rewrite it
+            g = g.detach().to(torch.float64, copy=True)
             m = masks[name].detach().bool()
             if name in self._sum:
                 self._sum[name] += g

@@ -263,9 +263,12 @@ class ExperimentConfig:
         text = json.dumps(self.to_dict(), sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:8]
 
-    def default_run_id(self) -> str:
+    def default_run_id(self, world_size: int = 1) -> str:
+        """Name, recipe, pattern, seed, config hash, and ``-w<world_size>`` for a multi-process
+        (DDP) run: a torchrun rerun of a single-process run is a different run, not its result."""
         pattern = str(self.recipe.pattern).replace(":", "of")
-        return f"{self.name}-{self.recipe.name}-{pattern}-s{self.seed}-{self.fingerprint()}"
+        world = f"-w{world_size}" if world_size > 1 else ""
+        return f"{self.name}-{self.recipe.name}-{pattern}-s{self.seed}-{self.fingerprint()}{world}"
 
 
 def experiment_from_dict(data: dict[str, Any], *, source: str = "<config>") -> ExperimentConfig:

@@ -125,6 +125,7 @@ def export_compressed(model: nn.Module, path: str | Path, patterns: Mapping[str,
     sparse_bytes = sparse_dense_bytes = 0
     layers: list[LayerBytes] = []
     for name, pattern in patterns.items():
+        pattern = NM.parse(pattern)  # "2:4" strings from Python callers
         key, rd = keys[name]
         if pattern.is_dense:
             continue

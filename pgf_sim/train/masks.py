@@ -1,6 +1,6 @@
 """N:M masks: keep the N largest |w| of every group of M consecutive weights along the reduction dim.
 
-Groups (docs/recipes.md, "Vocabulary"): ``nn.Linear`` weight ``(out, in)``: M consecutive
+Groups (docs/method.md, "Vocabulary"): ``nn.Linear`` weight ``(out, in)``: M consecutive
 elements of one row. Conv weight ``(out, in, kh, kw)``: M consecutive input channels at a fixed
 ``(out, kh, kw)``. A weight stored transposed (Hugging Face GPT-2 ``Conv1D``, ``(in, out)``)
 passes ``reduction_dim=0``.
@@ -30,8 +30,9 @@ from ..core.errors import ShapeError
 from ..core.pattern import NM
 
 
-def check_divisible(shape: tuple[int, ...], pattern: NM, *, name: str = "weight", reduction_dim: int = 1) -> None:
+def check_divisible(shape: tuple[int, ...], pattern: NM | str, *, name: str = "weight", reduction_dim: int = 1) -> None:
     """Raise ``ShapeError`` naming the layer and shape if the reduction size is not a multiple of M."""
+    pattern = NM.parse(pattern)  # "2:4" strings from Python callers
     if len(shape) < 2:
         raise ShapeError(f"layer {name!r}: weight shape {tuple(shape)} has no reduction dimension for N:M")
     k = shape[reduction_dim]
@@ -90,12 +91,13 @@ def _use_pairwise(n: int, m: int, numel: int) -> bool:
     return (m <= 4 and (n > 1 or large)) or (m <= 8 and n > 1 and large)
 
 
-def nm_mask(weight: torch.Tensor, pattern: NM, *, name: str = "weight", reduction_dim: int = 1) -> torch.Tensor:
+def nm_mask(weight: torch.Tensor, pattern: NM | str, *, name: str = "weight", reduction_dim: int = 1) -> torch.Tensor:
     """Bool mask of ``weight``'s shape keeping the ``pattern.n`` largest |w| per group of ``pattern.m``.
 
     ``name`` appears in the ``ShapeError`` raised when the reduction size is not divisible by M.
     Works under ``torch.no_grad`` semantics (the weight is detached); any float dtype, any device.
     """
+    pattern = NM.parse(pattern)  # "2:4" strings from Python callers
     if pattern.is_dense:
         return torch.ones(weight.shape, dtype=torch.bool, device=weight.device)
     check_divisible(tuple(weight.shape), pattern, name=name, reduction_dim=reduction_dim)
@@ -105,13 +107,14 @@ def nm_mask(weight: torch.Tensor, pattern: NM, *, name: str = "weight", reductio
     return from_groups(keep, tuple(weight.shape), reduction_dim).contiguous()
 
 
-def nm_masks(weights: Sequence[torch.Tensor], pattern: NM, *, names: Sequence[str],
+def nm_masks(weights: Sequence[torch.Tensor], pattern: NM | str, *, names: Sequence[str],
              reduction_dims: Sequence[int]) -> list[torch.Tensor]:
     """``nm_mask`` of several weights (same device) in one pass over their concatenated groups.
 
     Same result as one ``nm_mask`` call per weight; for a model of many small layers it saves
     the fixed per-op cost that dominates small masks (the controller refreshes all layers at once).
     """
+    pattern = NM.parse(pattern)  # "2:4" strings from Python callers
     if pattern.is_dense or len(weights) <= 1:
         return [nm_mask(w, pattern, name=n, reduction_dim=d) for w, n, d in zip(weights, names, reduction_dims)]
     for w, name, dim in zip(weights, names, reduction_dims):
@@ -125,11 +128,12 @@ def nm_masks(weights: Sequence[torch.Tensor], pattern: NM, *, names: Sequence[st
             for k, w, d in zip(keep.split([g.shape[0] for g in groups]), weights, reduction_dims)]
 
 
-def reference_mask(weight: torch.Tensor, pattern: NM, *, reduction_dim: int = 1) -> torch.Tensor:
+def reference_mask(weight: torch.Tensor, pattern: NM | str, *, reduction_dim: int = 1) -> torch.Tensor:
     """The plain stable-sort formulation of the same mask (one sort per group row, vectorised).
 
     Slower than ``nm_mask``; kept as the independent reference for tests and the benchmark.
     """
+    pattern = NM.parse(pattern)  # "2:4" strings from Python callers
     if pattern.is_dense:
         return torch.ones(weight.shape, dtype=torch.bool, device=weight.device)
     a = to_groups(weight.detach().abs(), pattern.m, reduction_dim)
@@ -155,8 +159,9 @@ def nonzeros_per_group(weight: torch.Tensor, m: int, *, reduction_dim: int = 1) 
     return (to_groups(weight.detach(), m, reduction_dim) != 0).sum(dim=1)
 
 
-def complies(weight: torch.Tensor, pattern: NM, *, reduction_dim: int = 1) -> bool:
+def complies(weight: torch.Tensor, pattern: NM | str, *, reduction_dim: int = 1) -> bool:
     """True if every group of ``pattern.m`` holds at most ``pattern.n`` non-zeros."""
+    pattern = NM.parse(pattern)  # "2:4" strings from Python callers
     if pattern.is_dense:
         return True
     if weight.shape[reduction_dim] % pattern.m:

@@ -1,7 +1,7 @@
 """Built-in transformer models, written with plain torch modules.
 
 Module names follow timm (``blocks.<i>.attn.qkv``, ``.attn.proj``, ``.mlp.fc1``, ``.mlp.fc2``,
-``patch_embed``, ``head``) so the role rules of ``pgf_sim.sparsity.roles`` find the roles of docs/recipes.md
+``patch_embed``, ``head``) so the role rules of ``pgf_sim.sparsity.roles`` find the roles of docs/method.md
 ("Which layers") without a model-specific table. Nothing here knows about sparsity: the
 controller wraps the weights from outside, exactly as it would for a user's timm/HF model.
 """

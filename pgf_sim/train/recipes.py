@@ -1,6 +1,6 @@
 """What each recipe does to one weight: the effective forward weight and the gradient W receives.
 
-docs/recipes.md, "Recipes" (W dense trainable weight, m binary N:M mask, beta from schedules.py):
+docs/method.md, "Recipes" (W dense trainable weight, m binary N:M mask, beta from schedules.py):
 
 | recipe      | forward          | gradient reaching W                                           |
 |-------------|------------------|---------------------------------------------------------------|
@@ -90,7 +90,7 @@ def _binary_ste(weight: torch.Tensor, state: StepState, cfg: RecipeConfig) -> to
 
 @BEHAVIOURS.register("sr-ste")
 def _sr_ste(weight: torch.Tensor, state: StepState, cfg: RecipeConfig) -> torch.Tensor:
-    # The fine-tune phase is plain STE (docs/recipes.md, "Phases").
+    # The fine-tune phase is plain STE (docs/method.md, "Phases").
     lam = cfg.srste_lambda if state.phase == "sparse" else 0.0
     return straight_through(weight, state.mask, 0.0, lam)
 

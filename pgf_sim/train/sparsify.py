@@ -7,14 +7,27 @@ than forward hooks) also covers code that reads a weight without calling the mod
 ``nn.MultiheadAttention`` reads ``out_proj.weight`` and its packed ``in_proj_weight`` directly, and
 ``nn.TransformerEncoderLayer``'s inference fast path reads ``linear1.weight``.
 
-The mask of a layer is cached under the weight's version counter and the current pattern, so it
-is computed once per optimizer update however often the weight is read (gradient accumulation,
-weight tying, diagnostics). ``finalize()`` writes W*m into the weights and removes the
-parametrizations, leaving a plain model whose zero structure is the N:M pattern.
+Clock and masks. The controller's step advances by itself: ``sparsify`` registers a global
+optimizer step post-hook (``torch.optim.optimizer.register_optimizer_step_post_hook``; NVIDIA's
+ASP likewise hooks the optimizer step), and every ``step()`` of an optimizer that updates a
+sparsified weight moves the schedule to the next step. A user loop with only ``optimizer.step()``
+therefore gets the decayed beta and the moving SDGF frames; ``set_step`` stays for explicit
+control (the trainer calls it every step, which the hook makes a no-op). Each clock move marks
+the masks stale; the first read of any sparsified weight afterwards recomputes every mask, in
+one batched pass, from the weights as the optimizer left them. So a mask is recomputed exactly
+once per training step whatever the optimizer (plain, foreach or fused kernels, which update
+weights without bumping the tensor version counter) and however often the weight is read
+(gradient accumulation, weight tying, diagnostics). A weight written outside an optimizer step
+(``p.data.copy_(...)``) is seen at the next ``set_step`` or optimizer step.
+
+``finalize()`` writes W*m into the weights and removes the parametrizations, leaving a plain
+model whose zero structure is the N:M pattern; it warns when called before the schedule's end.
 """
 from __future__ import annotations
 
 import logging
+import warnings
+import weakref
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -61,8 +74,7 @@ class _Layer(SelectedLayer):
     pattern: NM = DENSE
     beta: float = 1.0
     phase: str = "dense"
-    mask: torch.Tensor | None = None
-    mask_key: tuple = ()
+    mask: torch.Tensor | None = None  # mask of ``pattern`` for the current step (set by the controller)
     prev_mask: torch.Tensor | None = field(default=None, repr=False)
 
     def weight(self) -> torch.Tensor:
@@ -71,25 +83,14 @@ class _Layer(SelectedLayer):
             return getattr(self.module.parametrizations, self.param).original
         return getattr(self.module, self.param)
 
-    def mask_key_now(self, w: torch.Tensor) -> tuple:
-        return (w.data_ptr(), w._version, self.pattern)
-
-    def current_mask(self, weight: torch.Tensor | None = None) -> torch.Tensor:
-        w = self.weight() if weight is None else weight
-        key = self.mask_key_now(w)
-        if self.mask is None or key != self.mask_key:
-            with torch.no_grad():
-                self.mask = nm_mask(w, self.pattern, name=self.name, reduction_dim=self.reduction_dim)
-            self.mask_key = key
-        return self.mask
-
 
 class _RecipeWeight(nn.Module):
     """The parametrization: W -> the recipe's effective weight for the current step."""
 
-    def __init__(self, layer: _Layer, cfg: RecipeConfig) -> None:
+    def __init__(self, layer: _Layer, cfg: RecipeConfig, controller: "SparseController") -> None:
         super().__init__()
-        self._layer = [layer]  # a list hides it from nn.Module attribute registration
+        self._layer = [layer]  # lists hide these from nn.Module attribute registration
+        self._controller = [controller]
         self._cfg = cfg
         self._behaviour = BEHAVIOURS.get(cfg.name)
 
@@ -97,8 +98,18 @@ class _RecipeWeight(nn.Module):
         layer = self._layer[0]
         if layer.phase == "dense":
             return weight
-        state = StepState(layer.current_mask(weight), layer.beta, layer.phase)
+        self._controller[0].refresh_masks()  # no-op unless the clock moved since the last refresh
+        state = StepState(layer.mask, layer.beta, layer.phase)
         return self._behaviour(weight, state, self._cfg)
+
+    def nm_deploy(self, weight: torch.Tensor) -> tuple[torch.Tensor, NM]:
+        """(the weight as deployed at this step, its N:M pattern): W*m with the current mask (DENSE
+        and W in the dense phase). Read by ``pgf_sim.sim.capture`` to capture a live sparse model."""
+        layer = self._layer[0]
+        if layer.phase == "dense" or layer.pattern.is_dense:
+            return weight.detach(), DENSE
+        self._controller[0].refresh_masks()
+        return weight.detach().masked_fill(~layer.mask, 0.0), layer.pattern
 
 
 class SparseController:
@@ -113,13 +124,26 @@ class SparseController:
         self._layers = {layer.name: layer for layer in layers}
         self.step = -1
         self.finalized = False
+        self._stale = True  # masks must be recomputed before the next read of a sparsified weight
+        self._hooked = False  # the last clock move came from the optimizer hook
+        self._hook = None
         self.set_step(0)
+        if cfg.spec.sparse and layers:
+            self._hook_optimizers()
 
     # ------------------------------------------------------------------ schedule
     def set_step(self, step: int) -> None:
-        """Move to training step ``step``; call before the forward of that step."""
+        """Move to training step ``step`` (before the forward of that step). Optimizer steps advance
+        the clock by themselves; an explicit call to the step the optimizer hook just moved to is a
+        no-op, any other call also recomputes the masks from the current weights."""
         if self.finalized:
             raise ConfigError("this sparse model was finalized; set_step is no longer meaningful")
+        if self._hooked and step == self.step:
+            self._hooked = False
+            return
+        self._move(step)
+
+    def _move(self, step: int) -> None:
         phase = phase_at(self.cfg, step, self.total_steps)
         beta = beta_at(self.cfg, step, self.total_steps)
         for layer in self._layers.values():
@@ -127,23 +151,49 @@ class SparseController:
             layer.beta = beta
             layer.pattern = pattern_at(self.cfg, step, self.total_steps, layer.target)
         self.step = step
-        if self.cfg.spec.sparse and phase != "dense":
-            self._refresh_masks()
+        self._stale = True
+        self._hooked = False
 
-    def _refresh_masks(self) -> None:
-        """Compute the stale masks of all layers sharing a pattern in one batched pass (the weights
-        changed in the last optimizer step); the forward then finds them cached."""
-        stale: dict[tuple, list[tuple[_Layer, torch.Tensor]]] = {}
+    def _hook_optimizers(self) -> None:
+        """Advance the clock after every step of an optimizer that updates a sparsified weight.
+
+        A global hook, so that an optimizer built after ``sparsify`` (the usual order) needs no
+        registration the user could forget. It holds the controller weakly and is removed by
+        ``finalize`` or when the controller is garbage-collected."""
+        ref = weakref.ref(self)
+        ids = frozenset(id(layer.weight()) for layer in self._layers.values())
+
+        def hook(optimizer: torch.optim.Optimizer, args, kwargs) -> None:
+            ctl = ref()
+            if ctl is None or ctl.finalized:
+                return
+            if any(id(p) in ids for group in optimizer.param_groups for p in group["params"]):
+                ctl._move(ctl.step + 1)
+                ctl._hooked = True
+
+        from torch.optim.optimizer import register_optimizer_step_post_hook
+
+        self._hook = register_optimizer_step_post_hook(hook)
+        weakref.finalize(self, self._hook.remove)
+
+    def refresh_masks(self) -> None:
+        """Recompute every mask from the current weights if the clock moved since the last refresh:
+        layers sharing a pattern and device in one batched pass."""
+        if not self._stale:
+            return
+        self._stale = False
+        if not self.cfg.spec.sparse or self.phase == "dense":
+            return
+        groups: dict[tuple, list[tuple[_Layer, torch.Tensor]]] = {}
         for layer in self._layers.values():
             w = layer.weight()
-            if layer.mask is None or layer.mask_key_now(w) != layer.mask_key:
-                stale.setdefault((layer.pattern, w.device), []).append((layer, w))
-        for (pattern, _), items in stale.items():
+            groups.setdefault((layer.pattern, w.device), []).append((layer, w))
+        for (pattern, _), items in groups.items():
             with torch.no_grad():
                 masks = nm_masks([w for _, w in items], pattern, names=[l.name for l, _ in items],
                                  reduction_dims=[l.reduction_dim for l, _ in items])
-            for (layer, w), mask in zip(items, masks):
-                layer.mask, layer.mask_key = mask, layer.mask_key_now(w)
+            for (layer, _), mask in zip(items, masks):
+                layer.mask = mask
 
     @property
     def beta(self) -> float:
@@ -172,7 +222,8 @@ class SparseController:
             elif layer.pattern.is_dense:
                 out[name] = torch.ones(layer.shape, dtype=torch.bool, device=layer.weight().device)
             else:
-                out[name] = layer.current_mask()
+                self.refresh_masks()
+                out[name] = layer.mask
         return out
 
     def dense_weights(self) -> dict[str, torch.Tensor]:
@@ -225,21 +276,41 @@ class SparseController:
             layer.prev_mask = entry["mask"].to(layer.weight().device)
 
     # ------------------------------------------------------------------ end of training
-    def finalize(self) -> dict[str, torch.Tensor]:
-        """W <- W * m (target pattern), remove the parametrizations; returns the final masks."""
+    def finalize(self, *, early: bool = False) -> dict[str, torch.Tensor]:
+        """W <- W * m (target pattern, mask from the current weights), remove the parametrizations;
+        returns the final masks.
+
+        Before the schedule's end (``step < total_steps``) this prunes in one shot what the recipe
+        would have removed gradually, which costs accuracy (MDGF at beta ~ 1 loses most of it), so
+        it warns (``UserWarning``). It warns rather than raises because pruning early is sometimes
+        meant (one-shot magnitude pruning, early stopping); ``early=True`` says so and silences it.
+        """
         if self.finalized:
             return {n: l.mask for n, l in self._layers.items()}
+        if self.cfg.spec.sparse and self._layers and self.step < self.total_steps and not early:
+            warnings.warn(
+                f"finalize() at step {self.step} of {self.total_steps} ({self.phase} phase, "
+                f"beta={self.beta:.3g}): the {self.cfg.name} schedule has not reached its end, so the "
+                "target masks are applied in one shot; train to the end (optimizer steps advance the "
+                "clock), or pass finalize(early=True) if one-shot pruning is intended",
+                UserWarning, stacklevel=2)
         for layer in self._layers.values():
             sparse = self.cfg.spec.sparse
             layer.pattern = layer.target if sparse else DENSE
             w = layer.weight()
-            mask = layer.current_mask(w) if sparse else torch.ones(layer.shape, dtype=torch.bool, device=w.device)
+            if sparse:
+                with torch.no_grad():
+                    mask = nm_mask(w, layer.pattern, name=layer.name, reduction_dim=layer.reduction_dim)
+            else:
+                mask = torch.ones(layer.shape, dtype=torch.bool, device=w.device)
             if parametrize.is_parametrized(layer.module, layer.param):
                 parametrize.remove_parametrizations(layer.module, layer.param, leave_parametrized=False)
             with torch.no_grad():  # masked_fill writes +0.0 (mul_ would leave -0.0 for negative W)
                 getattr(layer.module, layer.param).masked_fill_(~mask, 0.0)
             layer.mask, layer.phase, layer.beta = mask, "finetune", 0.0
         self.finalized = True
+        if self._hook is not None:
+            self._hook.remove()
         return {n: l.mask for n, l in self._layers.items()}
 
 
@@ -294,10 +365,12 @@ def sparsify(model: nn.Module, cfg: RecipeConfig, total_steps: int) -> SparseCon
             raise ConfigError(f"layer {sel.name!r} is already parametrized (sparsified twice?); "
                               "sparsify a fresh model, or finalize() the previous controller first")
         layers.append(_Layer(**vars(sel)))
+    controller = SparseController(model, cfg, total_steps, layers, skipped)
     if cfg.spec.sparse:
         for layer in layers:
-            parametrize.register_parametrization(layer.module, layer.param, _RecipeWeight(layer, cfg), unsafe=True)
-    return SparseController(model, cfg, total_steps, layers, skipped)
+            parametrize.register_parametrization(layer.module, layer.param, _RecipeWeight(layer, cfg, controller),
+                                                 unsafe=True)
+    return controller
 
 
 # ------------------------------------------------------------------------------ layers and roles

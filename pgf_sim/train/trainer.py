@@ -130,17 +130,18 @@ def train(cfg: ExperimentConfig, *, store: ResultStore, run_id: str | None = Non
     device = dist.device_for(ctx, cfg.device)
     dist.init(ctx, device)
     dist.check_batch(ctx, cfg.schedule.batch_size)
-    run_id = run_id or cfg.default_run_id()
+    run_id = run_id or cfg.default_run_id(ctx.world)
     run_dir = Path(workdir) / run_id
     ckpt_path = run_dir / CHECKPOINT_NAME
-    config_dict = cfg.to_dict()
+    config_dict = cfg.to_dict()  # what config.json holds (an experiment)
+    identity = run_identity(config_dict, ctx.world)  # what the store and checkpoint compare
 
     torch.manual_seed(cfg.seed)
     data = load_data(cfg.data)
     total = cfg.schedule.total_steps(len(data.train_y))
     steps_per_epoch(len(data.train_y), cfg.schedule.batch_size)  # validates batch_size <= n_train
     model = build_model(cfg.model, data.spec)
-    flops = training_flops(cfg.recipe, _gemm_layers(model, cfg.schedule.batch_size),
+    flops = training_flops(cfg.recipe, gemm_layers(model, example_input(cfg), cfg.schedule.batch_size),
                            tokens=0, total_steps=total)
     controller = sparsify(model, cfg.recipe, total)
     model.to(device)
@@ -150,8 +151,8 @@ def train(cfg: ExperimentConfig, *, store: ResultStore, run_id: str | None = Non
 
     existing = store.get_run(run_id)  # every rank reads it, so all return (or all train) together
     if existing and existing.status == "finished" and (run_dir / FINAL_MODEL_NAME).is_file():
-        if existing.config != json.loads(json.dumps(config_dict, sort_keys=True)):
-            raise PgfSimError(f"run {run_id!r} already exists with a different config; choose another --run-id")
+        if existing.config != json.loads(json.dumps(identity, sort_keys=True)):
+            raise PgfSimError(_config_differs(run_id, existing.config, identity))
         model, _ = load_trained(run_dir)
         return RunSummary(run_id, existing.final_accuracy, layer_info, ckpt_path, cfg.model.name,
                           run_dir, existing.final_step, flops, model)
@@ -163,7 +164,7 @@ def train(cfg: ExperimentConfig, *, store: ResultStore, run_id: str | None = Non
 
     done = 0
     if ckpt_path.is_file():
-        state = load_checkpoint(ckpt_path, config=config_dict)  # CPU: RNG states must stay CPU tensors;
+        state = load_checkpoint(ckpt_path, config=identity)  # CPU: RNG states must stay CPU tensors;
         # load_state_dict copies weights and optimiser state onto the parameters' device
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
@@ -175,14 +176,16 @@ def train(cfg: ExperimentConfig, *, store: ResultStore, run_id: str | None = Non
 
     def checkpoint(step: int) -> None:
         save_checkpoint(ckpt_path, step=step, model=model, optimizer=opt, scheduler=sched,
-                        controller=controller, config=config_dict)
+                        controller=controller, config=identity)
 
     pending: list[tuple[int, str, float]] = []
     pending_diag: list[tuple[int, str, str, float]] = []
     if ctx.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / CONFIG_NAME).write_text(json.dumps(config_dict, indent=2, sort_keys=True))
-        store.start_run(run_id, name=cfg.name, config=config_dict, recipe=cfg.recipe.name,
+        if existing is None:
+            _note_other_world_sizes(store, cfg.name, run_id, identity)
+        store.start_run(run_id, name=cfg.name, config=identity, recipe=cfg.recipe.name,
                         pattern=str(cfg.recipe.pattern), seed=cfg.seed)
         store.truncate_after(run_id, done)
         if not ckpt_path.is_file():
@@ -212,13 +215,13 @@ def train(cfg: ExperimentConfig, *, store: ResultStore, run_id: str | None = Non
             loss_v, grad_norm_v = float(stats[0]), float(stats[1])
             if not (math.isfinite(loss_v) and math.isfinite(grad_norm_v)):
                 _diverged(store if ctx.is_main else None, run_id, step, loss_v, grad_norm_v, opt, ckpt_path)
-            lr_v = opt.param_groups[0]["lr"]
-            opt.step()
+            lr_v, beta_v = opt.param_groups[0]["lr"], controller.beta
+            opt.step()  # its step hook advances the controller to step + 1
             sched.step()
             s = step + 1  # metrics are keyed by completed steps
             pending += [(s, "train_loss", loss_v), (s, "lr", lr_v), (s, "grad_norm", grad_norm_v)]
             if cfg.recipe.spec.decays:  # MDGF's beta(t) of this step, for the training curves
-                pending.append((s, "beta", controller.beta))
+                pending.append((s, "beta", beta_v))
             if cfg.eval_every and s % cfg.eval_every == 0 and s < total:
                 acc, test_loss = evaluate(model, data, device, cfg.bf16)
                 pending += [(s, "test_acc", acc), (s, "test_loss", test_loss)]
@@ -246,21 +249,96 @@ def train(cfg: ExperimentConfig, *, store: ResultStore, run_id: str | None = Non
     return RunSummary(run_id, acc, layer_info, ckpt_path, cfg.model.name, run_dir, total, flops, model)
 
 
-def _gemm_layers(model: torch.nn.Module, batch: int) -> dict[str, tuple]:
-    """Every weight GEMM of a built-in model -> (shape, role, rows per step), for ``flops.py``.
-    Rows: patch embedding sees the patches, the head only the cls token, every block all tokens
-    (patches or sequence positions, + cls). Attention score/AV matmuls (activation x activation,
-    never weight-sparse) are not weight GEMMs and are not counted here."""
+def gemm_layers(model: torch.nn.Module, example: torch.Tensor, batch: int) -> dict[str, tuple]:
+    """Every weight GEMM of ``model`` -> (shape, role, rows per step), for ``flops.py``.
+
+    Rows are measured, not assumed: one forward pass of ``example`` (a single example, batch 1,
+    eval mode: no dropout, so no RNG is drawn) with hooks on every weight layer of
+    ``sparsify.weight_params``, scaled by ``batch``. Linear / Conv1D: the input's rows (tokens);
+    conv: batch x output pixels (the im2col GEMM); MultiheadAttention: query rows for Q and the
+    output projection (which it applies without calling ``out_proj``), key rows for K, value rows
+    for V (packed ``in_proj_weight``: their mean, as its (3E, E) shape spans all three). Gradients
+    stay enabled so that ``nn.TransformerEncoderLayer`` takes its module-by-module path, not the
+    fused inference kernel that calls no hook. A layer called twice (weight tying, a shared
+    block) counts both calls; one never called counts 0.
+    Attention score/AV matmuls (activation x activation, never weight-sparse) are not weight
+    GEMMs and are not counted here."""
     from pgf_sim.train.sparsify import infer_roles, weight_params
 
+    params = weight_params(model)
+    rows = dict.fromkeys(params, 0)
+    by_module: dict[int, list[tuple[str, str]]] = {}
+    for name, (module, param, _) in params.items():
+        by_module.setdefault(id(module), []).append((name, param))
+
+    def lead(t: torch.Tensor) -> int:  # rows of a (..., features) activation
+        return t.numel() // t.shape[-1] if t.dim() else 0
+
+    def hook(module, args, kwargs, output) -> None:
+        if isinstance(module, torch.nn.MultiheadAttention):
+            q, k, v = (list(args) + [kwargs.get(key) for key in ("query", "key", "value")[len(args):]])[:3]
+            per = {"in_proj_weight": (lead(q) + lead(k) + lead(v)) // 3, "q_proj_weight": lead(q),
+                   "k_proj_weight": lead(k), "v_proj_weight": lead(v)}
+            for name, param in by_module[id(module)]:
+                rows[name] += per[param]
+            for name, _ in by_module.get(id(module.out_proj), ()):
+                rows[name] += lead(q)
+            return
+        (name, _), = by_module[id(module)]
+        if isinstance(module, torch.nn.modules.conv._ConvNd):  # im2col rows: output pixels
+            rows[name] += output.numel() // output.shape[-module.weight.dim() + 1]  # / output channels
+        else:
+            rows[name] += lead(args[0] if args else next(iter(kwargs.values())))
+
+    mods = {id(m): m for m, _, _ in params.values()}
+    mods.update({id(m): m for m in model.modules() if isinstance(m, torch.nn.MultiheadAttention)})
+    handles = [m.register_forward_hook(hook, with_kwargs=True) for m in mods.values()]
+    was_training = model.training
+    try:
+        model.eval()
+        with torch.enable_grad():
+            model(example[:1])
+    finally:
+        model.train(was_training)
+        for h in handles:
+            h.remove()
     roles = infer_roles(model)
-    tokens = model.pos_embed.shape[1]  # patches or positions, + cls
-    out = {}
-    for name, (module, param, _) in weight_params(model).items():
-        role = roles[name]
-        rows = {"patch_embed": tokens - 1, "head": 1}.get(role, tokens)
-        out[name] = (tuple(getattr(module, param).shape), role, batch * rows)
-    return out
+    return {name: (tuple(getattr(module, param).shape), roles[name], batch * rows[name])
+            for name, (module, param, _) in params.items()}
+
+
+def run_identity(config: dict[str, Any], world_size: int) -> dict[str, Any]:
+    """The stored identity of a run: its experiment config, plus ``world_size`` when several
+    processes train it (DDP reduces gradients in another order, so results differ in the last
+    bits, and a torchrun rerun must not be answered with the single-process result)."""
+    return dict(config) if world_size == 1 else {**config, "world_size": world_size}
+
+
+def _experiment_part(identity: dict[str, Any]) -> tuple[dict[str, Any], int]:
+    """(the experiment config as stored, JSON-normalised; the world size) of a run identity."""
+    config = json.loads(json.dumps(identity, sort_keys=True))
+    return config, config.pop("world_size", 1)
+
+
+def _config_differs(run_id: str, stored: dict[str, Any], identity: dict[str, Any]) -> str:
+    (old, old_world), (new, world) = _experiment_part(stored), _experiment_part(identity)
+    if old == new:
+        return (f"run {run_id!r} already exists, trained by {old_world} process(es); this is {world}: "
+                "choose another --run-id, or omit it (the default run id includes the world size)")
+    return f"run {run_id!r} already exists with a different config; choose another --run-id"
+
+
+def _note_other_world_sizes(store: ResultStore, name: str, run_id: str, identity: dict[str, Any]) -> None:
+    """Say so when the same experiment was already run with another number of processes."""
+    import warnings
+
+    mine, world = _experiment_part(identity)
+    for run in store.list_runs(name=name):
+        config, other = _experiment_part(run.config)
+        if run.run_id != run_id and config == mine and other != world:
+            warnings.warn(f"run {run_id!r} ({world} process(es)) is a new run: the same experiment was run "
+                          f"by {other} process(es) as {run.run_id!r} ({run.status}); results of "
+                          "different world sizes are kept apart", UserWarning, stacklevel=3)
 
 
 def _diverged(store: ResultStore | None, run_id: str, step: int, loss: float, grad_norm: float,

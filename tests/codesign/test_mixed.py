@@ -237,3 +237,67 @@ def test_layer_patterns_is_a_read_only_hashable_mapping():
         a["blocks.0.fc1"] = NM(1, 16)  # read-only
     chosen = Assignment((1, 0), 1.0, 0).layer_patterns(("l0", "l1"), (NM(2, 4), NM(1, 8)))
     assert chosen == {"l0": NM(1, 8), "l1": NM(2, 4)}
+
+
+def _hf_conv1d(n_in: int, n_out: int):
+    """Hugging Face GPT-2's Conv1D layout: weight (in, out), y = x @ W + b (reduction along dim 0)."""
+    import torch
+
+    class Conv1D(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.weight = torch.nn.Parameter(torch.randn(n_in, n_out))
+            self.bias = torch.nn.Parameter(torch.zeros(n_out))
+
+        def forward(self, x):
+            return x @ self.weight + self.bias
+
+    return Conv1D()
+
+
+def test_re_masking_follows_each_layers_reduction_dim():
+    """Conv1D groups run down the input rows (dim 0); MultiheadAttention's packed in_proj_weight
+    (3E, E) is named '<module>.in_proj_weight' and groups along its inputs (dim 1)."""
+    import torch
+
+    from pgf_sim.codesign.mixed import apply_patterns
+    from pgf_sim.core import NM
+
+    torch.manual_seed(0)
+    model = torch.nn.Module()
+    model.c_fc = _hf_conv1d(8, 6)
+    model.attn = torch.nn.MultiheadAttention(8, 2)
+    w = model.c_fc.weight.detach().clone()
+    qkv = model.attn.in_proj_weight.detach().clone()
+    masks = apply_patterns(model, {"c_fc": NM(1, 4), "attn.in_proj_weight": "2:4"})
+    # by hand: column j, rows 4g..4g+3 keep the one largest |w|
+    expected = torch.zeros(8, 6, dtype=torch.bool)
+    for j in range(6):
+        for g in range(2):
+            expected[4 * g + int(w[4 * g:4 * g + 4, j].abs().argmax()), j] = True
+    assert torch.equal(masks["c_fc"], expected)
+    assert torch.equal(model.c_fc.weight.detach(), w * expected)
+    groups = qkv.abs().reshape(24, 2, 4)  # each row: two groups of 4 consecutive inputs
+    kept = torch.zeros_like(groups, dtype=torch.bool).scatter_(-1, groups.topk(2, dim=-1).indices, True)
+    assert torch.equal(masks["attn.in_proj_weight"], kept.reshape(24, 8))
+    with pytest.raises(Exception, match="not weight layers.*c_fc"):
+        apply_patterns(model, {"attn": NM(2, 4)})
+
+
+def test_sensitivity_checks_divisibility_along_the_reduction_dim():
+    """Conv1D(8 -> 6): 8 inputs hold 1:4 groups although the 6 outputs do not divide by 4."""
+    import torch
+
+    from pgf_sim.codesign.mixed import measure_sensitivity
+    from pgf_sim.core import NM
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(_hf_conv1d(8, 6))
+    x = torch.randn(40, 8)
+    y = model(x).argmax(-1).detach()
+    w_before = model[0].weight.detach().clone()
+    s = measure_sensitivity(model, x, y, ("0",), (NM(1, 4), NM(1, 3)))
+    assert s.base_errors == 0
+    assert 0 <= s.errors[0, 0] <= 40  # measured, not the "cannot hold it" marker n + 1
+    assert s.errors[0, 1] == 41       # 8 inputs do not divide into groups of 3
+    assert torch.equal(model[0].weight, w_before)

@@ -1,4 +1,4 @@
-"""Training FLOPs per recipe against hand counts (docs/recipes.md, "How FLOPs relate to recipes").
+"""Training FLOPs per recipe against hand counts (docs/method.md, "Training FLOPs").
 
 Two sparse layers fc1 (64, 16), fc2 (16, 64) and a dense head (4, 16); 10 tokens per step,
 100 steps. One dense GEMM pass: fc1 = fc2 = 2*10*64*16 = 20480 FLOPs, head = 1280.
@@ -84,7 +84,7 @@ def test_segment_sums_equal_a_step_by_step_count(name, decay, grad, total, dense
                        finetune_fraction=finetune)
     got = training_flops(cfg, LAYERS, tokens=10, total_steps=total)
     fwd = wgrad = 0.0
-    for step in range(total):  # the rules of docs/recipes.md applied one step at a time
+    for step in range(total):  # the rules of docs/method.md applied one step at a time
         beta, p, phase = beta_at(cfg, step, total), pattern_at(cfg, step, total), phase_at(cfg, step, total)
         d_fwd = 1.0 if beta > 0 else p.density
         pruned_grad_zero = cfg.spec.decays and grad == "scaled" and phase == "sparse" and beta == 0
@@ -92,3 +92,47 @@ def test_segment_sums_equal_a_step_by_step_count(name, decay, grad, total, dense
         wgrad += SPARSE_PASS * (p.density if pruned_grad_zero else 1.0) + HEAD_PASS
     assert got["forward"] == pytest.approx(fwd) and got["input_grad"] == pytest.approx(fwd)
     assert got["weight_grad"] == pytest.approx(wgrad)
+
+
+def test_gemm_rows_are_measured_for_any_model():
+    """trainer.gemm_layers on a model with no pos_embed: conv, HF Conv1D, MultiheadAttention
+    (whose out_proj it applies without calling the module), nn.TransformerEncoderLayer and a
+    layer called twice. Rows per example derived by hand, times the batch."""
+    import torch
+    from torch import nn
+
+    from pgf_sim.train.trainer import gemm_layers
+
+    class Conv1D(nn.Module):  # Hugging Face GPT-2 layout: weight (in, out)
+        def __init__(self, n_in, n_out):
+            super().__init__()
+            self.weight = nn.Parameter(torch.randn(n_in, n_out))
+
+        def forward(self, x):
+            return x @ self.weight
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(1, 4, 3)                 # 8x8 -> 6x6: 36 output pixels
+            self.c_fc = Conv1D(4, 8)                        # 36 tokens
+            self.attn = nn.MultiheadAttention(8, 2)         # self-attention over 36 tokens
+            self.enc = nn.TransformerEncoderLayer(8, 2, 16, dropout=0.0)
+            self.shared = nn.Linear(8, 8)                   # called twice: 2 x 36
+            self.head = nn.Linear(8, 10)                    # on the pooled token: 1
+
+        def forward(self, x):
+            t = self.conv(x).flatten(2).permute(2, 0, 1)    # (B, 4, 6, 6) -> (36, B, 4)
+            t = self.c_fc(t)
+            t = self.attn(t, t, t, need_weights=False)[0]
+            t = self.shared(self.shared(self.enc(t)))
+            return self.head(t.mean(0))
+
+    batch = 5
+    out = gemm_layers(Net(), torch.zeros(3, 1, 8, 8), batch)
+    rows = {name: r for name, (_, _, r) in out.items()}
+    assert rows == {"conv": 36 * batch, "c_fc": 36 * batch, "attn.in_proj_weight": 36 * batch,
+                    "attn.out_proj": 36 * batch, "enc.self_attn.in_proj_weight": 36 * batch,
+                    "enc.self_attn.out_proj": 36 * batch, "enc.linear1": 36 * batch, "enc.linear2": 36 * batch,
+                    "shared": 72 * batch, "head": batch}
+    assert out["c_fc"][:2] == ((4, 8), "fc1") and out["enc.linear2"][:2] == ((8, 16), "fc2")

@@ -1,4 +1,4 @@
-"""Schedules against docs/recipes.md: SDGF pattern sequences, MDGF beta values, phases, selection."""
+"""Schedules against docs/method.md: SDGF pattern sequences, MDGF beta values, phases, selection."""
 import math
 import subprocess
 import sys
@@ -16,7 +16,7 @@ def _strs(patterns):
     return [str(p) for p in patterns]
 
 
-@pytest.mark.parametrize("target, expected", [  # docs/recipes.md, "SDGF schedules", stepwise
+@pytest.mark.parametrize("target, expected", [  # docs/method.md, "SDGF: frames", stepwise
     ("1:32", ["31:32", "16:32", "8:32", "4:32", "2:32", "1:32"]),
     ("1:16", ["15:16", "8:16", "4:16", "2:16", "1:16"]),
     ("1:8", ["7:8", "4:8", "2:8", "1:8"]),
@@ -29,7 +29,7 @@ def test_sdgf_stepwise_sequences(target, expected):
     assert len(patterns) == int(math.log2(t.m / t.n)) + 1  # frames = log2(M/N) + 1
 
 
-@pytest.mark.parametrize("target, expected", [  # docs/recipes.md, geometric
+@pytest.mark.parametrize("target, expected", [  # docs/method.md, geometric
     ("1:8", ["8:64", "4:32", "2:16", "1:8"]),
     ("1:32", ["8:256", "4:128", "2:64", "1:32"]),
 ])

@@ -57,3 +57,19 @@ def test_bad_window():
         GradNoiseMonitor(every=4, window=1)
     with pytest.raises(ValueError):
         GradNoiseMonitor(every=4, window=5)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_caller_clipping_gradients_in_place_does_not_change_the_record(dtype):
+    # The trainer clips gradients in place right after update(); what was measured must stay
+    # what the optimiser received at that step, for float64 gradients too.
+    mon = GradNoiseMonitor(every=2, window=2)
+    g0, g1 = torch.ones(2, 2, dtype=dtype), torch.full((2, 2), 2.0, dtype=dtype)
+    mask = {"fc1": torch.ones(2, 2)}
+    assert mon.update(0, {"fc1": g0}, mask) is None
+    g0.mul_(0.5)  # in-place clipping of the caller's gradient
+    out = mon.update(1, {"fc1": g1}, mask)["fc1"]
+    g1.mul_(0.5)
+    assert out["grad_diff"] == pytest.approx(1.0)  # ||2 - 1|| / ||1||, not ||2 - 0.5|| / ||0.5|| = 3
+    assert out["grad_mean_sq"] == pytest.approx(1.5 ** 2)
+    assert out["grad_var"] == pytest.approx(0.5)  # (1, 2): unbiased variance 0.5

@@ -120,7 +120,7 @@ def test_a_user_model_built_from_torch_layers_is_sparsified():
         opt.step()
         losses.append(loss.item())
     assert losses[-1] < 0.5 * losses[0]  # it learns (memorises the fixed batch)
-    ctl.finalize()
+    ctl.finalize(early=True)  # one-shot pruning of an untrained model is what this test wants
     for name in ff:
         assert complies(model.get_submodule(name).weight, NM(2, 4)), name
     attn = model.encoder.layers[0].self_attn

@@ -198,7 +198,7 @@ def test_finalize_leaves_plain_model_with_nm_zero_structure():
     img = torch.randn(2, 1, 8, 8)
     with torch.no_grad():
         before = model(img)
-    masks = ctl.finalize()
+    masks = ctl.finalize(early=True)  # at step 9 of 10: one step short of the end
     assert set(model.state_dict()) == plain_keys
     assert not any(parametrize.is_parametrized(m) for m in model.modules())
     for name, mask in masks.items():
@@ -217,7 +217,9 @@ def test_mask_recomputed_after_weight_update_and_flip_counts():
     assert ctl.masks()["fc1"].tolist() == [[True, True, False, False]]
     assert ctl.flip_counts() == {"fc1": 0}
     with torch.no_grad():
-        ctl.dense_weights()["fc1"].copy_(torch.tensor([[1.0, 3.0, 2.0, 4.0]]))  # in place, as an optimizer
+        ctl.dense_weights()["fc1"].copy_(torch.tensor([[1.0, 3.0, 2.0, 4.0]]))  # in place, outside an optimizer
+    assert ctl.masks()["fc1"].tolist() == [[True, True, False, False]]  # the step's mask holds for the step
+    ctl.set_step(ctl.step)  # explicit control: recompute from the current weights
     assert ctl.masks()["fc1"].tolist() == [[False, True, False, True]]
     assert ctl.flip_counts() == {"fc1": 2}
     torch.testing.assert_close(ctl.effective_weights()["fc1"], torch.tensor([[0.0, 3.0, 0.0, 4.0]]))
@@ -243,5 +245,5 @@ def test_sparsifying_twice_is_refused_until_finalized():
     ctl = sparsify(model, RecipeConfig(name="ste"), 10)
     with pytest.raises(ConfigError, match="already parametrized"):
         sparsify(model, RecipeConfig(name="sdgf"), 10)
-    ctl.finalize()
+    ctl.finalize(early=True)
     assert sorted(sparsify(model, RecipeConfig(name="sdgf"), 10).layer_info()) == sorted(ctl.layer_info())

@@ -151,3 +151,34 @@ def test_lr_schedule_shape():
     assert lr_factor(9, 110, 10) == pytest.approx(1.0)
     assert lr_factor(60, 110, 10) == pytest.approx(0.5)
     assert lr_factor(110, 110, 10) == pytest.approx(0.0)
+
+
+def test_training_flops_of_a_model_without_pos_embed(tmp_path, monkeypatch, tiny_dict):
+    """A registered model with no ``pos_embed`` (an MLP on the flattened digits) trains, and its
+    training FLOPs are 2 * rows * out * in per pass, rows = the batch, for 3 passes x steps."""
+    from dataclasses import dataclass
+
+    from torch import nn
+
+    from pgf_sim.train.experiment import MODEL_OPTIONS, experiment_from_dict
+    from pgf_sim.train.models import MODELS
+
+    @dataclass(frozen=True)
+    class MlpOptions:
+        hidden: int = 32
+
+    class Mlp(nn.Module):
+        def __init__(self, opts, spec):
+            super().__init__()
+            self.fc1 = nn.Linear(64, opts.hidden)
+            self.fc2 = nn.Linear(opts.hidden, spec.num_classes)
+
+        def forward(self, x):
+            return self.fc2(torch.relu(self.fc1(x.flatten(1))))
+
+    monkeypatch.setitem(MODELS._items, "test_mlp", Mlp)
+    monkeypatch.setitem(MODEL_OPTIONS._items, "test_mlp", MlpOptions)
+    cfg = experiment_from_dict(tiny_dict(recipe="dense", steps=2, model={"name": "test_mlp", "options": {}}))
+    s = train(cfg, store=ResultStore(tmp_path / "db.sqlite"), workdir=tmp_path, progress=False)
+    per_pass = 2 * 32 * (32 * 64 + 10 * 32)  # batch 32 rows; fc1 (32, 64), fc2 (10, 32)
+    assert s.train_flops == {"forward": 2 * per_pass, "input_grad": 2 * per_pass, "weight_grad": 2 * per_pass}
