@@ -84,6 +84,14 @@ class _Layer(SelectedLayer):
         return getattr(self.module, self.param)
 
 
+def _traced(weight: torch.Tensor) -> bool:
+    """True while a tracer runs the forward on fake/functional tensors: masks computed then must
+    not enter the controller's cache (a fake mask would break every later real forward)."""
+    from torch._subclasses.fake_tensor import is_fake
+
+    return torch.compiler.is_compiling() or is_fake(weight)
+
+
 class _RecipeWeight(nn.Module):
     """The parametrization: W -> the recipe's effective weight for the current step."""
 
@@ -98,9 +106,12 @@ class _RecipeWeight(nn.Module):
         layer = self._layer[0]
         if layer.phase == "dense":
             return weight
-        self._controller[0].refresh_masks()  # no-op unless the clock moved since the last refresh
-        state = StepState(layer.mask, layer.beta, layer.phase)
-        return self._behaviour(weight, state, self._cfg)
+        if _traced(weight):  # torch.export / make_fx / torch.compile: the mask goes into the graph
+            mask = nm_mask(weight, layer.pattern, name=layer.name, reduction_dim=layer.reduction_dim)
+        else:
+            self._controller[0].refresh_masks()  # no-op unless the clock moved since the last refresh
+            mask = layer.mask
+        return self._behaviour(weight, StepState(mask, layer.beta, layer.phase), self._cfg)
 
     def nm_deploy(self, weight: torch.Tensor) -> tuple[torch.Tensor, NM]:
         """(the weight as deployed at this step, its N:M pattern): W*m with the current mask (DENSE
