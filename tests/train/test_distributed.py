@@ -85,7 +85,7 @@ def test_torchrun_rerun_of_a_single_process_run_trains_and_says_so(tmp_path, mon
     mp.spawn(_worker, args=(2, _free_port(), str(tmp_path), cfg_dict, None), nprocs=2, join=True)
     run_id, *messages = (tmp_path / "rank0.txt").read_text().splitlines()
     assert run_id == single.run_id + "-w2"
-    assert store.get_run(run_id)["status"] == "finished" and store.get_run(run_id)["config"]["world_size"] == 2
+    assert store.get_run(run_id).status == "finished" and store.get_run(run_id).config["world_size"] == 2
     assert len(store.run_metrics(run_id, "train_loss")) == 2  # trained, not the single-process result
     assert any(f"run by 1 process(es) as {single.run_id!r}" in m for m in messages)
     assert (tmp_path / "rank1.txt").read_text().splitlines()[0] == run_id
