@@ -275,12 +275,11 @@ class SweepOutcome:
     already_done: tuple[str, ...]
     completed: tuple[str, ...]
     failed: dict[str, str]
-    busy: tuple[str, ...]
     seconds: float
 
     @property
     def ok(self) -> bool:
-        return not self.failed and not self.busy
+        return not self.failed
 
 
 def run_sweep(sweep: Sweep, *, db: str | Path, workdir: str | Path, workers: int | None = None,
@@ -343,7 +342,7 @@ def run_sweep(sweep: Sweep, *, db: str | Path, workdir: str | Path, workers: int
              for p in todo]
     runner = RUNNERS[executor]
     stream = runner(tasks, workers) if executor == "local" else runner(tasks, address)
-    completed, failed, busy = [], dict(failed_before), []
+    completed, failed = [], dict(failed_before)
     finished: set[str] = set()
     last_note = time.time()
     width = len(str(len(tasks)))
@@ -361,9 +360,6 @@ def run_sweep(sweep: Sweep, *, db: str | Path, workdir: str | Path, workers: int
         if exc is not None:
             failed[task.run_id] = error_text(exc)
             echo(f"{head}: FAILED: {failed[task.run_id]}")
-        elif res.status == "busy":
-            busy.append(task.run_id)
-            echo(f"{head}: skipped, another process is training it")
         else:
             completed.append(task.run_id)
             acc = "n/a" if res.accuracy is None else f"{res.accuracy * 100:.1f}%"
@@ -371,7 +367,7 @@ def run_sweep(sweep: Sweep, *, db: str | Path, workdir: str | Path, workers: int
             echo(f"{head}: {res.status}, accuracy {acc}, {res.seconds:.0f} s  "
                  f"(elapsed {_mmss(elapsed)}, ~{_mmss(eta)} left)")
         last_note = time.time()
-    return SweepOutcome(tuple(points), tuple(done), tuple(completed), failed, tuple(busy), time.time() - t0)
+    return SweepOutcome(tuple(points), tuple(done), tuple(completed), failed, time.time() - t0)
 
 
 PROGRESS_EVERY_S = 20.0

@@ -22,7 +22,8 @@ import torch.nn.functional as F
 from pgf_sim.core import NM, PgfSimError
 from pgf_sim.store import ResultStore
 from pgf_sim.train import distributed as dist
-from pgf_sim.train.checkpoint import CHECKPOINT_NAME, atomic_save, load_checkpoint, save_checkpoint, set_rng_state
+from pgf_sim.train.checkpoint import (CHECKPOINT_NAME, atomic_save, load_checkpoint, safe_torch_load, save_checkpoint,
+                                     set_rng_state)
 from pgf_sim.train.data import TensorData, batch_indices, data_spec, load_data, steps_per_epoch
 from pgf_sim.train.diagnostics import GradNoiseMonitor
 from pgf_sim.train.experiment import ExperimentConfig, experiment_from_dict
@@ -101,9 +102,18 @@ def load_trained(run_dir: str | Path) -> tuple[torch.nn.Module, ExperimentConfig
     path = run_dir / FINAL_MODEL_NAME
     if not path.is_file():
         raise PgfSimError(f"{run_dir} has no {FINAL_MODEL_NAME}: the run has not finished (train it to the end first)")
-    cfg = experiment_from_dict(json.loads((run_dir / CONFIG_NAME).read_text()), source=str(run_dir / CONFIG_NAME))
+    cfg_path = run_dir / CONFIG_NAME
+    try:
+        cfg = experiment_from_dict(json.loads(cfg_path.read_text()), source=str(cfg_path))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise PgfSimError(f"{cfg_path}: cannot read the run's config ({exc}); the run directory is damaged") from None
     model = build_model(cfg.model, data_spec(cfg.data))
-    model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    state = safe_torch_load(path, "trained model")
+    try:
+        model.load_state_dict(state)
+    except (RuntimeError, TypeError, AttributeError) as exc:
+        first = (str(exc).splitlines() or [""])[0]
+        raise PgfSimError(f"{path}: does not hold the model of {cfg_path} ({first[:160]})") from None
     return model.eval(), cfg
 
 
@@ -265,7 +275,7 @@ def _gemm_layers(model: torch.nn.Module, batch: int) -> dict[str, tuple]:
 
 def _diverged(store: ResultStore | None, run_id: str, step: int, loss: float, grad_norm: float,
               opt: torch.optim.Optimizer, ckpt_path: Path) -> None:
-    kept = torch.load(ckpt_path, map_location="cpu", weights_only=True)["step"] if ckpt_path.is_file() else None
+    kept = load_checkpoint(ckpt_path)["step"] if ckpt_path.is_file() else None
     msg = (f"run {run_id!r}: training diverged at step {step + 1} (loss={loss}, grad norm={grad_norm}, "
            f"lr={opt.param_groups[0]['lr']:.3g}); stopped without saving the bad state. "
            f"The last good checkpoint ({ckpt_path}, step {kept}) is kept; "
