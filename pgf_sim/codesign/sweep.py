@@ -84,8 +84,12 @@ class SimulateSpec:
     deploy_seq_len: int | None = None    # its sequence length (default: the architecture's)
 
     def __post_init__(self) -> None:
+        from ..sim.ops import DTYPE_BITS
+
         if self.batch < 1:
             raise ConfigError(f"simulate.batch must be >= 1, got {self.batch}")
+        if self.dtype not in DTYPE_BITS:
+            raise ConfigError(f"simulate.dtype: invalid value {self.dtype!r}; valid values: {', '.join(DTYPE_BITS)}")
         if self.deploy_model is None and (self.deploy_batch is not None or self.deploy_seq_len is not None):
             raise ConfigError("simulate.deploy_batch / deploy_seq_len need simulate.deploy_model (e.g. vit_b)")
         if self.deploy_batch is not None and self.deploy_batch < 1:
@@ -266,6 +270,38 @@ def _yaml_scalar(value: Any) -> str:
     return json.dumps(to_dict(value))
 
 
+def validate_sweep(sweep: Sweep, points: list[GridPoint], hardware: list[tuple[str, str]]) -> None:
+    """Fail before any training on what would otherwise fail after it: every hardware target
+    loads and simulates at ``simulate.dtype``, the deployment proxy builds, and every grid
+    point's model fits in memory and takes its recipe (``train.models.check_trainable``)."""
+    from ..core import PgfSimError
+    from ..sim.hardware import load_hardware
+    from ..sim.simulate import simulate
+    from ..sim.workloads import gemm_workload
+    from ..train.experiment import experiment_from_dict
+    from ..train.models import check_trainable
+    from .deploy import check_model
+
+    sim = sweep.config.simulate
+    probe = gemm_workload(1, 64, 64, dtype=sim.dtype)
+    for label, spec in hardware:
+        hw = load_hardware(spec)  # an unknown target is an error naming the valid ones
+        try:
+            simulate(probe, hw)
+        except PgfSimError as exc:
+            raise ConfigError(f"{sweep.source}: field 'simulate.dtype' = {sim.dtype!r} on hardware {label!r}: {exc}") from None
+    deploy = sim.deploy_spec()
+    if deploy is not None:
+        check_model(deploy)
+    checked: set[str] = set()
+    for p in points:
+        shape_key = repr((p.experiment["model"], p.experiment["data"], p.experiment["recipe"],
+                          p.experiment["schedule"].get("steps")))
+        if shape_key not in checked:
+            checked.add(shape_key)
+            check_trainable(experiment_from_dict(p.experiment), source=f"{sweep.source} (grid point {p.describe()})")
+
+
 # ------------------------------------------------------------------------------------ driver
 @dataclass(frozen=True)
 class SweepOutcome:
@@ -294,25 +330,23 @@ def run_sweep(sweep: Sweep, *, db: str | Path, workdir: str | Path, workers: int
     """
     import time
 
-    from ..sim.hardware import load_hardware
     from ..store import ResultStore
     from . import results
-    from .deploy import check_model
     from .executors import RUNNERS, PointTask, error_text, usable_cores
 
     if executor not in RUNNERS:
         raise ConfigError(f"unknown executor {executor!r}; valid: {', '.join(RUNNERS)}")
+    for flag, value in (("workers", workers), ("threads", threads)):
+        if value is not None and value < 1:
+            raise ConfigError(f"--{flag} must be >= 1, got {value}")
     t0 = time.time()
     points = expand(sweep)
     hardware = sweep.hardware_specs()
-    for _, spec in hardware:
-        load_hardware(spec)  # an unknown target fails now, not after the training
+    validate_sweep(sweep, points, hardware)  # everything that can fail fails now, before any training
     store = ResultStore(db)
     sim = sweep.config.simulate
     key = results.sim_key(sim.batch, sim.dtype)
     deploy = sim.deploy_spec()
-    if deploy is not None:
-        check_model(deploy)  # an unknown architecture or bad setting fails now, too
     results.record_sweep(store, sweep.name, key, hardware, to_dict(sweep.config))
     results.record_points(store, sweep.name, [p.record() for p in points])
     stale = results.prune_points(store, sweep.name, [p.run_id for p in points])
