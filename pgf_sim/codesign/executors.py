@@ -190,9 +190,15 @@ def run_ray(tasks: list[PointTask], address: str | None) -> Iterator[Outcome | N
             ref = done[0]
             task = pending.pop(ref)
             try:
-                yield task, ray.get(ref), None
+                result = ray.get(ref)
             except ray.exceptions.RayTaskError as exc:
                 yield task, None, exc.as_instanceof_cause()
+            except ray.exceptions.RayError as exc:  # the worker process died (killed, out of memory, node lost)
+                yield task, None, PgfSimError(
+                    f"the Ray worker running {task.label} died ({type(exc).__name__}); its last checkpoint is "
+                    "kept: rerun the sweep to resume it")
+            else:
+                yield task, result, None
     finally:
         if started_here:
             ray.shutdown()

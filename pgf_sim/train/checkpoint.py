@@ -59,9 +59,10 @@ def safe_torch_load(path: Path, what: str, *, map_location: str | torch.device =
                               "Delete it (or retrain the run) if you did not expect this") from None
     except FileNotFoundError:
         raise CheckpointError(f"{path}: no such {what}") from None
-    except OSError as exc:
+    except (PermissionError, IsADirectoryError) as exc:
         raise CheckpointError(f"{path}: cannot read this {what}: {exc.strerror or exc}") from None
-    except (RuntimeError, EOFError, ValueError, KeyError, AttributeError, IndexError, TypeError) as exc:
+    except (OSError, RuntimeError, EOFError, ValueError, KeyError, AttributeError, IndexError, TypeError) as exc:
+        # a cut-short zip archive surfaces as OSError(EINVAL) or RuntimeError from torch's reader
         reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise CheckpointError(f"{path}: not a readable {what} (corrupt or truncated: {reason[:160]})") from None
 

@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from pgf_sim.core import NM, PgfSimError
+from pgf_sim.core.files import atomic_write
 from pgf_sim.store import ResultStore
 from pgf_sim.train import distributed as dist
 from pgf_sim.train.checkpoint import (CHECKPOINT_NAME, atomic_save, load_checkpoint, safe_torch_load, save_checkpoint,
@@ -191,7 +192,7 @@ def train(cfg: ExperimentConfig, *, store: ResultStore, run_id: str | None = Non
     pending_diag: list[tuple[int, str, str, float]] = []
     if ctx.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / CONFIG_NAME).write_text(json.dumps(config_dict, indent=2, sort_keys=True))
+        atomic_write(run_dir / CONFIG_NAME, json.dumps(config_dict, indent=2, sort_keys=True))
         store.start_run(run_id, name=cfg.name, config=config_dict, recipe=cfg.recipe.name,
                         pattern=str(cfg.recipe.pattern), seed=cfg.seed)
         store.truncate_after(run_id, done)
