@@ -133,6 +133,7 @@ def run_local(tasks: list[PointTask], workers: int) -> Iterator[Outcome | None]:
     """
     import multiprocessing
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+    from concurrent.futures.process import BrokenProcessPool
 
     if not tasks:
         return
@@ -148,6 +149,9 @@ def run_local(tasks: list[PointTask], workers: int) -> Iterator[Outcome | None]:
                 yield None
             for fut in done:
                 exc = fut.exception()
+                if isinstance(exc, BrokenProcessPool):  # a worker was killed (OOM killer, kill -9)
+                    exc = PgfSimError(f"a worker process died while {futures[fut].label} was queued or running; "
+                                      "checkpoints are kept: rerun the sweep to resume")
                 yield futures[fut], (None if exc else fut.result()), exc
     finally:
         pool.shutdown(wait=True, cancel_futures=True)

@@ -50,9 +50,12 @@ def safe_torch_load(path: Path, what: str, *, map_location: str | torch.device =
     suggests ``weights_only=False``, which would execute the file's code, so it is not shown.
     """
     import pickle
+    import warnings
 
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
+        with warnings.catch_warnings():  # torch warns about a foreign pickle protocol before refusing it
+            warnings.simplefilter("ignore", UserWarning)
+            return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError:
         raise CheckpointError(f"{path}: refused to load this {what}: it holds objects other than tensors "
                               "(corrupt, or not written by pgf-sim); it is never unpickled with code execution. "
