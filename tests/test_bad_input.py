@@ -169,6 +169,8 @@ CASES = [
     ("--gemm overflow", [*SIM, "--gemm", "99999999999999999999,64,64"], 2, ["--gemm", "2147483647"]),
     ("--gemm beyond int32", [*SIM, "--gemm", "9223372036854775807,9223372036854775807,64"], 2, ["--gemm"]),
     ("huge --batch", [*SIM, "--model", "vit_b", "--batch", "99999999999999999999"], 2, ["--batch", "2147483647"]),
+    ("huge dse --batch", ["dse", "--hw", "flex_nm_systolic", "--model", "vit_b", "--pattern", "1:8", "--batch",
+                          "99999999999999999999"], 2, ["batch", "2147483647"]),
     ("--qkv-pattern with --gemm (was ignored)", [*SIM, "--gemm", "64,64,64", "--qkv-pattern", "2:4"], 2,
      ["--qkv-pattern", "--gemm"]),
     ("--recipe without --phase train (was ignored)", [*SIM, "--model", "vit_ti", "--recipe", "ste"], 2,

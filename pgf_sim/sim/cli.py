@@ -46,10 +46,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run_simulate)
 
 
-MAX_DIM = 2**31 - 1  # GEMM sizes, batch and sequence length: beyond int32 no kernel or array takes them
-
-
 def _parse_gemm(text: str) -> tuple[int, int, int]:
+    from .workloads import MAX_DIM
+
     parts = text.split(",")
     try:
         m, n, k = (int(x) for x in parts)
@@ -62,6 +61,8 @@ def _parse_gemm(text: str) -> tuple[int, int, int]:
 
 def _check_flags(args) -> None:
     """Flags that would be silently ignored in this combination are errors instead."""
+    from .workloads import MAX_DIM
+
     for flag in ("batch", "steps", "seq_len"):
         value = getattr(args, flag)
         if value is not None and not 1 <= value <= MAX_DIM:
