@@ -15,7 +15,7 @@ from pgf_sim.store import ResultStore
 
 ray = pytest.importorskip("ray")
 
-STEPS = 150
+STEPS = 250  # long enough that both workers are mid-run together even when one starts seconds late
 SWEEP = f"""
 name: ray_kill
 experiment:
