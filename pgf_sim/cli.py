@@ -42,6 +42,13 @@ def main(argv: list[str] | None = None) -> int:
     except PgfSimError as exc:
         print(f"pgf-sim: error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # the environment, not the input: a full disk, a missing or read-only path
+        import errno
+
+        where = f"{exc.filename}: " if exc.filename is not None else ""
+        reason = "disk full" if exc.errno == errno.ENOSPC else (exc.strerror or str(exc))
+        print(f"pgf-sim: error: {where}{reason}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("pgf-sim: interrupted; saved progress is kept and the command resumes from it", file=sys.stderr)
         return 130

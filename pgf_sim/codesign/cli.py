@@ -178,7 +178,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
 
 def _print_outcome(out, db: Path) -> None:
     print(f"sweep finished in {out.seconds:.0f} s: {len(out.completed)} runs done now, {len(out.already_done)} "
-          f"were done before, {len(out.failed)} failed, {len(out.busy)} busy elsewhere; results in {db}")
+          f"were done before, {len(out.failed)} failed; results in {db}")
     for run_id, msg in out.failed.items():
         print(f"  failed {run_id}: {msg.splitlines()[-1] if msg else ''}")
 

@@ -6,11 +6,10 @@ on every hardware target of the sweep. ``execute_point`` is a plain top-level fu
 picklable ``PointTask``, so the same code runs in a ``ProcessPoolExecutor`` worker and as a Ray
 task. It is idempotent: a finished run is not retrained, a stored simulation is not redone,
 and a run that another live process is training (a second sweep over the same workdir) is
-left alone (``busy``), guarded by an advisory file lock that the OS drops when its holder dies.
+waited for, not trained again (``core.runlock``: a file lock the OS drops when its holder dies).
 """
 from __future__ import annotations
 
-import contextlib
 import os
 import threading
 import time
@@ -20,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from ..core import PgfSimError
+from ..core.runlock import run_lock
 
 if TYPE_CHECKING:
     from ..sim.hardware import Hardware
@@ -49,7 +49,7 @@ class PointTask:
 @dataclass(frozen=True)
 class PointResult:
     run_id: str
-    status: str          # trained | resumed | finished (already) | busy
+    status: str          # trained | resumed | finished (already, or by another process meanwhile)
     accuracy: float | None
     simulated: tuple[str, ...]   # hardware labels simulated by this call
     seconds: float
@@ -63,9 +63,9 @@ def execute_point(task: PointTask) -> PointResult:
 
     store = ResultStore(task.db_path)
     workdir = Path(task.workdir)
-    with _run_lock(workdir, task.run_id) as locked:
-        if not locked:
-            return PointResult(task.run_id, "busy", None, (), time.time() - t0)
+    # Another live process (a second sweep over this workdir, a `pgf-sim train`) may be training
+    # this run: wait for it, then find the run finished (or resume its checkpoint), never train twice.
+    with run_lock(workdir, task.run_id, wait=True):
         run = store.get_run(task.run_id)
         status = "finished"
         if run is None or run.status != "finished":
@@ -112,25 +112,6 @@ def _set_threads(threads: int) -> None:
         torch.set_num_threads(max(1, threads))
 
 
-@contextlib.contextmanager
-def _run_lock(workdir: Path, run_id: str) -> Iterator[bool]:
-    """Non-blocking exclusive lock on ``workdir/.locks/<run_id>``; yields whether we hold it."""
-    import fcntl
-
-    lock_dir = workdir / ".locks"
-    lock_dir.mkdir(parents=True, exist_ok=True)
-    with open(lock_dir / f"{run_id}.lock", "w") as fh:
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            yield False
-            return
-        try:
-            yield True
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
-
-
 # ------------------------------------------------------------------------------- executors
 Outcome = tuple[PointTask, PointResult | None, BaseException | None]
 TICK_S = 5.0  # a runner yields None when nothing finished for this long (the driver's progress tick)
@@ -153,6 +134,7 @@ def run_local(tasks: list[PointTask], workers: int) -> Iterator[Outcome | None]:
     """
     import multiprocessing
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+    from concurrent.futures.process import BrokenProcessPool
 
     if not tasks:
         return
@@ -168,6 +150,9 @@ def run_local(tasks: list[PointTask], workers: int) -> Iterator[Outcome | None]:
                 yield None
             for fut in done:
                 exc = fut.exception()
+                if isinstance(exc, BrokenProcessPool):  # a worker was killed (OOM killer, kill -9)
+                    exc = PgfSimError(f"a worker process died while {futures[fut].label} was queued or running; "
+                                      "checkpoints are kept: rerun the sweep to resume")
                 yield futures[fut], (None if exc else fut.result()), exc
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
@@ -210,9 +195,15 @@ def run_ray(tasks: list[PointTask], address: str | None) -> Iterator[Outcome | N
             ref = done[0]
             task = pending.pop(ref)
             try:
-                yield task, ray.get(ref), None
+                result = ray.get(ref)
             except ray.exceptions.RayTaskError as exc:
                 yield task, None, exc.as_instanceof_cause()
+            except ray.exceptions.RayError as exc:  # the worker process died (killed, out of memory, node lost)
+                yield task, None, PgfSimError(
+                    f"the Ray worker running {task.label} died ({type(exc).__name__}); its last checkpoint is "
+                    "kept: rerun the sweep to resume it")
+            else:
+                yield task, result, None
     finally:
         if started_here:
             ray.shutdown()

@@ -100,11 +100,10 @@ class ReportData:
 
 
 def write_report(path: str | Path, data: ReportData) -> Path:
-    """Write the HTML report to ``path`` (parents created); returns the path."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(render_html(data), encoding="utf-8")
-    return path
+    """Write the HTML report to ``path`` (parents created) atomically: an old report survives a failed write."""
+    from ..core.files import atomic_write
+
+    return atomic_write(path, render_html(data), make_parents=True)
 
 
 def render_html(data: ReportData) -> str:

@@ -85,8 +85,12 @@ class SimulateSpec:
     deploy_seq_len: int | None = None    # its sequence length (default: the architecture's)
 
     def __post_init__(self) -> None:
+        from ..sim.ops import DTYPE_BITS
+
         if self.batch < 1:
             raise ConfigError(f"simulate.batch must be >= 1, got {self.batch}")
+        if self.dtype not in DTYPE_BITS:
+            raise ConfigError(f"simulate.dtype: invalid value {self.dtype!r}; valid values: {', '.join(DTYPE_BITS)}")
         if self.deploy_model is None and (self.deploy_batch is not None or self.deploy_seq_len is not None):
             raise ConfigError("simulate.deploy_batch / deploy_seq_len need simulate.deploy_model (e.g. vit_b)")
         if self.deploy_batch is not None and self.deploy_batch < 1:
@@ -268,6 +272,41 @@ def _flatten(mapping: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
+def validate_sweep(sweep: Sweep, points: list[GridPoint], hardware: list[tuple[str, str]]):
+    """Fail before any training on what would otherwise fail after it: every hardware target
+    loads and simulates at ``simulate.dtype``, the deployment proxy builds, and every grid
+    point's model fits in memory and takes its recipe (``train.models.check_trainable``).
+    Returns the loaded targets as ``(label, Hardware)`` pairs."""
+    from ..core import PgfSimError
+    from ..sim.hardware import load_hardware
+    from ..sim.simulate import simulate
+    from ..sim.workloads import gemm_workload
+    from ..train.models import check_trainable
+    from .deploy import check_model
+
+    sim = sweep.config.simulate
+    probe = gemm_workload(1, 64, 64, dtype=sim.dtype)
+    targets = []
+    for label, spec in hardware:
+        hw = load_hardware(spec)  # an unknown target is an error naming the valid ones
+        try:
+            simulate(probe, hw)
+        except PgfSimError as exc:
+            raise ConfigError(f"{sweep.source}: field 'simulate.dtype' = {sim.dtype!r} on hardware {label!r}: {exc}") from None
+        targets.append((label, hw))
+    deploy = sim.deploy_spec()
+    if deploy is not None:
+        check_model(deploy)  # an unknown architecture or bad setting fails now, too
+    checked: set[str] = set()
+    for p in points:
+        e = p.experiment
+        shape_key = repr((e.model, e.data, e.recipe, e.schedule.steps))
+        if shape_key not in checked:
+            checked.add(shape_key)
+            check_trainable(e, source=f"{sweep.source} (grid point {p.describe()})")
+    return tuple(targets)
+
+
 # ------------------------------------------------------------------------------------ driver
 @dataclass(frozen=True)
 class SweepOutcome:
@@ -277,12 +316,11 @@ class SweepOutcome:
     already_done: tuple[str, ...]
     completed: tuple[str, ...]
     failed: dict[str, str]
-    busy: tuple[str, ...]
     seconds: float
 
     @property
     def ok(self) -> bool:
-        return not self.failed and not self.busy
+        return not self.failed
 
 
 def run_sweep(sweep: Sweep, *, db: str | Path, workdir: str | Path, workers: int | None = None,
@@ -297,23 +335,22 @@ def run_sweep(sweep: Sweep, *, db: str | Path, workdir: str | Path, workers: int
     """
     import time
 
-    from ..sim.hardware import load_hardware
     from ..store import ResultStore, sim_key
-    from .deploy import check_model
     from .executors import RUNNERS, PointTask, error_text, usable_cores
 
     if executor not in RUNNERS:
         raise ConfigError(f"unknown executor {executor!r}; valid: {', '.join(RUNNERS)}")
+    for flag, value in (("workers", workers), ("threads", threads)):
+        if value is not None and value < 1:
+            raise ConfigError(f"--{flag} must be >= 1, got {value}")
     t0 = time.time()
     points = expand(sweep)
     hardware = sweep.hardware_specs()
-    targets = tuple((label, load_hardware(spec)) for label, spec in hardware)  # an unknown one fails now
+    targets = validate_sweep(sweep, points, hardware)  # everything that can fail fails now, before any training
     store = ResultStore(db)
     sim = sweep.config.simulate
     key = sim_key(sim.batch, sim.dtype)
     deploy = sim.deploy_spec()
-    if deploy is not None:
-        check_model(deploy)  # an unknown architecture or bad setting fails now, too
     store.record_sweep(sweep.name, key, hardware, to_dict(sweep.config))
     store.record_points(sweep.name, [p.record() for p in points])
     stale = store.prune_points(sweep.name, [p.run_id for p in points])
@@ -343,7 +380,7 @@ def run_sweep(sweep: Sweep, *, db: str | Path, workdir: str | Path, workers: int
              for p in todo]
     runner = RUNNERS[executor]
     stream = runner(tasks, workers) if executor == "local" else runner(tasks, address)
-    completed, failed, busy = [], dict(failed_before), []
+    completed, failed = [], dict(failed_before)
     finished: set[str] = set()
     last_note = time.time()
     width = len(str(len(tasks)))
@@ -361,9 +398,6 @@ def run_sweep(sweep: Sweep, *, db: str | Path, workdir: str | Path, workers: int
         if exc is not None:
             failed[task.run_id] = error_text(exc)
             echo(f"{head}: FAILED: {failed[task.run_id]}")
-        elif res.status == "busy":
-            busy.append(task.run_id)
-            echo(f"{head}: skipped, another process is training it")
         else:
             completed.append(task.run_id)
             acc = "n/a" if res.accuracy is None else f"{res.accuracy * 100:.1f}%"
@@ -371,7 +405,7 @@ def run_sweep(sweep: Sweep, *, db: str | Path, workdir: str | Path, workers: int
             echo(f"{head}: {res.status}, accuracy {acc}, {res.seconds:.0f} s  "
                  f"(elapsed {_mmss(elapsed)}, ~{_mmss(eta)} left)")
         last_note = time.time()
-    return SweepOutcome(tuple(points), tuple(done), tuple(completed), failed, tuple(busy), time.time() - t0)
+    return SweepOutcome(tuple(points), tuple(done), tuple(completed), failed, time.time() - t0)
 
 
 PROGRESS_EVERY_S = 20.0

@@ -26,16 +26,33 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     """Read a YAML mapping with ``yaml.safe_load``; errors name the file."""
     path = Path(path)
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not a text YAML file (byte {exc.start} is not UTF-8)") from None
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    data = safe_yaml(text, str(path))
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
     return data
+
+
+def safe_yaml(text: str, source: str) -> Any:
+    """``yaml.safe_load`` of ``text`` without anchors and aliases (``&a`` / ``*a``).
+
+    Aliases let a few hundred bytes expand into gigabytes (an "alias bomb"); project files
+    never need them, so they are refused before anything is built. Errors name ``source``.
+    """
+    try:
+        for event in yaml.parse(text, Loader=yaml.SafeLoader):
+            if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
+                line = event.start_mark.line + 1
+                raise ConfigError(f"{source}: line {line}: YAML anchors and aliases (&name / *name) are not "
+                                  "accepted; write the values out")
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        first = " ".join(str(exc).split())
+        raise ConfigError(f"{source}: not valid YAML: {first}") from None
 
 
 def from_dict(cls: type[T], data: Any, *, source: str = "<config>", field_path: str = "") -> T:
@@ -66,7 +83,7 @@ def apply_overrides(data: dict[str, Any], overrides: list[str], *, source: str =
             raise ConfigError(f"{source}: override {item!r} must look like key.sub=value")
         key, raw = item.split("=", 1)
         # YAML 1.1 reads an unquoted 1:8 as the base-60 integer 68; a bare N:M stays a string.
-        value = raw.strip() if _NM_TEXT.match(raw) else (yaml.safe_load(raw) if raw else "")
+        value = raw.strip() if _NM_TEXT.match(raw) else (safe_yaml(raw, f"{source}: override {item!r}") if raw else "")
         _set_path(out, key, value, source)
     return out
 

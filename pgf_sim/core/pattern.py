@@ -12,6 +12,8 @@ from functools import lru_cache
 
 from .errors import ConfigError
 
+MAX_M = 1024  # largest group size accepted anywhere (patterns, hardware YAML, schedules)
+
 
 @dataclass(frozen=True, order=True)
 class NM:
@@ -27,6 +29,9 @@ class NM:
             raise ConfigError(f"N:M pattern needs integers, got n={self.n!r}, m={self.m!r}")
         if not 1 <= self.n <= self.m:
             raise ConfigError(f"N:M pattern {self.n}:{self.m} is invalid: need 1 <= N <= M")
+        if self.m > MAX_M:
+            raise ConfigError(f"N:M pattern {self.n}:{self.m}: M must be <= {MAX_M} (group sizes beyond that "
+                              "have no hardware or training use; metadata alone would be >= 11 bits per value)")
 
     @classmethod
     def parse(cls, value: "str | NM | tuple[int, int] | list[int]") -> "NM":
@@ -97,16 +102,17 @@ DENSE = NM(1, 1)
 
 @lru_cache(maxsize=4096)
 def _worst_case_window(n: int, m: int, window: int) -> int:
-    """Max non-zeros any aligned ``window`` can hold when each aligned ``m``-group holds <= n."""
-    period = math.lcm(m, window)
+    """Max non-zeros any aligned ``window`` can hold when each aligned ``m``-group holds <= n.
+
+    Windows start at multiples of ``window``; relative to the m-group it starts in, a window
+    starts at an offset that is a multiple of g = gcd(m, window), and every such offset occurs
+    (k * window mod m runs over all multiples of g). At offset o the window covers the group's
+    last min(m - o, window) places, then whole groups, then a partial one; each group adds at
+    most min(n, overlap). O(m / g) steps, however large lcm(m, window) is.
+    """
     worst = 0
-    for start in range(0, period, window):
-        end = start + window
-        total = 0
-        g = (start // m) * m
-        while g < end:  # every m-group overlapping [start, end)
-            overlap = min(end, g + m) - max(start, g)
-            total += min(n, overlap)
-            g += m
-        worst = max(worst, total)
+    for offset in range(0, m, math.gcd(m, window)):
+        first = min(m - offset, window)
+        full, last = divmod(window - first, m)
+        worst = max(worst, min(n, first) + full * n + min(n, last))
     return worst

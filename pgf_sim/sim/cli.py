@@ -69,12 +69,37 @@ def add_simulate_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentPar
 
 
 def _parse_gemm(text: str) -> tuple[int, int, int]:
+    from .workloads import MAX_DIM
+
     parts = text.split(",")
     try:
         m, n, k = (int(x) for x in parts)
     except ValueError:
         raise ConfigError(f"--gemm {text!r}: expected three integers M,N,K (e.g. 1024,4096,4096)") from None
+    if not all(1 <= v <= MAX_DIM for v in (m, n, k)):
+        raise ConfigError(f"--gemm {text!r}: M, N and K must be integers in [1, {MAX_DIM}]")
     return m, n, k
+
+
+def _check_flags(args) -> None:
+    """Flags that would be silently ignored in this combination are errors instead."""
+    from .workloads import MAX_DIM
+
+    for flag in ("batch", "steps", "seq_len"):
+        value = getattr(args, flag)
+        if value is not None and not 1 <= value <= MAX_DIM:
+            raise ConfigError(f"--{flag.replace('_', '-')} must be in [1, {MAX_DIM}], got {value}")
+    if args.phase != "train":
+        for flag in ("recipe", "steps"):
+            if getattr(args, flag) is not None:
+                raise ConfigError(f"--{flag} applies to --phase train only (this is --phase {args.phase})")
+    if args.gemm:
+        for flag in ("qkv_pattern", "seq_len"):
+            if getattr(args, flag) is not None:
+                raise ConfigError(f"--{flag.replace('_', '-')} does not apply to --gemm (one weight GEMM: "
+                                  "its pattern is --pattern, its rows M)")
+        if args.batch is not None or args.per_block:
+            raise ConfigError("--batch/--per-block do not apply to --gemm (M,N,K gives the rows)")
 
 
 def _patterns(args) -> list[NM]:
@@ -155,9 +180,7 @@ def run_simulate(args: argparse.Namespace, *, load_run: RunLoader | None = None)
     from .report_table import rows_to_csv, to_json
     from .simulate import ROW_COLUMNS, format_summary, simulate
 
-    for flag in ("batch", "steps"):
-        if getattr(args, flag) is not None and getattr(args, flag) < 1:
-            raise ConfigError(f"--{flag} must be >= 1, got {getattr(args, flag)}")
+    _check_flags(args)
     hws = [load_hardware(h) for h in args.hw]
     jobs = _jobs(args, load_run)
     if args.phase == "train":
@@ -178,7 +201,9 @@ def run_simulate(args: argparse.Namespace, *, load_run: RunLoader | None = None)
                 blocks.append("summary\n" + format_summary(results))
             text = "\n\n".join(blocks)
     if args.out:
-        Path(args.out).write_text(text if text.endswith("\n") else text + "\n")
+        from ..core.files import atomic_write
+
+        atomic_write(args.out, text if text.endswith("\n") else text + "\n")
         print(f"wrote {args.out}", file=sys.stderr)
     else:
         print(text)

@@ -232,6 +232,10 @@ def validate_hardware(hw: Hardware, *, source: str = "<hardware>", check_datashe
     c, m, e, f, s = hw.compute, hw.memory, hw.energy, hw.efficiency, hw.sparse
     for name in ("clock_hz", "units", "arrays_per_unit", "tile_k", "vector_flops_per_s"):
         positive(f"compute.{name}", getattr(c, name))
+    for name in ("units", "arrays_per_unit", "tile_k"):  # counts: a fraction would silently skew the tiling
+        q = getattr(c, name)
+        if float(q.value) != int(q.value):
+            raise ConfigError(f"{source}: field 'compute.{name}': value {q.value!r} must be a whole number")
     positive("compute.fill_drain_cycles", c.fill_drain_cycles, allow_zero=True)
     positive("compute.weight_load_cycles", c.weight_load_cycles, allow_zero=True)
     if not c.macs_per_cycle_per_array:

@@ -34,6 +34,8 @@ FLOPS_PER_ELEMENT = {"layernorm": 5.0, "rmsnorm": 4.0, "gelu": 1.0, "relu": 1.0,
 PHASES = ("forward", "prefill", "decode")
 Phase = Literal["forward", "prefill", "decode"]
 
+MAX_DIM = 2**31 - 1  # batch, sequence length and GEMM sizes: beyond int32 no kernel or array takes them
+
 
 @dataclass(frozen=True)
 class Arch:
@@ -322,8 +324,8 @@ def build_workload(name: str, *, batch: int = 1, seq_len: int | None = None, pat
         raise ConfigError(f"unknown phase {phase!r}; valid: {', '.join(PHASES)} (training: simulate.training_step_cost)")
     if dtype not in DTYPE_BITS:
         raise ConfigError(f"unknown dtype {dtype!r}; valid: {', '.join(DTYPE_BITS)}")
-    if batch < 1:
-        raise ConfigError(f"batch must be >= 1, got {batch}")
+    if not 1 <= batch <= MAX_DIM:
+        raise ConfigError(f"batch must be in [1, {MAX_DIM}], got {batch}")
     if phase != "forward" and arch.family in ("vit", "encoder"):
         raise ConfigError(f"phase {phase!r} needs a decoder (KV cache); {name} is an encoder-only model: "
                           f"use phase 'forward'")
@@ -333,8 +335,8 @@ def build_workload(name: str, *, batch: int = 1, seq_len: int | None = None, pat
                               f"images and {arch.patch_size}px patches; got {seq_len}")
         seq_len = arch.vit_tokens
     seq_len = arch.default_seq_len if seq_len is None else seq_len
-    if seq_len < 1:
-        raise ConfigError(f"seq_len must be >= 1, got {seq_len}")
+    if not 1 <= seq_len <= MAX_DIM:
+        raise ConfigError(f"seq_len must be in [1, {MAX_DIM}], got {seq_len}")
     if arch.learned_positions and seq_len > arch.learned_positions:
         raise ConfigError(f"{name}: seq_len {seq_len} exceeds its {arch.learned_positions} learned positions")
     b = _Builder(arch, dtype, pattern, qkv_pattern)
@@ -365,8 +367,8 @@ def param_count(name: str) -> int:
 def gemm_workload(m: int, n: int, k: int, *, pattern: NM = DENSE, dtype: str = "fp16") -> Workload:
     """One weight GEMM ``(M, K) x (K, N)``, the weight ``(N, K)`` with ``pattern`` along K."""
     pattern = NM.parse(pattern)
-    if min(m, n, k) < 1:
-        raise ShapeError(f"GEMM shape must be positive, got M={m}, N={n}, K={k}")
+    if min(m, n, k) < 1 or max(m, n, k) > MAX_DIM:
+        raise ShapeError(f"GEMM shape must be in [1, {MAX_DIM}], got M={m}, N={n}, K={k}")
     if dtype not in DTYPE_BITS:
         raise ConfigError(f"unknown dtype {dtype!r}; valid: {', '.join(DTYPE_BITS)}")
     if not pattern.is_dense and k % pattern.m:

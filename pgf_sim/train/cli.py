@@ -35,6 +35,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("run_dir", type=Path, help="a finished run's directory, e.g. runs/<run_id>")
     p.add_argument("--out", type=Path, help=f"output file (default: RUN_DIR/{EXPORT_NAME})")
     p.add_argument("--check", type=Path, metavar="FILE", help="verify FILE against RUN_DIR instead of exporting")
+    p.add_argument("--force", action="store_true", help="replace an existing --out file")
     p.set_defaults(func=_export)
 
 
@@ -42,16 +43,33 @@ def _train(args: argparse.Namespace) -> int:
     from pgf_sim.store import ResultStore
     from pgf_sim.train.experiment import load_experiment
 
+    import contextlib
+    import sys
+
+    from pgf_sim.core.runlock import check_run_id, run_lock
+
     overrides = list(args.overrides) + ([f"device={args.device}"] if args.device else [])
     cfg = load_experiment(args.experiment, overrides)  # validate before importing torch
+    run_id = check_run_id(args.run_id) if args.run_id is not None else cfg.default_run_id()
 
     from pgf_sim.train import distributed
+    from pgf_sim.train.models import check_trainable
     from pgf_sim.train.trainer import train
 
+    check_trainable(cfg, source=str(args.experiment))
     store = ResultStore(args.db)
     ctx = distributed.context_from_env()
+
+    def waiting(lock_path: Path) -> None:
+        print(f"run {run_id} is being trained by another process (lock {lock_path}); waiting for it to finish",
+              file=sys.stderr, flush=True)
+
+    # One process per run: a second `train` of the same run waits, then finds it finished (or
+    # resumes its checkpoint). Under DDP the ranks of one job share the run: rank 0 holds the lock.
+    lock = run_lock(args.workdir, run_id, wait=True, on_wait=waiting) if ctx.is_main else contextlib.nullcontext()
     try:
-        summary = train(cfg, store=store, run_id=args.run_id, workdir=args.workdir, progress=not args.no_progress)
+        with lock:
+            summary = train(cfg, store=store, run_id=run_id, workdir=args.workdir, progress=not args.no_progress)
     finally:
         distributed.shutdown(ctx)
     if ctx.is_main:
@@ -71,6 +89,12 @@ def _export(args: argparse.Namespace) -> int:
     from pgf_sim.train.models import build_model
     from pgf_sim.train.trainer import load_trained
 
+    if args.check is not None and args.out is not None:
+        raise PgfSimError("export: give --out FILE (write an export) or --check FILE (verify one), not both")
+    if args.check is not None and not args.check.is_file():
+        raise PgfSimError(f"export --check {args.check}: no such file")
+    if args.out is not None:
+        _check_export_out(args.out, args.run_dir, force=args.force)
     model, cfg = load_trained(args.run_dir)
     path = args.check or args.out or args.run_dir / EXPORT_NAME
     if args.check is None:
@@ -91,3 +115,18 @@ def _export(args: argparse.Namespace) -> int:
     print(f"{path}: reloads bit-exactly ({len(read_compressed(path)[1])} N:M weights, {cfg.recipe.name} "
           f"{cfg.recipe.pattern}{per_layer}); file {path.stat().st_size} bytes")
     return 0
+
+
+def _check_export_out(out: Path, run_dir: Path, *, force: bool) -> None:
+    """``--out`` never replaces one of the run's own files, and another existing file only with ``--force``."""
+    from pgf_sim.core.files import check_output_dir, refuse_overwrite
+    from pgf_sim.core.errors import PgfSimError
+    from pgf_sim.train.checkpoint import CHECKPOINT_NAME
+    from pgf_sim.train.trainer import CONFIG_NAME, FINAL_MODEL_NAME
+
+    check_output_dir(out)
+    own = {(run_dir / name).resolve() for name in (FINAL_MODEL_NAME, CHECKPOINT_NAME, CONFIG_NAME)}
+    if out.resolve() in own:
+        raise PgfSimError(f"export --out {out} is one of the run's own files; it is never overwritten "
+                          f"(the default output is {run_dir / EXPORT_NAME})")
+    refuse_overwrite(out, force=force)

@@ -80,6 +80,7 @@ class DigitsOptions:
 
     def __post_init__(self) -> None:
         _check_fraction("test_fraction", self.test_fraction)
+        _check_seed("split_seed", self.split_seed)
 
 
 @dataclass(frozen=True)
@@ -92,6 +93,7 @@ class GeneratedSequenceOptions:
     split_seed: int = 0
 
     def __post_init__(self) -> None:
+        _check_seed("split_seed", self.split_seed)
         if self.seq_len < 2:
             raise ConfigError(f"seq_len must be >= 2, got {self.seq_len}")
         if self.n_train < 2 or self.n_test < 2:
@@ -145,8 +147,17 @@ class ImageFolderOptions:
 
     def __post_init__(self) -> None:
         _check_fraction("test_fraction", self.test_fraction)
+        _check_seed("split_seed", self.split_seed)
         if self.image_size < 1:
             raise ConfigError(f"image_size must be >= 1, got {self.image_size}")
+
+
+MAX_SEED = 2**32 - 1  # NumPy's RandomState and the per-epoch batch generators take seeds up to this
+
+
+def _check_seed(name: str, value: int) -> None:
+    if not 0 <= value <= MAX_SEED:
+        raise ConfigError(f"{name} must be an integer in [0, {MAX_SEED}], got {value}")
 
 
 def _check_fraction(name: str, value: float) -> None:
@@ -250,6 +261,7 @@ class ExperimentConfig:
     def __post_init__(self) -> None:
         if not self.name or any(c in self.name for c in "/\\"):
             raise ConfigError(f"name must be a non-empty string without slashes, got {self.name!r}")
+        _check_seed("seed", self.seed)
         if self.eval_every < 0 or self.checkpoint_every < 1:
             raise ConfigError(
                 f"eval_every must be >= 0 and checkpoint_every >= 1, got {self.eval_every}, {self.checkpoint_every}"

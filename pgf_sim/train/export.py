@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from ..core.errors import ConfigError, ShapeError
+from ..core.files import atomic_write
 from ..core.pattern import NM
 from .masks import complies, from_groups, nm_mask, to_groups
 from .sparsify import weight_params
@@ -113,7 +114,7 @@ def export_compressed(model: nn.Module, path: str | Path, patterns: Mapping[str,
     ``patterns``: layer name -> N:M, e.g. ``controller.target_patterns()``; layers not listed or
     dense are stored as is. A weight that does not satisfy its pattern is an error (finalize first).
     """
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
     keys = _state_keys(model)
     state = {k: v.detach() for k, v in model.state_dict().items()}
@@ -153,8 +154,8 @@ def export_compressed(model: nn.Module, path: str | Path, patterns: Mapping[str,
     for key, value in state.items():
         tensors[key] = value.cpu().contiguous().clone()  # clone: safetensors refuses shared storage
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    save_file(tensors, str(path), metadata={"format": FORMAT, "nm": json.dumps(meta, sort_keys=True)})
+    # serialised in memory, then written atomically: a full disk never leaves half a file
+    atomic_write(path, save(tensors, metadata={"format": FORMAT, "nm": json.dumps(meta, sort_keys=True)}))
     compressed = sum(t.numel() * t.element_size() for t in tensors.values())
     dense = compressed - sparse_bytes + sparse_dense_bytes
     return ExportReport(path, compressed, dense, sparse_bytes, sparse_dense_bytes, path.stat().st_size, tuple(layers))
@@ -162,14 +163,17 @@ def export_compressed(model: nn.Module, path: str | Path, patterns: Mapping[str,
 
 def read_compressed(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, NM]]:
     """The dense state dict rebuilt from ``path``, and the N:M pattern of each compressed key."""
-    from safetensors import safe_open
+    from safetensors import SafetensorError, safe_open
 
-    with safe_open(str(path), framework="pt") as f:
-        meta = f.metadata() or {}
-        if meta.get("format") != FORMAT:
-            raise ConfigError(f"{path}: not a pgf_sim compressed export (format {meta.get('format')!r}, "
-                              f"expected {FORMAT!r})")
-        raw = {k: f.get_tensor(k) for k in f.keys()}
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+            if meta.get("format") != FORMAT:
+                raise ConfigError(f"{path}: not a pgf_sim compressed export (format {meta.get('format')!r}, "
+                                  f"expected {FORMAT!r})")
+            raw = {k: f.get_tensor(k) for k in f.keys()}
+    except (SafetensorError, OSError) as exc:
+        raise ConfigError(f"{path}: not a readable safetensors file ({exc})") from None
     layers = json.loads(meta["nm"])
     state, patterns = {}, {}
     for key, info in layers.items():

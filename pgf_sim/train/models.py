@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pgf_sim.core import ConfigError, Registry
+from pgf_sim.core import ConfigError, PgfSimError, Registry
 from pgf_sim.train.data import DataSpec
 from pgf_sim.train.experiment import ModelConfig, SeqTransformerOptions, ViTOptions
 
@@ -131,3 +131,36 @@ class SeqTransformer(_Encoder):
 def build_model(cfg: ModelConfig, spec: DataSpec) -> nn.Module:
     """Instantiate the registered model ``cfg.name`` for data described by ``spec``."""
     return MODELS.get(cfg.name)(cfg.typed(), spec)
+
+
+
+def check_trainable(cfg, *, source: str = "<config>", memory_bytes: int | None = None) -> int:
+    """Check before any training that ``cfg`` (an ``ExperimentConfig``) can train: its model
+    fits in memory and its recipe fits the model's layers. Returns the parameter count.
+
+    The model is built and sparsified on the ``meta`` device (shapes only, nothing allocated,
+    no data read), so a typo such as ``dim=100000000`` or a pattern whose M does not divide a
+    layer is reported at once, not after a sweep trained every other run. Training holds the
+    weights, their gradients and AdamW's two moments: 4 x the fp32 weight bytes.
+    """
+    import os
+
+    from pgf_sim.train.data import data_spec
+    from pgf_sim.train.sparsify import sparsify
+
+    with torch.device("meta"):
+        model = build_model(cfg.model, data_spec(cfg.data))
+        params = sum(p.numel() for p in model.parameters())
+        if memory_bytes is None:
+            memory_bytes = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        need = 4 * 4 * params
+        if need > memory_bytes:
+            raise ConfigError(f"{source}: model {cfg.model.name!r} with options {dict(cfg.model.options)} has "
+                              f"{params:.3g} parameters; training needs about {need / 2**30:.3g} GiB (weights, "
+                              f"gradients, 2 AdamW moments) but this machine has {memory_bytes / 2**30:.3g} GiB")
+        # an epoch-based schedule's length needs the data; the layer checks do not depend on it
+        try:
+            sparsify(model, cfg.recipe, cfg.schedule.steps or 1000)
+        except PgfSimError as exc:
+            raise ConfigError(f"{source}: {exc}") from None
+    return params

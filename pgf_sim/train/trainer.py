@@ -20,9 +20,11 @@ import torch
 import torch.nn.functional as F
 
 from pgf_sim.core import NM, PgfSimError
+from pgf_sim.core.files import atomic_write
 from pgf_sim.store import ResultStore
 from pgf_sim.train import distributed as dist
-from pgf_sim.train.checkpoint import CHECKPOINT_NAME, atomic_save, load_checkpoint, save_checkpoint, set_rng_state
+from pgf_sim.train.checkpoint import (CHECKPOINT_NAME, atomic_save, load_checkpoint, safe_torch_load, save_checkpoint,
+                                     set_rng_state)
 from pgf_sim.train.data import TensorData, batch_indices, data_spec, load_data, steps_per_epoch
 from pgf_sim.train.diagnostics import GradNoiseMonitor
 from pgf_sim.train.experiment import ExperimentConfig, experiment_from_dict
@@ -101,9 +103,18 @@ def load_trained(run_dir: str | Path) -> tuple[torch.nn.Module, ExperimentConfig
     path = run_dir / FINAL_MODEL_NAME
     if not path.is_file():
         raise PgfSimError(f"{run_dir} has no {FINAL_MODEL_NAME}: the run has not finished (train it to the end first)")
-    cfg = experiment_from_dict(json.loads((run_dir / CONFIG_NAME).read_text()), source=str(run_dir / CONFIG_NAME))
+    cfg_path = run_dir / CONFIG_NAME
+    try:
+        cfg = experiment_from_dict(json.loads(cfg_path.read_text()), source=str(cfg_path))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise PgfSimError(f"{cfg_path}: cannot read the run's config ({exc}); the run directory is damaged") from None
     model = build_model(cfg.model, data_spec(cfg.data))
-    model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    state = safe_torch_load(path, "trained model")
+    try:
+        model.load_state_dict(state)
+    except (RuntimeError, TypeError, AttributeError) as exc:
+        first = (str(exc).splitlines() or [""])[0]
+        raise PgfSimError(f"{path}: does not hold the model of {cfg_path} ({first[:160]})") from None
     return model.eval(), cfg
 
 
@@ -182,7 +193,7 @@ def train(cfg: ExperimentConfig, *, store: ResultStore, run_id: str | None = Non
     pending_diag: list[tuple[int, str, str, float]] = []
     if ctx.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / CONFIG_NAME).write_text(json.dumps(config_dict, indent=2, sort_keys=True))
+        atomic_write(run_dir / CONFIG_NAME, json.dumps(config_dict, indent=2, sort_keys=True))
         if existing is None:
             _note_other_world_sizes(store, cfg.name, run_id, identity)
         store.start_run(run_id, name=cfg.name, config=identity, recipe=cfg.recipe.name,
@@ -343,7 +354,7 @@ def _note_other_world_sizes(store: ResultStore, name: str, run_id: str, identity
 
 def _diverged(store: ResultStore | None, run_id: str, step: int, loss: float, grad_norm: float,
               opt: torch.optim.Optimizer, ckpt_path: Path) -> None:
-    kept = torch.load(ckpt_path, map_location="cpu", weights_only=True)["step"] if ckpt_path.is_file() else None
+    kept = load_checkpoint(ckpt_path)["step"] if ckpt_path.is_file() else None
     msg = (f"run {run_id!r}: training diverged at step {step + 1} (loss={loss}, grad norm={grad_norm}, "
            f"lr={opt.param_groups[0]['lr']:.3g}); stopped without saving the bad state. "
            f"The last good checkpoint ({ckpt_path}, step {kept}) is kept; "

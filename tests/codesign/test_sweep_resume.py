@@ -59,7 +59,7 @@ def test_killed_sweep_resumes_without_loss_or_duplicates(tmp_path):
         proc.kill()
         pytest.fail("no run finished while another was in progress within 240 s")
     # Kill only the driver: its worker processes must notice and stop by themselves, or the
-    # rerun would find their runs locked ("busy") and fail.
+    # rerun would wait on their run locks until they finished on their own.
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     store = ResultStore(db)

@@ -56,3 +56,38 @@ def test_compliance_matches_exhaustive_layouts(m, hm):
             worst = max(worst, max(sum(bits[s:s + hm]) for s in range(0, period, hm)))
         for hn in range(1, hm + 1):
             assert NM(n, m).complies_with(NM(hn, hm)) == (worst <= hn), (n, m, hn, hm)
+
+
+def _worst_window_by_enumeration(n: int, m: int, window: int) -> int:
+    """Every aligned window of one lcm(m, window) period, each group filled as much as the
+    window overlaps it (at most n): the definition, in O(lcm) steps."""
+    import math
+
+    worst = 0
+    for start in range(0, math.lcm(m, window), window):
+        total = 0
+        for g in range(start // m * m, start + window, m):
+            total += min(n, min(start + window, g + m) - max(start, g))
+        worst = max(worst, total)
+    return worst
+
+
+@pytest.mark.parametrize("m", [1, 3, 5, 6, 7, 12, 24])
+@pytest.mark.parametrize("hm", [2, 4, 9, 10, 16, 36])
+def test_compliance_matches_every_window_for_coprime_sizes(m, hm):
+    # sizes whose lcm exceeds both: windows start at every offset gcd(m, hm) apart inside a group
+    for n in range(1, m + 1):
+        worst = _worst_window_by_enumeration(n, m, hm)
+        for hn in range(1, hm + 1):
+            assert NM(n, m).complies_with(NM(hn, hm)) == (worst <= hn), (n, m, hn, hm)
+
+
+def test_group_size_is_bounded():
+    from pgf_sim.core.pattern import MAX_M
+
+    assert NM(1, MAX_M).m == 1024
+    with pytest.raises(ConfigError, match="M must be <= 1024"):
+        NM.parse("1:99999989")
+    # the largest coprime sizes: the old lcm loop walked ~1e6 windows here; now ~1000 offsets
+    assert NM(1, 1021).complies_with(NM(2, 1019))
+    assert not NM(2, 1021).complies_with(NM(1, 1019))
