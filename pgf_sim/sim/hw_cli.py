@@ -21,11 +21,13 @@ def add_commands(subparsers) -> None:
     p.add_argument("file", metavar="FILE")
     p.set_defaults(func=cmd_validate_file)
 
-    p = subparsers.add_parser("validate", help="simulator vs published measurements (calibration set, MAPE)")
+    p = subparsers.add_parser("validate", help="simulator vs measurements (absolute time and 2:4 speedup errors, held-out MAPE)")
     p.add_argument("--hw", default=None, metavar="NAME|FILE",
-                   help="run every case on this target (default: each case on the A100 it was measured on)")
+                   help="run every case on this target (default: the measurement file's device.target)")
+    p.add_argument("--measurements", default="a100_published", metavar="NAME|FILE",
+                   help="measurement file (default: the published A100 set in hw_configs/measurements/)")
     p.add_argument("--no-loo", action="store_true", help="skip the leave-one-out refits")
-    p.add_argument("--strict", action="store_true", help="exit 1 when a target (MAPE, speedup) is missed")
+    p.add_argument("--strict", action="store_true", help="exit 1 when a target (held-out MAPE, speedup sides) is missed")
     p.set_defaults(func=cmd_validate)
 
 
@@ -122,9 +124,8 @@ def cmd_validate_file(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from .calibrate import format_validation, leave_one_out, validate
+    from .calibrate import format_validation, validate
 
-    result = validate(args.hw)
-    loo = None if args.no_loo else leave_one_out(args.hw or "a100_80gb")
-    print(format_validation(result, loo))
+    result = validate(args.hw, args.measurements, held_out=not args.no_loo)
+    print(format_validation(result))
     return 1 if args.strict and not result.meets_targets else 0
