@@ -9,8 +9,8 @@ on the machine at hand. Rules:
   than ``SETUP_DIFFERS`` (2x) either way was measured in a setup the model does not describe
   (a different harness, a training step instead of a forward): it is flagged, reported, and
   never fitted on. Flags are decided with the target as loaded, before any fit.
-- Dense factors (``DENSE_FIT_FIELDS``) minimise squared relative time error over the
-  unflagged dense cases; sparse factors (``SPARSE_FIT_FIELDS``) then minimise squared speedup
+- Dense factors (``DENSE_FIT_FIELDS``) minimise squared relative time error over the dense
+  cases within 2x of a first fit on all of them (``fit_cases``); sparse factors (``SPARSE_FIT_FIELDS``) then minimise squared speedup
   error over the unflagged sparse cases.
 - Calibration is always shown with its held-out error: leave-one-out, each dense case predicted
   by a fit that never saw it.
@@ -167,11 +167,11 @@ def validate(hw: "str | Hardware | None" = None, measurements: "str | Measuremen
                                      s / case.sparse_s - 1.0, _flagged(d_err)))
     kept = [r.error for r in dense_rows if not r.flagged]
     mape = float(np.mean(np.abs(kept))) if kept else float("nan")
-    loo = leave_one_out(target, meas) if held_out and len(kept) > len(DENSE_FIT_FIELDS) else None
+    loo = leave_one_out(target, meas) if held_out and len(meas.dense) > len(DENSE_FIT_FIELDS) + 1 else None
     return Validation(target.name, meas.path, dense_rows, sparse_rows, mape, loo)
 
 
-def _with_values(h: Hardware, values: dict[str, float]) -> Hardware:
+def with_values(h: Hardware, values: dict[str, float]) -> Hardware:
     for key, value in values.items():
         h = replace_field(h, key, float(value))
     return h
@@ -201,9 +201,20 @@ def fit_dense(base: Hardware, cases: tuple[DenseCase, ...]) -> dict[str, float]:
     def residuals(x: np.ndarray) -> np.ndarray:
         values = {f: v * _SCALE.get(f, 1.0) for f, v in zip(DENSE_FIT_FIELDS, x)}
         values["efficiency.sparse_compute_fraction"] = min(sparse_cap, x[0])
-        return predict_dense(_with_values(base, values), cases)[0] / measured - 1.0
+        return predict_dense(with_values(base, values), cases)[0] / measured - 1.0
 
     return _least_squares(residuals, DENSE_FIT_FIELDS, [0.8, 0.8, _current(base, DENSE_FIT_FIELDS[2]) or 10.0])
+
+
+def fit_cases(base: Hardware, meas: Measurements) -> tuple[DenseCase, ...]:
+    """The dense cases a fit uses: a first fit on every case, then those within ``SETUP_DIFFERS``
+    of it (so a fresh target with rough starting factors still finds its consistent cases, and
+    a case from another setup never pulls the factors)."""
+    if len(meas.dense) <= len(DENSE_FIT_FIELDS):
+        return meas.dense
+    first = with_values(base, fit_dense(base, meas.dense))
+    t, _ = predict_dense(first, meas.dense)
+    return tuple(c for c, p in zip(meas.dense, t) if not _flagged(p / c.measured_s - 1.0))
 
 
 def fit(hw: "str | Hardware | None" = None, measurements: "str | Measurements" = DEFAULT_MEASUREMENTS) -> dict[str, float]:
@@ -211,20 +222,20 @@ def fit(hw: "str | Hardware | None" = None, measurements: "str | Measurements" =
     unflagged cases. Returns ``{dotted field: value}`` in SI units."""
     meas = load_measurements(measurements) if isinstance(measurements, str) else measurements
     base = _target_of(meas, hw)
-    v0 = validate(base, meas, held_out=False)
-    dense_cases = tuple(r.case for r in v0.dense if not r.flagged)
+    dense_cases = fit_cases(base, meas)
     fitted = fit_dense(base, dense_cases) if dense_cases else {}
-    sparse_cases = [r.case for r in v0.sparse if not r.flagged]
+    dense_model = with_values(base, fitted)
+    sparse_cases = [c for c in meas.sparse if not _flagged(predict_sparse(dense_model, c)[0] / c.dense_s - 1.0)]
     if not sparse_cases or not base.sparse.native_patterns:
         return fitted
     eff_dense = fitted.get(DENSE_FIT_FIELDS[0], base.efficiency.dense_compute_fraction.value)
-    start = _with_values(base, {**fitted, "efficiency.sparse_compute_fraction": min(0.5, eff_dense)})
+    start = with_values(base, {**fitted, "efficiency.sparse_compute_fraction": min(0.5, eff_dense)})
     measured = np.array([c.measured_speedup for c in sparse_cases])
 
     def residuals(x: np.ndarray) -> np.ndarray:
         values = {f: v * _SCALE.get(f, 1.0) for f, v in zip(SPARSE_FIT_FIELDS, x)}
         values[SPARSE_FIT_FIELDS[0]] = min(values[SPARSE_FIT_FIELDS[0]], eff_dense)
-        h = _with_values(start, values)
+        h = with_values(start, values)
         pred = np.array([np.divide(*predict_sparse(h, c)) for c in sparse_cases])
         return pred - measured
 
@@ -238,11 +249,10 @@ def leave_one_out(hw: "str | Hardware | None" = None,
     """Relative error on each unflagged dense case when the dense factors are fitted without it."""
     meas = load_measurements(measurements) if isinstance(measurements, str) else measurements
     base = _target_of(meas, hw)
-    flags = validate(base, meas, held_out=False).dense
-    cases = tuple(r.case for r in flags if not r.flagged)
+    cases = fit_cases(base, meas)
     errors = []
     for i, held in enumerate(cases):
-        h = _with_values(base, fit_dense(base, cases[:i] + cases[i + 1:]))
+        h = with_values(base, fit_dense(base, cases[:i] + cases[i + 1:]))
         errors.append(float(predict_dense(h, [held])[0][0] / held.measured_s - 1.0))
     return errors
 

@@ -145,7 +145,7 @@ class Efficiency:
 class Hardware:
     name: str
     description: str
-    kind: Literal["gpu", "tpu", "systolic", "npu"]
+    kind: Literal["gpu", "tpu", "systolic", "npu", "cpu"]
     compute: Compute
     sparse: Sparse
     memory: Memory

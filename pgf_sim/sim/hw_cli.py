@@ -30,6 +30,24 @@ def add_commands(subparsers) -> None:
     p.add_argument("--strict", action="store_true", help="exit 1 when a target (held-out MAPE, speedup sides) is missed")
     p.set_defaults(func=cmd_validate)
 
+    p = subparsers.add_parser("measure", help="time dense (and on CUDA 2:4) GEMMs on this machine; write a measurement file")
+    p.add_argument("--out", required=True, metavar="FILE", help="measurement file to write (YAML)")
+    p.add_argument("--device", default="cpu", help="torch device: cpu (default) or cuda")
+    p.add_argument("--dtype", default=None, help="fp32 (CPU default), fp16 (CUDA default) or bf16")
+    p.add_argument("--m", metavar="M,M,...", help="rows of x, from 1 upward (default 1,8,64,256,1024)")
+    p.add_argument("--nk", metavar="NxK,...", help="weight shapes (default 256x256,1024x1024,2048x2048)")
+    p.add_argument("--tiny", action="store_true", help="a tiny grid (seconds; for tests)")
+    p.add_argument("--sparse", action="store_true", help="also time 2:4 to_sparse_semi_structured vs dense (CUDA)")
+    p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's own)")
+    p.add_argument("--target", help="hardware target the file calibrates (written as device.target)")
+    p.set_defaults(func=cmd_measure)
+
+    p = subparsers.add_parser("calibrate", help="fit a target's named factors to a measurement file; held-out error")
+    p.add_argument("measurements", metavar="FILE|NAME", help="measurement file (pgf-sim measure) or a built-in name")
+    p.add_argument("--hw", metavar="NAME|FILE", help="target to fit (default: the file's device.target)")
+    p.add_argument("--write", action="store_true", help="write the fitted values into the target's YAML file")
+    p.set_defaults(func=cmd_calibrate)
+
 
 def cmd_list(args: argparse.Namespace) -> int:
     from .hardware import hardware_dir, list_hardware, load_hardware
@@ -129,3 +147,70 @@ def cmd_validate(args: argparse.Namespace) -> int:
     result = validate(args.hw, args.measurements, held_out=not args.no_loo)
     print(format_validation(result))
     return 1 if args.strict and not result.meets_targets else 0
+
+
+def cmd_measure(args: argparse.Namespace) -> int:
+    from .measure import measure, parse_grid
+    from .measurements import write_measurements
+
+    dtype = args.dtype or ("fp16" if args.device.startswith("cuda") else "fp32")
+    result = measure(parse_grid(args.m, args.nk, tiny=args.tiny), device=args.device, dtype=dtype,
+                     sparse=args.sparse, threads=args.threads, **({"min_block_s": 0.005, "blocks": 3, "cold_bytes": 16 * 2**20} if args.tiny else {}))
+    if args.target:
+        result["device"]["target"] = args.target
+    write_measurements(args.out, result["device"], result["dense"], result["sparse"])
+    for row in result["dense"]:
+        print(f"{row['m']:>6} x {row['n']:>6} x {row['k']:>6} {row['dtype']}: {row['time_s'] * 1e6:10.1f} us")
+    for row in result["sparse"]:
+        print(f"{row['name']}: dense {row['dense_s'] * 1e6:.1f} us, 2:4 {row['sparse_s'] * 1e6:.1f} us, "
+              f"speedup {row['dense_s'] / row['sparse_s']:.2f}x")
+    print(f"wrote {args.out} ({result['device']['name']}: {result['device'].get('description', '')})")
+    return 0
+
+
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from ..core.errors import ConfigError
+    from .calibrate import fit, format_validation, validate, with_values
+    from .hardware import hardware_dir, load_hardware
+    from .measurements import load_measurements
+
+    meas = load_measurements(args.measurements)
+    target = args.hw or meas.target
+    if not target:
+        raise ConfigError(f"{meas.path}: no device.target; pass --hw NAME|FILE")
+    base = load_hardware(target)
+    before = validate(base, meas)
+    values = fit(base, meas)
+    after = validate(with_values(base, values), meas)
+    print("Before the fit:")
+    print(format_validation(before))
+    print("\nFitted factors:")
+    for key, value in values.items():
+        print(f"  {key} = {value:.6g}")
+    print("\nAfter the fit:")
+    print(format_validation(after))
+    if args.write:
+        path = Path(target) if Path(target).is_file() else hardware_dir() / f"{target}.yaml"
+        write_fitted(path, values, meas.path)
+        print(f"wrote the fitted values into {path}")
+    return 0
+
+
+def write_fitted(path, values: dict, measurements_path: str) -> None:
+    """Replace each fitted field's ``{value, source}`` line in a hardware YAML file."""
+    import re
+    from pathlib import Path
+
+    from ..core.errors import ConfigError
+
+    text = Path(path).read_text()
+    name = Path(measurements_path).stem
+    for key, value in values.items():
+        field = key.split(".")[1]
+        line = f'  {field}: {{value: {value:.6g}, source: "fitted on calibration set (pgf-sim calibrate {name})"}}'
+        text, n = re.subn(rf"^  {field}: \{{.*\}}$", line, text, flags=re.M)
+        if n != 1:
+            raise ConfigError(f"{path}: field 'efficiency.{field}' must be one '{field}: {{value, source}}' line to be rewritten")
+    Path(path).write_text(text)

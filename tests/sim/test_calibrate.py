@@ -52,7 +52,7 @@ def test_every_published_2_4_measurement_is_predicted_on_the_right_side_of_one(v
 
 
 def test_held_out_dense_error_and_flags(validation):
-    assert validation.held_out is not None and len(validation.held_out) == sum(not r.flagged for r in validation.dense)
+    assert validation.held_out is not None and len(validation.held_out) == 20  # no LLMCompass case is flagged
     assert validation.held_out_mape <= HELD_OUT_TARGET
     assert validation.dense_mape <= validation.held_out_mape + 1e-12  # in-sample is never worse than held out
     # the torchao ViT-L timings are a training benchmark (forward + backward): >2x off, flagged, never fitted
