@@ -131,8 +131,9 @@ def scalar_cost(t, i: int, pn: int, pm: int, p: dict) -> tuple[float, float, int
             occ = min(ctas * split / p["units"], 1.0)
             onchip = (a * tiles_n + b * tiles_m + c) * batch
             memory = max(dram_time / occ, onchip / p["onchip_bw"])
-            if best is None or max(compute, memory) < best[0]:
-                best = (max(compute, memory), compute, memory, onchip)
+            busy_c = max(compute, memory) + (1.0 - p["overlap"]) * min(compute, memory)
+            if best is None or busy_c < best[0]:
+                best = (busy_c, compute, memory, onchip)
         _, compute, memory, onchip = best
     else:
         mac_j = 0.0
@@ -140,7 +141,7 @@ def scalar_cost(t, i: int, pn: int, pm: int, p: dict) -> tuple[float, float, int
         compute = elements * fpe / p["vector_flops_per_s"]
         memory = dram / (p["dram_bw"] * p["eff_memory"])
     memory += launches * p["dram_latency_s"]
-    busy = max(compute, memory)
+    busy = max(compute, memory) + (1.0 - p["overlap"]) * min(compute, memory)
     overhead = launches * (p["launch_s"] + (p["sparse_call_s"] if native else 0.0))
     bound = BOUND_OVERHEAD if overhead > busy else (BOUND_COMPUTE if compute >= memory else BOUND_MEMORY)
     energy = (exec_flops * 0.5 * mac_j + (0.0 if is_mat else dense_flops) * p["vector_flop_j"]

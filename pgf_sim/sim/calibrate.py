@@ -47,7 +47,8 @@ SPARSE_FIT_FIELDS = (
 # Fit variables are scaled to O(1): launch and call overheads in us, tile cycles in thousands.
 _SCALE = {"efficiency.launch_overhead_s": 1e-6, "efficiency.sparse_call_overhead_s": 1e-6,
           "efficiency.sparse_tile_overhead_cycles": 1e3}
-_BOUNDS = {"efficiency.dense_compute_fraction": (0.05, 1.0), "efficiency.memory_bw_fraction": (0.05, 1.0),
+OVERLAP_FIELD = "efficiency.compute_memory_overlap"  # fitted too where a target states it
+_BOUNDS = {OVERLAP_FIELD: (0.0, 1.0), "efficiency.dense_compute_fraction": (0.05, 1.0), "efficiency.memory_bw_fraction": (0.05, 1.0),
            "efficiency.launch_overhead_s": (0.0, 1000.0), "efficiency.sparse_compute_fraction": (0.01, 1.0),
            "efficiency.sparse_tile_overhead_cycles": (0.0, 100.0), "efficiency.sparse_call_overhead_s": (0.0, 1000.0)}
 
@@ -167,7 +168,7 @@ def validate(hw: "str | Hardware | None" = None, measurements: "str | Measuremen
                                      s / case.sparse_s - 1.0, _flagged(d_err)))
     kept = [r.error for r in dense_rows if not r.flagged]
     mape = float(np.mean(np.abs(kept))) if kept else float("nan")
-    loo = leave_one_out(target, meas) if held_out and len(meas.dense) > len(DENSE_FIT_FIELDS) + 1 else None
+    loo = leave_one_out(target, meas) if held_out and len(meas.dense) > len(dense_fit_fields(target)) + 1 else None
     return Validation(target.name, meas.path, dense_rows, sparse_rows, mape, loo)
 
 
@@ -192,25 +193,32 @@ def _current(h: Hardware, field: str) -> float:
     return (0.0 if q is None else q.value) / _SCALE.get(field, 1.0)
 
 
+def dense_fit_fields(base: Hardware) -> tuple[str, ...]:
+    """``DENSE_FIT_FIELDS``, plus the compute/memory overlap where the target states one."""
+    return DENSE_FIT_FIELDS + ((OVERLAP_FIELD,) if base.efficiency.compute_memory_overlap is not None else ())
+
+
 def fit_dense(base: Hardware, cases: tuple[DenseCase, ...]) -> dict[str, float]:
     """The dense factors minimising squared relative time error over ``cases``."""
     measured = np.array([c.measured_s for c in cases])
+    fields = dense_fit_fields(base)
     # keep sparse <= dense (a load invariant) satisfiable while the dense fraction moves
     sparse_cap = base.efficiency.sparse_compute_fraction.value
 
     def residuals(x: np.ndarray) -> np.ndarray:
-        values = {f: v * _SCALE.get(f, 1.0) for f, v in zip(DENSE_FIT_FIELDS, x)}
+        values = {f: v * _SCALE.get(f, 1.0) for f, v in zip(fields, x)}
         values["efficiency.sparse_compute_fraction"] = min(sparse_cap, x[0])
         return predict_dense(with_values(base, values), cases)[0] / measured - 1.0
 
-    return _least_squares(residuals, DENSE_FIT_FIELDS, [0.8, 0.8, _current(base, DENSE_FIT_FIELDS[2]) or 10.0])
+    x0 = [0.8, 0.8, _current(base, DENSE_FIT_FIELDS[2]) or 10.0] + [0.5] * (len(fields) - 3)
+    return _least_squares(residuals, fields, x0)
 
 
 def fit_cases(base: Hardware, meas: Measurements) -> tuple[DenseCase, ...]:
     """The dense cases a fit uses: a first fit on every case, then those within ``SETUP_DIFFERS``
     of it (so a fresh target with rough starting factors still finds its consistent cases, and
     a case from another setup never pulls the factors)."""
-    if len(meas.dense) <= len(DENSE_FIT_FIELDS):
+    if len(meas.dense) <= len(dense_fit_fields(base)):
         return meas.dense
     first = with_values(base, fit_dense(base, meas.dense))
     t, _ = predict_dense(first, meas.dense)
@@ -269,7 +277,7 @@ def format_validation(v: Validation) -> str:
                          f"{r.predicted_s * 1e3:>13.4f} {r.error * 100:>+7.1f}%  {r.bound}{flag}")
         lines.append(f"In-sample MAPE (unflagged): {v.dense_mape * 100:.1f}%")
         if v.held_out is not None:
-            lines.append(f"Held-out (leave-one-out, {len(DENSE_FIT_FIELDS)} dense factors refitted without the case): "
+            lines.append(f"Held-out (leave-one-out, the dense factors refitted without the case): "
                          f"MAPE {v.held_out_mape * 100:.1f}%, worst {max(v.held_out, key=abs) * 100:+.1f}% "
                          f"(target <= {HELD_OUT_TARGET * 100:.0f}%)")
         for src in sorted({r.case.source for r in v.dense}):

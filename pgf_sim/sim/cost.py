@@ -92,6 +92,7 @@ class HwArrays(NamedTuple):
     dram_latency_s: np.ndarray  # 0 where the target has none
     sparse_call_s: np.ndarray  # 0 where none
     sparse_tile_cycles: np.ndarray  # 0 where none
+    overlap: np.ndarray  # compute/memory overlap, 1 where none
     meta_bits: np.ndarray  # nan: ceil(log2 M) of the executed pattern
     pad_rows: np.ndarray
     pad_k_bytes: np.ndarray
@@ -145,10 +146,17 @@ def hw_arrays(hws: Sequence[Hardware], dtype: str | None = None) -> HwArrays:
         dram_latency_s=col(lambda h: opt(eff(h).dram_latency_s, 0.0)),
         sparse_call_s=col(lambda h: opt(eff(h).sparse_call_overhead_s, 0.0)),
         sparse_tile_cycles=col(lambda h: opt(eff(h).sparse_tile_overhead_cycles, 0.0)),
+        overlap=col(lambda h: opt(eff(h).compute_memory_overlap, 1.0)),
         meta_bits=np.array([opt(h.sparse.metadata_bits_per_value) for h in hws], dtype=np.float64),
         pad_rows=np.array([opt(h.sparse.pad_rows) for h in hws], dtype=np.float64),
         pad_k_bytes=np.array([opt(h.sparse.pad_k_bytes) for h in hws], dtype=np.float64),
     )
+
+
+def busy_time(compute_s, memory_s, overlap):
+    """Busy time of a kernel: the longer of compute and memory plus the part of the shorter that
+    is not hidden under it (``overlap`` 1: the roofline max, Williams et al. CACM 2009)."""
+    return np.maximum(compute_s, memory_s) + (1.0 - overlap) * np.minimum(compute_s, memory_s)
 
 
 def _with_dtype(table: OpTable, dtype: str | None) -> OpTable:
@@ -322,6 +330,7 @@ def _evaluate_core(table, pat_n, pat_m, exec_n, exec_m, mode, hp: HwArrays, hw_n
     busy = mat_compute = mat_memory = mat_onchip = 0.0
     n_candidates = hp.tile_m.shape[1] if is_mat.any() else 0
     units = hwcol(hp.units)
+    hide = hwcol(hp.overlap)
     for c in range(n_candidates):
         cycles, tiles_m, tiles_n = compute_cycles(
             m_run, n, steps, per_launch_products, launches, tile_m=hwcol(hp.tile_m[:, c]),
@@ -335,7 +344,7 @@ def _evaluate_core(table, pat_n, pat_m, exec_n, exec_m, mode, hp: HwArrays, hw_n
         occ = memory_occupancy(tiles_m * tiles_n * per_launch_products, steps, units, split_k=~native)
         onchip_c = onchip_traffic(a_bytes, b_bytes, c_bytes, tiles_m, tiles_n) * batch
         memory_c = np.maximum(dram_time / occ, onchip_c * inv_onchip_bw)
-        busy_c = np.maximum(compute_c, memory_c)
+        busy_c = busy_time(compute_c, memory_c, hide)
         if c == 0:
             busy, mat_compute, mat_memory, mat_onchip = busy_c, compute_c, memory_c, onchip_c
         else:
@@ -356,7 +365,7 @@ def _evaluate_core(table, pat_n, pat_m, exec_n, exec_m, mode, hp: HwArrays, hw_n
         per_launch = hwcol(hp.launch_s) + np.where(native, hwcol(hp.sparse_call_s), 0.0)
     # First-byte DRAM latency once per kernel: a kernel cannot finish before its first load returns.
     memory_time = memory_time + launches * hwcol(hp.dram_latency_s)
-    busy = np.maximum(compute_time, memory_time)
+    busy = busy_time(compute_time, memory_time, hide)
     weight_bytes = np.where(is_gemm, b_bytes * batch, 0.0)
     overhead = launches * per_launch
     time_s = busy + overhead

@@ -139,6 +139,9 @@ class Efficiency:
     # dispatch, input pad/transpose), and fixed cycles per output tile (metadata + epilogue).
     sparse_call_overhead_s: Optional[Q] = None
     sparse_tile_overhead_cycles: Optional[Q] = None
+    # Fraction of the shorter of compute and memory time hidden under the longer (1: the
+    # roofline's max(); a CPU core issues its own loads and FMAs, so it overlaps less).
+    compute_memory_overlap: Optional[Q] = None
 
 
 @dataclass(frozen=True)
@@ -274,6 +277,9 @@ def validate_hardware(hw: Hardware, *, source: str = "<hardware>", check_datashe
     positive("efficiency.launch_overhead_s", f.launch_overhead_s, allow_zero=True)
     for name in ("graph_launch_overhead_s", "dram_latency_s", "sparse_call_overhead_s", "sparse_tile_overhead_cycles"):
         positive(f"efficiency.{name}", getattr(f, name), allow_zero=True)
+    if f.compute_memory_overlap is not None and not 0 <= f.compute_memory_overlap.value <= 1:
+        raise ConfigError(f"{source}: field 'efficiency.compute_memory_overlap': value "
+                          f"{f.compute_memory_overlap.value!r} must be in [0, 1]")
     for src, dst in c.emulated_dtypes.items():
         if src in c.macs_per_cycle_per_array or dst not in c.macs_per_cycle_per_array:
             raise ConfigError(

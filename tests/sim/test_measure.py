@@ -2,7 +2,7 @@
 import pytest
 
 from pgf_sim.cli import main
-from pgf_sim.sim.calibrate import DENSE_FIT_FIELDS, fit, validate
+from pgf_sim.sim.calibrate import DENSE_FIT_FIELDS, OVERLAP_FIELD, fit, validate
 from pgf_sim.sim.hardware import load_hardware
 from pgf_sim.sim.measure import parse_grid
 from pgf_sim.sim.measurements import load_measurements
@@ -23,7 +23,7 @@ def test_measure_then_calibrate_on_the_cpu(tmp_path, capsys):
     text = capsys.readouterr().out
     assert "Fitted factors:" in text and "Held-out (leave-one-out" in text
     values = fit("cpu_host", meas)
-    assert set(values) == set(DENSE_FIT_FIELDS) and 0 < values["efficiency.dense_compute_fraction"] <= 1
+    assert set(values) == set(DENSE_FIT_FIELDS) | {OVERLAP_FIELD} and 0 < values["efficiency.dense_compute_fraction"] <= 1
     v = validate("cpu_host", meas)
     assert v.held_out is not None and len(v.held_out) >= 4
 
