@@ -108,7 +108,20 @@ def format_hardware(hw, *, sources: bool = False) -> str:
     lines.append(f"Energy: per MAC {macs}; DRAM {si(e.dram_byte_j.value, 'J')}/B; on-chip "
                  f"{si(e.onchip_byte_j.value, 'J')}/B; vector {si(e.vector_flop_j.value, 'J')}/FLOP")
     lines.append(f"Efficiency: dense {f.dense_compute_fraction.value:g}, sparse {f.sparse_compute_fraction.value:g}, "
-                 f"memory {f.memory_bw_fraction.value:g}, launch overhead {si(f.launch_overhead_s.value, 's')}")
+                 f"memory {f.memory_bw_fraction.value:g}, launch overhead {si(f.launch_overhead_s.value, 's')} (eager)")
+    extra = [(label, q) for label, q in (
+        ("graph launch (fused)", f.graph_launch_overhead_s), ("DRAM latency", f.dram_latency_s),
+        ("sparse call (eager)", f.sparse_call_overhead_s)) if q is not None]
+    terms = [f"{label} {si(q.value, 's')}" for label, q in extra]
+    if f.sparse_tile_overhead_cycles is not None:
+        terms.append(f"sparse tile {f.sparse_tile_overhead_cycles.value:g} cycles")
+    if f.compute_memory_overlap is not None:
+        terms.append(f"compute/memory overlap {f.compute_memory_overlap.value:.3g}")
+    if terms:
+        lines.append("  kernel terms: " + ", ".join(terms))
+    if c.emulated_dtypes:
+        lines.append("  emulated dtypes: " + ", ".join(f"{a} as {b}" for a, b in c.emulated_dtypes.items())
+                     + f" ({c.emulated_dtypes_source})")
     if hw.area_mm2:
         lines.append(f"Area: {hw.area_mm2.value:g} mm^2")
     if sources:
