@@ -130,7 +130,7 @@ def scalar_cost(t, i: int, pn: int, pm: int, p: dict) -> tuple[float, float, int
             split = 1.0 if native else min(math.ceil(p["units"] / ctas), max(steps, 1.0))
             occ = min(ctas * split / p["units"], 1.0)
             onchip = (a * tiles_n + b * tiles_m + c) * batch
-            memory = max(dram_time / occ, onchip / p["onchip_bw"])
+            memory = max(dram_time / occ, onchip / p["onchip_bw"]) + launches * p["dram_latency_s"]
             busy_c = max(compute, memory) + (1.0 - p["overlap"]) * min(compute, memory)
             if best is None or busy_c < best[0]:
                 best = (busy_c, compute, memory, onchip)
@@ -140,7 +140,8 @@ def scalar_cost(t, i: int, pn: int, pm: int, p: dict) -> tuple[float, float, int
         dram = onchip = elements * (float(t.inputs[i]) + 1) * bytes_el
         compute = elements * fpe / p["vector_flops_per_s"]
         memory = dram / (p["dram_bw"] * p["eff_memory"])
-    memory += launches * p["dram_latency_s"]
+    if not is_mat:
+        memory += launches * p["dram_latency_s"]
     busy = max(compute, memory) + (1.0 - p["overlap"]) * min(compute, memory)
     overhead = launches * (p["launch_s"] + (p["sparse_call_s"] if native else 0.0))
     bound = BOUND_OVERHEAD if overhead > busy else (BOUND_COMPUTE if compute >= memory else BOUND_MEMORY)

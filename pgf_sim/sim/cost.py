@@ -14,15 +14,22 @@ Pure, vectorised NumPy over layers (``evaluate``) and over hardware x patterns x
 - Memory time = DRAM bytes / (bandwidth x efficiency), or on-chip traffic / on-chip bandwidth
   if larger. DRAM bytes = compressed weights (values + metadata) + activations in/out, plus
   re-reads when the working set exceeds on-chip memory (``tiling.dram_traffic``).
-- Time = max(compute, memory) + launches x launch overhead (roofline, Williams et al. CACM
-  2009, plus a fixed per-kernel cost). Bound: whichever term is largest.
+- Time = max(compute, memory) (+ the unhidden part of the shorter, ``compute_memory_overlap``)
+  + kernels x per-kernel cost (roofline, Williams et al. CACM 2009, plus a fixed per-kernel
+  cost: ``launch_overhead_s`` eager, ``graph_launch_overhead_s`` fused). Memory time adds the
+  first-byte DRAM latency once per kernel and divides by the occupancy of the units
+  (``tiling.memory_occupancy``: split-K for dense kernels, none for sparse ones). Sparse
+  kernels add ``sparse_tile_overhead_cycles`` per output tile and, eager, a per-call
+  ``sparse_call_overhead_s``. Bound: whichever term is largest. Every term, its source and
+  the validation: docs/simulator.md.
 - Energy = executed MACs x energy/MAC + element-wise FLOPs x energy/FLOP + DRAM bytes x
   energy/byte + on-chip bytes x energy/byte (the Accelergy/Sparseloop style action counts).
 
 Approximations, stated so they can be judged: a GEMM's ``batch`` is that many separate
 launches; a matmul's ``batch`` is one batched launch; an op's ``count`` identical instances
-(merged transformer blocks) are costed once and scaled, launches included; element-wise ops are one launch each and are not
-fused with their neighbours; sparse kernels pad rows and K only on native sparse execution;
+(merged transformer blocks) are costed once and scaled, launches included; in the eager
+profile element-wise ops are one launch each, in the fused profile they run in their
+producer's epilogue; sparse kernels pad rows and K only on native sparse execution;
 static/idle power is not modelled (energy is dynamic only).
 """
 from __future__ import annotations
@@ -326,6 +333,17 @@ def _evaluate_core(table, pat_n, pat_m, exec_n, exec_m, mode, hp: HwArrays, hw_n
     s_per_cycle = 1.0 / (hwcol(hp.clock_hz) * eff)
     inv_onchip_bw = 1.0 / hwcol(hp.onchip_bw)
     tile_extra = np.where(native, hwcol(hp.sparse_tile_cycles), 0.0)
+    if fused:
+        # one launch per kernel: AV and softmax are inside the attention kernel, element-wise
+        # ops inside their producer's epilogue
+        kernels = np.where((table.attn == ATTN_AV) | (table.attn == ATTN_SOFTMAX) | ~is_mat, 0.0, launches)
+        per_launch = hwcol(hp.graph_launch_s)
+    else:
+        kernels = launches
+        per_launch = hwcol(hp.launch_s) + np.where(native, hwcol(hp.sparse_call_s), 0.0)
+    # First-byte DRAM latency once per kernel: a kernel cannot finish before its first load returns.
+    latency = kernels * hwcol(hp.dram_latency_s)
+    dram_time = dram_time + np.where(is_mat, 0.0, latency)
     # Each op takes the candidate tile with the lowest time (kernel selection per shape).
     busy = mat_compute = mat_memory = mat_onchip = 0.0
     n_candidates = hp.tile_m.shape[1] if is_mat.any() else 0
@@ -343,7 +361,7 @@ def _evaluate_core(table, pat_n, pat_m, exec_n, exec_m, mode, hp: HwArrays, hw_n
         # unit; sparse kernels do not (cuSPARSELt and CUTLASS sparse GEMMs have no split-K).
         occ = memory_occupancy(tiles_m * tiles_n * per_launch_products, steps, units, split_k=~native)
         onchip_c = onchip_traffic(a_bytes, b_bytes, c_bytes, tiles_m, tiles_n) * batch
-        memory_c = np.maximum(dram_time / occ, onchip_c * inv_onchip_bw)
+        memory_c = np.maximum(dram_time / occ, onchip_c * inv_onchip_bw) + latency
         busy_c = busy_time(compute_c, memory_c, hide)
         if c == 0:
             busy, mat_compute, mat_memory, mat_onchip = busy_c, compute_c, memory_c, onchip_c
@@ -356,18 +374,9 @@ def _evaluate_core(table, pat_n, pat_m, exec_n, exec_m, mode, hp: HwArrays, hw_n
     compute_time = np.where(is_mat, mat_compute, vec_time)
     memory_time = np.where(is_mat, mat_memory, dram_time)
     onchip_bytes = np.where(is_mat, mat_onchip, ew_bytes)
-    if fused:
-        # one launch per kernel: AV and softmax are inside the attention kernel, element-wise
-        # ops inside their producer's epilogue
-        launches = np.where((table.attn == ATTN_AV) | (table.attn == ATTN_SOFTMAX) | ~is_mat, 0.0, launches)
-        per_launch = hwcol(hp.graph_launch_s)
-    else:
-        per_launch = hwcol(hp.launch_s) + np.where(native, hwcol(hp.sparse_call_s), 0.0)
-    # First-byte DRAM latency once per kernel: a kernel cannot finish before its first load returns.
-    memory_time = memory_time + launches * hwcol(hp.dram_latency_s)
     busy = busy_time(compute_time, memory_time, hide)
     weight_bytes = np.where(is_gemm, b_bytes * batch, 0.0)
-    overhead = launches * per_launch
+    overhead = kernels * per_launch
     time_s = busy + overhead
     bound = np.where(
         overhead > busy, BOUND_OVERHEAD,
