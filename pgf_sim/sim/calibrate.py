@@ -25,6 +25,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from ..core.errors import ConfigError
 from ..core.pattern import DENSE, NM
 from .cost import BOUND_NAMES, evaluate
 from .hardware import Hardware, load_hardware, replace_field
@@ -143,8 +144,6 @@ def _target_of(meas: Measurements, hw: "str | Hardware | None") -> Hardware:
         return hw
     name = hw or meas.target
     if not name:
-        from ..core.errors import ConfigError
-
         raise ConfigError(f"{meas.path}: device.target is not set; pass the hardware target to validate against")
     return load_hardware(name)
 

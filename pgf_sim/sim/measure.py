@@ -12,6 +12,7 @@ weight from DRAM as the cost model assumes; with one copy a small weight stays i
 """
 from __future__ import annotations
 
+import itertools
 import platform
 import statistics
 import time
@@ -124,7 +125,7 @@ def measure(grid: list[tuple[int, int, int]], *, device: str = "cpu", dtype: str
             # Cycle through copies of W totalling cold_bytes, so each call reads its weight from
             # DRAM as a layer of a real forward pass does (not from a cache warmed by the last call).
             copies = [w] + [w.clone() for _ in range(max(0, -(-cold // w.nbytes) - 1))] if cold else [w]
-            turn = iter(range(1 << 62))
+            turn = itertools.count()
             t = _time_call(lambda: torch.nn.functional.linear(x, copies[next(turn) % len(copies)]), sync,
                            min_block_s, blocks, clock)
             del copies
