@@ -278,8 +278,8 @@ def test_fused_profile_attention_and_launches_by_hand():
 
 
 def test_sparse_kernel_terms_small_m_slowdown_and_large_m_speedup():
-    # On the A100 a 1-row input is padded to 32 rows, the sparse kernel has no split-K (32 of 108
-    # SMs stream at 4096 outputs with 128-wide tiles), and each eager call pays the fitted
+    # On the A100 a 1-row input is padded to 32 rows, the sparse kernel has no split-K (at most 64
+    # of 108 SMs stream 4096 outputs with 64-wide tiles), and each eager call pays the fitted
     # subclass overhead: slower than dense. Large GEMMs gain, below the 2x of the datasheet.
     one_row = evaluate(table(gemm(1, 4096, 4096)), A100).time_s[0] / evaluate(table(gemm(1, 4096, 4096, NM(2, 4))), A100).time_s[0]
     big = evaluate(table(gemm(8192, 8192, 8192)), A100).time_s[0] / evaluate(table(gemm(8192, 8192, 8192, NM(2, 4))), A100).time_s[0]
