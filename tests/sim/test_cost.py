@@ -284,3 +284,23 @@ def test_sparse_kernel_terms_small_m_slowdown_and_large_m_speedup():
     one_row = evaluate(table(gemm(1, 4096, 4096)), A100).time_s[0] / evaluate(table(gemm(1, 4096, 4096, NM(2, 4))), A100).time_s[0]
     big = evaluate(table(gemm(8192, 8192, 8192)), A100).time_s[0] / evaluate(table(gemm(8192, 8192, 8192, NM(2, 4))), A100).time_s[0]
     assert one_row < 1.0 < big < 2.0
+
+
+def test_memory_occupancy_by_hand():
+    from pgf_sim.sim.tiling import memory_occupancy
+
+    # 32 thread blocks on 108 SMs: dense kernels split K in ceil(108/32) = 4 -> all SMs stream;
+    # without split-K (sparse kernels) 32/108 of them; split-K cannot exceed the K steps
+    dense, sparse, short_k = memory_occupancy(np.array([32.0, 32.0, 32.0]), np.array([100.0, 100.0, 2.0]), 108.0,
+                                              split_k=np.array([True, False, True]))
+    assert (dense, sparse, short_k) == (1.0, pytest.approx(32 / 108), pytest.approx(64 / 108))
+
+
+def test_emulated_dtypes_must_be_labelled_and_map_to_a_native_rate():
+    with pytest.raises(ConfigError, match=r"compute.emulated_dtypes.fp8.*native: fp16, int8"):
+        toy(compute__emulated_dtypes={"fp8": "bf16"}, compute__emulated_dtypes_source="x")
+    with pytest.raises(ConfigError, match=r"compute.emulated_dtypes_source"):
+        toy(compute__emulated_dtypes={"bf16": "fp16"})
+    hw = toy(compute__emulated_dtypes={"bf16": "fp16"}, compute__emulated_dtypes_source="test: bf16 as fp16")
+    t = table(gemm(64, 64, 64, dtype="bf16"))
+    assert evaluate(t, hw).compute_time_s[0] == evaluate(table(gemm(64, 64, 64)), hw).compute_time_s[0]

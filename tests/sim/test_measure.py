@@ -45,3 +45,21 @@ def test_sparse_measurement_needs_cuda_and_grid_errors():
         measure([(1, 64, 64)], sparse=True)
     with pytest.raises(ConfigError, match="expected e.g. --m 1,8,64"):
         parse_grid("1,a", None)
+
+
+def test_calibrate_write_rewrites_only_the_fitted_lines(tmp_path, capsys):
+    import shutil
+
+    from pgf_sim.sim.hardware import hardware_dir
+
+    target = tmp_path / "cpu_copy.yaml"
+    shutil.copy(hardware_dir() / "cpu_host.yaml", target)
+    text = target.read_text().replace("dense_compute_fraction: {value: 0.862504", "dense_compute_fraction: {value: 0.5")
+    target.write_text(text)
+    assert main(["calibrate", "cpu_host", "--hw", str(target), "--write"]) == 0
+    assert "wrote the fitted values" in capsys.readouterr().out
+    again = load_hardware(target)
+    assert again.efficiency.dense_compute_fraction.value == pytest.approx(
+        load_hardware("cpu_host").efficiency.dense_compute_fraction.value, rel=2e-3)
+    assert again.efficiency.dense_compute_fraction.source == "fitted on calibration set (pgf-sim calibrate cpu_host)"
+    assert again.memory == load_hardware("cpu_host").memory  # untouched
