@@ -217,7 +217,8 @@ class TrainingCost:
             f"total {si(t['time_s'], 's')} (mean step {si(t['mean_step_time_s'], 's')}), "
             f"{si(t['exec_flops'])} executed of {si(t['dense_flops'])} dense, energy {si(t['energy_j'], 'J')}, "
             f"speedup vs dense training {t['speedup_vs_dense_training']:.3f}x",
-        ])
+        ] + ([f"training-step memory {si(t['footprint_bytes'], 'B')} (weights, gradients, AdamW state, masks, "
+              f"saved activations): {'fits' if t['fits_memory'] else 'DOES NOT FIT'}"] if "footprint_bytes" in t else []))
 
     def to_dict(self) -> dict:
         return {"recipe": self.recipe, "total_steps": self.total_steps, "totals": self.totals,
