@@ -38,7 +38,6 @@ from pgf_sim.sim.workloads import build_workload  # noqa: E402
 
 PATTERNS = [NM.parse(p) for p in ("dense", "2:4", "1:4", "1:8", "1:16", "1:32")]
 WORKLOADS = (("vit_b", dict(batch=1, phase="forward")), ("llama_7b", dict(batch=1, phase="prefill")))
-_BITS_INDEX = {4: 0, 8: 1, 16: 2, 32: 3}
 
 
 def distinct_triples(table, n_hw: int) -> list[tuple[int, int, int]]:
@@ -60,8 +59,8 @@ def distinct_triples(table, n_hw: int) -> list[tuple[int, int, int]]:
 def scalar_params(hw, hp, i: int) -> dict:
     """Plain-Python floats of target ``i`` (setup of the baseline, timed with it)."""
     p = {f: float(getattr(hp, f)[i]) for f in hp._fields if getattr(hp, f).ndim == 1}
-    p["macs_by_bits"] = [float(v) for v in hp.macs_by_bits[i]]
-    p["mac_j_by_bits"] = [float(v) for v in hp.mac_j_by_bits[i]]
+    p["macs_by_dtype"] = [float(v) for v in hp.macs_by_dtype[i]]
+    p["mac_j_by_dtype"] = [float(v) for v in hp.mac_j_by_dtype[i]]
     p["tiles"] = list(hw.compute.tile_shapes.mn)
     p["native"] = hw.sparse.native_patterns
     p["fallback"] = MODE_DENSE_COMPRESSED if hw.sparse.unsupported == "dense_compressed" else MODE_DENSE_FALLBACK
@@ -106,8 +105,8 @@ def scalar_cost(t, i: int, pn: int, pm: int, p: dict) -> tuple[float, float, int
     dense_flops = 2.0 * m * n * k * batch if is_mat else elements * fpe
     exec_flops = dense_flops * density if is_mat else dense_flops
     if is_mat:
-        macs = p["macs_by_bits"][_BITS_INDEX[int(vbits)]]
-        mac_j = p["mac_j_by_bits"][_BITS_INDEX[int(vbits)]]
+        macs = p["macs_by_dtype"][int(t.dtype_code[i])]
+        mac_j = p["mac_j_by_dtype"][int(t.dtype_code[i])]
         a = m * k * bytes_el
         b = k * n * bytes_el * (storage if is_gemm else 1.0)
         c = m * n * bytes_el
@@ -125,21 +124,27 @@ def scalar_cost(t, i: int, pn: int, pm: int, p: dict) -> tuple[float, float, int
         for tm, tn in p["tiles"]:
             tiles_m, tiles_n = math.ceil(m_run / tm), math.ceil(n / tn)
             step_cycles = max(min(m_run, tm) * tn * p["tile_k"] / macs_unit, p["weight_load_cycles"])
-            tile_cycles = steps * step_cycles + p["fill_drain_cycles"]
+            tile_cycles = steps * step_cycles + p["fill_drain_cycles"] + (p["sparse_tile_cycles"] if native else 0.0)
+            ctas = max(tiles_m * tiles_n * per_launch, 1.0)
             waves = math.ceil(tiles_m * tiles_n * per_launch / p["units"])
             compute = waves * tile_cycles * launches / (p["clock_hz"] * eff)
+            split = 1.0 if native else min(math.ceil(p["units"] / ctas), max(steps, 1.0))
+            occ = min(ctas * split / p["units"], 1.0)
             onchip = (a * tiles_n + b * tiles_m + c) * batch
-            memory = max(dram_time, onchip / p["onchip_bw"])
-            if best is None or max(compute, memory) < best[0]:
-                best = (max(compute, memory), compute, memory, onchip)
+            memory = max(dram_time / occ, onchip / p["onchip_bw"]) + launches * p["dram_latency_s"]
+            busy_c = max(compute, memory) + (1.0 - p["overlap"]) * min(compute, memory)
+            if best is None or busy_c < best[0]:
+                best = (busy_c, compute, memory, onchip)
         _, compute, memory, onchip = best
     else:
         mac_j = 0.0
         dram = onchip = elements * (float(t.inputs[i]) + 1) * bytes_el
         compute = elements * fpe / p["vector_flops_per_s"]
         memory = dram / (p["dram_bw"] * p["eff_memory"])
-    busy = max(compute, memory)
-    overhead = launches * p["launch_s"]
+    if not is_mat:
+        memory += launches * p["dram_latency_s"]
+    busy = max(compute, memory) + (1.0 - p["overlap"]) * min(compute, memory)
+    overhead = launches * (p["launch_s"] + (p["sparse_call_s"] if native else 0.0))
     bound = BOUND_OVERHEAD if overhead > busy else (BOUND_COMPUTE if compute >= memory else BOUND_MEMORY)
     energy = (exec_flops * 0.5 * mac_j + (0.0 if is_mat else dense_flops) * p["vector_flop_j"]
               + dram * p["dram_byte_j"] + onchip * p["onchip_byte_j"])

@@ -59,6 +59,8 @@ def add_simulate_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentPar
     p.add_argument("--phase", choices=PHASES, default="forward",
                    help="forward pass, inference prefill/decode (decoder models), or a training run")
     p.add_argument("--dtype", default="fp16", help="operand dtype (fp16, bf16, int8, fp8, tf32, fp32)")
+    p.add_argument("--profile", choices=("eager", "fused"), default="eager",
+                   help="execution profile: eager (one kernel per op) or fused (CUDA graphs, fused epilogues, FlashAttention)")
     p.add_argument("--recipe", help="training recipe for --phase train (default sr-ste; a run directory: its own)")
     p.add_argument("--steps", type=int, help=f"training steps for --phase train (default {DEFAULT_TRAIN_STEPS}; "
                                              "a run directory: its own when given in steps)")
@@ -186,7 +188,7 @@ def run_simulate(args: argparse.Namespace, *, load_run: RunLoader | None = None)
     if args.phase == "train":
         text = _train(args, jobs, hws)
     else:
-        results = [simulate(wl, hw) for wl, _, _ in jobs for hw in hws]
+        results = [simulate(wl, hw, profile=args.profile) for wl, _, _ in jobs for hw in hws]
         if args.format == "json":
             text = to_json({"results": [r.to_dict() for r in results],
                             "summary": [{"workload": r.workload, "hardware": r.hardware,

@@ -14,15 +14,22 @@ Pure, vectorised NumPy over layers (``evaluate``) and over hardware x patterns x
 - Memory time = DRAM bytes / (bandwidth x efficiency), or on-chip traffic / on-chip bandwidth
   if larger. DRAM bytes = compressed weights (values + metadata) + activations in/out, plus
   re-reads when the working set exceeds on-chip memory (``tiling.dram_traffic``).
-- Time = max(compute, memory) + launches x launch overhead (roofline, Williams et al. CACM
-  2009, plus a fixed per-kernel cost). Bound: whichever term is largest.
+- Time = max(compute, memory) (+ the unhidden part of the shorter, ``compute_memory_overlap``)
+  + kernels x per-kernel cost (roofline, Williams et al. CACM 2009, plus a fixed per-kernel
+  cost: ``launch_overhead_s`` eager, ``graph_launch_overhead_s`` fused). Memory time adds the
+  first-byte DRAM latency once per kernel and divides by the occupancy of the units
+  (``tiling.memory_occupancy``: split-K for dense kernels, none for sparse ones). Sparse
+  kernels add ``sparse_tile_overhead_cycles`` per output tile and, eager, a per-call
+  ``sparse_call_overhead_s``. Bound: whichever term is largest. Every term, its source and
+  the validation: docs/simulator.md.
 - Energy = executed MACs x energy/MAC + element-wise FLOPs x energy/FLOP + DRAM bytes x
   energy/byte + on-chip bytes x energy/byte (the Accelergy/Sparseloop style action counts).
 
 Approximations, stated so they can be judged: a GEMM's ``batch`` is that many separate
 launches; a matmul's ``batch`` is one batched launch; an op's ``count`` identical instances
-(merged transformer blocks) are costed once and scaled, launches included; element-wise ops are one launch each and are not
-fused with their neighbours; sparse kernels pad rows and K only on native sparse execution;
+(merged transformer blocks) are costed once and scaled, launches included; in the eager
+profile element-wise ops are one launch each, in the fused profile they run in their
+producer's epilogue; sparse kernels pad rows and K only on native sparse execution;
 static/idle power is not modelled (energy is dynamic only).
 """
 from __future__ import annotations
@@ -35,16 +42,17 @@ from ..core.errors import ConfigError
 from ..core.pattern import NM
 from .hardware import Hardware
 from .mapping import MODE_DENSE_COMPRESSED, MODE_NATIVE, map_patterns, map_patterns_many
-from .ops import OpCode, OpTable
-from .tiling import compute_cycles, dram_traffic, k_steps, onchip_traffic
+from .ops import ATTN_AV, ATTN_SCORE, ATTN_SOFTMAX, DTYPE_BITS, DTYPES, OpCode, OpTable
+from .tiling import compute_cycles, dram_traffic, k_steps, memory_occupancy, onchip_traffic
 
 BOUND_COMPUTE, BOUND_MEMORY, BOUND_OVERHEAD = 0, 1, 2
 BOUND_NAMES = ("compute", "memory", "overhead")
-# Bit-width -> hardware dtype keys tried in order when an op only says how many bits it has
-# (fp16 and bf16 share the tensor-core rate on every target; 32-bit GEMMs use TF32 where it
-# exists, as cuBLAS does with TF32 enabled). ``evaluate(dtype=...)`` picks one key exactly.
-_BITS = (4, 8, 16, 32)
-_BITS_KEYS = {4: ("int4",), 8: ("int8", "fp8"), 16: ("fp16", "bf16"), 32: ("tf32", "fp32")}
+# Execution profiles. eager: one kernel per op, launched from Python one at a time (PyTorch
+# eager); attention materialises the full S^2 score matrix. fused: a serving stack -- CUDA
+# graphs (launch cost per kernel only), element-wise ops fused into their producer GEMM's
+# epilogue, FlashAttention-style attention (one kernel, scores never leave the chip, a causal
+# mask skips the masked half of the products: Dao et al., FlashAttention, NeurIPS 2022).
+PROFILES = ("eager", "fused")
 
 
 class LayerCost(NamedTuple):
@@ -69,8 +77,8 @@ class HwArrays(NamedTuple):
     clock_hz: np.ndarray
     units: np.ndarray
     arrays_per_unit: np.ndarray
-    macs_by_bits: np.ndarray  # (H, 4): MACs/cycle/array for 4-, 8-, 16-, 32-bit ops (nan: none)
-    mac_j_by_bits: np.ndarray  # (H, 4)
+    macs_by_dtype: np.ndarray  # (H, D): MACs/cycle/array per ops.DTYPES entry (emulation applied; nan: none)
+    mac_j_by_dtype: np.ndarray  # (H, D)
     tile_m: np.ndarray  # (H, C): candidate tiles, short lists padded with their first entry
     tile_n: np.ndarray  # (H, C)
     tile_k: np.ndarray
@@ -86,7 +94,12 @@ class HwArrays(NamedTuple):
     eff_dense: np.ndarray
     eff_sparse: np.ndarray
     eff_memory: np.ndarray
-    launch_s: np.ndarray
+    launch_s: np.ndarray  # eager per-kernel cost
+    graph_launch_s: np.ndarray  # fused-profile per-kernel cost (launch_s where the target has none)
+    dram_latency_s: np.ndarray  # 0 where the target has none
+    sparse_call_s: np.ndarray  # 0 where none
+    sparse_tile_cycles: np.ndarray  # 0 where none
+    overlap: np.ndarray  # compute/memory overlap, 1 where none
     meta_bits: np.ndarray  # nan: ceil(log2 M) of the executed pattern
     pad_rows: np.ndarray
     pad_k_bytes: np.ndarray
@@ -96,35 +109,34 @@ def hw_arrays(hws: Sequence[Hardware], dtype: str | None = None) -> HwArrays:
     def col(get) -> np.ndarray:
         return np.array([float(get(h)) for h in hws], dtype=np.float64)
 
-    def by_bits(table_of) -> np.ndarray:
-        out = np.full((len(hws), len(_BITS)), np.nan)
+    def by_dtype(table_of) -> np.ndarray:
+        # Strict: a dtype the target neither has nor explicitly emulates stays nan (an error
+        # when an op of that dtype reaches the matrix arrays).
+        out = np.full((len(hws), len(DTYPES)), np.nan)
         for i, h in enumerate(hws):
             table = table_of(h)
-            for j, bits in enumerate(_BITS):
-                keys = (dtype,) if dtype is not None else _BITS_KEYS[bits]
-                for key in keys:
-                    if key in table:
-                        out[i, j] = table[key].value
-                        break
+            for j, dt in enumerate(DTYPES):
+                key = dt if dt in h.compute.macs_per_cycle_per_array else h.compute.emulated_dtypes.get(dt)
+                if key is not None and key in table:
+                    out[i, j] = table[key].value
         return out
 
     if dtype is not None:
+        if dtype not in DTYPES:
+            raise ConfigError(f"unknown dtype {dtype!r}; valid: {', '.join(DTYPES)}")
         for h in hws:
-            if dtype not in h.compute.macs_per_cycle_per_array:
-                raise ConfigError(
-                    f"hardware {h.name!r} has no matrix rate for dtype {dtype!r}; "
-                    f"valid: {', '.join(h.compute.macs_per_cycle_per_array)}"
-                )
+            h.matrix_dtype(dtype)  # raises, naming the valid dtypes
     c = lambda h: h.compute  # noqa: E731
     n_tiles = max(len(h.compute.tile_shapes.mn) for h in hws)
     tiles = np.array([[*h.compute.tile_shapes.mn, *[h.compute.tile_shapes.mn[0]] * (n_tiles - len(h.compute.tile_shapes.mn))]
                       for h in hws], dtype=np.float64)  # (H, C, 2)
-    opt = lambda q: np.nan if q is None else q.value  # noqa: E731
+    opt = lambda q, default=np.nan: default if q is None else q.value  # noqa: E731
+    eff = lambda h: h.efficiency  # noqa: E731
     return HwArrays(
         clock_hz=col(lambda h: c(h).clock_hz), units=col(lambda h: c(h).units),
         arrays_per_unit=col(lambda h: c(h).arrays_per_unit),
-        macs_by_bits=by_bits(lambda h: h.compute.macs_per_cycle_per_array),
-        mac_j_by_bits=by_bits(lambda h: h.energy.mac_j),
+        macs_by_dtype=by_dtype(lambda h: h.compute.macs_per_cycle_per_array),
+        mac_j_by_dtype=by_dtype(lambda h: h.energy.mac_j),
         tile_m=tiles[..., 0], tile_n=tiles[..., 1], tile_k=col(lambda h: c(h).tile_k),
         fill_drain_cycles=col(lambda h: c(h).fill_drain_cycles),
         weight_load_cycles=col(lambda h: c(h).weight_load_cycles),
@@ -133,21 +145,49 @@ def hw_arrays(hws: Sequence[Hardware], dtype: str | None = None) -> HwArrays:
         onchip_bw=col(lambda h: h.memory.onchip_bw_bytes_per_s),
         vector_flop_j=col(lambda h: h.energy.vector_flop_j), dram_byte_j=col(lambda h: h.energy.dram_byte_j),
         onchip_byte_j=col(lambda h: h.energy.onchip_byte_j),
-        eff_dense=col(lambda h: h.efficiency.dense_compute_fraction),
-        eff_sparse=col(lambda h: h.efficiency.sparse_compute_fraction),
-        eff_memory=col(lambda h: h.efficiency.memory_bw_fraction),
-        launch_s=col(lambda h: h.efficiency.launch_overhead_s),
+        eff_dense=col(lambda h: eff(h).dense_compute_fraction),
+        eff_sparse=col(lambda h: eff(h).sparse_compute_fraction),
+        eff_memory=col(lambda h: eff(h).memory_bw_fraction),
+        launch_s=col(lambda h: eff(h).launch_overhead_s),
+        graph_launch_s=col(lambda h: opt(eff(h).graph_launch_overhead_s, eff(h).launch_overhead_s.value)),
+        dram_latency_s=col(lambda h: opt(eff(h).dram_latency_s, 0.0)),
+        sparse_call_s=col(lambda h: opt(eff(h).sparse_call_overhead_s, 0.0)),
+        sparse_tile_cycles=col(lambda h: opt(eff(h).sparse_tile_overhead_cycles, 0.0)),
+        overlap=col(lambda h: opt(eff(h).compute_memory_overlap, 1.0)),
         meta_bits=np.array([opt(h.sparse.metadata_bits_per_value) for h in hws], dtype=np.float64),
         pad_rows=np.array([opt(h.sparse.pad_rows) for h in hws], dtype=np.float64),
         pad_k_bytes=np.array([opt(h.sparse.pad_k_bytes) for h in hws], dtype=np.float64),
     )
 
 
-def evaluate(table: OpTable, hw: Hardware, *, dtype: str | None = None) -> LayerCost:
-    """Cost of every op of ``table`` on ``hw``; arrays of shape (L,). ``dtype`` overrides op dtypes."""
+def busy_time(compute_s, memory_s, overlap):
+    """Busy time of a kernel: the longer of compute and memory plus the part of the shorter that
+    is not hidden under it (``overlap`` 1: the roofline max, Williams et al. CACM 2009)."""
+    return np.maximum(compute_s, memory_s) + (1.0 - overlap) * np.minimum(compute_s, memory_s)
+
+
+def _with_dtype(table: OpTable, dtype: str | None) -> OpTable:
+    if dtype is None:
+        return table
+    code = DTYPES.index(dtype)
+    return table._replace(dtype_code=np.full_like(table.dtype_code, code),
+                          value_bits=np.full_like(table.value_bits, DTYPE_BITS[dtype]))
+
+
+def _check_profile(profile: str) -> None:
+    if profile not in PROFILES:
+        raise ConfigError(f"unknown execution profile {profile!r}; valid: {', '.join(PROFILES)}")
+
+
+def evaluate(table: OpTable, hw: Hardware, *, dtype: str | None = None, profile: str = "eager") -> LayerCost:
+    """Cost of every op of ``table`` on ``hw``; arrays of shape (L,).
+
+    ``dtype`` replaces every op's dtype (rate and bytes); ``profile`` is one of ``PROFILES``."""
+    _check_profile(profile)
+    table = _with_dtype(table, dtype)
     exec_n, exec_m, mode = map_patterns(table.pat_n, table.pat_m, hw)
     out = _evaluate_core(table, table.pat_n, table.pat_m, exec_n[None], exec_m[None], mode[None],
-                         hw_arrays([hw], dtype), [hw.name])
+                         hw_arrays([hw], dtype), [hw.name], profile == "fused")
     return LayerCost(*(a[0] for a in out))
 
 
@@ -157,6 +197,7 @@ def evaluate_grid(
     *,
     patterns: Sequence[NM] | None = None,
     dtype: str | None = None,
+    profile: str = "eager",
 ) -> LayerCost:
     """Cost over hardware x (patterns x) layers in one vectorised pass.
 
@@ -166,9 +207,12 @@ def evaluate_grid(
     its own (as training's ``skip_indivisible`` leaves such layers alone); matmuls and
     element-wise ops are never weight-sparse.
     """
+    _check_profile(profile)
+    table = _with_dtype(table, dtype)
     hp = hw_arrays(hws, dtype)
+    fused = profile == "fused"
     if patterns is None:
-        return _grid(table, table.pat_n, table.pat_m, hws, hp)
+        return _grid(table, table.pat_n, table.pat_m, hws, hp, fused)
     # Ops without a weight pattern (matmuls, element-wise) do not change with the pattern:
     # cost them once per target and broadcast over the pattern axis. Element-wise ops are a
     # group of their own so that they skip the tile search of the matrix arrays.
@@ -183,9 +227,10 @@ def evaluate_grid(
         sub = OpTable(*(col[idx] for col in table))
         if kind == OpCode.GEMM:
             applies = sub.k[None, :] % pm == 0
-            part = _grid(sub, np.where(applies, pn, sub.pat_n[None, :]), np.where(applies, pm, sub.pat_m[None, :]), hws, hp)
+            part = _grid(sub, np.where(applies, pn, sub.pat_n[None, :]), np.where(applies, pm, sub.pat_m[None, :]),
+                         hws, hp, fused)
         else:
-            part = _grid(sub, sub.pat_n[None, :], sub.pat_m[None, :], hws, hp)
+            part = _grid(sub, sub.pat_n[None, :], sub.pat_m[None, :], hws, hp, fused)
         if out is None:
             out = [np.empty((len(hws), len(patterns), table.n_ops), dtype=a.dtype) for a in part]
         for dest, src in zip(out, part):
@@ -193,16 +238,17 @@ def evaluate_grid(
     return LayerCost(*out)
 
 
-def _grid(table: OpTable, pat_n: np.ndarray, pat_m: np.ndarray, hws: Sequence[Hardware], hp: HwArrays) -> LayerCost:
+def _grid(table: OpTable, pat_n: np.ndarray, pat_m: np.ndarray, hws: Sequence[Hardware], hp: HwArrays,
+          fused: bool) -> LayerCost:
     if (table.kind == OpCode.GEMM).any():
         exec_n, exec_m, mode = map_patterns_many(pat_n, pat_m, hws)
     else:  # nothing weight-sparse: everything executes dense
         exec_n = exec_m = np.ones((len(hws),) + pat_n.shape, dtype=np.int64)
         mode = np.zeros(exec_n.shape, dtype=np.int8)
-    return _evaluate_core(table, pat_n, pat_m, exec_n, exec_m, mode, hp, [h.name for h in hws])
+    return _evaluate_core(table, pat_n, pat_m, exec_n, exec_m, mode, hp, [h.name for h in hws], fused)
 
 
-def _evaluate_core(table, pat_n, pat_m, exec_n, exec_m, mode, hp: HwArrays, hw_names) -> LayerCost:
+def _evaluate_core(table, pat_n, pat_m, exec_n, exec_m, mode, hp: HwArrays, hw_names, fused: bool) -> LayerCost:
     """Shapes: layer columns (L,); pat_* (L,) or (P, L); exec_*/mode (H, ..., L); hp fields (H,)."""
     nd = exec_n.ndim
     H = len(hw_names)
@@ -213,17 +259,16 @@ def _evaluate_core(table, pat_n, pat_m, exec_n, exec_m, mode, hp: HwArrays, hw_n
     kind = table.kind
     is_mat = kind != OpCode.ELEMENTWISE
     is_gemm = kind == OpCode.GEMM
-    bits_idx = np.searchsorted(np.array(_BITS), table.value_bits)
-    bits_idx = np.clip(bits_idx, 0, len(_BITS) - 1)
-    macs_arr = hp.macs_by_bits[:, bits_idx].reshape((H,) + (1,) * (nd - 2) + (len(kind),))
-    mac_j = hp.mac_j_by_bits[:, bits_idx].reshape(macs_arr.shape)
+    dcode = table.dtype_code.astype(np.intp)
+    macs_arr = hp.macs_by_dtype[:, dcode].reshape((H,) + (1,) * (nd - 2) + (len(kind),))
+    mac_j = hp.mac_j_by_dtype[:, dcode].reshape(macs_arr.shape)
     missing = np.isnan(macs_arr) & is_mat
     if missing.any():
         h_idx, *_, l_idx = np.nonzero(missing)
         raise ConfigError(
-            f"hardware {hw_names[int(h_idx[0])]!r} has no matrix rate for {int(table.value_bits[int(l_idx[0])])}-bit "
-            f"op {table.names[int(l_idx[0])]!r}; give compute.macs_per_cycle_per_array for that dtype "
-            "or pass dtype= to evaluate"
+            f"hardware {hw_names[int(h_idx[0])]!r} has no matrix rate for dtype {DTYPES[dcode[int(l_idx[0])]]!r} "
+            f"(op {table.names[int(l_idx[0])]!r}); give compute.macs_per_cycle_per_array (or a labelled "
+            "compute.emulated_dtypes entry) for it, or choose another dtype"
         )
     macs_arr = np.where(np.isnan(macs_arr), 1.0, macs_arr)
     mac_j = np.where(np.isnan(mac_j), 0.0, mac_j)
@@ -263,7 +308,9 @@ def _evaluate_core(table, pat_n, pat_m, exec_n, exec_m, mode, hp: HwArrays, hw_n
     per_launch_products = np.where(is_gemm, 1.0, batch)
     eff = np.where(native, hwcol(hp.eff_sparse), hwcol(hp.eff_dense))
     dense_flops = np.where(is_mat, 2.0 * m * n * k * batch, table.elements * table.flops_per_element)
-    exec_flops = dense_flops * np.where(is_mat, density, 1.0)
+    # A fused attention kernel skips the masked half of a causal square (FlashAttention).
+    causal_frac = np.where(fused & table.causal, 0.5, 1.0) if fused else 1.0
+    exec_flops = dense_flops * np.where(is_mat, density, 1.0) * causal_frac
     vec_time = np.where(is_mat, 0.0, table.elements * table.flops_per_element) / hwcol(hp.vector_flops_per_s)
 
     # Bytes: per product A (M x K activations), B (K x N weights or 2nd activation), C out.
@@ -271,6 +318,12 @@ def _evaluate_core(table, pat_n, pat_m, exec_n, exec_m, mode, hp: HwArrays, hw_n
     b_bytes = k * n * bytes_el * np.where(is_gemm, storage, 1.0)
     c_bytes = m * n * bytes_el
     ew_bytes = table.elements * (table.inputs + 1) * bytes_el
+    if fused:
+        # Fused attention: the scores S and probabilities P stay on chip; element-wise ops run
+        # in their producer's epilogue (their operands are already in registers).
+        c_bytes = np.where(table.attn == ATTN_SCORE, 0.0, c_bytes)
+        a_bytes = np.where(table.attn == ATTN_AV, 0.0, a_bytes)
+        ew_bytes = np.zeros_like(ew_bytes)
     dram_bytes = np.where(
         is_mat, dram_traffic(a_bytes, b_bytes, c_bytes, m, n, bytes_el, onchip_bytes=hwcol(hp.onchip_bytes)) * batch,
         ew_bytes,
@@ -280,19 +333,37 @@ def _evaluate_core(table, pat_n, pat_m, exec_n, exec_m, mode, hp: HwArrays, hw_n
     macs_unit = hwcol(hp.arrays_per_unit) * macs_arr
     s_per_cycle = 1.0 / (hwcol(hp.clock_hz) * eff)
     inv_onchip_bw = 1.0 / hwcol(hp.onchip_bw)
+    tile_extra = np.where(native, hwcol(hp.sparse_tile_cycles), 0.0)
+    if fused:
+        # one launch per kernel: AV and softmax are inside the attention kernel, element-wise
+        # ops inside their producer's epilogue
+        kernels = np.where((table.attn == ATTN_AV) | (table.attn == ATTN_SOFTMAX) | ~is_mat, 0.0, launches)
+        per_launch = hwcol(hp.graph_launch_s)
+    else:
+        kernels = launches
+        per_launch = hwcol(hp.launch_s) + np.where(native, hwcol(hp.sparse_call_s), 0.0)
+    # First-byte DRAM latency once per kernel: a kernel cannot finish before its first load returns.
+    latency = kernels * hwcol(hp.dram_latency_s)
+    dram_time = dram_time + np.where(is_mat, 0.0, latency)
     # Each op takes the candidate tile with the lowest time (kernel selection per shape).
     busy = mat_compute = mat_memory = mat_onchip = 0.0
     n_candidates = hp.tile_m.shape[1] if is_mat.any() else 0
+    units = hwcol(hp.units)
+    hide = hwcol(hp.overlap)
     for c in range(n_candidates):
         cycles, tiles_m, tiles_n = compute_cycles(
             m_run, n, steps, per_launch_products, launches, tile_m=hwcol(hp.tile_m[:, c]),
-            tile_n=hwcol(hp.tile_n[:, c]), tile_k=hwcol(hp.tile_k), units=hwcol(hp.units),
-            macs_per_cycle_per_unit=macs_unit, fill_drain_cycles=hwcol(hp.fill_drain_cycles),
+            tile_n=hwcol(hp.tile_n[:, c]), tile_k=hwcol(hp.tile_k), units=units,
+            macs_per_cycle_per_unit=macs_unit, fill_drain_cycles=hwcol(hp.fill_drain_cycles) + tile_extra,
             weight_load_cycles=hwcol(hp.weight_load_cycles))
-        compute_c = cycles * s_per_cycle
+        compute_c = cycles * s_per_cycle * causal_frac
+        # DRAM bandwidth scales with the units that stream (each unit's load path carries about
+        # 1/units of the total). Dense kernels split K (split-K / stream-K) to occupy every
+        # unit; sparse kernels do not (cuSPARSELt and CUTLASS sparse GEMMs have no split-K).
+        occ = memory_occupancy(tiles_m * tiles_n * per_launch_products, steps, units, split_k=~native)
         onchip_c = onchip_traffic(a_bytes, b_bytes, c_bytes, tiles_m, tiles_n) * batch
-        memory_c = np.maximum(dram_time, onchip_c * inv_onchip_bw)
-        busy_c = np.maximum(compute_c, memory_c)
+        memory_c = np.maximum(dram_time / occ, onchip_c * inv_onchip_bw) + latency
+        busy_c = busy_time(compute_c, memory_c, hide)
         if c == 0:
             busy, mat_compute, mat_memory, mat_onchip = busy_c, compute_c, memory_c, onchip_c
         else:
@@ -304,9 +375,9 @@ def _evaluate_core(table, pat_n, pat_m, exec_n, exec_m, mode, hp: HwArrays, hw_n
     compute_time = np.where(is_mat, mat_compute, vec_time)
     memory_time = np.where(is_mat, mat_memory, dram_time)
     onchip_bytes = np.where(is_mat, mat_onchip, ew_bytes)
-    busy = np.maximum(compute_time, memory_time)
+    busy = busy_time(compute_time, memory_time, hide)
     weight_bytes = np.where(is_gemm, b_bytes * batch, 0.0)
-    overhead = launches * hwcol(hp.launch_s)
+    overhead = kernels * per_launch
     time_s = busy + overhead
     bound = np.where(
         overhead > busy, BOUND_OVERHEAD,

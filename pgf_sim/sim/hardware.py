@@ -83,6 +83,10 @@ class Compute:
     vector_flops_per_s: Q  # element-wise unit (CUDA cores / VPU), for softmax, norms, GELU, adds
     datasheet_peak_flops_per_s: dict[DType, Q] = field(default_factory=dict)
     datasheet_sparse_peak_flops_per_s: dict[DType, Q] = field(default_factory=dict)
+    # Explicit, labelled dtype emulation: an op of the key dtype runs at the value dtype's rate
+    # (e.g. a TPU runs fp16 models in bf16). Any other dtype the arrays lack is an error.
+    emulated_dtypes: dict[DType, DType] = field(default_factory=dict)
+    emulated_dtypes_source: str = ""
 
 
 @dataclass(frozen=True)
@@ -130,14 +134,24 @@ class Efficiency:
     dense_compute_fraction: Q  # of the dense matrix peak, in full tiles
     sparse_compute_fraction: Q  # of the sparse matrix rate (dense peak x m/n) in full tiles
     memory_bw_fraction: Q  # of DRAM bandwidth
-    launch_overhead_s: Q  # per kernel launch (fixed cost added to every op)
+    launch_overhead_s: Q  # per kernel launch in the eager profile (host dispatch + launch)
+    # Kernel-level terms (see cost.py); None switches a term off for targets that lack a figure.
+    graph_launch_overhead_s: Optional[Q] = None  # per kernel in the fused profile (CUDA graphs)
+    dram_latency_s: Optional[Q] = None  # first-byte DRAM latency, once per kernel
+    # Sparse kernels: host work per sparse GEMM call in the eager profile (tensor-subclass
+    # dispatch, input pad/transpose), and fixed cycles per output tile (metadata + epilogue).
+    sparse_call_overhead_s: Optional[Q] = None
+    sparse_tile_overhead_cycles: Optional[Q] = None
+    # Fraction of the shorter of compute and memory time hidden under the longer (1: the
+    # roofline's max(); a CPU core issues its own loads and FMAs, so it overlaps less).
+    compute_memory_overlap: Optional[Q] = None
 
 
 @dataclass(frozen=True)
 class Hardware:
     name: str
     description: str
-    kind: Literal["gpu", "tpu", "systolic", "npu"]
+    kind: Literal["gpu", "tpu", "systolic", "npu", "cpu"]
     compute: Compute
     sparse: Sparse
     memory: Memory
@@ -145,14 +159,26 @@ class Hardware:
     efficiency: Efficiency
     area_mm2: Optional[Q] = None
 
+    def matrix_dtype(self, dtype: str) -> str:
+        """The dtype whose matrix rate runs ``dtype``: itself, or its labelled emulation.
+
+        A dtype the target neither has nor emulates is an error naming the valid ones (no
+        silent substitution: fp32 is not TF32, fp8 on an A100 is not INT8)."""
+        c = self.compute
+        if dtype in c.macs_per_cycle_per_array:
+            return dtype
+        if dtype in c.emulated_dtypes:
+            return c.emulated_dtypes[dtype]
+        emulated = f"; emulated: {', '.join(f'{a} as {b}' for a, b in c.emulated_dtypes.items())}" if c.emulated_dtypes else ""
+        raise ConfigError(
+            f"hardware {self.name!r} has no matrix rate for dtype {dtype!r}; "
+            f"valid: {', '.join(c.macs_per_cycle_per_array)}{emulated}"
+        )
+
     def peak_flops_per_s(self, dtype: str) -> float:
         """Dense matrix peak derived from the micro-architecture (2 FLOPs per MAC)."""
         c = self.compute
-        if dtype not in c.macs_per_cycle_per_array:
-            raise ConfigError(
-                f"hardware {self.name!r} has no matrix rate for dtype {dtype!r}; "
-                f"valid: {', '.join(c.macs_per_cycle_per_array)}"
-            )
+        dtype = self.matrix_dtype(dtype)
         return 2.0 * c.units.value * c.arrays_per_unit.value * c.macs_per_cycle_per_array[dtype].value * c.clock_hz.value
 
     def sparse_peak_flops_per_s(self, dtype: str) -> float:
@@ -256,6 +282,18 @@ def validate_hardware(hw: Hardware, *, source: str = "<hardware>", check_datashe
         if not 0 < q.value <= 1:
             raise ConfigError(f"{source}: field 'efficiency.{name}': value {q.value!r} must be in (0, 1]")
     positive("efficiency.launch_overhead_s", f.launch_overhead_s, allow_zero=True)
+    for name in ("graph_launch_overhead_s", "dram_latency_s", "sparse_call_overhead_s", "sparse_tile_overhead_cycles"):
+        positive(f"efficiency.{name}", getattr(f, name), allow_zero=True)
+    if f.compute_memory_overlap is not None and not 0 <= f.compute_memory_overlap.value <= 1:
+        raise ConfigError(f"{source}: field 'efficiency.compute_memory_overlap': value "
+                          f"{f.compute_memory_overlap.value!r} must be in [0, 1]")
+    for src, dst in c.emulated_dtypes.items():
+        if src in c.macs_per_cycle_per_array or dst not in c.macs_per_cycle_per_array:
+            raise ConfigError(
+                f"{source}: field 'compute.emulated_dtypes.{src}': emulate a dtype the arrays lack with one they "
+                f"have; native: {', '.join(c.macs_per_cycle_per_array)}")
+    if c.emulated_dtypes and not c.emulated_dtypes_source.strip():
+        raise ConfigError(f"{source}: field 'compute.emulated_dtypes_source': say why the emulation holds")
     if f.sparse_compute_fraction.value > f.dense_compute_fraction.value:
         # Sparse kernels reach at most the dense kernels' fraction of their (higher) rate; with
         # this a pattern never runs faster than m/n times dense (an invariant the tests check).

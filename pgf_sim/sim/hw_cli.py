@@ -21,12 +21,32 @@ def add_commands(subparsers) -> None:
     p.add_argument("file", metavar="FILE")
     p.set_defaults(func=cmd_validate_file)
 
-    p = subparsers.add_parser("validate", help="simulator vs published measurements (calibration set, MAPE)")
+    p = subparsers.add_parser("validate", help="simulator vs measurements (absolute time and 2:4 speedup errors, held-out MAPE)")
     p.add_argument("--hw", default=None, metavar="NAME|FILE",
-                   help="run every case on this target (default: each case on the A100 it was measured on)")
+                   help="run every case on this target (default: the measurement file's device.target)")
+    p.add_argument("--measurements", default="a100_published", metavar="NAME|FILE",
+                   help="measurement file (default: the published A100 set in hw_configs/measurements/)")
     p.add_argument("--no-loo", action="store_true", help="skip the leave-one-out refits")
-    p.add_argument("--strict", action="store_true", help="exit 1 when a target (MAPE, speedup) is missed")
+    p.add_argument("--strict", action="store_true", help="exit 1 when a target (held-out MAPE, speedup sides) is missed")
     p.set_defaults(func=cmd_validate)
+
+    p = subparsers.add_parser("measure", help="time dense (and on CUDA 2:4) GEMMs on this machine; write a measurement file")
+    p.add_argument("--out", required=True, metavar="FILE", help="measurement file to write (YAML)")
+    p.add_argument("--device", default="cpu", help="torch device: cpu (default) or cuda")
+    p.add_argument("--dtype", default=None, help="fp32 (CPU default), fp16 (CUDA default) or bf16")
+    p.add_argument("--m", metavar="M,M,...", help="rows of x, from 1 upward (default 1,8,64,256,1024)")
+    p.add_argument("--nk", metavar="NxK,...", help="weight shapes (default 256x256,1024x1024,2048x2048)")
+    p.add_argument("--tiny", action="store_true", help="a tiny grid (seconds; for tests)")
+    p.add_argument("--sparse", action="store_true", help="also time 2:4 to_sparse_semi_structured vs dense (CUDA)")
+    p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's own)")
+    p.add_argument("--target", help="hardware target the file calibrates (written as device.target)")
+    p.set_defaults(func=cmd_measure)
+
+    p = subparsers.add_parser("calibrate", help="fit a target's named factors to a measurement file; held-out error")
+    p.add_argument("measurements", metavar="FILE|NAME", help="measurement file (pgf-sim measure) or a built-in name")
+    p.add_argument("--hw", metavar="NAME|FILE", help="target to fit (default: the file's device.target)")
+    p.add_argument("--write", action="store_true", help="write the fitted values into the target's YAML file")
+    p.set_defaults(func=cmd_calibrate)
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -88,7 +108,20 @@ def format_hardware(hw, *, sources: bool = False) -> str:
     lines.append(f"Energy: per MAC {macs}; DRAM {si(e.dram_byte_j.value, 'J')}/B; on-chip "
                  f"{si(e.onchip_byte_j.value, 'J')}/B; vector {si(e.vector_flop_j.value, 'J')}/FLOP")
     lines.append(f"Efficiency: dense {f.dense_compute_fraction.value:g}, sparse {f.sparse_compute_fraction.value:g}, "
-                 f"memory {f.memory_bw_fraction.value:g}, launch overhead {si(f.launch_overhead_s.value, 's')}")
+                 f"memory {f.memory_bw_fraction.value:g}, launch overhead {si(f.launch_overhead_s.value, 's')} (eager)")
+    extra = [(label, q) for label, q in (
+        ("graph launch (fused)", f.graph_launch_overhead_s), ("DRAM latency", f.dram_latency_s),
+        ("sparse call (eager)", f.sparse_call_overhead_s)) if q is not None]
+    terms = [f"{label} {si(q.value, 's')}" for label, q in extra]
+    if f.sparse_tile_overhead_cycles is not None:
+        terms.append(f"sparse tile {f.sparse_tile_overhead_cycles.value:g} cycles")
+    if f.compute_memory_overlap is not None:
+        terms.append(f"compute/memory overlap {f.compute_memory_overlap.value:.3g}")
+    if terms:
+        lines.append("  kernel terms: " + ", ".join(terms))
+    if c.emulated_dtypes:
+        lines.append("  emulated dtypes: " + ", ".join(f"{a} as {b}" for a, b in c.emulated_dtypes.items())
+                     + f" ({c.emulated_dtypes_source})")
     if hw.area_mm2:
         lines.append(f"Area: {hw.area_mm2.value:g} mm^2")
     if sources:
@@ -122,9 +155,75 @@ def cmd_validate_file(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from .calibrate import format_validation, leave_one_out, validate
+    from .calibrate import format_validation, validate
 
-    result = validate(args.hw)
-    loo = None if args.no_loo else leave_one_out(args.hw or "a100_80gb")
-    print(format_validation(result, loo))
+    result = validate(args.hw, args.measurements, held_out=not args.no_loo)
+    print(format_validation(result))
     return 1 if args.strict and not result.meets_targets else 0
+
+
+def cmd_measure(args: argparse.Namespace) -> int:
+    from .measure import measure, parse_grid
+    from .measurements import write_measurements
+
+    dtype = args.dtype or ("fp16" if args.device.startswith("cuda") else "fp32")
+    result = measure(parse_grid(args.m, args.nk, tiny=args.tiny), device=args.device, dtype=dtype,
+                     sparse=args.sparse, threads=args.threads, **({"min_block_s": 0.005, "blocks": 3, "cold_bytes": 16 * 2**20} if args.tiny else {}))
+    if args.target:
+        result["device"]["target"] = args.target
+    write_measurements(args.out, result["device"], result["dense"], result["sparse"])
+    for row in result["dense"]:
+        print(f"{row['m']:>6} x {row['n']:>6} x {row['k']:>6} {row['dtype']}: {row['time_s'] * 1e6:10.1f} us")
+    for row in result["sparse"]:
+        print(f"{row['name']}: dense {row['dense_s'] * 1e6:.1f} us, 2:4 {row['sparse_s'] * 1e6:.1f} us, "
+              f"speedup {row['dense_s'] / row['sparse_s']:.2f}x")
+    print(f"wrote {args.out} ({result['device']['name']}: {result['device'].get('description', '')})")
+    return 0
+
+
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from ..core.errors import ConfigError
+    from .calibrate import fit, format_validation, validate, with_values
+    from .hardware import hardware_dir, load_hardware
+    from .measurements import load_measurements
+
+    meas = load_measurements(args.measurements)
+    target = args.hw or meas.target
+    if not target:
+        raise ConfigError(f"{meas.path}: no device.target; pass --hw NAME|FILE")
+    base = load_hardware(target)
+    before = validate(base, meas)
+    values = fit(base, meas)
+    after = validate(with_values(base, values), meas)
+    print("Before the fit:")
+    print(format_validation(before))
+    print("\nFitted factors:")
+    for key, value in values.items():
+        print(f"  {key} = {value:.6g}")
+    print("\nAfter the fit:")
+    print(format_validation(after))
+    if args.write:
+        path = Path(target) if Path(target).is_file() else hardware_dir() / f"{target}.yaml"
+        write_fitted(path, values, meas.path)
+        print(f"wrote the fitted values into {path}")
+    return 0
+
+
+def write_fitted(path, values: dict, measurements_path: str) -> None:
+    """Replace each fitted field's ``{value, source}`` line in a hardware YAML file."""
+    import re
+    from pathlib import Path
+
+    from ..core.errors import ConfigError
+
+    text = Path(path).read_text()
+    name = Path(measurements_path).stem
+    for key, value in values.items():
+        field = key.split(".")[1]
+        line = f'  {field}: {{value: {value:.6g}, source: "fitted on calibration set (pgf-sim calibrate {name})"}}'
+        text, n = re.subn(rf"^  {field}: \{{.*\}}$", line, text, flags=re.M)
+        if n != 1:
+            raise ConfigError(f"{path}: field 'efficiency.{field}' must be one '{field}: {{value, source}}' line to be rewritten")
+    Path(path).write_text(text)

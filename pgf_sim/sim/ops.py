@@ -19,6 +19,10 @@ from ..core.pattern import DENSE, NM
 
 OpKind = Literal["gemm", "matmul", "elementwise"]
 DTYPE_BITS = {"fp32": 32, "tf32": 32, "bf16": 16, "fp16": 16, "fp8": 8, "int8": 8, "int4": 4}
+DTYPES = tuple(DTYPE_BITS)  # OpTable.dtype_code indexes this
+# Attention parts a fused (FlashAttention-style) kernel merges: OpTable.attn codes by op role.
+ATTN_NONE, ATTN_SCORE, ATTN_AV, ATTN_SOFTMAX = 0, 1, 2, 3
+_ATTN_ROLES = {"attn_score": ATTN_SCORE, "attn_av": ATTN_AV, "softmax": ATTN_SOFTMAX}
 
 
 @dataclass(frozen=True)
@@ -48,6 +52,7 @@ class Op:
     dtype: str = "fp16"
     role: str = ""  # e.g. "fc1", "fc2", "qkv", "proj", "head", "attn_score", "softmax"
     count: int = 1  # identical repeats (e.g. per transformer block when blocks are merged)
+    causal: bool = False  # attention with a causal mask over a square (q_len == kv_len) score matrix
 
     def __post_init__(self) -> None:
         if not isinstance(self.pattern, NM):  # "2:4" from a Python caller: parse once, here
@@ -96,6 +101,9 @@ class OpTable(NamedTuple):
     inputs: np.ndarray      # (L,) int64
     value_bits: np.ndarray  # (L,) int64
     count: np.ndarray       # (L,) int64: identical instances (own weights, own launches); costs scale by it
+    dtype_code: np.ndarray  # (L,) int8: index into DTYPES
+    attn: np.ndarray        # (L,) int8: ATTN_* part of an attention block (fused profile merges them)
+    causal: np.ndarray      # (L,) bool: causal attention (a fused kernel skips the masked half)
 
     KIND_CODES = {"gemm": OpCode.GEMM, "matmul": OpCode.MATMUL, "elementwise": OpCode.ELEMENTWISE}
 
@@ -118,6 +126,9 @@ class OpTable(NamedTuple):
             inputs=col((o.inputs for o in ops), np.int64),
             value_bits=col((DTYPE_BITS[o.dtype] for o in ops), np.int64),
             count=col((o.count for o in ops), np.int64),
+            dtype_code=col((DTYPES.index(o.dtype) for o in ops), np.int8),
+            attn=col((_ATTN_ROLES.get(o.role, ATTN_NONE) for o in ops), np.int8),
+            causal=col((o.causal for o in ops), np.bool_),
         )
 
     @property

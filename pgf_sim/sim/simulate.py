@@ -69,7 +69,7 @@ class SimResult:
         body.append(("TOTAL", "", "", "", "", si(t["dense_flops"]), si(t["exec_flops"]), si(t["dram_bytes"], "B"),
                      si(t["time_s"], "s"), f"{t['compute_bound_time_fraction']:.0%} compute", si(t["energy_j"], "J")))
         head = f"{self.workload} on {self.hardware}"
-        details = ", ".join(f"{k}={v}" for k, v in self.meta.items() if k in ("batch", "seq_len", "phase", "dtype", "pattern", "qkv_pattern") and v is not None)
+        details = ", ".join(f"{k}={v}" for k, v in self.meta.items() if k in ("batch", "seq_len", "phase", "dtype", "pattern", "qkv_pattern", "profile") and v is not None)
         lines = [f"{head} ({details})" if details else head,
                  format_columns(headers, body, right=(2, 5, 6, 7, 8, 10))]
         if max_rows is not None and len(self.rows) > max_rows:
@@ -77,19 +77,24 @@ class SimResult:
         lines.append(f"dense-weight time {si(t['dense_time_s'], 's')}, speedup from N:M {t['speedup_vs_dense']:.3f}x, "
                      f"weights {si(t['weight_bytes'], 'B')}"
                      + (f", KV cache {si(self.meta['kv_cache_bytes'], 'B')}" if "kv_cache_bytes" in self.meta else ""))
+        if self.meta.get("footprint"):
+            lines.append(self.meta["footprint"])
         if self.meta.get("unmodelled_ops"):
             lines.append(f"warning: ops without a cost rule, not counted: {self.meta['unmodelled_ops']}")
         return "\n".join(lines)
 
 
 
-def simulate(workload: Workload, hw: Hardware | str) -> SimResult:
-    """Cost of every op of ``workload`` on ``hw`` (a ``Hardware`` or a name / YAML path)."""
+def simulate(workload: Workload, hw: Hardware | str, *, profile: str = "eager") -> SimResult:
+    """Cost of every op of ``workload`` on ``hw`` (a ``Hardware`` or a name / YAML path) in the
+    ``profile`` execution profile (``cost.PROFILES``), with its memory footprint."""
+    from .footprint import inference_footprint
+
     hw = load_hardware(hw) if isinstance(hw, str) else hw
     table = workload.table()
-    cost = evaluate(table, hw)
+    cost = evaluate(table, hw, profile=profile)
     ones = np.ones_like(table.pat_n)
-    dense_cost = evaluate(table._replace(pat_n=ones, pat_m=ones), hw)
+    dense_cost = evaluate(table._replace(pat_n=ones, pat_m=ones), hw, profile=profile)
     _, _, mode = map_patterns(table.pat_n, table.pat_m, hw)
     rows = []
     for i, op in enumerate(workload.ops):
@@ -113,7 +118,12 @@ def simulate(workload: Workload, hw: Hardware | str) -> SimResult:
     for code, name in enumerate(BOUND_NAMES):
         totals[f"{name}_bound_time_fraction"] = float(cost.time_s[cost.bound == code].sum() / time_s) if time_s > 0 else 0.0
     totals["achieved_flops_per_s"] = totals["dense_flops"] / time_s if time_s > 0 else 0.0
-    return SimResult(workload.name, hw.name, dict(workload.meta), rows, totals)
+    # memory footprint (a cost axis beside latency and energy) and whether it fits the target
+    fp = inference_footprint(workload, hw, profile=profile)
+    totals["footprint_bytes"] = fp.total_bytes
+    totals["fits_memory"] = fp.fits
+    meta = dict(workload.meta, profile=profile, footprint=fp.summary())
+    return SimResult(workload.name, hw.name, meta, rows, totals)
 
 
 def simulate_many(workloads: Iterable[Workload], hardware: Iterable[Hardware | str]) -> list[SimResult]:
@@ -205,7 +215,8 @@ class TrainingCost:
             f"total {si(t['time_s'], 's')} (mean step {si(t['mean_step_time_s'], 's')}), "
             f"{si(t['exec_flops'])} executed of {si(t['dense_flops'])} dense, energy {si(t['energy_j'], 'J')}, "
             f"speedup vs dense training {t['speedup_vs_dense_training']:.3f}x",
-        ])
+        ] + ([f"training-step memory {si(t['footprint_bytes'], 'B')} (weights, gradients, AdamW state, masks, "
+              f"saved activations): {'fits' if t['fits_memory'] else 'DOES NOT FIT'}"] if "footprint_bytes" in t else []))
 
     def to_dict(self) -> dict:
         return {"recipe": self.recipe, "total_steps": self.total_steps, "totals": self.totals,
@@ -273,4 +284,11 @@ def training_step_cost(workload: Workload, hw: Hardware | str, recipe: RecipeCon
     totals["mean_step_time_s"] = totals["time_s"] / total_steps
     totals["dense_training_time_s"] = dense_step.totals["time_s"] * total_steps
     totals["speedup_vs_dense_training"] = totals["dense_training_time_s"] / totals["time_s"]
+    from .footprint import TRAIN_RECIPES, training_footprint
+
+    if recipe.name in TRAIN_RECIPES:  # memory of a training step: weights, gradients, optimizer, masks
+        target_ops = [replace(op, pattern=targets.get(op.name, DENSE)) if op.kind == "gemm" else op for op in workload.ops]
+        fp = training_footprint(Workload(workload.name, target_ops, dict(workload.meta)), hw, recipe.name)
+        totals["footprint_bytes"] = fp.total_bytes
+        totals["fits_memory"] = fp.fits
     return TrainingCost(recipe.name, total_steps, out, totals)

@@ -56,3 +56,16 @@ def onchip_traffic(a_bytes, b_bytes, c_bytes, tiles_m, tiles_n):
     """On-chip buffer bytes: each output tile reads its A row panel and B column panel once
     (A is read once per column of tiles, B once per row of tiles) and C is written once."""
     return a_bytes * tiles_n + b_bytes * tiles_m + c_bytes
+
+
+def memory_occupancy(ctas, k_steps, units, *, split_k):
+    """Fraction of the units that stream operands from DRAM during a kernel, in (0, 1].
+
+    A unit's load path sustains about 1/units of the DRAM bandwidth, so a kernel with fewer
+    thread blocks (``ctas``) than units leaves bandwidth unused. Where ``split_k`` is true the
+    kernel splits K into up to ``k_steps`` slices (split-K / stream-K, as cuBLAS and CUTLASS do
+    for skinny GEMMs) until every unit has work; partial sums are reduced on chip.
+    """
+    ctas = np.maximum(ctas, 1.0)
+    split = np.where(split_k, np.minimum(np.ceil(units / ctas), np.maximum(k_steps, 1.0)), 1.0)
+    return np.minimum(ctas * split / units, 1.0)

@@ -146,8 +146,8 @@ class _Builder:
         return self._add(Op(name, "gemm", m=m, n=n, k=k, pattern=pattern, dtype=self.dtype, role=role),
                          deps, params)
 
-    def matmul(self, name: str, role: str, batch: int, m: int, n: int, k: int, *deps: str) -> str:
-        return self._add(Op(name, "matmul", m=m, n=n, k=k, batch=batch, dtype=self.dtype, role=role), deps)
+    def matmul(self, name: str, role: str, batch: int, m: int, n: int, k: int, *deps: str, causal: bool = False) -> str:
+        return self._add(Op(name, "matmul", m=m, n=n, k=k, batch=batch, dtype=self.dtype, role=role, causal=causal), deps)
 
     def eltwise(self, name: str, role: str, elements: int, flops: float, *deps: str,
                 inputs: int = 1, params: int = 0) -> str:
@@ -196,14 +196,19 @@ def _attention(b: _Builder, pfx: str, x: str, ctx: _Ctx, *, kv_src: str | None =
         b.eltwise(f"{pfx}.kv_cache_write", "kv_cache_write", tq * 2 * kv_dim, 0.0, k)
     kv_len = ctx.kv_len if kv_src is None else (kv_tokens or ctx.kv_len)
     group = a.heads // kvh
+    # decoder self-attention over its own tokens is causal (a fused kernel skips the masked half)
+    causal = kv_src is None and ctx.q_len == kv_len > 1 and (
+        (a.family == "decoder" and pfx.startswith("blocks.")) or pfx.startswith("decoder."))
     # (B*kvh) products of (group*q_len, hd) x (hd, kv_len): the K read is the KV-cache read in decode.
-    s = b.matmul(f"{pfx}.attn_score", "attn_score", ctx.batch * kvh, group * ctx.q_len, kv_len, hd, q, k)
+    s = b.matmul(f"{pfx}.attn_score", "attn_score", ctx.batch * kvh, group * ctx.q_len, kv_len, hd, q, k,
+                 causal=causal)
     scores = ctx.batch * a.heads * ctx.q_len * kv_len
     if rel_bias_params is not None:
         s = b.eltwise(f"{pfx}.rel_bias", "add", scores, FLOPS_PER_ELEMENT["add"], s, inputs=2,
                       params=rel_bias_params)
     p = b.eltwise(f"{pfx}.softmax", "softmax", scores, FLOPS_PER_ELEMENT["softmax"], s)
-    o = b.matmul(f"{pfx}.attn_av", "attn_av", ctx.batch * kvh, group * ctx.q_len, hd, kv_len, p, v)
+    o = b.matmul(f"{pfx}.attn_av", "attn_av", ctx.batch * kvh, group * ctx.q_len, hd, kv_len, p, v,
+                 causal=causal)
     return b.gemm(f"{pfx}.proj", "proj", tq, d, d, o)
 
 

@@ -133,3 +133,12 @@ def test_trained_run_directory_training_cost(capsys, tmp_path):
     assert "with sdgf, 100 steps" in out and "1:4->3:4" in out and "1:4->1:4" in out
     rc, _, err = run(capsys, "--model", str(tmp_path), "--hw", "a100_80gb", "--phase", "train", "--recipe", "ste")
     assert rc == 2 and "trained with sdgf" in err
+
+
+def test_simulate_fused_profile_prints_footprint_and_strict_dtype_errors(capsys):
+    assert main(["simulate", "--hw", "a100_80gb", "--hw", "edge_npu", "--model", "llama_7b", "--phase", "decode",
+                 "--seq-len", "2048", "--profile", "fused"]) == 0
+    out = capsys.readouterr().out
+    assert "profile=fused" in out and "of 80.0 GB: fits" in out and "DOES NOT FIT" in out
+    assert main(["simulate", "--hw", "a100_80gb", "--gemm", "64,64,64", "--dtype", "fp8"]) == 2
+    assert "no matrix rate for dtype 'fp8'" in capsys.readouterr().err

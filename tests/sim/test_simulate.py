@@ -177,3 +177,28 @@ def test_merged_blocks_cost_the_same_as_per_block(name, phase, hw_name):
     assert len(merged.rows) < len(per_block.rows)
     for key in ("time_s", "dense_time_s", "dense_flops", "exec_flops", "dram_bytes", "weight_bytes", "energy_j"):
         assert merged.totals[key] == pytest.approx(per_block.totals[key], rel=1e-12), key
+
+
+def test_llama_7b_on_the_a100_both_profiles_against_floors_and_peers():
+    from pgf_sim.sim.workloads import build_workload
+
+    hw = load_hardware("a100_80gb")
+    decode = build_workload("llama_7b", batch=1, seq_len=2048, phase="decode")
+    prefill = build_workload("llama_7b", batch=1, seq_len=2048, phase="prefill")
+    fused = simulate(decode, hw, profile="fused").totals
+    eager = simulate(decode, hw, profile="eager").totals
+    # Floor: weights (less the embedding table, gathered one row) + KV cache at 2.039 TB/s = 7.0 ms.
+    streamed = 6_738_415_616 * 2 - 32000 * 4096 * 2 + 2 * 32 * 2048 * 4096 * 2
+    assert fused["dram_bytes"] == pytest.approx(streamed, rel=2e-3)
+    floor = streamed / 2.039e12
+    assert floor == pytest.approx(7.0e-3, rel=0.01)
+    # By hand: the stream at the fitted 90.81% of the bandwidth, + 257 kernels x (0.5 us graph
+    # launch + 0.5 us DRAM latency), + the tiny compute-bound remainder.
+    by_hand = fused["dram_bytes"] / (2.039e12 * 0.908132) + 257 * 1e-6
+    assert fused["time_s"] == pytest.approx(by_hand, rel=0.01)
+    assert floor < fused["time_s"] < 8.1e-3 < eager["time_s"]
+    assert fused["fits_memory"] and fused["footprint_bytes"] == pytest.approx(6_738_415_616 * 2 + 2 * 32 * 2048 * 4096 * 2,
+                                                                              rel=0.01)
+    # Prefill: peers 95.5 (GenZ) and 105.9 ms (LLM-Viewer), FLOP floor 92 ms
+    t = simulate(prefill, hw, profile="fused").totals["time_s"]
+    assert 92e-3 < t < 115e-3 < simulate(prefill, hw).totals["time_s"]
