@@ -12,7 +12,8 @@ import sys
 from .core.errors import PgfSimError
 
 # Order is the order of the help text.
-_COMMAND_MODULES = ("pgf_sim.train.cli", "pgf_sim.sim.hw_cli", "pgf_sim.sim.cli", "pgf_sim.codesign.cli")
+_COMMAND_MODULES = ("pgf_sim.train.cli", "pgf_sim.sim.hw_cli", "pgf_sim.sim.cli", "pgf_sim.codesign.cli",
+                    "pgf_sim.results_cli")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -20,6 +21,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="pgf-sim",
         description="N:M sparse training (progressive gradient flow) + N:M accelerator cost simulation.",
     )
+    from . import __version__
+
+    parser.add_argument("--version", action="version", version=f"pgf-sim {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for name in _COMMAND_MODULES:

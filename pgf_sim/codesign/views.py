@@ -126,17 +126,46 @@ def make_picks(table: ResultTable, hws: Sequence[str] | None, args: Any, *, obje
     return picks, errors
 
 
+def resolve_targets(db: Any, sweep: str | None, hws: Sequence[str] | None) -> list[str] | None:
+    """Target labels of a sweep from what the user typed: a label, or the YAML file (path) or
+    built-in name the sweep was given (a YAML file also matches the target of the same name)."""
+    if not hws:
+        return None
+    info = results.sweep_info(_store(db), sweep)
+    labels = list(info["hardware"])
+    out = []
+    for hw in hws:
+        if hw in labels:
+            out.append(hw)
+            continue
+        found = [label for label, spec in info["hardware_specs"] if _same_target(hw, spec)]
+        if not found and Path(hw).suffix in (".yaml", ".yml") and Path(hw).is_file():
+            from ..sim.hardware import load_hardware
+
+            found = [label for label in labels if label == load_hardware(hw).name]
+        out.append(found[0] if found else hw)  # no match: `pick` names the sweep's targets
+    return out
+
+
+def _same_target(given: str, spec: str) -> bool:
+    if given == spec:
+        return True
+    a, b = Path(given), Path(spec)
+    return a.is_file() and b.is_file() and a.resolve() == b.resolve()
+
+
 def format_fronts(table: ResultTable, metric: str = "latency_s", cost: CostModel | None = None) -> str:
     """The accuracy-vs-``metric`` front of every target, as text (cheapest first)."""
+    from ..sim.report_table import si
+
     lines = []
     tag = f" [{cost.label}]" if cost else ""
     for (hw, _), front in fronts(table, (metric,)).items():
         lines.append(f"Pareto front on {hw}, accuracy vs {metric}{tag}:")
         for c in front.candidates(table):
-            weights = f"{c.weight_bytes / 1e6:8.2f} MB" if c.weight_bytes >= 1e6 else f"{c.weight_bytes / 1e3:8.2f} kB"
             lines.append(f"  {c.label:<28} accuracy {c.accuracy_mean * 100:6.2f}% ± {c.accuracy_std * 100:4.2f}  "
-                         f"latency {c.latency_s * 1e6:9.3f} us  energy {c.energy_j * 1e6:9.3f} uJ  "
-                         f"weights {weights}")
+                         f"latency {si(c.latency_s, 's'):>9}  energy {si(c.energy_j, 'J'):>9}  "
+                         f"weights {si(c.weight_bytes, 'B'):>8}")
         for _, why in front.excluded:
             lines.append(f"  (left off: {why})")
     return "\n".join(lines)
@@ -151,13 +180,15 @@ def print_fronts(table: ResultTable, metrics: Sequence[str] = ("latency_s", "ene
 def format_pattern_costs(table: ResultTable, cost: CostModel | None = None) -> str:
     """Cost per N:M pattern on every target (lowest over recipes; in the deployment proxy every
     recipe of a pattern costs the same), so the spread the fronts trade against is visible."""
+    from ..sim.report_table import si
+
     lines = [f"cost per pattern{f' [{cost.label}]' if cost else ''}:"]
     for hw in table.hardware_names():
         best: dict[str, Any] = {}
         for c in table.where(hardware=hw):
             if not math.isnan(c.latency_s) and (c.pattern_text not in best or c.latency_s < best[c.pattern_text].latency_s):
                 best[c.pattern_text] = c
-        cells = [f"{pat} {c.latency_s * 1e3:.4g} ms / {c.energy_j * 1e3:.4g} mJ"
+        cells = [f"{pat} {si(c.latency_s, 's')} / {si(c.energy_j, 'J')}"
                  for pat, c in sorted(best.items(), key=lambda kv: -kv[1].latency_s)]
         lines.append(f"  {hw:<18} " + ";  ".join(cells))
     return "\n".join(lines)
@@ -330,7 +361,8 @@ def native_gains(db: Any, sweep: str, workdir: Path) -> list:
     return gains
 
 
-def run_dse(args: Any) -> str:
+def explore_dse(args: Any) -> tuple[Any, Any]:
+    """``pgf-sim dse``: the ``dse.DseResult`` and, with ``args.native``, the native-pattern gain (else None)."""
     from ..sim.hardware import load_hardware
     from .dse import builtin_workloads, explore, native_pattern_gain
 
@@ -345,9 +377,13 @@ def run_dse(args: Any) -> str:
     if not workloads:
         raise ConfigError("nothing to explore with: give --model NAME [--pattern N:M] and/or --trained")
     res = explore(base, args.sets, workloads)
+    return res, (native_pattern_gain(base, args.native, workloads) if args.native else None)
+
+
+def format_dse(res: Any, gain: Any = None) -> str:
     lines = [res.format_table(), ""]
     for w in res.workloads:
         lines.append(f"best for {w}: latency -> {res.best(w, 'latency_s').name}; energy -> {res.best(w, 'energy_j').name}")
-    if args.native:
-        lines += ["", native_pattern_gain(base, args.native, workloads).statement()]
+    if gain is not None:
+        lines += ["", gain.statement()]
     return "\n".join(lines)

@@ -8,20 +8,32 @@ import argparse
 
 
 def add_commands(subparsers) -> None:
-    hw = subparsers.add_parser("hw", help="hardware targets: list, show, validate a YAML file")
+    hw = subparsers.add_parser("hw", help="hardware targets: list, show, validate a YAML file",
+                               description="Hardware targets are YAML files, one device each, every number with "
+                                           "its source. Built-in ones live in hw_configs/; wherever a command "
+                                           "takes a target, a path to your own YAML works too.")
     hw_sub = hw.add_subparsers(dest="hw_command", metavar="HW_COMMAND")
     hw_sub.required = True
-    p = hw_sub.add_parser("list", help="list the built-in hardware targets")
+    p = hw_sub.add_parser("list", help="list the built-in hardware targets",
+                          description="One line per built-in target: kind, dense peak, DRAM bandwidth, "
+                                      "natively supported N:M patterns.")
     p.set_defaults(func=cmd_list)
-    p = hw_sub.add_parser("show", help="readable summary of a target, with derived peaks")
+    p = hw_sub.add_parser("show", help="readable summary of a target, with derived peaks",
+                          description="Every field of a target (built-in name or YAML file), with the peaks "
+                                      "derived from units x arrays x MACs x clock; --sources adds each source.")
     p.add_argument("target", metavar="NAME|FILE")
     p.add_argument("--sources", action="store_true", help="print the source of every number")
     p.set_defaults(func=cmd_show)
-    p = hw_sub.add_parser("validate", help="strictly load a hardware YAML file (exit 2 on any error)")
+    p = hw_sub.add_parser("validate", help="strictly load a hardware YAML file (exit 2 on any error)",
+                          description="Load a hardware YAML with the strict loader: an unknown or missing key, "
+                                      "a number without a source or a bad value is an error naming the field.")
     p.add_argument("file", metavar="FILE")
     p.set_defaults(func=cmd_validate_file)
 
-    p = subparsers.add_parser("validate", help="simulator vs published measurements (calibration set, MAPE)")
+    p = subparsers.add_parser("validate", help="simulator vs published measurements (calibration set, MAPE)",
+                              description="Compare the simulator with published A100 measurements (the "
+                                          "calibration set): per-case error, MAPE, and leave-one-out refits of "
+                                          "the fitted efficiency factors.")
     p.add_argument("--hw", default=None, metavar="NAME|FILE",
                    help="run every case on this target (default: each case on the A100 it was measured on)")
     p.add_argument("--no-loo", action="store_true", help="skip the leave-one-out refits")

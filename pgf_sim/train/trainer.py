@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -192,6 +193,9 @@ def train(cfg: ExperimentConfig, *, store: ResultStore, run_id: str | None = Non
     diag_layers = _diagnostic_layers(model, controller, cfg) if monitor else {}
     bar = tqdm(total=total, initial=done, desc=run_id, dynamic_ncols=True,
                disable=not (progress and ctx.is_main and sys.stderr.isatty()))
+    # no terminal (a log file, CI, a pipe): plain lines, about ten per run, instead of a bar
+    plain_every = max(1, total // 10) if progress and ctx.is_main and bar.disable else 0
+    t_start = time.monotonic()
     net.train()
     try:
         for step in range(done, total):
@@ -232,6 +236,8 @@ def train(cfg: ExperimentConfig, *, store: ResultStore, run_id: str | None = Non
                 pending, pending_diag = [], []
             bar.update(1)
             bar.set_postfix(loss=f"{loss_v:.4f}", refresh=False)
+            if plain_every and (s % plain_every == 0 or s == total):
+                print(f"{run_id}: step {s}/{total} loss {loss_v:.4f} ({time.monotonic() - t_start:.0f} s)", flush=True)
     finally:
         bar.close()
 
