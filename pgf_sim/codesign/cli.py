@@ -226,7 +226,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         print("\n" + gain.statement())
     from .report import write_report
 
-    path = write_report(args.report, build_report_data(args.db, sweep.name, views, gains))
+    path = write_report(args.report, build_report_data(args.db, sweep.name, views, gains), figure_files=True)
     print(f"\nreport: {path}   results: {args.db}   runs: {args.workdir}/   (done in {_mmss(time.time() - t0)})")
     return 0 if out.ok else 1
 
@@ -302,8 +302,8 @@ def _cmd_report(args: argparse.Namespace) -> int:
         table = load_table(args.db, name, cost)
         views.append(CostViewData(cost, table, *_default_picks(table, args, cost)))
     gains = native_gains(args.db, name, args.workdir) if args.workdir.is_dir() else []
-    path = write_report(args.out, build_report_data(args.db, name, views, gains))
-    print(f"report: {path} ({'; '.join(c.label for c in costs)})")
+    path = write_report(args.out, build_report_data(args.db, name, views, gains), figure_files=True)
+    print(f"report: {path} ({'; '.join(c.label for c in costs)}); figures: {path.parent / (path.stem + '_figures')}/")
     if args.png:
         export_png(path, args.png)
         print(f"png: {args.png}")

@@ -208,29 +208,35 @@ class CostViewData:
 def build_report_data(db: Any, sweep: str, views: Sequence[CostViewData], pattern_gains: Sequence[Any] = ()):
     """Fill C1's ``ReportData`` from the store: per cost view (trained model, deployment proxy)
     the results, picks and per-layer breakdowns (the pick and the dense baseline per target);
-    gradient-noise and training curves (mean over seeds), and the native-pattern answers of
-    ``native_gains``."""
+    training curves (validation metric and loss vs step and vs training FLOPs, beta, SDGF
+    frames) and gradient noise (mean over seeds), and the native-pattern answers of ``native_gains``."""
     from .report import CostSection, ReportData
+    from .report_figures import MetricInfo
 
     store = _store(db)
     info = results.sweep_info(store, sweep)
     points = results.sweep_points(store, sweep)
     sections = [CostSection(f"Cost model: {v.cost.label.removeprefix('cost model: ')}", v.cost.note, v.table,
-                            list(v.picks), list(v.errors), _breakdowns(store, v))
+                            list(v.picks), list(v.errors), _breakdowns(store, v), kind=v.cost.name)
                 for v in views]
     n_runs = len(points)
     finished = sum(1 for pt in points if (store.get_run(pt["run_id"]) or {}).get("status") == "finished")
     meta = {"sweep": sweep, "database": str(db), "runs": f"{finished} finished of {n_runs}",
             "hardware targets": ", ".join(info["hardware"])}
     meta.update({f"cost model {v.cost.name}": v.cost.key for v in views})
+    data_name = info["config"].get("experiment", {}).get("data", {}).get("name", "")
+    metric = MetricInfo(split=f"held-out test split of {data_name}" if data_name else "held-out test split")
     return ReportData(
         title=f"pgf_sim co-design report: {sweep}",
-        cost_views=sections,
+        cost_views=sections, metric=metric,
         grad_noise=_grad_noise_curves(store, points), training_curves=_training_curves(store, points),
         pattern_gains=list(pattern_gains),
+        dse_note=("Native-pattern answers below are computed on the trained models of this sweep (their captured "
+                  "masks, seed 0); a deployment-scale answer comes from `pgf-sim dse --model vit_b ...`, and "
+                  "they can differ because the small trained model does not load the hardware."
+                  if pattern_gains else ""),
         meta=meta,
-        notes=["Accuracy is the test accuracy of the final (masked) trained model, mean ± std over seeds. "
-               + " ".join(v.cost.note for v in views)],
+        notes=[" ".join(v.cost.note for v in views)],
     )
 
 
@@ -261,8 +267,17 @@ def _group_label(point: dict[str, Any]) -> str:
     return f"{head}{results.recipe_label(point['recipe'], point['params'])} {pattern}"
 
 
-def _mean_curves(series: dict[str, list[dict[int, float]]], group: str) -> list:
-    """label -> per-seed {step: value} -> Curves of the mean (± std where > 1 seed)."""
+def _style_keys(point: dict[str, Any]) -> dict[str, str]:
+    """The recipe label and pattern text the report colours and marks curves by (as its candidates)."""
+    pattern = NM.parse(point["pattern"])
+    recipe = results.recipe_label(point["recipe"], point["params"])
+    return {"recipe": recipe, "pattern": "dense" if pattern.is_dense else str(pattern)}
+
+
+def _mean_curves(series: dict[str, list[dict[float, float]]], group: str, keys: dict[str, dict[str, str]] | None = None,
+                 **fields: Any) -> list:
+    """label -> per-seed {x: value} -> Curves of the mean (± std where > 1 seed); ``keys``:
+    label -> recipe/pattern; ``fields``: the other ``Curve`` fields (axis titles ...)."""
     from .report import Curve
 
     out = []
@@ -271,25 +286,80 @@ def _mean_curves(series: dict[str, list[dict[int, float]]], group: str) -> list:
         vals = np.array([[s.get(t, np.nan) for t in steps] for s in per_seed])
         mean = np.nanmean(vals, axis=0)
         std = np.nanstd(vals, axis=0, ddof=1) if len(per_seed) > 1 else None
-        out.append(Curve(label, steps, mean.tolist(), group, None if std is None else np.nan_to_num(std).tolist()))
+        out.append(Curve(label, steps, mean.tolist(), group, None if std is None else np.nan_to_num(std).tolist(),
+                         **(keys or {}).get(label, {}), **fields))
     return out
 
 
 def _training_curves(store: Any, points: Sequence[dict[str, Any]]) -> list:
+    """Validation accuracy and loss vs step and vs cumulative training FLOPs (logged with each
+    evaluation), train loss, MDGF's beta(t) and the SDGF pattern frames (from each run's schedule)."""
+    keys = {_group_label(pt): _style_keys(pt) for pt in points}
+    per_run = {pt["run_id"]: {} for pt in points}
+    for pt in points:
+        for step, key, value in store.run_metrics(pt["run_id"]):
+            per_run[pt["run_id"]].setdefault(key, {})[step] = value
     curves = []
-    for key, group in (("train_loss", "train loss"), ("test_acc", "test accuracy")):
-        series: dict[str, list[dict[int, float]]] = defaultdict(list)
-        for pt in points:
-            vals = {step: v for step, _, v in store.run_metrics(pt["run_id"], key)}
-            if vals:
-                series[_group_label(pt)].append(vals)
-        if key == "test_acc" and all(len(s) == 1 for ss in series.values() for s in ss):
-            continue  # only the final evaluation: the Pareto plots already show it
-        curves += _mean_curves(series, group)
+    evals = any(len(m.get("test_acc", {})) > 1 for m in per_run.values())
+    panels = [("test_acc", "validation accuracy", 100.0, "test accuracy (%)"),
+              ("test_loss", "validation loss", 1.0, "cross-entropy")] if evals else []
+    for key, name, scale, ytitle in panels:
+        for xkind in ("step", "train_flops"):
+            series: dict[str, list[dict[float, float]]] = defaultdict(list)
+            for pt in points:
+                m = per_run[pt["run_id"]]
+                xs = m.get("train_flops", {}) if xkind == "train_flops" else None
+                vals = {(xs[s] if xs is not None else s): v * scale for s, v in m.get(key, {}).items()
+                        if xs is None or s in xs}
+                if len(vals) > 1:
+                    series[_group_label(pt)].append(vals)
+            if series:
+                extra = (dict(x_title="cumulative training FLOPs", x_unit="FLOP") if xkind == "train_flops" else {})
+                curves += _mean_curves(series, f"{name} vs {'training FLOPs' if extra else 'step'}", keys,
+                                       y_title=ytitle, **extra)
+    series = defaultdict(list)
+    for pt in points:
+        if per_run[pt["run_id"]].get("train_loss"):
+            series[_group_label(pt)].append(per_run[pt["run_id"]]["train_loss"])
+    curves += _mean_curves(series, "train loss vs step (per batch)", keys, y_title="cross-entropy")
+    series = defaultdict(list)
+    for pt in points:
+        if per_run[pt["run_id"]].get("beta"):
+            series[_group_label(pt)].append(per_run[pt["run_id"]]["beta"])
+    curves += _mean_curves(series, "MDGF β(t): weight of the pruned weights", keys, y_title="β")
+    curves += _frame_curves(store, points, keys)
     return curves
 
 
+def _frame_curves(store: Any, points: Sequence[dict[str, Any]], keys: dict[str, dict[str, str]]) -> list:
+    """The kept fraction N/M of each moving-pattern (SDGF) run's schedule over the steps, one
+    staircase per recipe and target, labelled with each frame's pattern."""
+    from ..train.experiment import experiment_from_dict
+    from ..train.schedules import segments
+    from .report import Curve
+
+    out, seen = [], set()
+    for pt in points:
+        label = _group_label(pt)
+        run = store.get_run(pt["run_id"])
+        if label in seen or run is None:
+            continue
+        cfg = experiment_from_dict(run["config"]).recipe
+        total = run["final_step"] or max((s for s, _, _ in store.run_metrics(pt["run_id"], "train_loss")), default=0)
+        if not cfg.spec.moving_pattern or not total:
+            continue
+        seen.add(label)
+        segs = segments(cfg, total)
+        xs = [seg.start for seg in segs] + [segs[-1].stop]
+        ys = [seg.pattern.density for seg in segs] + [segs[-1].pattern.density]
+        text = [f"{seg.pattern} ({seg.phase}) from step {seg.start}" for seg in segs] + [f"{segs[-1].pattern} (end)"]
+        out.append(Curve(label, xs, ys, "SDGF pattern frames: kept fraction N/M", steps=True, text=text,
+                         y_title="N/M kept", **keys.get(label, {})))
+    return out
+
+
 def _grad_noise_curves(store: Any, points: Sequence[dict[str, Any]]) -> list:
+    keys = {_group_label(pt): _style_keys(pt) for pt in points}
     curves = []
     for key in GRAD_NOISE_KEYS:
         series: dict[str, list[dict[int, float]]] = defaultdict(list)
@@ -300,7 +370,7 @@ def _grad_noise_curves(store: Any, points: Sequence[dict[str, Any]]) -> list:
                     per_step[step].append(v)
             if per_step:  # mean over the run's sparse layers (fc1/fc2 by default)
                 series[_group_label(pt)].append({s: float(np.mean(v)) for s, v in per_step.items()})
-        curves += _mean_curves(series, f"{key} (mean over layers)")
+        curves += _mean_curves(series, f"{key} (mean over layers)", keys, y_title=key)
     return curves
 
 

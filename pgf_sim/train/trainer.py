@@ -141,8 +141,11 @@ def train(cfg: ExperimentConfig, *, store: ResultStore, run_id: str | None = Non
     total = cfg.schedule.total_steps(len(data.train_y))
     steps_per_epoch(len(data.train_y), cfg.schedule.batch_size)  # validates batch_size <= n_train
     model = build_model(cfg.model, data.spec)
-    flops = training_flops(cfg.recipe, _gemm_layers(model, cfg.schedule.batch_size),
-                           tokens=0, total_steps=total)
+    gemms = _gemm_layers(model, cfg.schedule.batch_size)
+    flops = training_flops(cfg.recipe, gemms, tokens=0, total_steps=total)
+
+    def flops_so_far(step: int) -> float:  # logged with each evaluation: curves vs training FLOPs
+        return sum(training_flops(cfg.recipe, gemms, tokens=0, total_steps=total, until=step).values())
     controller = sparsify(model, cfg.recipe, total)
     model.to(device)
     # the target patterns (what finalize() leaves), not the schedule's pattern at step 0
@@ -225,7 +228,7 @@ def train(cfg: ExperimentConfig, *, store: ResultStore, run_id: str | None = Non
                 pending.append((s, "beta", controller.beta))
             if cfg.eval_every and s % cfg.eval_every == 0 and s < total:
                 acc, test_loss = evaluate(model, data, device, cfg.bf16)
-                pending += [(s, "test_acc", acc), (s, "test_loss", test_loss)]
+                pending += [(s, "test_acc", acc), (s, "test_loss", test_loss), (s, "train_flops", flops_so_far(s))]
             if s % cfg.checkpoint_every == 0 or s == total:
                 if ctx.is_main:
                     # Metrics first, then the checkpoint: a crash in between leaves metrics past
@@ -244,7 +247,8 @@ def train(cfg: ExperimentConfig, *, store: ResultStore, run_id: str | None = Non
     controller.finalize()  # weights *= final mask: the zero structure is now the N:M pattern
     acc, test_loss = evaluate(model, data, device, cfg.bf16)
     if ctx.is_main:
-        store.add_metrics(run_id, [(total, "test_acc", acc), (total, "test_loss", test_loss)])
+        store.add_metrics(run_id, [(total, "test_acc", acc), (total, "test_loss", test_loss),
+                                   (total, "train_flops", sum(flops.values()))])
         store.set_layers(run_id, {n: (str(p), tuple(s), r) for n, (p, s, r) in layer_info.items()})
         atomic_save(_plain_state_dict(model, cfg), run_dir / FINAL_MODEL_NAME)
         store.finish_run(run_id, final_step=total, final_accuracy=acc, train_flops=flops)
