@@ -144,17 +144,20 @@ def export_figures(items: Sequence[tuple[str, Any]], folder: Path) -> list[Path]
     if not items:
         return []
     folder.mkdir(parents=True, exist_ok=True)
-    paths = []
-    try:
-        for i, (name, fig) in enumerate(items):
-            stem = folder / f"{i:02d}_{name}"
-            width = 1500 if len(fig.layout.annotations or ()) > 2 else 1200
-            pio.write_image(fig, f"{stem}.png", width=width, scale=1.5)
-            pio.write_image(fig, f"{stem}.svg", width=width)
-            paths += [Path(f"{stem}.png"), Path(f"{stem}.svg")]
+    figs, paths, widths, heights = [], [], [], []
+    for i, (name, fig) in enumerate(items):
+        for ext in ("png", "svg"):
+            figs.append(fig)
+            paths.append(folder / f"{i:02d}_{name}.{ext}")
+            widths.append(1500 if len(fig.layout.annotations or ()) > 2 else 1200)
+            heights.append(fig.layout.height or FIG_HEIGHT_PX)
+    try:  # one batch: kaleido starts its browser once
+        pio.write_images(figs, paths, width=widths, height=heights,
+                         scale=[1.5 if p.suffix == ".png" else 1 for p in paths])
     except (ImportError, ValueError, RuntimeError) as exc:  # kaleido missing, or it found no browser
         print(f"pgf-sim: figure files skipped ({type(exc).__name__}: {str(exc).splitlines()[0]}); they need "
               f"`pip install kaleido` and Chrome/Chromium (`apt-get install chromium`)")
+        return []
     return paths
 
 
@@ -200,10 +203,15 @@ def _table(view: CostSection) -> ResultTable:
 
 
 def is_flat(view: CostSection) -> float | None:
-    """The largest relative latency span over the targets of a view when it is below
-    ``FLAT_COST_SPAN`` (the model is too small to load the hardware), else None."""
+    """The largest relative latency span between the sparse candidates of any target of a view
+    when it is below ``FLAT_COST_SPAN`` (the model is too small to load the hardware, so the
+    pattern hardly changes its cost), else None."""
     table = _table(view)
-    spans = [relative_span([c.latency_s for c in table.where(hardware=hw)]) for hw in table.hardware_names()]
+    spans = []
+    for hw in table.hardware_names():
+        cs = list(table.where(hardware=hw))
+        sparse = [c for c in cs if c.pattern_text != "dense"] or cs  # does the pattern choice change the cost?
+        spans.append(relative_span([c.latency_s for c in sparse]))
     return max(spans) if spans and max(spans) < FLAT_COST_SPAN else None
 
 
@@ -219,8 +227,16 @@ def answer_rows(view: CostSection, metric: MetricInfo) -> list[dict[str, str]]:
     """One row per pick of ``view``, in human units: the answer table of the first screen."""
     table = _table(view)
     rows = []
+    goals: dict[tuple[str, str], list[str]] = {}
+    for p in view.picks:
+        goal = {"latency_s": "fastest", "energy_j": "least energy"}.get(p.objective, f"best {p.objective}")
+        goals.setdefault((p.hardware, p.best.label), []).append(goal)
+    done = set()
     for p in view.picks:
         b, r = p.best, p.runner_up
+        if (p.hardware, b.label) in done:
+            continue  # the same choice for another objective: one row, both goals
+        done.add((p.hardware, b.label))
         dense = dense_reference(table, p.hardware)
         if dense is not None and b.pattern_text != "dense":
             speed = f"{dense.latency_s / b.latency_s:.2f}x"
@@ -233,13 +249,13 @@ def answer_rows(view: CostSection, metric: MetricInfo) -> list[dict[str, str]]:
             runner = f"{r.label}: {metric.fmt(r)}, {human(r.latency_s, 's')}, {human(r.energy_j, 'J')}"
             gap = abs(b.accuracy_mean - r.accuracy_mean) * metric.scale
             noise = math.hypot(b.accuracy_std, r.accuracy_std) * metric.scale
-            dist = (f"yes: {metric.name} differs by {gap:.2f}{metric.unit} > combined std {noise:.2f}"
+            unit = " points" if metric.unit.strip() == "%" else metric.unit
+            dist = (f"yes: {metric.name} differs by {gap:.2f}{unit} > combined std {noise:.2f}"
                     if distinguishable(b, r) else
-                    f"no: {metric.name} differs by {gap:.2f}{metric.unit}, within combined std {noise:.2f}")
+                    f"no: {metric.name} differs by {gap:.2f}{unit}, within combined std {noise:.2f}")
             if min(b.n_seeds, r.n_seeds) < 2:
                 dist += " (one seed: no spread measured)"
-        rows.append({"target": p.hardware, "goal": "fastest" if p.objective == "latency_s" else
-                     "least energy" if p.objective == "energy_j" else f"best {p.objective}",
+        rows.append({"target": p.hardware, "goal": " and ".join(goals[(p.hardware, b.label)]),
                      "train this": b.label, metric.name: metric.fmt(b),
                      "latency": human(b.latency_s, "s"), "energy": human(b.energy_j, "J"),
                      "weights": human(b.weight_bytes, "B"), "inference": human(b.inference_flops, "FLOP"),
@@ -279,8 +295,8 @@ def _answer(views: Sequence[CostSection], metric: MetricInfo) -> list[str]:
     flat = [v for v in views if v.kind == "trained" and is_flat(v) is not None]
     if flat and lead is not flat[0]:
         out.append(f"<p class='note'><b>{_e(lead.title.removeprefix('Cost model: '))}</b> leads: the trained model "
-                   f"is too small to load the hardware (its latency differs by at most {is_flat(flat[0]) * 100:.2g}% "
-                   f"between candidates on any target), so its own cost cannot separate the patterns. "
+                   f"is too small to load the hardware (its latency differs by at most {is_flat(flat[0]) * 100:.2f}% "
+                   f"between its N:M patterns on any target), so its own cost cannot separate the patterns. "
                    f"The trained-model view follows below.</p>")
     elif lead.title:
         out.append(f"<p class='note'>Cost view: <b>{_e(lead.title.removeprefix('Cost model: '))}</b>.</p>")

@@ -149,16 +149,23 @@ def cost_axis(values: Sequence[float], label: str, unit: str, dense: float | Non
 
 
 def jitter(xs: Sequence[float], ys: Sequence[float], width: float, log: bool) -> list[float]:
-    """Spread points that share (nearly) the same x and y sideways, symmetric about x, by
-    ``JITTER_FRACTION`` of the axis width per neighbour (multiplicative on a log axis)."""
+    """Spread points that share (nearly) the same x sideways, symmetric about x, in the order
+    given (not by ``ys``: that would draw a trend that is not there), by ``JITTER_FRACTION`` of
+    the axis width per neighbour (multiplicative on a log axis), so markers and error bars of
+    equal-cost candidates do not cover each other. ``ys`` only decides which points need it:
+    points at one x but far apart in y are left in place."""
     out = list(xs)
-    groups: dict[tuple, list[int]] = {}
-    for i, (x, y) in enumerate(zip(xs, ys)):
+    yspan = (max(ys) - min(ys)) if ys else 0.0
+    groups: dict[float, list[int]] = {}
+    for i in range(len(xs)):
+        x = xs[i]
         if x is None or not math.isfinite(x):
             continue
-        key = (round(math.log10(x), 3) if log and x > 0 else round(x / (width or 1.0), 2), round(y, 1))
+        key = round(math.log10(x), 3) if log and x > 0 else round(x / (width or 1.0), 2)
         groups.setdefault(key, []).append(i)
     for idx in groups.values():
+        near = [i for i in idx if any(j != i and abs(ys[j] - ys[i]) <= 0.08 * yspan for j in idx)]
+        idx = near if len(near) > 1 else []
         for k, i in enumerate(idx):
             off = (k - (len(idx) - 1) / 2) * JITTER_FRACTION
             out[i] = xs[i] * 10 ** (off * 2) if log and xs[i] > 0 else xs[i] + off * width
@@ -224,7 +231,7 @@ def pareto_figure(table: ResultTable, hw: str, fr: dict, picks: Sequence[Any], s
                                  marker=dict(symbol=style.symbol(pat), color="#555", size=10)), row=1, col=1)
     fig.update_layout(title=f"Pareto front on {hw}: {metric.name} (mean ± std over seeds) vs cost"
                             + (f"<br><sub>{tag}</sub>" if tag else ""),
-                      height=2 * FIG_HEIGHT_PX - 60, margin=dict(t=90), legend=dict(orientation="v", x=1.02, y=1))
+                      height=2 * FIG_HEIGHT_PX - 40, margin=dict(t=120), legend=dict(orientation="v", x=1.02, y=1))
     return fig
 
 

@@ -262,9 +262,12 @@ def _breakdowns(store: Any, view: CostViewData) -> list:
 
 
 def _group_label(point: dict[str, Any]) -> str:
-    pattern = "dense" if NM.parse(point["pattern"]).is_dense else point["pattern"]
+    """``[model] recipe pattern`` as ``Candidate.label`` writes it (the dense baseline: ``dense``)."""
+    keys = _style_keys(point)
     head = f"{point['model']} " if point["model"] else ""
-    return f"{head}{results.recipe_label(point['recipe'], point['params'])} {pattern}"
+    if keys["recipe"] == keys["pattern"] == "dense":
+        return f"{head}dense"
+    return f"{head}{keys['recipe']} {keys['pattern']}"
 
 
 def _style_keys(point: dict[str, Any]) -> dict[str, str]:

@@ -54,12 +54,13 @@ def test_tiny_span_is_drawn_relative_to_dense_with_a_minimum_range():
 
 
 def test_jitter_separates_coinciding_points_and_keeps_others():
-    xs, ys = [1.0, 1.0, 1.0, 5.0], [90.0, 90.0, 90.0, 80.0]
+    xs, ys = [1.0, 1.0, 1.0, 5.0, 5.0], [90.0, 90.5, 90.0, 80.0, 95.0]
     out = jitter(xs, ys, width=10.0, log=False)
-    assert len(set(out[:3])) == 3 and out[3] == 5.0
+    assert len(set(out[:3])) == 3 and out[3:] == [5.0, 5.0]  # far apart in y: left in place
+    assert out[0] < out[1] < out[2]  # in the given order, not sorted by the metric
     assert sum(out[:3]) / 3 == pytest.approx(1.0)  # symmetric about the true x
     assert max(out[:3]) - min(out[:3]) == pytest.approx(2 * JITTER_FRACTION * 10.0)
-    logged = jitter([1e-3, 1e-3], [90.0, 90.0], width=1.0, log=True)
+    logged = jitter([1e-3, 1e-3, 5e-3], [90.0, 90.0, 70.0], width=1.0, log=True)
     assert logged[0] < 1e-3 < logged[1] and logged[0] * logged[1] == pytest.approx(1e-6)
 
 
@@ -76,7 +77,7 @@ def test_answer_rows_speedup_saving_and_distinguishability():
     assert row["latency"] == "2.5 ms" and row["weights"] == "1 MB"
     assert row["runner-up"].startswith("dense: 97.00%")
     # 0.5 points apart, combined std 0.28 points: distinguishable
-    assert row["distinguishable from runner-up?"].startswith("yes: test accuracy differs by 0.50% > combined std 0.28")
+    assert row["distinguishable from runner-up?"].startswith("yes: test accuracy differs by 0.50 points > combined std 0.28")
     noisy = ResultTable([dataclasses.replace(c, accuracy_std=0.01) for c in rows])
     (row,) = answer_rows(CostSection("", "", noisy, [pick(noisy, "npu", min_accuracy=0.95)]), MetricInfo())
     assert row["distinguishable from runner-up?"].startswith("no:")
@@ -93,7 +94,8 @@ def test_pattern_cost_table_orders_patterns_and_gives_speedups():
 
 def test_flat_trained_view_puts_the_deployment_proxy_first():
     flat = ResultTable([cand("npu", "dense", "dense", 0.97, 0, 1.000e-3), cand("npu", "mdgf", "1:8", 0.9, 0, 0.999e-3)])
-    steep = ResultTable([cand("npu", "dense", "dense", 0.97, 0, 4e-3), cand("npu", "mdgf", "1:8", 0.9, 0, 1e-3)])
+    steep = ResultTable([cand("npu", "dense", "dense", 0.97, 0, 4e-3), cand("npu", "mdgf", "1:8", 0.9, 0, 1e-3),
+                         cand("npu", "mdgf", "2:4", 0.95, 0, 2e-3)])
     trained = CostSection("Cost model: trained model", "", flat, kind="trained")
     deploy = CostSection("Cost model: DEPLOYMENT PROXY", "", steep, kind="deploy")
     assert order_views([trained, deploy]) == [deploy, trained]
