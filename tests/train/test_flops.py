@@ -92,3 +92,22 @@ def test_segment_sums_equal_a_step_by_step_count(name, decay, grad, total, dense
         wgrad += SPARSE_PASS * (p.density if pruned_grad_zero else 1.0) + HEAD_PASS
     assert got["forward"] == pytest.approx(fwd) and got["input_grad"] == pytest.approx(fwd)
     assert got["weight_grad"] == pytest.approx(wgrad)
+
+
+def test_flops_until_is_the_cumulative_count_of_the_first_steps():
+    """``until`` counts the first steps of the same schedule: 0 at step 0, the whole total at
+    the end, never decreasing, and each step costs at least the dense head's three passes."""
+    from pgf_sim.core import NM
+    from pgf_sim.train.flops import training_flops
+    from pgf_sim.train.schedules import RecipeConfig
+
+    layers = {"blocks.0.mlp.fc1": ((64, 32), "fc1", 16), "head": ((10, 32), "head", 4)}
+    for cfg in (RecipeConfig(name="mdgf", pattern=NM(1, 8)), RecipeConfig(name="sdgf", pattern=NM(1, 8))):
+        total = 40
+        full = sum(training_flops(cfg, layers, tokens=0, total_steps=total).values())
+        cum = [sum(training_flops(cfg, layers, tokens=0, total_steps=total, until=s).values()) for s in range(total + 1)]
+        assert cum[0] == 0 and cum[-1] == full
+        assert all(b >= a for a, b in zip(cum, cum[1:]))
+        # the head (dense, 3 passes of 2*4*10*32 every step) contributes linearly
+        per_step = [b - a for a, b in zip(cum, cum[1:])]
+        assert min(per_step) >= 3 * 2 * 4 * 10 * 32
