@@ -100,7 +100,8 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
                     "fine-tune, and training the assignment from scratch with recipe.layer_patterns (recorded in "
                     "the result database, resumable). See pgf_sim.codesign.mixed and mixed_verify.")
     _db_args(p)
-    p.add_argument("--hw", required=True, help="hardware target")
+    p.add_argument("--hw", required=True, metavar="NAME|FILE",
+                   help="hardware target of the sweep: its name or its YAML file")
     p.add_argument("--run", help="run id to start from")
     p.add_argument("--recipe", default="mdgf", help="recipe label of the sweep (default: mdgf)")
     p.add_argument("--patterns", help="candidate patterns, comma separated (default: the sweep's)")
@@ -327,10 +328,12 @@ def _cmd_mixed(args: argparse.Namespace) -> int:
     from ..core import NM
     from .mixed_verify import run_mixed
     from .records import emit, mixed_records
+    from .views import resolve_targets
 
     torch.set_num_threads(max(1, args.threads))
     patterns = tuple(NM.parse(p) for p in args.patterns.split(",")) if args.patterns else None
-    res = run_mixed(db=args.db, sweep=args.sweep, workdir=args.workdir, hw=args.hw, run_id=args.run,
+    (hw,) = resolve_targets(args.db, args.sweep, [args.hw])  # a target label or the sweep's YAML path
+    res = run_mixed(db=args.db, sweep=args.sweep, workdir=args.workdir, hw=hw, run_id=args.run,
                     recipe=args.recipe, patterns=patterns, budget=args.budget, metric=args.metric,
                     finetune_steps=args.finetune_steps, train=not args.no_train, progress=args.progress)
     layers, doc = mixed_records(res)

@@ -337,17 +337,17 @@ def _training_curves(store: Any, points: Sequence[dict[str, Any]]) -> list:
 def _frame_curves(store: Any, points: Sequence[dict[str, Any]], keys: dict[str, dict[str, str]]) -> list:
     """The kept fraction N/M of each moving-pattern (SDGF) run's schedule over the steps, one
     staircase per recipe and target, labelled with each frame's pattern."""
-    from ..train.experiment import experiment_from_dict
-    from ..train.schedules import segments
+    from ..core import from_dict
+    from ..train.schedules import RecipeConfig, segments
     from .report import Curve
 
     out, seen = [], set()
     for pt in points:
         label = _group_label(pt)
         run = store.get_run(pt["run_id"])
-        if label in seen or run is None:
-            continue
-        cfg = experiment_from_dict(run["config"]).recipe
+        if label in seen or run is None or "recipe" not in run["config"]:
+            continue  # a run recorded without its config has no schedule to draw
+        cfg = from_dict(RecipeConfig, run["config"]["recipe"], source=f"run {pt['run_id']}", field_path="recipe")
         total = run["final_step"] or max((s for s, _, _ in store.run_metrics(pt["run_id"], "train_loss")), default=0)
         if not cfg.spec.moving_pattern or not total:
             continue

@@ -134,7 +134,8 @@ def test_dse_and_mixed_json(swept, capsys):
     rows = _csv(capsys, ["dse", "--hw", "flex_nm_systolic", "--model", "vit_ti", "--pattern", "2:4", "--format", "csv",
                          "--set", "memory.dram_bw_bytes_per_s=1e11,1e12"])
     assert [float(r["latency_s"]) for r in rows] == pytest.approx([slow["latency_s"], fast["latency_s"]], rel=1e-9)
-    doc = _json(capsys, ["mixed", "--db", str(db), "--workdir", str(workdir), "--hw", "flex_nm_systolic",
+    doc = _json(capsys, ["mixed", "--db", str(db), "--workdir", str(workdir),
+                         "--hw", str(REPO / "hw_configs" / "flex_nm_systolic.yaml"),
                          "--recipe", "sr-ste", "--patterns", "2:4,1:8", "--budget", "0.05", "--finetune-steps", "0",
                          "--no-train", "--format", "json"])
     assert doc["hardware"] == "flex_nm_systolic" and doc["metric"] == "latency_s"
