@@ -7,19 +7,15 @@ Everything here reads the database (training tables of ``pgf_sim.store`` + the s
 from __future__ import annotations
 
 import math
-from collections import defaultdict
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Sequence
-
-import numpy as np
 
 from ..core import NM, ConfigError
 from . import results
 from .pareto import ResultTable, aggregate_seeds, fronts
 from .pick import NoFeasibleCandidate, Pick, pick
-
-GRAD_NOISE_KEYS = ("grad_var", "grad_diff")  # positive quantities: the report draws them on log axes
+from .report_curves import run_label
 
 
 def _store(db: Any):
@@ -211,6 +207,7 @@ def build_report_data(db: Any, sweep: str, views: Sequence[CostViewData], patter
     training curves (validation metric and loss vs step and vs training FLOPs, beta, SDGF
     frames) and gradient noise (mean over seeds), and the native-pattern answers of ``native_gains``."""
     from .report import CostSection, ReportData
+    from .report_curves import grad_noise_curves, training_curves
     from .report_figures import MetricInfo
 
     store = _store(db)
@@ -229,7 +226,7 @@ def build_report_data(db: Any, sweep: str, views: Sequence[CostViewData], patter
     return ReportData(
         title=f"pgf_sim co-design report: {sweep}",
         cost_views=sections, metric=metric,
-        grad_noise=_grad_noise_curves(store, points), training_curves=_training_curves(store, points),
+        grad_noise=grad_noise_curves(store, points), training_curves=training_curves(store, points),
         pattern_gains=list(pattern_gains),
         dse_note=("Native-pattern answers below are computed on the trained models of this sweep (their captured "
                   "masks, seed 0); a deployment-scale answer comes from `pgf-sim dse --model vit_b ...`, and "
@@ -261,122 +258,6 @@ def _breakdowns(store: Any, view: CostViewData) -> list:
     return out
 
 
-def _group_label(point: dict[str, Any]) -> str:
-    """``[model] recipe pattern`` as ``Candidate.label`` writes it (the dense baseline: ``dense``)."""
-    keys = _style_keys(point)
-    head = f"{point['model']} " if point["model"] else ""
-    if keys["recipe"] == keys["pattern"] == "dense":
-        return f"{head}dense"
-    return f"{head}{keys['recipe']} {keys['pattern']}"
-
-
-def _style_keys(point: dict[str, Any]) -> dict[str, str]:
-    """The recipe label and pattern text the report colours and marks curves by (as its candidates)."""
-    pattern = NM.parse(point["pattern"])
-    recipe = results.recipe_label(point["recipe"], point["params"])
-    return {"recipe": recipe, "pattern": "dense" if pattern.is_dense else str(pattern)}
-
-
-def _mean_curves(series: dict[str, list[dict[float, float]]], group: str, keys: dict[str, dict[str, str]] | None = None,
-                 **fields: Any) -> list:
-    """label -> per-seed {x: value} -> Curves of the mean (± std where > 1 seed); ``keys``:
-    label -> recipe/pattern; ``fields``: the other ``Curve`` fields (axis titles ...)."""
-    from .report import Curve
-
-    out = []
-    for label, per_seed in series.items():
-        steps = sorted(set().union(*per_seed))
-        vals = np.array([[s.get(t, np.nan) for t in steps] for s in per_seed])
-        mean = np.nanmean(vals, axis=0)
-        std = np.nanstd(vals, axis=0, ddof=1) if len(per_seed) > 1 else None
-        out.append(Curve(label, steps, mean.tolist(), group, None if std is None else np.nan_to_num(std).tolist(),
-                         **(keys or {}).get(label, {}), **fields))
-    return out
-
-
-def _training_curves(store: Any, points: Sequence[dict[str, Any]]) -> list:
-    """Validation accuracy and loss vs step and vs cumulative training FLOPs (logged with each
-    evaluation), train loss, MDGF's beta(t) and the SDGF pattern frames (from each run's schedule)."""
-    keys = {_group_label(pt): _style_keys(pt) for pt in points}
-    per_run = {pt["run_id"]: {} for pt in points}
-    for pt in points:
-        for step, key, value in store.run_metrics(pt["run_id"]):
-            per_run[pt["run_id"]].setdefault(key, {})[step] = value
-    curves = []
-    evals = any(len(m.get("test_acc", {})) > 1 for m in per_run.values())
-    panels = [("test_acc", "validation accuracy", 100.0, "test accuracy (%)"),
-              ("test_loss", "validation loss", 1.0, "cross-entropy")] if evals else []
-    for key, name, scale, ytitle in panels:
-        for xkind in ("step", "train_flops"):
-            series: dict[str, list[dict[float, float]]] = defaultdict(list)
-            for pt in points:
-                m = per_run[pt["run_id"]]
-                xs = m.get("train_flops", {}) if xkind == "train_flops" else None
-                vals = {(xs[s] if xs is not None else s): v * scale for s, v in m.get(key, {}).items()
-                        if xs is None or s in xs}
-                if len(vals) > 1:
-                    series[_group_label(pt)].append(vals)
-            if series:
-                extra = (dict(x_title="cumulative training FLOPs", x_unit="FLOP") if xkind == "train_flops" else {})
-                curves += _mean_curves(series, f"{name} vs {'training FLOPs' if extra else 'step'}", keys,
-                                       y_title=ytitle, **extra)
-    series = defaultdict(list)
-    for pt in points:
-        if per_run[pt["run_id"]].get("train_loss"):
-            series[_group_label(pt)].append(per_run[pt["run_id"]]["train_loss"])
-    curves += _mean_curves(series, "train loss vs step (per batch)", keys, y_title="cross-entropy")
-    series = defaultdict(list)
-    for pt in points:
-        if per_run[pt["run_id"]].get("beta"):
-            series[_group_label(pt)].append(per_run[pt["run_id"]]["beta"])
-    curves += _mean_curves(series, "MDGF β(t): weight of the pruned weights", keys, y_title="β")
-    curves += _frame_curves(store, points, keys)
-    return curves
-
-
-def _frame_curves(store: Any, points: Sequence[dict[str, Any]], keys: dict[str, dict[str, str]]) -> list:
-    """The kept fraction N/M of each moving-pattern (SDGF) run's schedule over the steps, one
-    staircase per recipe and target, labelled with each frame's pattern."""
-    from ..core import from_dict
-    from ..train.schedules import RecipeConfig, segments
-    from .report import Curve
-
-    out, seen = [], set()
-    for pt in points:
-        label = _group_label(pt)
-        run = store.get_run(pt["run_id"])
-        if label in seen or run is None or "recipe" not in run["config"]:
-            continue  # a run recorded without its config has no schedule to draw
-        cfg = from_dict(RecipeConfig, run["config"]["recipe"], source=f"run {pt['run_id']}", field_path="recipe")
-        total = run["final_step"] or max((s for s, _, _ in store.run_metrics(pt["run_id"], "train_loss")), default=0)
-        if not cfg.spec.moving_pattern or not total:
-            continue
-        seen.add(label)
-        segs = segments(cfg, total)
-        xs = [seg.start for seg in segs] + [segs[-1].stop]
-        ys = [seg.pattern.density for seg in segs] + [segs[-1].pattern.density]
-        text = [f"{seg.pattern} ({seg.phase}) from step {seg.start}" for seg in segs] + [f"{segs[-1].pattern} (end)"]
-        out.append(Curve(label, xs, ys, "SDGF pattern frames: kept fraction N/M", steps=True, text=text,
-                         y_title="N/M kept", **keys.get(label, {})))
-    return out
-
-
-def _grad_noise_curves(store: Any, points: Sequence[dict[str, Any]]) -> list:
-    keys = {_group_label(pt): _style_keys(pt) for pt in points}
-    curves = []
-    for key in GRAD_NOISE_KEYS:
-        series: dict[str, list[dict[int, float]]] = defaultdict(list)
-        for pt in points:
-            per_step: dict[int, list[float]] = defaultdict(list)
-            for step, _, _, v in store.run_diagnostics(pt["run_id"], key=key):
-                if math.isfinite(v) and v > 0:
-                    per_step[step].append(v)
-            if per_step:  # mean over the run's sparse layers (fc1/fc2 by default)
-                series[_group_label(pt)].append({s: float(np.mean(v)) for s, v in per_step.items()})
-        curves += _mean_curves(series, f"{key} (mean over layers)", keys, y_title=key)
-    return curves
-
-
 # ------------------------------------------------------------------------------ dse
 def trained_workloads(db: Any, sweep: str | None, workdir: Path, *, dtype: str = "fp16",
                       recipe: str | None = None, pattern: NM | None = None) -> dict[str, Any]:
@@ -395,7 +276,7 @@ def trained_workloads(db: Any, sweep: str | None, workdir: Path, *, dtype: str =
             continue
         run = store.get_run(pt["run_id"])
         if run and run["status"] == "finished":
-            chosen.setdefault(_group_label(pt), pt)
+            chosen.setdefault(run_label(pt), pt)
     out = {}
     for label, pt in chosen.items():
         model, cfg = load_trained(Path(workdir) / pt["run_id"])
