@@ -15,7 +15,7 @@ from torch import nn
 
 from pgf_sim.core import NM
 from pgf_sim.train.recipes import RECIPES
-from pgf_sim.train.schedules import RecipeConfig
+from pgf_sim.sparsity.schedules import RecipeConfig
 from pgf_sim.train.sparsify import sparsify
 
 

@@ -13,7 +13,7 @@ from .core.errors import PgfSimError
 
 # Order is the order of the help text. ``simulate`` (pgf_sim.sim.cli) is registered by
 # pgf_sim.codesign.cli, which gives it the loader of training runs.
-_COMMAND_MODULES = ("pgf_sim.train.cli", "pgf_sim.sim.hw_cli", "pgf_sim.codesign.cli")
+_COMMAND_MODULES = ("pgf_sim.train.cli", "pgf_sim.sim.hw_cli", "pgf_sim.codesign.cli", "pgf_sim.codesign.results_cli")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -21,6 +21,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="pgf-sim",
         description="N:M sparse training (progressive gradient flow) + N:M accelerator cost simulation.",
     )
+    from .core.version import VERSION
+
+    parser.add_argument("--version", action="version", version=f"pgf-sim {VERSION}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for name in _COMMAND_MODULES:

@@ -48,18 +48,25 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "pick", help="best N:M pattern + recipe for a hardware target under constraints",
         description="Choose from a sweep's results: e.g. --hw a100_80gb --min-accuracy 0.9 (the fastest "
-                    "candidate with at least 90%% mean accuracy), or --max-latency 2ms (the most accurate within it).")
+                    "candidate with at least 90% mean accuracy), or --max-latency 2ms (the most accurate within it). The "
+                    "hardware is a target label of the sweep or the YAML file the sweep was given.")
     _db_args(p)
-    p.add_argument("--hw", action="append", required=True, help="hardware target (repeatable)")
+    p.add_argument("--hw", action="append", required=True, metavar="NAME|FILE",
+                   help="hardware target of the sweep: its name or its YAML file (repeatable)")
     _pick_limits(p, default_drop=None)
     p.add_argument("--objective", help="accuracy or a cost metric (default: latency_s, or accuracy under a cost cap)")
     p.add_argument("--model", help="only this model label of the sweep")
     p.add_argument("--cost-model", choices=("trained", "deploy"), default="trained",
                    help="trained: the trained model's own simulated cost (default); deploy: the deployment-scale "
                         "proxy (the run's N:M patterns on the sweep's simulate.deploy_model, e.g. vit_b)")
+    _format_arg(p)
     p.set_defaults(func=_cmd_pick)
 
-    p = subparsers.add_parser("report", help="write the HTML co-design report from the result database")
+    p = subparsers.add_parser(
+        "report", help="write the HTML co-design report from the result database",
+        description="Write one self-contained HTML file (works offline): per target the pick with its accuracy, "
+                    "cost, speedup and runner-up, the cost per pattern, Pareto charts, training curves and the "
+                    "design-space answers; every figure also as PNG and SVG beside it (plotly + kaleido).")
     _db_args(p)
     p.add_argument("--out", type=Path, default=DEFAULT_REPORT, help=f"HTML path (default: {DEFAULT_REPORT})")
     _pick_limits(p, default_drop=0.01)
@@ -87,6 +94,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--native", help="also answer: is native support of this N:M pattern worth it? (e.g. 1:8)")
     _db_args(p)
     p.add_argument("--workdir", type=Path, default=DEFAULT_WORKDIR, help="run directories of --trained")
+    _format_arg(p)
     p.set_defaults(func=_cmd_dse)
 
     p = subparsers.add_parser(
@@ -97,7 +105,8 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
                     "fine-tune, and training the assignment from scratch with recipe.layer_patterns (recorded in "
                     "the result database, resumable). See pgf_sim.codesign.mixed and mixed_verify.")
     _db_args(p)
-    p.add_argument("--hw", required=True, help="hardware target")
+    p.add_argument("--hw", required=True, metavar="NAME|FILE",
+                   help="hardware target of the sweep: its name or its YAML file")
     p.add_argument("--run", help="run id to start from")
     p.add_argument("--recipe", default="mdgf", help="recipe label of the sweep (default: mdgf)")
     p.add_argument("--patterns", help="candidate patterns, comma separated (default: the sweep's)")
@@ -110,6 +119,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int, default=1,
                    help="torch threads (default 1: the evaluations are small, and extra threads only spin on a busy machine)")
     p.add_argument("--workdir", type=Path, default=DEFAULT_WORKDIR)
+    _format_arg(p)
     p.set_defaults(func=_cmd_mixed)
 
 
@@ -123,6 +133,11 @@ def _sweep_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workdir", type=Path, default=DEFAULT_WORKDIR, help=f"run directories (default: {DEFAULT_WORKDIR})")
     p.add_argument("--resimulate", action="store_true", help="simulate finished runs again (after a simulator change)")
     p.add_argument("--retry-failed", action="store_true", help="train runs that failed before again")
+
+
+def _format_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--format", choices=("table", "json", "csv"), default="table",
+                   help="table: readable text (default); json / csv: machine-readable, SI units (s, J, bytes, FLOPs)")
 
 
 def _db_args(p: argparse.ArgumentParser) -> None:
@@ -224,7 +239,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         print("\n" + gain.statement())
     from .report import write_report
 
-    path = write_report(args.report, build_report_data(args.db, sweep.name, views, gains))
+    path = write_report(args.report, build_report_data(args.db, sweep.name, views, gains), figure_files=True)
     print(f"\nreport: {path}   results: {args.db}   runs: {args.workdir}/   (done in {_mmss(time.time() - t0)})")
     return 0 if out.ok else 1
 
@@ -253,11 +268,13 @@ def _default_picks(table, args, cost=None):
 
 def _print_picks(picks, errors, cost=None) -> None:
     """A compact table (the full explanations are in the report and from `pgf-sim pick`)."""
+    from ..sim.report_table import si
+
     print(f"\npicks (train this for that target){f' [{cost.label}]' if cost else ''}:")
     for p in picks:
         b, r = p.best, p.runner_up
         print(f"  {p.hardware:<18} min {p.objective:<9} -> {b.label:<14} accuracy {b.accuracy_mean * 100:5.2f}% "
-              f"± {b.accuracy_std * 100:4.2f}  latency {b.latency_s * 1e6:9.2f} us  energy {b.energy_j * 1e6:8.2f} uJ"
+              f"± {b.accuracy_std * 100:4.2f}  latency {si(b.latency_s, 's'):>9}  energy {si(b.energy_j, 'J'):>9}"
               f"  (runner-up: {r.label if r else '-'})")
     for p in picks[:len({q.hardware for q in picks})]:
         floor = p.constraints.get("min_accuracy")
@@ -268,11 +285,22 @@ def _print_picks(picks, errors, cost=None) -> None:
 
 
 def _cmd_pick(args: argparse.Namespace) -> int:
-    from .views import cost_model, cost_models, load_table, make_picks
+    import sys
+
+    from .records import emit, pick_record
+    from .views import cost_model, cost_models, load_table, make_picks, resolve_targets
 
     cost = cost_model(args.db, args.sweep, args.cost_model)
     table = load_table(args.db, args.sweep, cost)
-    picks, errors = make_picks(table, args.hw, _limits(args), objective=args.objective, model=args.model, cost=cost)
+    hws = resolve_targets(args.db, args.sweep, args.hw)
+    picks, errors = make_picks(table, hws, _limits(args), objective=args.objective, model=args.model, cost=cost)
+    if args.format != "table":
+        records = [pick_record(p, cost.name) for p in picks]
+        print(emit(records, args.format, document={"picks": records, "errors": list(errors), "cost_model": cost.name}))
+        if args.format == "csv":  # csv has no place for the errors: stderr keeps stdout parseable
+            for e in errors:
+                print(e, file=sys.stderr)
+        return 0 if picks and not errors else 1
     for p in picks:
         print(p.explanation)
     for e in errors:
@@ -294,8 +322,8 @@ def _cmd_report(args: argparse.Namespace) -> int:
         table = load_table(args.db, name, cost)
         views.append(CostViewData(cost, table, *_default_picks(table, args, cost)))
     gains = native_gains(args.db, name, args.workdir) if args.workdir.is_dir() else []
-    path = write_report(args.out, build_report_data(args.db, name, views, gains))
-    print(f"report: {path} ({'; '.join(c.label for c in costs)})")
+    path = write_report(args.out, build_report_data(args.db, name, views, gains), figure_files=True)
+    print(f"report: {path} ({'; '.join(c.label for c in costs)}); figures: {path.parent / (path.stem + '_figures')}/")
     if args.png:
         export_png(path, args.png)
         print(f"png: {args.png}")
@@ -306,12 +334,16 @@ def _cmd_dse(args: argparse.Namespace) -> int:
     from ..core import NM
     from ..sim.hardware import load_hardware
     from .dse import parse_set
-    from .views import TrainedSource, run_dse
+    from .records import dse_records, emit
+    from .views import TrainedSource, explore_dse, format_dse
 
-    print(run_dse(load_hardware(args.hw), [parse_set(s) for s in args.sets], models=args.model,
-                  patterns=[NM.parse(p) for p in args.pattern], batch=args.batch, seq_len=args.seq_len,
-                  trained=TrainedSource(args.db, args.sweep, args.workdir) if args.trained else None,
-                  native=NM.parse(args.native) if args.native else None))
+    res, gain = explore_dse(load_hardware(args.hw), [parse_set(s) for s in args.sets], models=args.model,
+                            patterns=[NM.parse(p) for p in args.pattern], batch=args.batch, seq_len=args.seq_len,
+                            trained=TrainedSource(args.db, args.sweep, args.workdir) if args.trained else None,
+                            native=NM.parse(args.native) if args.native else None)
+    records = dse_records(res)
+    doc = {"base": res.base, "rows": records, "native_gain": None if gain is None else gain.statement()}
+    print(emit(records, args.format, table=format_dse(res, gain), document=doc))
     return 0
 
 
@@ -320,11 +352,15 @@ def _cmd_mixed(args: argparse.Namespace) -> int:
 
     from ..core import NM
     from .mixed_verify import run_mixed
+    from .records import emit, mixed_records
+    from .views import resolve_targets
 
     torch.set_num_threads(max(1, args.threads))
     patterns = tuple(NM.parse(p) for p in args.patterns.split(",")) if args.patterns else None
-    res = run_mixed(db=args.db, sweep=args.sweep, workdir=args.workdir, hw=args.hw, run_id=args.run,
+    (hw,) = resolve_targets(args.db, args.sweep, [args.hw])  # a target label or the sweep's YAML path
+    res = run_mixed(db=args.db, sweep=args.sweep, workdir=args.workdir, hw=hw, run_id=args.run,
                     recipe=args.recipe, patterns=patterns, budget=args.budget, metric=args.metric,
                     finetune_steps=args.finetune_steps, train=not args.no_train, progress=args.progress)
-    print(res.format())
+    layers, doc = mixed_records(res)
+    print(emit(layers, args.format, table=res.format(), document=doc))
     return 0

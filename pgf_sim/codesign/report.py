@@ -1,37 +1,48 @@
 """The co-design report: ONE self-contained HTML file (plotly.js inline, works offline).
 
 ``write_report(path, data)`` takes a ``ReportData`` bundle (filled from the result store by
-the co-design CLI, or by hand) and writes sections for whatever it holds: picks, Pareto fronts
-per hardware target (accuracy ± std vs latency / energy / inference FLOPs, the front drawn as
-a staircase, points inside seed noise of the front ringed), accuracy vs training FLOPs,
-per-layer latency/energy breakdowns, gradient-noise curves per recipe, training curves and
-hardware design-space results. plotly is imported inside the functions that draw.
-``export_png`` screenshots the report with headless Chromium when one is installed.
+the co-design CLI, or by hand). The page opens with the answer: per target the pick with its
+metric (mean ± std, seeds, split), its cost in ms / mJ / MB / GFLOP, speedup and energy saving
+against dense, the runner-up and whether the two are distinguishable, then the cost of every
+N:M pattern per target. Then, per cost view (the deployment-scale proxy first when the trained
+model is too small to load the hardware), one Pareto figure per target (metric vs latency,
+energy, inference and training FLOPs; see ``report_figures`` for the drawing conventions), the
+per-layer breakdowns, the training curves (validation metric and loss vs step and vs training
+FLOPs, MDGF's beta and the SDGF pattern frames), gradient noise and the design-space answers.
+With ``figure_files=True`` every figure is also written as PNG and SVG beside the report
+(plotly's static export through kaleido, which drives an installed Chrome/Chromium).
+``export_png`` screenshots the whole page with headless Chromium.
 """
 from __future__ import annotations
 
 import html
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from .pareto import METRIC_LABELS, Candidate, ResultTable, fronts, pareto_front
+from .pareto import Candidate, ResultTable, fronts
 from .pick import Pick
+from .records import distinguishable
+from .report_figures import (COSTS, MetricInfo, Style, curves_figure, dense_reference, dse_figure, human,
+                             layer_figure, pareto_figure, relative_span)
 from .report_png import FIG_HEIGHT_PX, chromium_command, export_png, find_chromium  # noqa: F401 (public here)
-_PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22")
-_SYMBOLS = ("circle", "square", "diamond", "triangle-up", "cross", "x", "star", "hexagon", "triangle-down", "pentagon")
+
+#: The trained view is "too small to load the hardware" when no target's latency differs by
+#: more than this (relative) between its candidates: then the deployment proxy leads.
+FLAT_COST_SPAN = 0.05
 
 
 @dataclass(frozen=True)
 class Curve:
-    """One line: ``y`` over ``x`` (training step), optional ±``y_std`` band.
+    """One line of a panel: ``y`` over ``x``, optional ±``y_std`` band (over seeds).
 
-    ``label``: legend entry (e.g. ``"mdgf 1:8"``); ``group``: which panel it goes to (the
-    metric, e.g. ``"grad std fc1"`` or ``"eval accuracy"``).
+    ``label``: legend entry (e.g. ``"mdgf 1:8"``); ``group``: the panel's title; ``recipe`` and
+    ``pattern`` pick the page-wide colour and dash/marker; ``x_title`` / ``x_unit`` (e.g.
+    ``"FLOP"``: SI-scaled) and ``y_title`` label the panel's axes; ``steps``: draw as a staircase
+    (a schedule that holds its value until the next point); ``text``: hover text per point.
     """
 
     label: str
@@ -39,6 +50,13 @@ class Curve:
     y: Sequence[float]
     group: str = ""
     y_std: Sequence[float] | None = None
+    recipe: str = ""
+    pattern: str = ""
+    x_title: str = "step"
+    x_unit: str = ""
+    y_title: str = ""
+    steps: bool = False
+    text: Sequence[str] | None = None
 
 
 @dataclass(frozen=True)
@@ -57,7 +75,8 @@ class LayerBreakdown:
 class CostSection:
     """One cost view of the results (e.g. the trained model's own cost, or a deployment-scale
     proxy): a heading, the sentence saying where accuracy and cost come from, and its candidates,
-    picks and per-layer breakdowns."""
+    picks and per-layer breakdowns. ``kind``: ``"trained"`` or ``"deploy"`` (the deployment
+    proxy leads the page when the trained model's cost is flat across candidates)."""
 
     title: str
     note: str
@@ -65,23 +84,26 @@ class CostSection:
     picks: Sequence[Pick] = ()
     pick_errors: Sequence[str] = ()
     layer_breakdowns: Sequence[LayerBreakdown] = ()
+    kind: str = ""
 
 
 @dataclass
 class ReportData:
     """Everything the report shows; every field is optional (empty sections say so).
 
-    - ``results``: candidates (``pareto.Candidate``) over all hardware targets: Pareto plots
-      and accuracy vs training FLOPs. ``noise``: how the noise-aware front used for the
-      "within noise" rings is computed (``"sem"`` | ``"std"`` | ``"none"``, see ``pareto.fronts``).
-    - ``picks``: ``pick.Pick`` results; ``pick_errors``: messages of picks that found nothing.
+    - ``results``: candidates (``pareto.Candidate``) over all hardware targets; ``noise``: how
+      the noise-aware front is computed (``"sem"`` | ``"std"`` | ``"none"``, see ``pareto.fronts``).
+    - ``metric``: name, unit, direction and split of the quality metric the candidates carry.
+    - ``picks`` / ``pick_errors``: ``pick.Pick`` results and messages of picks that found nothing.
     - ``layer_breakdowns``: per-layer latency/energy bars (``LayerBreakdown``).
-    - ``grad_noise``: gradient-noise ``Curve``s, one per recipe (and layer), panel = ``group``.
-    - ``training_curves``: loss/accuracy ``Curve``s per run, panel = ``group``.
-    - ``dse``: ``dse.DseResult``s; ``pattern_gains``: ``dse.PatternGain``s (their statements).
-    - ``notes``: free paragraphs (e.g. how the sweep was run); ``meta``: key/value header table.
-    - ``cost_views``: ``CostSection``s; when given, picks, fronts and breakdowns are drawn once
-      per section (under its title and note) instead of from the fields above.
+    - ``grad_noise``: gradient-noise ``Curve``s, panel = ``group`` (log axes).
+    - ``training_curves``: ``Curve``s of the training figure, panel = ``group`` (validation metric
+      and loss vs step and vs training FLOPs, beta, SDGF frames ...).
+    - ``dse``: ``dse.DseResult``s; ``pattern_gains``: ``dse.PatternGain``s (their statements);
+      ``dse_note``: what workloads the design-space answers were computed on.
+    - ``notes``: free paragraphs; ``meta``: key/value table (at the end).
+    - ``cost_views``: ``CostSection``s; when given, picks, fronts and breakdowns come from them
+      instead of the fields above.
     """
 
     title: str = "pgf_sim co-design report"
@@ -97,75 +119,228 @@ class ReportData:
     notes: Sequence[str] = ()
     meta: Mapping[str, Any] = field(default_factory=dict)
     cost_views: Sequence[CostSection] = ()
+    metric: MetricInfo = field(default_factory=MetricInfo)
+    dse_note: str = ""
 
 
-def write_report(path: str | Path, data: ReportData) -> Path:
-    """Write the HTML report to ``path`` (parents created) atomically: an old report survives a failed write."""
+def write_report(path: str | Path, data: ReportData, *, figure_files: bool = False) -> Path:
+    """Write the HTML report to ``path`` (parents created) atomically, so an old report survives a
+    failed write; returns the path. ``figure_files``: also write each figure as
+    ``<stem>_figures/NN_<name>.png`` and ``.svg`` (see ``export_figures``)."""
     from ..core.files import atomic_write
 
-    return atomic_write(path, render_html(data), make_parents=True)
-
-
-def render_html(data: ReportData) -> str:
+    path = Path(path)
     figs = _Figures()
-    body: list[str] = [f"<h1>{_e(data.title)}</h1>"]
-    if data.meta:
-        body.append(_html_table([{"key": k, "value": v} for k, v in data.meta.items()]))
-    body += [f"<p>{_e(n)}</p>" for n in data.notes]
+    atomic_write(path, render_html(data, figs), make_parents=True)
+    if figure_files:
+        export_figures(figs.items, path.parent / f"{path.stem}_figures")
+    return path
 
-    views = data.cost_views or [CostSection("", "", data.results, data.picks, data.pick_errors, data.layer_breakdowns)]
+
+def export_figures(items: Sequence[tuple[str, Any]], folder: Path) -> list[Path]:
+    """Each (name, plotly figure) as ``folder/NN_name.png`` (2x scale) and ``.svg`` via plotly's
+    static export (kaleido, which needs Chrome or Chromium installed). Without them: one line
+    saying what is missing, and nothing written."""
+    import plotly.io as pio
+
+    if not items:
+        return []
+    folder.mkdir(parents=True, exist_ok=True)
+    figs, paths, widths, heights = [], [], [], []
+    for i, (name, fig) in enumerate(items):
+        for ext in ("png", "svg"):
+            figs.append(fig)
+            paths.append(folder / f"{i:02d}_{name}.{ext}")
+            widths.append(1500 if len(fig.layout.annotations or ()) > 2 else 1200)
+            heights.append(fig.layout.height or FIG_HEIGHT_PX)
+    try:  # one batch: kaleido starts its browser once
+        pio.write_images(figs, paths, width=widths, height=heights,
+                         scale=[1.5 if p.suffix == ".png" else 1 for p in paths])
+    except (ImportError, ValueError, RuntimeError) as exc:  # kaleido missing, or it found no browser
+        print(f"pgf-sim: figure files skipped ({type(exc).__name__}: {str(exc).splitlines()[0]}); they need "
+              f"`pip install kaleido` and Chrome/Chromium (`apt-get install chromium`)")
+        return []
+    return paths
+
+
+def render_html(data: ReportData, figs: "_Figures | None" = None) -> str:
+    figs = figs if figs is not None else _Figures()
+    style = Style()
+    views = order_views(list(data.cost_views) or [CostSection("", "", data.results, data.picks, data.pick_errors,
+                                                            data.layer_breakdowns)])
+    for v in views:
+        style.register(list(_table(v)))
+    body: list[str] = [f"<h1>{_e(data.title)}</h1>"]
+    body += _answer(views, data.metric)
+    body += [f"<p class='note'>{_e(n)}</p>" for n in data.notes]
     for i, view in enumerate(views):
-        body += _cost_section(view, figs, data.noise, train_flops=i == 0)
+        body += _cost_section(view, figs, data.noise, data.metric, style, index=i)
+
+    body.append("<h2 id='training'>Training curves</h2>")
+    body.append(figs.add(curves_figure("Training curves (mean over seeds; band: ± std)", data.training_curves, style),
+                         "training_curves") if data.training_curves else _empty("no training curves"))
     body.append("<h2>Gradient noise per recipe</h2>")
-    body.append(figs.add(_curves_figure("Gradient noise per recipe", data.grad_noise, log_y=True))
+    body.append(figs.add(curves_figure("Gradient noise per recipe (mean over seeds)", data.grad_noise, style,
+                                       log_y=True, cols=2), "gradient_noise")
                 if data.grad_noise else _empty("no gradient-noise diagnostics"))
-    body.append("<h2>Training curves</h2>")
-    body.append(figs.add(_curves_figure("Training curves", data.training_curves, log_y=False))
-                if data.training_curves else _empty("no training curves"))
 
     body.append("<h2>Hardware design-space exploration</h2>")
+    if data.dse_note:
+        body.append(f"<p class='note'>{_e(data.dse_note)}</p>")
     for res in data.dse:
-        body.append(figs.add(_dse_figure(res)))
+        body.append(figs.add(dse_figure(res), f"dse_{res.base}"))
         body.append(_html_table(res.rows()))
     for gain in data.pattern_gains:
         body.append(f"<pre>{_e(gain.statement())}</pre>")
     if not data.dse and not data.pattern_gains:
         body.append(_empty("no design-space exploration in this report"))
+    if data.meta:
+        body.append("<h2>About this report</h2>")
+        body.append(_html_table([{"key": k, "value": v} for k, v in data.meta.items()]))
     return _PAGE.format(title=_e(data.title), body="\n".join(body))
 
 
-def _cost_section(view: CostSection, figs: "_Figures", noise: str, *, train_flops: bool = True) -> list[str]:
-    """Picks, Pareto fronts and per-layer breakdowns of one cost view (accuracy vs training
-    FLOPs too when ``train_flops``: it does not depend on the view, so it is drawn once)."""
-    table = view.results if isinstance(view.results, ResultTable) else ResultTable(view.results)
-    suffix = f" ({_e(view.title)})" if view.title else ""
+def _table(view: CostSection) -> ResultTable:
+    return view.results if isinstance(view.results, ResultTable) else ResultTable(view.results)
+
+
+def is_flat(view: CostSection) -> float | None:
+    """The largest relative latency span between the sparse candidates of any target of a view
+    when it is below ``FLAT_COST_SPAN`` (the model is too small to load the hardware, so the
+    pattern hardly changes its cost), else None."""
+    table = _table(view)
+    spans = []
+    for hw in table.hardware_names():
+        cs = list(table.where(hardware=hw))
+        sparse = [c for c in cs if c.pattern_text != "dense"] or cs  # does the pattern choice change the cost?
+        spans.append(relative_span([c.latency_s for c in sparse]))
+    return max(spans) if spans and max(spans) < FLAT_COST_SPAN else None
+
+
+def order_views(views: list[CostSection]) -> list[CostSection]:
+    """The deployment-proxy view first when the trained view's costs are flat; otherwise as given."""
+    trained = [v for v in views if v.kind == "trained"]
+    if trained and len(views) > 1 and is_flat(trained[0]) is not None:
+        return [v for v in views if v.kind != "trained"] + trained
+    return views
+
+
+def answer_rows(view: CostSection, metric: MetricInfo) -> list[dict[str, str]]:
+    """One row per pick of ``view``, in human units: the answer table of the first screen."""
+    table = _table(view)
+    rows = []
+    goals: dict[tuple[str, str], list[str]] = {}
+    for p in view.picks:
+        goal = {"latency_s": "fastest", "energy_j": "least energy"}.get(p.objective, f"best {p.objective}")
+        goals.setdefault((p.hardware, p.best.label), []).append(goal)
+    done = set()
+    for p in view.picks:
+        b, r = p.best, p.runner_up
+        if (p.hardware, b.label) in done:
+            continue  # the same choice for another objective: one row, both goals
+        done.add((p.hardware, b.label))
+        dense = dense_reference(table, p.hardware)
+        if dense is not None and b.pattern_text != "dense":
+            speed = f"{dense.latency_s / b.latency_s:.2f}x"
+            saving = f"{(1 - b.energy_j / dense.energy_j) * 100:.0f}%"
+        else:
+            speed, saving = ("1.00x (it is dense)", "0%") if dense is not None else ("no dense run", "-")
+        if r is None:
+            runner, dist = "- (only feasible candidate)", "-"
+        else:
+            runner = f"{r.label}: {metric.fmt(r)}, {human(r.latency_s, 's')}, {human(r.energy_j, 'J')}"
+            gap = abs(b.accuracy_mean - r.accuracy_mean) * metric.scale
+            noise = math.hypot(b.accuracy_std, r.accuracy_std) * metric.scale
+            unit = " points" if metric.unit.strip() == "%" else metric.unit
+            dist = (f"yes: {metric.name} differs by {gap:.2f}{unit} > combined std {noise:.2f}"
+                    if distinguishable(b, r) else
+                    f"no: {metric.name} differs by {gap:.2f}{unit}, within combined std {noise:.2f}")
+            if min(b.n_seeds, r.n_seeds) < 2:
+                dist += " (one seed: no spread measured)"
+        rows.append({"target": p.hardware, "goal": " and ".join(goals[(p.hardware, b.label)]),
+                     "train this": b.label, metric.name: metric.fmt(b),
+                     "latency": human(b.latency_s, "s"), "energy": human(b.energy_j, "J"),
+                     "weights": human(b.weight_bytes, "B"), "inference": human(b.inference_flops, "FLOP"),
+                     "speedup vs dense": speed, "energy saving vs dense": saving,
+                     "runner-up": runner, "distinguishable from runner-up?": dist})
+    return rows
+
+
+def pattern_cost_rows(view: CostSection) -> list[dict[str, str]]:
+    """Cost of each N:M pattern per target (the cheapest recipe of the pattern; in the deployment
+    proxy all recipes of a pattern cost the same), with the ratio to dense."""
+    table = _table(view)
+    out = []
+    patterns = sorted({c.pattern_text for c in table}, key=lambda t: (t != "dense", -_density_of(table, t)))
+    for pat in patterns:
+        row = {"pattern": pat}
+        for hw in table.hardware_names():
+            cs = [c for c in table.where(hardware=hw) if c.pattern_text == pat and math.isfinite(c.latency_s)]
+            if not cs:
+                row[hw] = "-"
+                continue
+            c = min(cs, key=lambda c: c.latency_s)
+            dense = dense_reference(table, hw)
+            rel = f" ({dense.latency_s / c.latency_s:.2f}x)" if dense is not None and pat != "dense" else ""
+            row[hw] = f"{human(c.latency_s, 's')}{rel} · {human(c.energy_j, 'J')}"
+        out.append(row)
+    return out
+
+
+def _density_of(table: ResultTable, text: str) -> float:
+    return next((getattr(c.pattern, "density", 0.0) for c in table if c.pattern_text == text), 0.0)
+
+
+def _answer(views: Sequence[CostSection], metric: MetricInfo) -> list[str]:
+    lead = views[0]
+    out = ["<section id='answer'><h2>The answer per target</h2>"]
+    flat = [v for v in views if v.kind == "trained" and is_flat(v) is not None]
+    if flat and lead is not flat[0]:
+        out.append(f"<p class='note'><b>{_e(lead.title.removeprefix('Cost model: '))}</b> leads: the trained model "
+                   f"is too small to load the hardware (its latency differs by at most {is_flat(flat[0]) * 100:.2f}% "
+                   f"between its N:M patterns on any target), so its own cost cannot separate the patterns. "
+                   f"The trained-model view follows below.</p>")
+    elif lead.title:
+        out.append(f"<p class='note'>Cost view: <b>{_e(lead.title.removeprefix('Cost model: '))}</b>.</p>")
+    out.append(f"<p>{_e(metric.name)}: mean ± std over seeds on the {_e(metric.split)} "
+               f"({'higher' if metric.higher_is_better else 'lower'} is better). Speedup and energy saving are "
+               f"against the dense baseline on the same target.</p>")
+    rows = answer_rows(lead, metric)
+    out.append(_html_table(rows, cls="answer") if rows else _empty("no picks were requested"))
+    out += [f"<p class='err'>{_e(m)}</p>" for m in lead.pick_errors]
+    out.append("<h3>Cost per N:M pattern and target</h3><p>Latency (speedup vs dense) · energy per inference; "
+               "per pattern the cheapest recipe.</p>")
+    for v in views:
+        if len(views) > 1:
+            out.append(f"<p class='sub'>{_e(v.title.removeprefix('Cost model: '))}</p>")
+        out.append(_html_table(pattern_cost_rows(v)) if len(_table(v)) else _empty("no results"))
+    return out + ["</section>"]
+
+
+def _cost_section(view: CostSection, figs: "_Figures", noise: str, metric: MetricInfo, style: Style, *,
+                  index: int) -> list[str]:
+    """Pareto figures, pick explanations and per-layer breakdowns of one cost view."""
+    table = _table(view)
     body: list[str] = []
     if view.title:
         body.append(f"<h2 class='view'>{_e(view.title)}</h2>")
     if view.note:
         body.append(f"<p class='note'>{_e(view.note)}</p>")
-    body.append(f"<h2>Picks{suffix}</h2>")
-    if view.picks:
-        body.append(_html_table([p.to_row() for p in view.picks]))
-        body += [f"<p class='why'>{_e(p.explanation)}</p>" for p in view.picks]
-    body += [f"<p class='err'>{_e(m)}</p>" for m in view.pick_errors]
-    if not view.picks and not view.pick_errors:
-        body.append(_empty("no picks were requested"))
-
-    body.append(f"<h2>Accuracy vs cost: Pareto fronts per hardware target{suffix}</h2>")
+    body.append("<h3>Pareto fronts per target</h3>")
     if len(table):
-        noise_text = {"sem": "one standard error of the mean", "std": "one per-seed standard deviation"}.get(noise)
-        body.append("<p>Error bars: ± one standard deviation over seeds. Black rings joined by a staircase: the "
-                    "Pareto front (no other candidate is at least as accurate and at most as costly, one of them "
-                    "strictly)." + (f" Gray rings: off the front, but not beaten by more than {noise_text} "
-                                    "(combined), so possibly optimal." if noise_text else "") +
-                    " Inference FLOPs are those the target executes (a pattern it cannot skip costs dense FLOPs).</p>")
-        fr = fronts(table, ("latency_s", "energy_j", "inference_flops"))
-        noisy = None if noise == "none" else fronts(table, ("latency_s", "energy_j", "inference_flops"), noise=noise)
+        body.append(f"<p>Colour: recipe; marker: N:M pattern (the same on every chart of this page). Error bars: ± one "
+                    f"std over seeds. Black staircase: the Pareto front (nothing else is at least as good in "
+                    f"{_e(metric.name)} and at most as costly). Gold star: the pick. A cost axis whose values span "
+                    f"less than 5% is drawn as the change relative to dense, so simulator-level differences do "
+                    f"not look like gaps; points with equal cost are spread sideways slightly (hover for exact "
+                    f"values). Inference FLOPs are those the target executes (a pattern it cannot skip costs "
+                    f"dense FLOPs).</p>")
+        metrics = tuple(k for k, _, _ in COSTS)
+        fr = fronts(table, metrics)
         for hw in table.hardware_names():
-            body.append(figs.add(_pareto_figure(table, hw, fr, noisy, tag=view.title)))
-        if train_flops:
-            body.append(figs.add(_train_flops_figure(table)))
+            figs_html = figs.add(pareto_figure(table, hw, fr, view.picks, style, metric, tag=_e(view.title)),
+                                 f"pareto_{view.kind or index}_{hw}")
+            body.append(figs_html)
         spread = [c for c in table if c.cost_spread > 1e-6]
         if spread:
             body.append("<p class='err'>Simulated cost differs between the seeds of: " + "; ".join(
@@ -176,177 +351,31 @@ def _cost_section(view: CostSection, figs: "_Figures", noise: str, *, train_flop
             body.append("<p class='err'>Left off the fronts: " + "; ".join(_e(w) for w in excluded.values()) + "</p>")
     else:
         body.append(_empty("no results"))
-
-    body.append(f"<h2>Per-layer latency and energy{suffix}</h2>")
-    body += [figs.add(_layer_figure(b)) for b in view.layer_breakdowns] or [_empty("no per-layer data")]
+    if view.picks:
+        body.append("<details><summary>How each pick was made</summary>" +
+                    "".join(f"<p class='why'>{_e(p.explanation)}</p>" for p in view.picks) + "</details>")
+    body += [f"<p class='err'>{_e(m)}</p>" for m in view.pick_errors]
+    if not view.picks and not view.pick_errors:
+        body.append(_empty("no picks were requested"))
+    body.append("<h3>Per-layer latency and energy</h3>")
+    body += [figs.add(layer_figure(b), f"layers_{view.kind or index}_{b.hardware}_{b.label}")
+             for b in view.layer_breakdowns] or [_empty("no per-layer data")]
     return body
 
 
 class _Figures:
-    """Renders figures in order; the first embeds plotly.js inline (no CDN), the rest reuse it."""
+    """Renders figures in order; the first embeds plotly.js inline (no CDN), the rest reuse it.
+    ``items`` keeps (file-safe name, figure) for the PNG/SVG export."""
 
     def __init__(self) -> None:
-        self.count = 0
+        self.items: list[tuple[str, Any]] = []
 
-    def add(self, fig: Any) -> str:
-        snippet = fig.to_html(full_html=False, include_plotlyjs=self.count == 0, div_id=f"fig{self.count}",
+    def add(self, fig: Any, name: str) -> str:
+        n = len(self.items)
+        snippet = fig.to_html(full_html=False, include_plotlyjs=n == 0, div_id=f"fig{n}",
                               config={"displaylogo": False, "responsive": True})
-        self.count += 1
+        self.items.append((re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_")[:80], fig))
         return f"<div class='fig'>{snippet}</div>"
-
-
-def _style(values: Sequence[str], pool: Sequence[str]) -> dict[str, str]:
-    return {v: pool[i % len(pool)] for i, v in enumerate(dict.fromkeys(values))}
-
-
-def _pareto_figure(table: ResultTable, hw: str, fr: dict, noisy: dict | None, tag: str = ""):
-    import plotly.graph_objects as go
-    from plotly.subplots import make_subplots
-
-    metrics = ("latency_s", "energy_j", "inference_flops")
-    fig = make_subplots(rows=1, cols=3, subplot_titles=[f"accuracy vs {METRIC_LABELS[m]}" for m in metrics])
-    colors = _style([c.recipe for c in table], _PALETTE)
-    symbols = _style([c.pattern_text for c in table], _SYMBOLS)
-    rows = [i for i, c in enumerate(table) if c.hardware == hw and not math.isnan(c.accuracy_mean)]
-    for col, metric in enumerate(metrics, start=1):
-        for recipe in dict.fromkeys(table[i].recipe for i in rows):
-            sel = [i for i in rows if table[i].recipe == recipe]
-            cs = [table[i] for i in sel]
-            fig.add_trace(go.Scatter(
-                x=[getattr(c, metric) for c in cs], y=[c.accuracy_mean * 100 for c in cs], mode="markers",
-                name=recipe, legendgroup=recipe, showlegend=col == 1,
-                error_y=dict(type="data", array=[c.accuracy_std * 100 for c in cs], thickness=1),
-                marker=dict(color=colors[recipe], size=10, symbol=[symbols[c.pattern_text] for c in cs]),
-                text=[_hover(c) for c in cs], hovertemplate="%{text}<extra></extra>"), row=1, col=col)
-        front = fr[(hw, metric)].candidates(table)
-        fig.add_trace(go.Scatter(
-            x=[getattr(c, metric) for c in front], y=[c.accuracy_mean * 100 for c in front], mode="lines+markers",
-            line=dict(color="black", width=1.5, shape="hv"), marker=dict(symbol="circle-open", size=17, color="black"),
-            name="Pareto front", legendgroup="front", showlegend=col == 1, hoverinfo="skip"), row=1, col=col)
-        if noisy is not None:
-            extra = [table[i] for i in noisy[(hw, metric)].indices if i not in fr[(hw, metric)].indices]
-            fig.add_trace(go.Scatter(
-                x=[getattr(c, metric) for c in extra], y=[c.accuracy_mean * 100 for c in extra], mode="markers",
-                marker=dict(symbol="circle-open", size=23, color="gray"),
-                name="within seed noise of the front", legendgroup="noisy", showlegend=col == 1,
-                hoverinfo="skip"), row=1, col=col)
-        fig.update_xaxes(title_text=METRIC_LABELS[metric], type=_axis_type([getattr(table[i], metric) for i in rows]),
-                         row=1, col=col)
-    for pat, sym in symbols.items():  # legend entries for the marker shapes (one per pattern)
-        if any(table[i].pattern_text == pat for i in rows):
-            fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", name=f"pattern {pat}", legendgroup="pat",
-                                     marker=dict(symbol=sym, color="gray", size=9)), row=1, col=1)
-    fig.update_yaxes(title_text="accuracy (%)", row=1, col=1)
-    fig.update_layout(title=f"Pareto front on {hw}: accuracy (mean ± std over seeds) vs cost" + (f"<br><sub>{html.escape(tag)}</sub>" if tag else ""),
-                      height=FIG_HEIGHT_PX, legend=dict(orientation="h", y=-0.22))
-    return fig
-
-
-def _axis_type(values: Sequence[float]) -> str:
-    """Log axis only when the values span more than a decade (a narrow range reads badly in log)."""
-    v = np.asarray([x for x in values if x > 0 and math.isfinite(x)], float)
-    return "log" if v.size and v.max() / v.min() > 10 else "linear"
-
-
-def _hover(c: Candidate) -> str:
-    return (f"<b>{_e(c.label)}</b><br>accuracy {c.accuracy_mean * 100:.2f} ± {c.accuracy_std * 100:.2f} % "
-            f"(n={c.n_seeds})<br>latency {c.latency_s * 1e3:.4g} ms<br>energy {c.energy_j * 1e3:.4g} mJ<br>"
-            f"FLOPs {c.inference_flops:.3g}<br>weights {c.weight_bytes / 1e3:.4g} kB")
-
-
-def _train_flops_figure(table: ResultTable):
-    import plotly.graph_objects as go
-
-    # training FLOPs do not depend on the inference target: one point per (model, recipe, pattern)
-    seen: dict[tuple, Candidate] = {}
-    for c in table:
-        if not math.isnan(c.accuracy_mean):
-            seen.setdefault((c.model, c.recipe, c.pattern_text), c)
-    cs = list(seen.values())
-    on = pareto_front([c.accuracy_mean for c in cs], [c.train_flops for c in cs], nan="exclude") if cs else []
-    colors = _style([c.recipe for c in cs], _PALETTE)
-    fig = go.Figure()
-    for recipe in colors:
-        sel = [c for c in cs if c.recipe == recipe]
-        fig.add_trace(go.Scatter(
-            x=[c.train_flops for c in sel], y=[c.accuracy_mean * 100 for c in sel], mode="markers+text",
-            text=[c.pattern_text for c in sel], textposition="top center", name=recipe,
-            error_y=dict(type="data", array=[c.accuracy_std * 100 for c in sel], thickness=1),
-            marker=dict(color=colors[recipe], size=10)))
-    front = sorted((c for c, keep in zip(cs, on) if keep), key=lambda c: (c.train_flops, -c.accuracy_mean))
-    fig.add_trace(go.Scatter(x=[c.train_flops for c in front], y=[c.accuracy_mean * 100 for c in front],
-                             mode="lines+markers", line=dict(color="black", width=1.5, shape="hv"),
-                             marker=dict(symbol="circle-open", size=17, color="black"), name="Pareto front"))
-    fig.update_layout(title="Accuracy vs training FLOPs (whole schedule, per recipe)", height=FIG_HEIGHT_PX,
-                      xaxis=dict(title="training FLOPs", type=_axis_type([c.train_flops for c in cs])),
-                      yaxis=dict(title="accuracy (%)"))
-    return fig
-
-
-def _layer_figure(b: LayerBreakdown):
-    import plotly.graph_objects as go
-    from plotly.subplots import make_subplots
-
-    fig = make_subplots(rows=1, cols=2, subplot_titles=["latency per layer (ms)", "energy per layer (mJ)"])
-    bound = list(b.bound) if b.bound is not None else ["layer"] * len(b.layers)
-    colors = {"compute": _PALETTE[0], "memory": _PALETTE[1], "overhead": _PALETTE[8]}
-    for kind in dict.fromkeys(bound):
-        idx = [i for i, k in enumerate(bound) if k == kind]
-        name = f"{kind}-bound" if b.bound is not None else "layer"
-        for col, (vals, scale) in enumerate(((b.latency_s, 1e3), (b.energy_j, 1e3)), start=1):
-            fig.add_trace(go.Bar(x=[b.layers[i] for i in idx], y=[vals[i] * scale for i in idx], name=name,
-                                 legendgroup=kind, showlegend=col == 1, marker_color=colors.get(kind, _PALETTE[2])),
-                          row=1, col=col)
-    for col in (1, 2):  # keep the model's layer order on both panels
-        fig.update_xaxes(categoryorder="array", categoryarray=list(b.layers), tickangle=-45, row=1, col=col)
-    fig.update_layout(title=f"Per-layer latency and energy: {b.label} on {b.hardware}", height=FIG_HEIGHT_PX + 80,
-                      barmode="stack")
-    return fig
-
-
-def _curves_figure(title: str, curves: Sequence[Curve], *, log_y: bool):
-    import plotly.graph_objects as go
-    from plotly.subplots import make_subplots
-
-    groups = list(dict.fromkeys(c.group for c in curves))
-    cols = min(3, len(groups))
-    nrows = math.ceil(len(groups) / cols)
-    fig = make_subplots(rows=nrows, cols=cols, subplot_titles=groups)
-    colors = _style([c.label for c in curves], _PALETTE)
-    for gi, g in enumerate(groups):
-        r, col = gi // cols + 1, gi % cols + 1
-        for c in (c for c in curves if c.group == g):
-            x, y = np.asarray(c.x, float), np.asarray(c.y, float)
-            if c.y_std is not None:
-                s = np.asarray(c.y_std, float)
-                fig.add_trace(go.Scatter(x=np.concatenate([x, x[::-1]]), y=np.concatenate([y + s, (y - s)[::-1]]),
-                                         fill="toself", line=dict(width=0), opacity=0.2, showlegend=False,
-                                         fillcolor=colors[c.label], hoverinfo="skip", legendgroup=c.label), row=r, col=col)
-            fig.add_trace(go.Scatter(x=x, y=y, mode="lines", name=c.label, legendgroup=c.label,
-                                     showlegend=gi == 0 or c.label not in {d.label for d in curves if d.group in groups[:gi]},
-                                     line=dict(color=colors[c.label])), row=r, col=col)
-        fig.update_xaxes(title_text="step", row=r, col=col)
-        if log_y:
-            fig.update_yaxes(type="log", row=r, col=col)
-    fig.update_layout(title=title, height=max(FIG_HEIGHT_PX, 330 * nrows))
-    return fig
-
-
-def _dse_figure(res: Any):
-    import plotly.graph_objects as go
-    from plotly.subplots import make_subplots
-
-    fig = make_subplots(rows=1, cols=2, subplot_titles=["latency (ms)", "energy (mJ)"])
-    colors = _style(list(res.workloads), _PALETTE)
-    names = [v.name for v in res.variants]
-    for w, wl in enumerate(res.workloads):
-        for col, arr in enumerate((res.latency_s, res.energy_j), start=1):
-            fig.add_trace(go.Bar(x=names, y=arr[:, w] * 1e3, name=wl, legendgroup=wl, showlegend=col == 1,
-                                 marker_color=colors[wl]), row=1, col=col)
-    fig.update_xaxes(tickangle=-30)
-    fig.update_layout(title=f"Hardware design space around {res.base}: latency and energy per variant",
-                      barmode="group", height=FIG_HEIGHT_PX + 60)
-    return fig
 
 
 def _e(value: Any) -> str:
@@ -357,10 +386,10 @@ def _empty(text: str) -> str:
     return f"<p class='empty'>({_e(text)})</p>"
 
 
-def _html_table(rows: Sequence[Mapping[str, Any]]) -> str:
+def _html_table(rows: Sequence[Mapping[str, Any]], cls: str = "") -> str:
     if not rows:
         return _empty("empty table")
-    cols = list(rows[0])
+    cols = list(dict.fromkeys(k for r in rows for k in r))
 
     def cell(v: Any) -> str:
         if isinstance(v, float):
@@ -369,18 +398,23 @@ def _html_table(rows: Sequence[Mapping[str, Any]]) -> str:
 
     head = "".join(f"<th>{_e(c)}</th>" for c in cols)
     body = "".join("<tr>" + "".join(f"<td>{cell(r.get(c, ''))}</td>" for c in cols) + "</tr>" for r in rows)
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    return f"<table class='{cls}'><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
 _PAGE = """<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{title}</title>
 <style>
-body {{ font-family: system-ui, sans-serif; margin: 1.5em 2em; color: #222; }}
-table {{ border-collapse: collapse; margin: .6em 0; font-size: 13px; }}
-th, td {{ border: 1px solid #ccc; padding: 3px 8px; text-align: left; }}
+body {{ font-family: system-ui, sans-serif; margin: 1.2em 2em; color: #222; }}
+h1 {{ font-size: 1.5em; margin: .2em 0 .4em; }}
+table {{ border-collapse: collapse; margin: .5em 0; font-size: 13px; }}
+th, td {{ border: 1px solid #ccc; padding: 3px 8px; text-align: left; vertical-align: top; }}
 th {{ background: #f2f2f2; }}
-.fig {{ margin: 1em 0 2em; }}
-h2.view {{ border-top: 3px solid #444; padding-top: .4em; }} .note {{ max-width: 70em; background: #fff7e0; padding: .4em; }}\n.why {{ max-width: 70em; }} .err {{ color: #a40000; }} .empty {{ color: #888; }}
+table.answer td:nth-child(3) {{ font-weight: bold; }}
+table.answer {{ font-size: 14px; }}
+.fig {{ margin: .6em 0 1.6em; }}
+h2.view {{ border-top: 3px solid #444; padding-top: .4em; }}
+.note {{ max-width: 80em; background: #fff7e0; padding: .4em; }} .sub {{ font-weight: bold; margin-bottom: 0; }}
+.why {{ max-width: 80em; }} .err {{ color: #a40000; }} .empty {{ color: #888; }}
 pre {{ background: #f7f7f7; padding: .6em; white-space: pre-wrap; }}
 </style></head>
 <body>

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -36,9 +37,11 @@ def export_png(html_path: str | Path, png_path: str | Path, *, width_px: int = 1
               "or set PGF_SIM_CHROMIUM to a Chrome/Chromium binary)")
         return None
     html_path, png_path = Path(html_path).resolve(), Path(png_path).resolve()
-    if height_px is None:
+    if height_px is None:  # every figure's own layout height (plotly writes "height":N into its JSON)
         text = html_path.read_text(encoding="utf-8")
-        height_px = 900 + (FIG_HEIGHT_PX + 120) * text.count("<div class='fig'>") + 30 * text.count("<tr>")
+        figs = text.split("<div class='fig'>")[1:]
+        heights = [int(m.group(1)) if (m := re.search(r'"height":(\d+)', f)) else FIG_HEIGHT_PX for f in figs]
+        height_px = 900 + sum(h + 60 for h in heights) + 30 * text.count("<tr>")
     png_path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as profile:
         cmd = chromium_command(browser, profile) + [

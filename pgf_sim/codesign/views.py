@@ -9,20 +9,16 @@ Library functions take typed arguments (``PickLimits``, ``TrainedSource``); the 
 from __future__ import annotations
 
 import math
-from collections import defaultdict
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Sequence
-
-import numpy as np
 
 from ..core import DENSE, NM, ConfigError
 from ..store import PointRow
 from . import results
 from .pareto import ResultTable, aggregate_seeds, fronts
 from .pick import NoFeasibleCandidate, Pick, pick
-
-GRAD_NOISE_KEYS = ("grad_var", "grad_diff")  # positive quantities: the report draws them on log axes
+from .report_curves import run_label
 
 
 def _store(db: Any):
@@ -143,17 +139,46 @@ def make_picks(table: ResultTable, hws: Sequence[str] | None, limits: PickLimits
     return picks, errors
 
 
+def resolve_targets(db: Any, sweep: str | None, hws: Sequence[str] | None) -> list[str] | None:
+    """Target labels of a sweep from what the user typed: a label, or the YAML file (path) or
+    built-in name the sweep was given (a YAML file also matches the target of the same name)."""
+    if not hws:
+        return None
+    info = _store(db).sweep_info(sweep)
+    labels = list(info.hardware)
+    out = []
+    for hw in hws:
+        if hw in labels:
+            out.append(hw)
+            continue
+        found = [label for label, spec in info.hardware_specs if _same_target(hw, spec)]
+        if not found and Path(hw).suffix in (".yaml", ".yml") and Path(hw).is_file():
+            from ..sim.hardware import load_hardware
+
+            found = [label for label in labels if label == load_hardware(hw).name]
+        out.append(found[0] if found else hw)  # no match: `pick` names the sweep's targets
+    return out
+
+
+def _same_target(given: str, spec: str) -> bool:
+    if given == spec:
+        return True
+    a, b = Path(given), Path(spec)
+    return a.is_file() and b.is_file() and a.resolve() == b.resolve()
+
+
 def format_fronts(table: ResultTable, metric: str = "latency_s", cost: CostModel | None = None) -> str:
     """The accuracy-vs-``metric`` front of every target, as text (cheapest first)."""
+    from ..sim.report_table import si
+
     lines = []
     tag = f" [{cost.label}]" if cost else ""
     for (hw, _), front in fronts(table, (metric,)).items():
         lines.append(f"Pareto front on {hw}, accuracy vs {metric}{tag}:")
         for c in front.candidates(table):
-            weights = f"{c.weight_bytes / 1e6:8.2f} MB" if c.weight_bytes >= 1e6 else f"{c.weight_bytes / 1e3:8.2f} kB"
             lines.append(f"  {c.label:<28} accuracy {c.accuracy_mean * 100:6.2f}% ± {c.accuracy_std * 100:4.2f}  "
-                         f"latency {c.latency_s * 1e6:9.3f} us  energy {c.energy_j * 1e6:9.3f} uJ  "
-                         f"weights {weights}")
+                         f"latency {si(c.latency_s, 's'):>9}  energy {si(c.energy_j, 'J'):>9}  "
+                         f"weights {si(c.weight_bytes, 'B'):>8}")
         for _, why in front.excluded:
             lines.append(f"  (left off: {why})")
     return "\n".join(lines)
@@ -168,13 +193,15 @@ def print_fronts(table: ResultTable, metrics: Sequence[str] = ("latency_s", "ene
 def format_pattern_costs(table: ResultTable, cost: CostModel | None = None) -> str:
     """Cost per N:M pattern on every target (lowest over recipes; in the deployment proxy every
     recipe of a pattern costs the same), so the spread the fronts trade against is visible."""
+    from ..sim.report_table import si
+
     lines = [f"cost per pattern{f' [{cost.label}]' if cost else ''}:"]
     for hw in table.hardware_names():
         best: dict[str, Any] = {}
         for c in table.where(hardware=hw):
             if not math.isnan(c.latency_s) and (c.pattern_text not in best or c.latency_s < best[c.pattern_text].latency_s):
                 best[c.pattern_text] = c
-        cells = [f"{pat} {c.latency_s * 1e3:.4g} ms / {c.energy_j * 1e3:.4g} mJ"
+        cells = [f"{pat} {si(c.latency_s, 's')} / {si(c.energy_j, 'J')}"
                  for pat, c in sorted(best.items(), key=lambda kv: -kv[1].latency_s)]
         lines.append(f"  {hw:<18} " + ";  ".join(cells))
     return "\n".join(lines)
@@ -194,29 +221,36 @@ class CostViewData:
 def build_report_data(db: Any, sweep: str, views: Sequence[CostViewData], pattern_gains: Sequence[Any] = ()):
     """Fill the report's ``ReportData`` from the store: per cost view (trained model, deployment proxy)
     the results, picks and per-layer breakdowns (the pick and the dense baseline per target);
-    gradient-noise and training curves (mean over seeds), and the native-pattern answers of
-    ``native_gains``."""
+    training curves (validation metric and loss vs step and vs training FLOPs, beta, SDGF
+    frames) and gradient noise (mean over seeds), and the native-pattern answers of ``native_gains``."""
     from .report import CostSection, ReportData
+    from .report_curves import grad_noise_curves, training_curves
+    from .report_figures import MetricInfo
 
     store = _store(db)
     info = store.sweep_info(sweep)
     points = store.sweep_points(info.sweep)
     sections = [CostSection(f"Cost model: {v.cost.label.removeprefix('cost model: ')}", v.cost.note, v.table,
-                            list(v.picks), list(v.errors), _breakdowns(store, v))
+                            list(v.picks), list(v.errors), _breakdowns(store, v), kind=v.cost.name)
                 for v in views]
     n_runs = len(points)
     finished = sum(1 for pt in points if (run := store.get_run(pt.run_id)) is not None and run.status == "finished")
     meta = {"sweep": sweep, "database": str(db), "runs": f"{finished} finished of {n_runs}",
             "hardware targets": ", ".join(info.hardware)}
     meta.update({f"cost model {v.cost.name}": v.cost.key for v in views})
+    data_name = info.config.get("experiment", {}).get("data", {}).get("name", "")
+    metric = MetricInfo(split=f"held-out test split of {data_name}" if data_name else "held-out test split")
     return ReportData(
         title=f"pgf_sim co-design report: {sweep}",
-        cost_views=sections,
-        grad_noise=_grad_noise_curves(store, points), training_curves=_training_curves(store, points),
+        cost_views=sections, metric=metric,
+        grad_noise=grad_noise_curves(store, points), training_curves=training_curves(store, points),
         pattern_gains=list(pattern_gains),
+        dse_note=("Native-pattern answers below are computed on the trained models of this sweep (their captured "
+                  "masks, seed 0); a deployment-scale answer comes from `pgf-sim dse --model vit_b ...`, and "
+                  "they can differ because the small trained model does not load the hardware."
+                  if pattern_gains else ""),
         meta=meta,
-        notes=["Accuracy is the test accuracy of the final (masked) trained model, mean ± std over seeds. "
-               + " ".join(v.cost.note for v in views)],
+        notes=[" ".join(v.cost.note for v in views)],
     )
 
 
@@ -241,55 +275,6 @@ def _breakdowns(store: Any, view: CostViewData) -> list:
     return out
 
 
-def _group_label(point: PointRow) -> str:
-    pattern = "dense" if point.pattern.is_dense else str(point.pattern)
-    head = f"{point.model} " if point.model else ""
-    return f"{head}{results.recipe_label(point.recipe, point.params)} {pattern}"
-
-
-def _mean_curves(series: dict[str, list[dict[int, float]]], group: str) -> list:
-    """label -> per-seed {step: value} -> Curves of the mean (± std where > 1 seed)."""
-    from .report import Curve
-
-    out = []
-    for label, per_seed in series.items():
-        steps = sorted(set().union(*per_seed))
-        vals = np.array([[s.get(t, np.nan) for t in steps] for s in per_seed])
-        mean = np.nanmean(vals, axis=0)
-        std = np.nanstd(vals, axis=0, ddof=1) if len(per_seed) > 1 else None
-        out.append(Curve(label, steps, mean.tolist(), group, None if std is None else np.nan_to_num(std).tolist()))
-    return out
-
-
-def _training_curves(store: Any, points: Sequence[PointRow]) -> list:
-    curves = []
-    for key, group in (("train_loss", "train loss"), ("test_acc", "test accuracy")):
-        series: dict[str, list[dict[int, float]]] = defaultdict(list)
-        for pt in points:
-            vals = {step: v for step, _, v in store.run_metrics(pt.run_id, key)}
-            if vals:
-                series[_group_label(pt)].append(vals)
-        if key == "test_acc" and all(len(s) == 1 for ss in series.values() for s in ss):
-            continue  # only the final evaluation: the Pareto plots already show it
-        curves += _mean_curves(series, group)
-    return curves
-
-
-def _grad_noise_curves(store: Any, points: Sequence[PointRow]) -> list:
-    curves = []
-    for key in GRAD_NOISE_KEYS:
-        series: dict[str, list[dict[int, float]]] = defaultdict(list)
-        for pt in points:
-            per_step: dict[int, list[float]] = defaultdict(list)
-            for step, _, _, v in store.run_diagnostics(pt.run_id, key=key):
-                if math.isfinite(v) and v > 0:
-                    per_step[step].append(v)
-            if per_step:  # mean over the run's sparse layers (fc1/fc2 by default)
-                series[_group_label(pt)].append({s: float(np.mean(v)) for s, v in per_step.items()})
-        curves += _mean_curves(series, f"{key} (mean over layers)")
-    return curves
-
-
 # ------------------------------------------------------------------------------ dse
 def trained_workloads(db: Any, sweep: str | None, workdir: Path, *, dtype: str = "fp16",
                       recipe: str | None = None, pattern: NM | None = None) -> dict[str, Any]:
@@ -307,7 +292,7 @@ def trained_workloads(db: Any, sweep: str | None, workdir: Path, *, dtype: str =
             continue
         run = store.get_run(pt.run_id)
         if run and run.status == "finished":
-            chosen.setdefault(_group_label(pt), pt)
+            chosen.setdefault(run_label(pt), pt)
     out = {}
     for label, pt in chosen.items():
         out[f"trained {label}"], _ = capture_run(Path(workdir) / pt.run_id, batch=batch, dtype=dtype, name=label)
@@ -355,12 +340,13 @@ class TrainedSource:
     workdir: Path
 
 
-def run_dse(base: Any, axes: Sequence[Any], *, models: Sequence[str] = (), patterns: Sequence[NM] = (),
-            batch: int = 1, seq_len: int | None = None, trained: TrainedSource | None = None,
-            native: NM | None = None) -> str:
+def explore_dse(base: Any, axes: Sequence[Any], *, models: Sequence[str] = (), patterns: Sequence[NM] = (),
+                batch: int = 1, seq_len: int | None = None, trained: TrainedSource | None = None,
+                native: NM | None = None) -> tuple[Any, Any]:
     """The DSE table of ``base`` (a ``Hardware``) varied along ``axes`` for built-in ``models`` at
     ``patterns`` and/or a sweep's trained runs; ``native``: also say whether native support of
-    that pattern pays off."""
+    that pattern pays off. Returns the ``dse.DseResult`` and the native-pattern gain (None
+    without ``native``)."""
     from .dse import builtin_workloads, explore, native_pattern_gain
 
     workloads: dict[str, Any] = {}
@@ -373,9 +359,13 @@ def run_dse(base: Any, axes: Sequence[Any], *, models: Sequence[str] = (), patte
     if not workloads:
         raise ConfigError("nothing to explore with: give --model NAME [--pattern N:M] and/or --trained")
     res = explore(base, axes, workloads)
+    return res, (native_pattern_gain(base, native, workloads) if native is not None else None)
+
+
+def format_dse(res: Any, gain: Any = None) -> str:
     lines = [res.format_table(), ""]
     for w in res.workloads:
         lines.append(f"best for {w}: latency -> {res.best(w, 'latency_s').name}; energy -> {res.best(w, 'energy_j').name}")
-    if native is not None:
-        lines += ["", native_pattern_gain(base, native, workloads).statement()]
+    if gain is not None:
+        lines += ["", gain.statement()]
     return "\n".join(lines)

@@ -8,20 +8,33 @@ import argparse
 
 
 def add_commands(subparsers) -> None:
-    hw = subparsers.add_parser("hw", help="hardware targets: list, show, validate a YAML file")
+    hw = subparsers.add_parser("hw", help="hardware targets: list, show, validate a YAML file",
+                               description="Hardware targets are YAML files, one device each, every number with "
+                                           "its source. Built-in ones live in hw_configs/; wherever a command "
+                                           "takes a target, a path to your own YAML works too.")
     hw_sub = hw.add_subparsers(dest="hw_command", metavar="HW_COMMAND")
     hw_sub.required = True
-    p = hw_sub.add_parser("list", help="list the built-in hardware targets")
+    p = hw_sub.add_parser("list", help="list the built-in hardware targets",
+                          description="One line per built-in target: kind, dense peak, DRAM bandwidth, "
+                                      "natively supported N:M patterns.")
     p.set_defaults(func=cmd_list)
-    p = hw_sub.add_parser("show", help="readable summary of a target, with derived peaks")
+    p = hw_sub.add_parser("show", help="readable summary of a target, with derived peaks",
+                          description="Every field of a target (built-in name or YAML file), with the peaks "
+                                      "derived from units x arrays x MACs x clock; --sources adds each source.")
     p.add_argument("target", metavar="NAME|FILE")
     p.add_argument("--sources", action="store_true", help="print the source of every number")
     p.set_defaults(func=cmd_show)
-    p = hw_sub.add_parser("validate", help="strictly load a hardware YAML file (exit 2 on any error)")
+    p = hw_sub.add_parser("validate", help="strictly load a hardware YAML file (exit 2 on any error)",
+                          description="Load a hardware YAML with the strict loader: an unknown or missing key, "
+                                      "a number without a source or a bad value is an error naming the field.")
     p.add_argument("file", metavar="FILE")
     p.set_defaults(func=cmd_validate_file)
 
-    p = subparsers.add_parser("validate", help="simulator vs measurements (absolute time and 2:4 speedup errors, held-out MAPE)")
+    p = subparsers.add_parser("validate", help="simulator vs measurements (absolute time and 2:4 speedup errors, held-out MAPE)",
+                              description="Compare the simulator with measurements (the published A100 calibration "
+                                          "set, or a file from pgf-sim measure): absolute time and 2:4 speedup "
+                                          "error per case, cases whose setup differs flagged and never fitted, and "
+                                          "leave-one-out (held-out) MAPE of the fitted factors.")
     p.add_argument("--hw", default=None, metavar="NAME|FILE",
                    help="run every case on this target (default: the measurement file's device.target)")
     p.add_argument("--measurements", default="a100_published", metavar="NAME|FILE",
@@ -30,7 +43,10 @@ def add_commands(subparsers) -> None:
     p.add_argument("--strict", action="store_true", help="exit 1 when a target (held-out MAPE, speedup sides) is missed")
     p.set_defaults(func=cmd_validate)
 
-    p = subparsers.add_parser("measure", help="time dense (and on CUDA 2:4) GEMMs on this machine; write a measurement file")
+    p = subparsers.add_parser("measure", help="time dense (and on CUDA 2:4) GEMMs on this machine; write a measurement file",
+                              description="Time dense GEMMs over a grid of shapes from M=1 upward on the local device "
+                                          "(on CUDA also dense vs 2:4 semi-structured) and write a measurement file "
+                                          "with the device's description, for `pgf-sim calibrate` and `validate`.")
     p.add_argument("--out", required=True, metavar="FILE", help="measurement file to write (YAML)")
     p.add_argument("--device", default="cpu", help="torch device: cpu (default) or cuda")
     p.add_argument("--dtype", default=None, help="fp32 (CPU default), fp16 (CUDA default) or bf16")
@@ -42,7 +58,10 @@ def add_commands(subparsers) -> None:
     p.add_argument("--target", help="hardware target the file calibrates (written as device.target)")
     p.set_defaults(func=cmd_measure)
 
-    p = subparsers.add_parser("calibrate", help="fit a target's named factors to a measurement file; held-out error")
+    p = subparsers.add_parser("calibrate", help="fit a target's named factors to a measurement file; held-out error",
+                              description="Fit a hardware target's named efficiency factors to a measurement file "
+                                          "(least squares), print in-sample and leave-one-out held-out error, and "
+                                          "with --write store the fitted values in the target's YAML.")
     p.add_argument("measurements", metavar="FILE|NAME", help="measurement file (pgf-sim measure) or a built-in name")
     p.add_argument("--hw", metavar="NAME|FILE", help="target to fit (default: the file's device.target)")
     p.add_argument("--write", action="store_true", help="write the fitted values into the target's YAML file")

@@ -89,26 +89,31 @@ def _layer_items(layers: Mapping[str, object] | Iterable[tuple[str, object]]) ->
         yield name, spec if isinstance(spec, LayerShape) else LayerShape(*spec)
 
 
-def training_flops_report(cfg: RecipeConfig, layers, *, tokens: int, total_steps: int) -> FlopsReport:
+def training_flops_report(cfg: RecipeConfig, layers, *, tokens: int, total_steps: int,
+                          until: int | None = None) -> FlopsReport:
     """Per-layer FLOPs of training ``layers`` (name -> ``LayerShape`` or ``(shape, role[, tokens])``)
-    with ``tokens`` rows per step for ``total_steps`` steps under ``cfg``."""
+    with ``tokens`` rows per step for ``total_steps`` steps under ``cfg``; ``until``: only the
+    first ``until`` steps of that schedule (the cumulative count the training curves use)."""
+    until = total_steps if until is None else min(max(until, 0), total_steps)
     out = []
     for name, spec in _layer_items(layers):
         rows = spec.tokens if spec.tokens is not None else tokens
         per_pass = 2.0 * rows * spec.shape[0] * math.prod(spec.shape[1:])
         target = layer_target(cfg, name, spec.role)
         if target is None:
-            out.append(LayerFlops(name, None, per_pass * total_steps, per_pass * total_steps,
-                                  per_pass * total_steps, per_pass))
+            out.append(LayerFlops(name, None, per_pass * until, per_pass * until, per_pass * until, per_pass))
             continue
         sums = [0.0, 0.0, 0.0]
         for seg in segments(cfg, total_steps, target):
+            steps = max(0, min(seg.stop, until) - seg.start)
             for i, density in enumerate(step_densities(cfg, seg)):
-                sums[i] += density * per_pass * seg.steps
+                sums[i] += density * per_pass * steps
         out.append(LayerFlops(name, target, *sums, per_pass))
     return FlopsReport(tuple(out), total_steps)
 
 
-def training_flops(cfg: RecipeConfig, layers, *, tokens: int, total_steps: int) -> dict[str, float]:
-    """{"forward", "input_grad", "weight_grad"}: training FLOPs over the whole schedule."""
-    return training_flops_report(cfg, layers, tokens=tokens, total_steps=total_steps).totals()
+def training_flops(cfg: RecipeConfig, layers, *, tokens: int, total_steps: int,
+                   until: int | None = None) -> dict[str, float]:
+    """{"forward", "input_grad", "weight_grad"}: training FLOPs over the whole schedule (or its
+    first ``until`` steps)."""
+    return training_flops_report(cfg, layers, tokens=tokens, total_steps=total_steps, until=until).totals()

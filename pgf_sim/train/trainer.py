@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -152,8 +153,11 @@ def train(cfg: ExperimentConfig, *, store: ResultStore, run_id: str | None = Non
     total = cfg.schedule.total_steps(len(data.train_y))
     steps_per_epoch(len(data.train_y), cfg.schedule.batch_size)  # validates batch_size <= n_train
     model = build_model(cfg.model, data.spec)
-    flops = training_flops(cfg.recipe, gemm_layers(model, example_input(cfg), cfg.schedule.batch_size),
-                           tokens=0, total_steps=total)
+    gemms = gemm_layers(model, example_input(cfg), cfg.schedule.batch_size)
+    flops = training_flops(cfg.recipe, gemms, tokens=0, total_steps=total)
+
+    def flops_so_far(step: int) -> float:  # logged with each evaluation: curves vs training FLOPs
+        return sum(training_flops(cfg.recipe, gemms, tokens=0, total_steps=total, until=step).values())
     controller = sparsify(model, cfg.recipe, total)
     model.to(device)
     # the target patterns (what finalize() leaves), not the schedule's pattern at step 0
@@ -206,6 +210,9 @@ def train(cfg: ExperimentConfig, *, store: ResultStore, run_id: str | None = Non
     diag_layers = _diagnostic_layers(model, controller, cfg) if monitor else {}
     bar = tqdm(total=total, initial=done, desc=run_id, dynamic_ncols=True,
                disable=not (progress and ctx.is_main and sys.stderr.isatty()))
+    # no terminal (a log file, CI, a pipe): plain lines, about ten per run, instead of a bar
+    plain_every = max(1, total // 10) if progress and ctx.is_main and bar.disable else 0
+    t_start = time.monotonic()
     net.train()
     try:
         for step in range(done, total):
@@ -235,7 +242,7 @@ def train(cfg: ExperimentConfig, *, store: ResultStore, run_id: str | None = Non
                 pending.append((s, "beta", beta_v))
             if cfg.eval_every and s % cfg.eval_every == 0 and s < total:
                 acc, test_loss = evaluate(model, data, device, cfg.bf16)
-                pending += [(s, "test_acc", acc), (s, "test_loss", test_loss)]
+                pending += [(s, "test_acc", acc), (s, "test_loss", test_loss), (s, "train_flops", flops_so_far(s))]
             if s % cfg.checkpoint_every == 0 or s == total:
                 if ctx.is_main:
                     # Metrics first, then the checkpoint: a crash in between leaves metrics past
@@ -246,13 +253,16 @@ def train(cfg: ExperimentConfig, *, store: ResultStore, run_id: str | None = Non
                 pending, pending_diag = [], []
             bar.update(1)
             bar.set_postfix(loss=f"{loss_v:.4f}", refresh=False)
+            if plain_every and (s % plain_every == 0 or s == total):
+                print(f"{run_id}: step {s}/{total} loss {loss_v:.4f} ({time.monotonic() - t_start:.0f} s)", flush=True)
     finally:
         bar.close()
 
     controller.finalize()  # weights *= final mask: the zero structure is now the N:M pattern
     acc, test_loss = evaluate(model, data, device, cfg.bf16)
     if ctx.is_main:
-        store.add_metrics(run_id, [(total, "test_acc", acc), (total, "test_loss", test_loss)])
+        store.add_metrics(run_id, [(total, "test_acc", acc), (total, "test_loss", test_loss),
+                                   (total, "train_flops", sum(flops.values()))])
         store.set_layers(run_id, {n: (str(p), tuple(s), r) for n, (p, s, r) in layer_info.items()})
         atomic_save(_plain_state_dict(model, cfg), run_dir / FINAL_MODEL_NAME)
         store.finish_run(run_id, final_step=total, final_accuracy=acc, train_flops=flops)

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from pgf_sim.codesign import results
+
 from pgf_sim.codesign.sweep import load_sweep, run_sweep
-from pgf_sim.store import ResultStore
+from pgf_sim.store import ResultStore, sim_key
 
 ray = pytest.importorskip("ray")
 
@@ -94,10 +94,10 @@ def test_ray_sweep_survives_a_killed_worker(tmp_path):
         (lost_run, msg), = out.failed.items()
         assert "Ray worker" in msg and "rerun the sweep to resume" in msg and "Traceback" not in msg
         store = ResultStore(db)
-        finished_before = {r["run_id"]: r for r in store.list_runs(status="finished")}
+        finished_before = {r.run_id: r for r in store.list_runs(status="finished")}
         assert lost_run not in finished_before and len(finished_before) == 3
-        sims_before = {(r["run_id"], r["hw"]): r["simulated_at"]
-                       for r in results.sim_totals(db, results.sim_key(1, "fp16"))}
+        sims_before = {(r.run_id, r.hw): r.simulated_at
+                       for r in store.sim_totals(sim_key(1, "fp16"))}
 
         statuses: list[str] = []
         again = run_sweep(sweep, db=db, workdir=workdir, executor="ray", threads=1,
@@ -107,15 +107,15 @@ def test_ray_sweep_survives_a_killed_worker(tmp_path):
     finally:
         ray.shutdown()
 
-    runs = {r["run_id"]: r for r in store.list_runs()}
-    assert len(runs) == 4 and all(r["status"] == "finished" and r["final_step"] == STEPS for r in runs.values())
+    runs = {r.run_id: r for r in store.list_runs()}
+    assert len(runs) == 4 and all(r.status == "finished" and r.final_step == STEPS for r in runs.values())
     for run_id, r in finished_before.items():  # not retrained
-        assert runs[run_id]["finished_at"] == r["finished_at"]
+        assert runs[run_id].finished_at == r.finished_at
     for run_id in runs:  # every step's metric exactly once: nothing lost, nothing repeated
         assert [s for s, _, _ in store.run_metrics(run_id, "train_loss")] == list(range(1, STEPS + 1)), run_id
-    sims = results.sim_totals(db, results.sim_key(1, "fp16"))
-    assert sorted((r["run_id"], r["hw"]) for r in sims) == sorted(
+    sims = store.sim_totals(sim_key(1, "fp16"))
+    assert sorted((r.run_id, r.hw) for r in sims) == sorted(
         (run_id, hw) for run_id in runs for hw in ("a100_80gb", "flex_nm_systolic"))
     for r in sims:  # simulations stored before the kill were kept as they were
-        if (r["run_id"], r["hw"]) in sims_before:
-            assert r["simulated_at"] == sims_before[(r["run_id"], r["hw"])]
+        if (r.run_id, r.hw) in sims_before:
+            assert r.simulated_at == sims_before[(r.run_id, r.hw)]

@@ -80,20 +80,21 @@ def test_written_and_self_contained(report_html):
     assert re.findall(r"<link\b", text) == []
     assert len(re.findall(r"\* plotly\.js v\d", text)) == 1
     assert len(text) > 3_000_000  # plotly.min.js is ~3.5 MB: it really is embedded
-    # 2 Pareto (one per target) + training FLOPs + per-layer + gradient noise + training curves + DSE
-    assert text.count("Plotly.newPlot") == 7
+    # 2 Pareto (one per target, training FLOPs a panel of each) + per-layer + gradient noise +
+    # training curves + DSE
+    assert text.count("Plotly.newPlot") == 6
 
 
 def test_expected_plot_titles_and_tables(report_html):
     _, text = report_html
     for title in ("Pareto front on a100_80gb", "Pareto front on a100_native_1_8",
-                  "Accuracy vs training FLOPs", "Per-layer latency and energy: mdgf 1:8 on a100_native_1_8",
+                  "test accuracy vs training FLOPs", "Per-layer latency and energy: mdgf 1:8 on a100_native_1_8",
                   "Gradient noise per recipe", "Training curves", "Hardware design space around a100_80gb"):
         assert title in text, title
     assert "test report &lt;&amp;&gt;" in text  # titles are escaped
     assert "Native 1:8 on a100_80gb" in text
     assert "Closest miss" in text  # the infeasible pick is shown
-    assert "<th>runner_up</th>" in text
+    assert "<th>runner-up</th>" in text and "<th>speedup vs dense</th>" in text
 
 
 def test_pareto_front_trace_is_the_computed_front():

@@ -35,6 +35,21 @@ _PROBE = """JSON.stringify({
   bars: document.querySelectorAll('.barlayer .point').length,
   lines: document.querySelectorAll('.scatterlayer .js-line').length,
   titles: [...document.querySelectorAll('.gtitle')].map(t => t.textContent),
+  // every x/y axis of every plot has a title in its layout AND drawn in the DOM (.g-x2title text ...)
+  axes: [...document.querySelectorAll('.js-plotly-plot')].reduce((n, gd) => n + Object.keys(gd._fullLayout)
+      .filter(k => /^[xy]axis\\d*$/.test(k)).length, 0),
+  axes_without_title: [...document.querySelectorAll('.js-plotly-plot')].flatMap(gd => Object.keys(gd._fullLayout)
+      .filter(k => /^[xy]axis\\d*$/.test(k))
+      .filter(k => !(gd._fullLayout[k].title && gd._fullLayout[k].title.text) ||
+                   !gd.querySelector('.g-' + k.replace('axis', '') + 'title text'))
+      .map(k => gd.id + ':' + k)),
+  // Pareto figures, and those whose pick trace (meta "pick") is drawn as a point
+  pareto: [...document.querySelectorAll('.js-plotly-plot')].filter(gd =>
+      (gd.layout.title.text || '').startsWith('Pareto front')).length,
+  pareto_with_pick: [...document.querySelectorAll('.js-plotly-plot')].filter(gd =>
+      (gd.layout.title.text || '').startsWith('Pareto front') &&
+      gd.data.some(t => t.meta === 'pick') &&
+      gd.querySelectorAll('.scatterlayer .trace').length === gd.data.length).length,
 })"""
 
 
@@ -169,11 +184,13 @@ def test_report_renders_without_errors(tmp_path):
     # offline: the page requests only itself (file://) and inline data
     assert all(u.startswith(("file:", "data:", "blob:", "about:")) for u in res["urls"]), res["urls"]
     probe = res["probe"]
-    assert probe["plots"] == 7 and probe["plots_with_svg"] == 7  # every figure was drawn
-    assert probe["main_svgs"] >= 14  # plotly draws two stacked main-svg layers per plot
+    assert probe["plots"] == 6 and probe["plots_with_svg"] == 6  # every figure was drawn
+    assert probe["main_svgs"] >= 12  # plotly draws two stacked main-svg layers per plot
     assert probe["points"] > 20 and probe["bars"] > 10 and probe["lines"] >= 6
+    assert probe["axes"] >= 2 * 6 and probe["axes_without_title"] == []  # a title on every subplot's axes
+    assert probe["pareto"] == probe["pareto_with_pick"] == 2  # each target's figure shows its pick
     titles = " | ".join(probe["titles"])
-    for title in ("Pareto front on a100_80gb", "Accuracy vs training FLOPs", "Gradient noise per recipe",
+    for title in ("Pareto front on a100_80gb", "Gradient noise per recipe",
                   "Training curves", "Hardware design space around a100_80gb"):
         assert title in titles
     (tmp_path / "viewport.png").write_bytes(__import__("base64").b64decode(res["screenshot_png_b64"]))
@@ -200,8 +217,8 @@ def test_two_cost_views_render_labelled(tmp_path):
     assert res["errors"] == []
     n_hw = len(data.results.hardware_names())
     probe = res["probe"]
-    # per view: one Pareto figure per target + the layer breakdowns; training FLOPs once
-    want = 2 * (n_hw + len(data.layer_breakdowns)) + 1 + 3
+    # per view: one Pareto figure per target (training FLOPs a panel of it) + the layer breakdowns
+    want = 2 * (n_hw + len(data.layer_breakdowns)) + 3
     assert probe["plots"] == probe["plots_with_svg"] == want
     titles = " | ".join(probe["titles"])
     assert "Cost model: DEPLOYMENT PROXY vit_b at batch 32" in titles and "Cost model: trained model" in titles

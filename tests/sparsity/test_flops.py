@@ -136,3 +136,22 @@ def test_gemm_rows_are_measured_for_any_model():
                     "enc.self_attn.out_proj": 36 * batch, "enc.linear1": 36 * batch, "enc.linear2": 36 * batch,
                     "shared": 72 * batch, "head": batch}
     assert out["c_fc"][:2] == ((4, 8), "fc1") and out["enc.linear2"][:2] == ((8, 16), "fc2")
+
+
+def test_flops_until_is_the_cumulative_count_of_the_first_steps():
+    """``until`` counts the first steps of the same schedule: 0 at step 0, the whole total at
+    the end, never decreasing, and each step costs at least the dense head's three passes."""
+    from pgf_sim.core import NM
+    from pgf_sim.sparsity.flops import training_flops
+    from pgf_sim.sparsity.schedules import RecipeConfig
+
+    layers = {"blocks.0.mlp.fc1": ((64, 32), "fc1", 16), "head": ((10, 32), "head", 4)}
+    for cfg in (RecipeConfig(name="mdgf", pattern=NM(1, 8)), RecipeConfig(name="sdgf", pattern=NM(1, 8))):
+        total = 40
+        full = sum(training_flops(cfg, layers, tokens=0, total_steps=total).values())
+        cum = [sum(training_flops(cfg, layers, tokens=0, total_steps=total, until=s).values()) for s in range(total + 1)]
+        assert cum[0] == 0 and cum[-1] == full
+        assert all(b >= a for a, b in zip(cum, cum[1:]))
+        # the head (dense, 3 passes of 2*4*10*32 every step) contributes linearly
+        per_step = [b - a for a, b in zip(cum, cum[1:])]
+        assert min(per_step) >= 3 * 2 * 4 * 10 * 32

@@ -1,0 +1,328 @@
+"""The co-design report's figures (plotly imported inside each function) and the human units
+they and the report's tables share.
+
+Conventions held across the whole page (``Style``): one colour per recipe, one marker per N:M
+pattern (and one dash per pattern on line plots), the pick a gold star, the Pareto front a
+black staircase. Axes are in SI-prefixed units (ms, mJ, GFLOP, ...) chosen from the data; a
+cost axis whose values span less than ``TINY_SPAN`` (relative) is drawn as the change relative
+to the target's dense baseline, on a range of at least ``MIN_REL_RANGE_PCT`` percentage
+points, so that simulator-level differences of a fraction of a percent do not fill the plot.
+Points whose costs coincide are spread sideways by a small, stated offset (hover shows the
+exact values).
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .pareto import Candidate, ResultTable
+from .report_png import FIG_HEIGHT_PX
+
+PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22")
+SYMBOLS = ("circle", "square", "diamond", "triangle-up", "cross", "x", "hexagon", "triangle-down", "pentagon", "star-square")
+DASHES = ("solid", "dash", "dot", "dashdot", "longdash", "longdashdot")
+TINY_SPAN = 0.05        # relative span of a cost axis below which it is drawn relative to dense
+MIN_REL_RANGE_PCT = 10  # such an axis covers at least this many percentage points
+JITTER_FRACTION = 0.012  # sideways spread of coinciding points, as a fraction of the axis range
+
+COSTS = (("latency_s", "latency", "s"), ("energy_j", "energy", "J"),
+         ("inference_flops", "inference FLOPs", "FLOP"), ("train_flops", "training FLOPs", "FLOP"))
+
+_UP = ((1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k"), (1.0, ""))
+_DOWN = ((1.0, ""), (1e-3, "m"), (1e-6, "µ"), (1e-9, "n"), (1e-12, "p"))
+
+
+def unit_scale(values: Sequence[float], unit: str) -> tuple[float, str]:
+    """(divisor, label) so the largest finite |value| reads between 1 and 1000: ms, mJ, GFLOP."""
+    v = [abs(x) for x in values if x is not None and math.isfinite(x) and x != 0]
+    if not v:
+        return 1.0, unit
+    top = max(v)
+    for scale, prefix in (_UP if top >= 1 else _DOWN):
+        if top >= scale:
+            return scale, prefix + unit
+    return _DOWN[-1][0], _DOWN[-1][1] + unit
+
+
+def human(value: float | None, unit: str, digits: int = 3) -> str:
+    """``0.0008989, "s"`` -> ``"0.899 ms"``; ``1.411e5, "B"`` -> ``"141 kB"``; None/NaN -> ``"-"``."""
+    if value is None or not math.isfinite(value):
+        return "-"
+    scale, label = unit_scale([value], unit)
+    return f"{value / scale:.{digits}g} {label}"
+
+
+@dataclass(frozen=True)
+class MetricInfo:
+    """The quality metric the candidates carry (``Candidate.accuracy_mean`` / ``_std``): its name,
+    display unit and scale (0.97 -> 97 %), whether higher is better, and where it was measured."""
+
+    name: str = "test accuracy"
+    unit: str = "%"
+    scale: float = 100.0
+    higher_is_better: bool = True
+    split: str = "held-out split"
+
+    def fmt(self, c: Candidate) -> str:
+        return (f"{c.accuracy_mean * self.scale:.2f}{self.unit} ± {c.accuracy_std * self.scale:.2f} "
+                f"(n={c.n_seeds})")
+
+    @property
+    def axis_title(self) -> str:
+        return f"{self.name} ({self.unit.strip() or 'value'})"
+
+
+@dataclass
+class Style:
+    """Colour per recipe, marker and dash per pattern: fixed for the whole page."""
+
+    recipes: dict[str, str] = field(default_factory=dict)
+    patterns: dict[str, str] = field(default_factory=dict)
+    dashes: dict[str, str] = field(default_factory=dict)
+
+    def color(self, recipe: str) -> str:
+        return self.recipes.setdefault(recipe, PALETTE[len(self.recipes) % len(PALETTE)])
+
+    def symbol(self, pattern: str) -> str:
+        return self.patterns.setdefault(pattern, SYMBOLS[len(self.patterns) % len(SYMBOLS)])
+
+    def dash(self, pattern: str) -> str:
+        return self.dashes.setdefault(pattern, DASHES[len(self.dashes) % len(DASHES)])
+
+    def register(self, candidates: Sequence[Candidate]) -> None:
+        """Assign in a stable order (dense first, then densest patterns first)."""
+        for c in sorted(candidates, key=lambda c: (c.recipe != "dense", c.recipe)):
+            self.color(c.recipe)
+        for c in sorted(candidates, key=lambda c: -_density(c)):
+            self.symbol(c.pattern_text)
+            self.dash(c.pattern_text)
+
+
+def _density(c: Candidate) -> float:
+    return getattr(c.pattern, "density", 0.0)
+
+
+def dense_reference(table: ResultTable, hw: str) -> Candidate | None:
+    """The dense baseline on ``hw`` (the most accurate dense candidate), None without one."""
+    dense = [c for c in table.where(hardware=hw) if c.pattern_text == "dense" and not math.isnan(c.accuracy_mean)]
+    return max(dense, key=lambda c: c.accuracy_mean) if dense else None
+
+
+def relative_span(values: Sequence[float]) -> float:
+    v = np.asarray([x for x in values if math.isfinite(x) and x > 0], float)
+    return float(v.max() / v.min() - 1.0) if v.size else 0.0
+
+
+@dataclass(frozen=True)
+class Axis:
+    """How one cost is drawn: ``transform(values) -> plotted``, title, type (linear/log) and range."""
+
+    title: str
+    kind: str            # "absolute" | "relative"
+    scale: float = 1.0   # divisor (absolute) or the dense value (relative)
+    log: bool = False
+    range: tuple[float, float] | None = None
+
+    def transform(self, values: Sequence[float]) -> list[float]:
+        if self.kind == "relative":
+            return [(v / self.scale - 1.0) * 100.0 for v in values]
+        return [v / self.scale for v in values]
+
+
+def cost_axis(values: Sequence[float], label: str, unit: str, dense: float | None) -> Axis:
+    """Absolute SI-scaled axis, log when spanning > 10x; relative to dense (percent) when the
+    span is below ``TINY_SPAN``, with a range of at least ``MIN_REL_RANGE_PCT`` points."""
+    finite = [v for v in values if math.isfinite(v) and v > 0]
+    span = relative_span(finite)
+    if finite and span < TINY_SPAN:
+        ref = dense if dense and dense > 0 else float(np.median(finite))
+        rel = [(v / ref - 1) * 100 for v in finite]
+        mid, half = (max(rel) + min(rel)) / 2, max(MIN_REL_RANGE_PCT / 2, (max(rel) - min(rel)) * 0.6)
+        what = "dense" if dense else "the median"
+        return Axis(f"{label}: change vs {what} ({human(ref, unit)}), %", "relative", ref, False, (mid - half, mid + half))
+    scale, ulabel = unit_scale(finite, unit)
+    return Axis(f"{label} ({ulabel})", "absolute", scale, span > 9.0)
+
+
+def jitter(xs: Sequence[float], ys: Sequence[float], width: float, log: bool) -> list[float]:
+    """Spread points that share (nearly) the same x sideways, symmetric about x, in the order
+    given (not by ``ys``: that would draw a trend that is not there), by ``JITTER_FRACTION`` of
+    the axis width per neighbour (multiplicative on a log axis), so markers and error bars of
+    equal-cost candidates do not cover each other. ``ys`` only decides which points need it:
+    points at one x but far apart in y are left in place."""
+    out = list(xs)
+    yspan = (max(ys) - min(ys)) if ys else 0.0
+    groups: dict[float, list[int]] = {}
+    for i in range(len(xs)):
+        x = xs[i]
+        if x is None or not math.isfinite(x):
+            continue
+        key = round(math.log10(x), 3) if log and x > 0 else round(x / (width or 1.0), 2)
+        groups.setdefault(key, []).append(i)
+    for idx in groups.values():
+        near = [i for i in idx if any(j != i and abs(ys[j] - ys[i]) <= 0.08 * yspan for j in idx)]
+        idx = near if len(near) > 1 else []
+        for k, i in enumerate(idx):
+            off = (k - (len(idx) - 1) / 2) * JITTER_FRACTION
+            out[i] = xs[i] * 10 ** (off * 2) if log and xs[i] > 0 else xs[i] + off * width
+    return out
+
+
+def pareto_figure(table: ResultTable, hw: str, fr: dict, picks: Sequence[Any], style: Style, metric: MetricInfo,
+                  tag: str = ""):
+    """One figure per target: 2 x 2 panels, the metric vs latency, energy, inference and
+    training FLOPs; the front as a staircase, picks as stars, every panel titled and labelled."""
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    rows = [c for c in table.where(hardware=hw) if not math.isnan(c.accuracy_mean)]
+    dense = dense_reference(table, hw)
+    fig = make_subplots(rows=2, cols=2, subplot_titles=[f"{metric.name} vs {label}" for _, label, _ in COSTS],
+                        horizontal_spacing=0.09, vertical_spacing=0.2)
+    picked = {p.best.label: p for p in picks if p.hardware == hw}
+    legend_seen: set[str] = set()
+    for k, (key, label, unit) in enumerate(COSTS):
+        r, col = k // 2 + 1, k % 2 + 1
+        axis = cost_axis([getattr(c, key) for c in rows], label, unit, getattr(dense, key, None))
+        xs_all = axis.transform([getattr(c, key) for c in rows])
+        finite = [x for x in xs_all if math.isfinite(x)]
+        width = (axis.range[1] - axis.range[0]) if axis.range else (max(finite) - min(finite) if finite else 1.0) or 1.0
+        ys_all = [c.accuracy_mean * metric.scale for c in rows]
+        xj = dict(zip(map(id, rows), jitter(xs_all, ys_all, width, axis.log)))
+        for recipe in dict.fromkeys(c.recipe for c in rows):
+            cs = [c for c in rows if c.recipe == recipe]
+            fig.add_trace(go.Scatter(
+                x=[xj[id(c)] for c in cs], y=[c.accuracy_mean * metric.scale for c in cs], mode="markers",
+                name=recipe, legendgroup=f"recipe {recipe}", showlegend=recipe not in legend_seen,
+                error_y=dict(type="data", array=[c.accuracy_std * metric.scale for c in cs], thickness=1, width=3),
+                marker=dict(color=style.color(recipe), size=11, symbol=[style.symbol(c.pattern_text) for c in cs],
+                            line=dict(color="white", width=1)),
+                text=[hover(c, metric) for c in cs], hovertemplate="%{text}<extra></extra>"), row=r, col=col)
+            legend_seen.add(recipe)
+        front = fr[(hw, key)].candidates(table) if (hw, key) in fr else []
+        if front:
+            fx = axis.transform([getattr(c, key) for c in front])
+            fig.add_trace(go.Scatter(
+                x=fx, y=[c.accuracy_mean * metric.scale for c in front], mode="lines",
+                line=dict(color="black", width=1.5, shape="hv" if metric.higher_is_better else "vh"),
+                name="Pareto front (staircase)", legendgroup="front", showlegend="front" not in legend_seen,
+                hoverinfo="skip"), row=r, col=col)
+            legend_seen.add("front")
+        for c in rows:
+            p = picked.get(c.label)
+            if p is None:
+                continue
+            fig.add_trace(go.Scatter(
+                x=[xj[id(c)]], y=[c.accuracy_mean * metric.scale], mode="markers",
+                marker=dict(symbol="star", size=22, color="gold", line=dict(color="black", width=1.5)),
+                name=f"pick: {c.label}", legendgroup=f"pick {c.label}", showlegend=f"pick {c.label}" not in legend_seen,
+                text=[f"<b>PICK for min {p.objective}</b><br>" + hover(c, metric)],
+                hovertemplate="%{text}<extra></extra>", meta="pick"), row=r, col=col)
+            legend_seen.add(f"pick {c.label}")
+        fig.update_xaxes(title_text=axis.title, type="log" if axis.log else "linear", row=r, col=col,
+                         **({"range": list(axis.range)} if axis.range else {}))
+        fig.update_yaxes(title_text=metric.axis_title, row=r, col=col)
+    for pat in dict.fromkeys(c.pattern_text for c in sorted(rows, key=lambda c: -_density(c))):
+        fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", name=f"pattern {pat}", legendgroup=f"pat {pat}",
+                                 marker=dict(symbol=style.symbol(pat), color="#555", size=10)), row=1, col=1)
+    fig.update_layout(title=f"Pareto front on {hw}: {metric.name} (mean ± std over seeds) vs cost"
+                            + (f"<br><sub>{tag}</sub>" if tag else ""),
+                      height=2 * FIG_HEIGHT_PX - 40, margin=dict(t=120), legend=dict(orientation="v", x=1.02, y=1))
+    return fig
+
+
+def hover(c: Candidate, metric: MetricInfo) -> str:
+    return (f"<b>{c.label}</b><br>{metric.name} {metric.fmt(c)}<br>latency {human(c.latency_s, 's')}<br>"
+            f"energy {human(c.energy_j, 'J')}<br>inference {human(c.inference_flops, 'FLOP')}<br>"
+            f"training {human(c.train_flops, 'FLOP')}<br>weights {human(c.weight_bytes, 'B')}")
+
+
+def curves_figure(title: str, curves: Sequence[Any], style: Style, *, log_y: bool = False, cols: int = 2):
+    """Panels by ``Curve.group`` (in order); colour by recipe, dash and marker by pattern; each
+    panel's x title from its curves (``x_title``, SI-scaled when ``x_unit`` is set) and y title
+    from ``y_title`` (default: the group). Bands (± std over seeds) only on linear axes: on a
+    log axis mean - std can be <= 0 and would draw a solid block."""
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    groups = list(dict.fromkeys(c.group for c in curves))
+    cols = min(cols, len(groups))
+    nrows = math.ceil(len(groups) / cols)
+    fig = make_subplots(rows=nrows, cols=cols, subplot_titles=groups, vertical_spacing=min(0.3 / nrows + 0.05, 0.2))
+    shown: set[str] = set()
+    for gi, g in enumerate(groups):
+        r, col = gi // cols + 1, gi % cols + 1
+        members = [c for c in curves if c.group == g]
+        xscale, xlabel = unit_scale([v for c in members for v in c.x], members[0].x_unit) if members[0].x_unit else (1.0, "")
+        for c in members:
+            x, y = np.asarray(c.x, float) / xscale, np.asarray(c.y, float)
+            color = style.color(c.recipe or c.label)
+            dash = style.dash(c.pattern) if c.pattern else "solid"
+            if c.y_std is not None and not log_y:
+                s = np.asarray(c.y_std, float)
+                fig.add_trace(go.Scatter(x=np.concatenate([x, x[::-1]]), y=np.concatenate([y + s, (y - s)[::-1]]),
+                                         fill="toself", line=dict(width=0), opacity=0.15, showlegend=False,
+                                         fillcolor=color, hoverinfo="skip", legendgroup=c.label), row=r, col=col)
+            few = len(x) <= 30
+            fig.add_trace(go.Scatter(
+                x=x, y=y, mode="lines+markers" if few else "lines", name=c.label, legendgroup=c.label,
+                showlegend=c.label not in shown, line=dict(color=color, dash=dash, shape="hv" if c.steps else "linear"),
+                marker=dict(symbol=style.symbol(c.pattern) if c.pattern else "circle", size=6),
+                text=c.text, hovertemplate=("%{text}<br>" if c.text else "") + f"{c.label}<br>x %{{x:.4g}}<br>y %{{y:.4g}}<extra></extra>"),
+                row=r, col=col)
+            shown.add(c.label)
+        xt = members[0].x_title + (f" ({xlabel})" if members[0].x_unit else "")
+        fig.update_xaxes(title_text=xt, row=r, col=col)
+        fig.update_yaxes(title_text=members[0].y_title or g, type="log" if log_y else "linear", row=r, col=col)
+    fig.update_layout(title=title, height=max(FIG_HEIGHT_PX, 360 * nrows), legend=dict(orientation="v", x=1.02, y=1))
+    return fig
+
+
+def layer_figure(b: Any):
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    lat_scale, lat_unit = unit_scale(b.latency_s, "s")
+    en_scale, en_unit = unit_scale(b.energy_j, "J")
+    fig = make_subplots(rows=1, cols=2, subplot_titles=[f"latency per layer ({lat_unit})", f"energy per layer ({en_unit})"])
+    bound = list(b.bound) if b.bound is not None else ["layer"] * len(b.layers)
+    colors = {"compute": PALETTE[0], "memory": PALETTE[1], "overhead": PALETTE[8]}
+    for kind in dict.fromkeys(bound):
+        idx = [i for i, k in enumerate(bound) if k == kind]
+        name = f"{kind}-bound" if b.bound is not None else "layer"
+        for col, (vals, scale) in enumerate(((b.latency_s, lat_scale), (b.energy_j, en_scale)), start=1):
+            fig.add_trace(go.Bar(x=[b.layers[i] for i in idx], y=[vals[i] / scale for i in idx], name=name,
+                                 legendgroup=kind, showlegend=col == 1, marker_color=colors.get(kind, PALETTE[2])),
+                          row=1, col=col)
+    for col, unit in ((1, lat_unit), (2, en_unit)):  # keep the model's layer order on both panels
+        fig.update_xaxes(categoryorder="array", categoryarray=list(b.layers), tickangle=-45, title_text="layer",
+                         row=1, col=col)
+        fig.update_yaxes(title_text=unit, row=1, col=col)
+    fig.update_layout(title=f"Per-layer latency and energy: {b.label} on {b.hardware}", height=FIG_HEIGHT_PX + 80,
+                      barmode="stack")
+    return fig
+
+
+def dse_figure(res: Any):
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    lat_scale, lat_unit = unit_scale(res.latency_s.ravel(), "s")
+    en_scale, en_unit = unit_scale(res.energy_j.ravel(), "J")
+    fig = make_subplots(rows=1, cols=2, subplot_titles=[f"latency ({lat_unit})", f"energy ({en_unit})"])
+    style = Style()
+    names = [v.name for v in res.variants]
+    for w, wl in enumerate(res.workloads):
+        for col, (arr, scale) in enumerate(((res.latency_s, lat_scale), (res.energy_j, en_scale)), start=1):
+            fig.add_trace(go.Bar(x=names, y=arr[:, w] / scale, name=wl, legendgroup=wl, showlegend=col == 1,
+                                 marker_color=style.color(wl)), row=1, col=col)
+    for col, unit in ((1, lat_unit), (2, en_unit)):
+        fig.update_xaxes(tickangle=-30, title_text="hardware variant", row=1, col=col)
+        fig.update_yaxes(title_text=unit, row=1, col=col)
+    fig.update_layout(title=f"Hardware design space around {res.base}: latency and energy per variant",
+                      barmode="group", height=FIG_HEIGHT_PX + 60)
+    return fig

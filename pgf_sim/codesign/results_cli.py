@@ -1,0 +1,152 @@
+"""``pgf-sim results``: what the result database holds, as a table, JSON or CSV.
+
+- ``pgf-sim results``: every run (sweep point or lone ``pgf-sim train`` run) with its sweep,
+  recipe, pattern, seed, status, final metric and training FLOPs;
+- ``pgf-sim results --sweep NAME``: only that sweep's points;
+- ``pgf-sim results RUN_ID``: one run: its fields, final metrics, per-layer patterns and the
+  simulated cost on every target of its sweeps (each cost view).
+
+JSON and CSV keep SI units (seconds, joules, bytes, FLOPs); the table scales them.
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from ..core import ConfigError
+
+DEFAULT_DB = Path("pgf_results.sqlite")
+
+
+def add_commands(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "results", help="list the runs and sweep points in the result database, or show one run",
+        description="Without RUN_ID: one row per run (sweep, recipe, pattern, seed, status, final test accuracy, "
+                    "training FLOPs). With RUN_ID: the run's fields, final metrics, per-layer N:M patterns and its "
+                    "simulated cost on each target. --format json|csv for scripts (SI units).")
+    p.add_argument("run", nargs="?", metavar="RUN_ID", help="show this run (default: list all runs)")
+    p.add_argument("--db", type=Path, default=DEFAULT_DB, help=f"result database (default: {DEFAULT_DB})")
+    p.add_argument("--sweep", help="list only this sweep's points")
+    p.add_argument("--status", choices=("running", "finished", "failed"), help="list only runs with this status")
+    p.add_argument("--format", choices=("table", "json", "csv"), default="table",
+                   help="table: readable text (default); json / csv: machine-readable, SI units")
+    p.set_defaults(func=_cmd_results)
+
+
+def _cmd_results(args: argparse.Namespace) -> int:
+    from .records import emit
+
+    if not args.db.is_file():
+        raise ConfigError(f"no result database at {args.db}; run `pgf-sim train`, `pgf-sim sweep` or `pgf-sim run` first")
+    from ..store import ResultStore
+
+    store = ResultStore(args.db)
+    if args.run:
+        doc = run_details(store, args.run)
+        records = [{"run_id": doc["run_id"], "hardware": s["hardware"], "cost_model": s["cost_model"],
+                    **{k: v for k, v in s.items() if k not in ("hardware", "cost_model")}}
+                   for s in doc["simulations"]] or [_run_row(doc, doc["sweeps"])]
+        print(emit(records, args.format, table=_format_run(doc), document=doc))
+        return 0
+    rows = list_runs(store, sweep=args.sweep, status=args.status)
+    print(emit(rows, args.format, table=_format_list(rows), document={"runs": rows}))
+    return 0
+
+
+def list_runs(store: Any, *, sweep: str | None = None, status: str | None = None) -> list[dict[str, Any]]:
+    """One flat row per run (oldest first): ``run_id, sweep, name, recipe, pattern, seed, status,
+    final_step, final_accuracy, train_flops``; ``sweep`` lists every sweep the run is a point of."""
+    member: dict[str, list[str]] = {}
+    known = store.sweeps()
+    if sweep is not None and sweep not in {s.sweep for s in known}:
+        raise ConfigError(f"no sweep {sweep!r} in {store.path}; sweeps there: "
+                          f"{', '.join(s.sweep for s in known) or 'none'}")
+    for s in known:
+        for pt in store.sweep_points(s.sweep):
+            member.setdefault(pt.run_id, []).append(s.sweep)
+    rows = [_run_row(r, member.get(r.run_id, [])) for r in store.list_runs(status=status)]
+    return [r for r in rows if sweep is None or sweep in r["sweep"].split(" ")]
+
+
+def _run_row(run: Any, sweeps: list[str]) -> dict[str, Any]:
+    """A store ``RunRow`` as a flat record (the pattern as its text, e.g. ``1:8`` or ``dense``)."""
+    return {"run_id": run.run_id, "sweep": " ".join(sweeps), "name": run.name, "recipe": run.recipe,
+            "pattern": str(run.pattern), "seed": run.seed, "status": run.status, "final_step": run.final_step,
+            "final_accuracy": run.final_accuracy, "train_flops": run.train_flops}
+
+
+def run_details(store: Any, run_id: str) -> dict[str, Any]:
+    """Everything about one run: its row, ``config``, ``final_metrics`` (the last value of each
+    metric key), ``layers`` and ``simulations`` (per target and cost view, SI units)."""
+    from .sweep import spec_from_config
+
+    run = store.get_run(run_id)
+    if run is None:
+        ids = [r.run_id for r in store.list_runs()]
+        hint = [i for i in ids if i.startswith(run_id)]
+        raise ConfigError(f"no run {run_id!r} in {store.path}" +
+                          (f"; did you mean {', '.join(hint[:5])}?" if hint else
+                           f"; `pgf-sim results` lists the {len(ids)} runs there"))
+    final: dict[str, float] = {}
+    for _, key, value in store.run_metrics(run_id):
+        final[key] = value  # ordered by step: the last one wins
+    sweeps = [s for s in store.sweeps() if any(p.run_id == run_id for p in store.sweep_points(s.sweep))]
+    sims = []
+    for s in sweeps:
+        keys = [("trained", s.sim_key)]
+        spec = spec_from_config(s.config)
+        if spec is not None:
+            keys.append(("deploy", spec.key))
+        for view, key in keys:
+            for t in store.sim_totals(key, [run_id]):
+                sims.append({"hardware": t.hw, "cost_model": view, "sim_key": key, "latency_s": t.latency_s,
+                             "energy_j": t.energy_j, "exec_flops": t.exec_flops, "dense_flops": t.dense_flops,
+                             "weight_bytes": t.weight_bytes, "dram_bytes": t.dram_bytes})
+    out = _run_row(run, [s.sweep for s in sweeps])
+    out.update(started_at=run.started_at, finished_at=run.finished_at, message=run.message,
+               train_flops_split=run.train_flops_split, sweeps=[s.sweep for s in sweeps], final_metrics=final,
+               layers=[{"layer": r.layer, "role": r.role, "pattern": str(r.pattern), "shape": list(r.shape)}
+                       for r in store.run_layers(run_id)],
+               simulations=sims, config=run.config)
+    return out
+
+
+def _format_list(rows: list[dict[str, Any]]) -> str:
+    from ..sim.report_table import format_columns, si
+
+    if not rows:
+        return "(no runs)"
+    table = [[r["run_id"], r["sweep"] or "-", r["recipe"], r["pattern"], r["seed"], r["status"],
+              "-" if r["final_accuracy"] is None else f"{r['final_accuracy'] * 100:.2f}%",
+              si(r["train_flops"], "FLOP")] for r in rows]
+    counts = {s: sum(r["status"] == s for r in rows) for s in ("finished", "running", "failed")}
+    return (format_columns(["run", "sweep", "recipe", "pattern", "seed", "status", "test accuracy", "training"],
+                           table, right=(4, 6, 7)) +
+            "\n(" + ", ".join(f"{n} {s}" for s, n in counts.items()) + f"; `pgf-sim results RUN_ID` shows one)")
+
+
+def _format_run(doc: dict[str, Any]) -> str:
+    from ..sim.report_table import format_columns, si
+
+    acc = doc["final_accuracy"]
+    lines = [f"run {doc['run_id']} ({doc['status']}): {doc['name']}, {doc['recipe']} {doc['pattern']}, seed {doc['seed']}",
+             f"  sweeps: {', '.join(doc['sweeps']) or '-'}",
+             f"  final test accuracy: {'-' if acc is None else f'{acc * 100:.2f}%'} at step {doc['final_step']}",
+             f"  training FLOPs: {si(doc['train_flops'], 'FLOP')}"]
+    if doc.get("message"):
+        lines.append(f"  failed: {doc['message'].splitlines()[-1]}")
+    if doc["final_metrics"]:
+        lines.append("  last value of each metric: " + ", ".join(f"{k} {v:.4g}" for k, v in doc["final_metrics"].items()))
+    if doc["layers"]:
+        lines += ["", format_columns(["layer", "role", "pattern", "shape"],
+                                     [[r["layer"], r["role"] or "-", r["pattern"], "x".join(map(str, r["shape"]))]
+                                      for r in doc["layers"]])]
+    if doc["simulations"]:
+        lines += ["", format_columns(
+            ["target", "cost model", "latency", "energy", "executed", "weights"],
+            [[s["hardware"], s["cost_model"], si(s["latency_s"], "s"), si(s["energy_j"], "J"),
+              si(s["exec_flops"], "FLOP"), si(s["weight_bytes"], "B")] for s in doc["simulations"]],
+            right=(2, 3, 4, 5))]
+    return "\n".join(lines)
+

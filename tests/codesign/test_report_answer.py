@@ -1,0 +1,150 @@
+"""The report's first screen (answer table, cost per pattern), its axis/unit/jitter rules, the
+page-wide styles, the view order, and the PNG/SVG figure files."""
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import math
+import shutil
+from pathlib import Path
+
+import pytest
+
+from pgf_sim.codesign.pareto import Candidate, ResultTable, fronts
+from pgf_sim.codesign.pick import pick
+from pgf_sim.codesign.report import (CostSection, ReportData, answer_rows, order_views, pattern_cost_rows,
+                                     render_html, write_report)
+from pgf_sim.codesign.report_figures import (COSTS, JITTER_FRACTION, MIN_REL_RANGE_PCT, MetricInfo, Style, cost_axis,
+                                            human, jitter, pareto_figure, unit_scale)
+from pgf_sim.core import NM
+
+
+def _sample():
+    spec = importlib.util.spec_from_file_location("report_sample", Path(__file__).with_name("test_report.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.sample_data()
+
+
+def cand(hw, recipe, pat, acc, std, lat, energy=1e-3, n=2, flops=1e9, weights=1e6, train=1e12):
+    return Candidate(hw, recipe, NM.parse(pat), acc, std, n, flops, lat, energy, weights, train)
+
+
+def test_human_units():
+    assert human(0.0008989, "s") == "899 µs"
+    assert human(1.411e5, "B") == "141 kB"
+    assert human(2.127563401, "s") == "2.13 s"
+    assert human(3.2e-6, "J") == "3.2 µJ"
+    assert human(4.5e9, "FLOP") == "4.5 GFLOP"
+    assert human(float("nan"), "s") == "-"
+    assert unit_scale([1e-3, 9e-4], "s") == (1e-3, "ms")
+
+
+def test_tiny_span_is_drawn_relative_to_dense_with_a_minimum_range():
+    # 898.9 .. 899.3 us: a 0.04% spread must not fill the axis
+    axis = cost_axis([898.9e-6, 899.1e-6, 899.3e-6], "latency", "s", dense=899.3e-6)
+    assert axis.kind == "relative" and "change vs dense (899 µs)" in axis.title
+    assert axis.range[1] - axis.range[0] >= MIN_REL_RANGE_PCT
+    assert axis.transform([899.3e-6])[0] == pytest.approx(0.0)
+    assert axis.transform([898.9e-6])[0] == pytest.approx((898.9 / 899.3 - 1) * 100)
+    wide = cost_axis([1e-3, 5e-3, 2e-2], "latency", "s", dense=2e-2)
+    assert wide.kind == "absolute" and wide.log and wide.title == "latency (ms)" and wide.scale == 1e-3
+    mid = cost_axis([1e-3, 3e-3], "energy", "J", dense=None)
+    assert not mid.log and mid.title == "energy (mJ)"
+
+
+def test_jitter_separates_coinciding_points_and_keeps_others():
+    xs, ys = [1.0, 1.0, 1.0, 5.0, 5.0], [90.0, 90.5, 90.0, 80.0, 95.0]
+    out = jitter(xs, ys, width=10.0, log=False)
+    assert len(set(out[:3])) == 3 and out[3:] == [5.0, 5.0]  # far apart in y: left in place
+    assert out[0] < out[1] < out[2]  # in the given order, not sorted by the metric
+    assert sum(out[:3]) / 3 == pytest.approx(1.0)  # symmetric about the true x
+    assert max(out[:3]) - min(out[:3]) == pytest.approx(2 * JITTER_FRACTION * 10.0)
+    logged = jitter([1e-3, 1e-3, 5e-3], [90.0, 90.0, 70.0], width=1.0, log=True)
+    assert logged[0] < 1e-3 < logged[1] and logged[0] * logged[1] == pytest.approx(1e-6)
+
+
+def test_answer_rows_speedup_saving_and_distinguishability():
+    rows = [cand("npu", "dense", "dense", 0.97, 0.002, 4e-3, 8e-3),
+            cand("npu", "mdgf", "2:4", 0.965, 0.002, 2.5e-3, 5e-3),
+            cand("npu", "mdgf", "1:8", 0.90, 0.002, 2e-3, 4e-3)]
+    table = ResultTable(rows)
+    p = pick(table, "npu", min_accuracy=0.95)
+    (row,) = answer_rows(CostSection("", "", table, [p]), MetricInfo())
+    assert row["train this"] == "mdgf 2:4" and row["test accuracy"] == "96.50% ± 0.20 (n=2)"
+    assert row["speedup vs dense"] == "1.60x"  # 4 ms / 2.5 ms
+    assert row["energy saving vs dense"] == "38%"  # 1 - 5/8
+    assert row["latency"] == "2.5 ms" and row["weights"] == "1 MB"
+    assert row["runner-up"].startswith("dense: 97.00%")
+    # 0.5 points apart, combined std 0.28 points: distinguishable
+    assert row["distinguishable from runner-up?"].startswith("yes: test accuracy differs by 0.50 points > combined std 0.28")
+    noisy = ResultTable([dataclasses.replace(c, accuracy_std=0.01) for c in rows])
+    (row,) = answer_rows(CostSection("", "", noisy, [pick(noisy, "npu", min_accuracy=0.95)]), MetricInfo())
+    assert row["distinguishable from runner-up?"].startswith("no:")
+
+
+def test_pattern_cost_table_orders_patterns_and_gives_speedups():
+    rows = [cand("npu", "dense", "dense", 0.97, 0, 4e-3), cand("npu", "sr-ste", "1:8", 0.9, 0, 1e-3),
+            cand("npu", "mdgf", "1:8", 0.91, 0, 1.5e-3), cand("npu", "mdgf", "2:4", 0.95, 0, 2e-3)]
+    out = pattern_cost_rows(CostSection("", "", ResultTable(rows)))
+    assert [r["pattern"] for r in out] == ["dense", "2:4", "1:8"]
+    assert out[2]["npu"].startswith("1 ms (4.00x)")  # the cheaper recipe of the pattern
+    assert out[1]["npu"].startswith("2 ms (2.00x)")
+
+
+def test_flat_trained_view_puts_the_deployment_proxy_first():
+    flat = ResultTable([cand("npu", "dense", "dense", 0.97, 0, 1.000e-3), cand("npu", "mdgf", "1:8", 0.9, 0, 0.999e-3)])
+    steep = ResultTable([cand("npu", "dense", "dense", 0.97, 0, 4e-3), cand("npu", "mdgf", "1:8", 0.9, 0, 1e-3),
+                         cand("npu", "mdgf", "2:4", 0.95, 0, 2e-3)])
+    trained = CostSection("Cost model: trained model", "", flat, kind="trained")
+    deploy = CostSection("Cost model: DEPLOYMENT PROXY", "", steep, kind="deploy")
+    assert order_views([trained, deploy]) == [deploy, trained]
+    assert order_views([dataclasses.replace(trained, results=steep), deploy])[0].kind == "trained"
+    html = render_html(ReportData(cost_views=[trained, deploy]))
+    assert html.index("DEPLOYMENT PROXY</b> leads") < html.index("Cost model: trained model")
+
+
+def test_pareto_figure_labels_every_panel_marks_the_pick_and_keeps_styles():
+    data = _sample()
+    table = data.results
+    fr = fronts(table, tuple(k for k, _, _ in COSTS))
+    style = Style()
+    style.register(list(table))
+    figs = [pareto_figure(table, hw, fr, data.picks, style, MetricInfo()) for hw in table.hardware_names()]
+    for fig, p in zip(figs, data.picks):
+        layout = fig.layout
+        for ax in ("xaxis", "xaxis2", "xaxis3", "xaxis4", "yaxis", "yaxis2", "yaxis3", "yaxis4"):
+            assert layout[ax].title.text, f"{ax} has no title"
+        stars = [t for t in fig.data if t.meta == "pick"]
+        assert len(stars) == 4 and all(t.name == f"pick: {p.best.label}" for t in stars)  # one per panel
+        assert [t.y[0] for t in stars] == [pytest.approx(p.best.accuracy_mean * 100)] * 4
+        fronts_drawn = [t for t in fig.data if t.name == "Pareto front (staircase)"]
+        assert len(fronts_drawn) == 4 and all(t.line.shape == "hv" for t in fronts_drawn)
+    colours = [{t.name: t.marker.color for t in fig.data if t.name in ("dense", "sr-ste", "mdgf")} for fig in figs]
+    assert colours[0] == colours[1] and len(set(colours[0].values())) == 3
+    symbols = {t.name: t.marker.symbol for fig in figs for t in fig.data if (t.name or "").startswith("pattern ")}
+    assert len(set(symbols.values())) == len(symbols) == 4  # dense, 2:4, 1:8, 1:16
+
+
+def test_lower_is_better_metric_is_labelled_from_the_data():
+    metric = MetricInfo(name="bits per character", unit=" bpc", scale=1.0, higher_is_better=False, split="valid")
+    rows = [cand("npu", "dense", "dense", 1.30, 0.01, 4e-3), cand("npu", "mdgf", "2:4", 1.35, 0.01, 2e-3)]
+    table = ResultTable(rows)
+    html = render_html(ReportData(results=table, metric=metric, picks=[pick(table, "npu")]))
+    assert "bits per character: mean ± std over seeds on the valid (lower is better)" in html
+    assert "bits per character ( bpc)" not in html and "bits per character (bpc)" in html
+
+
+@pytest.mark.slow  # kaleido starts a browser per image
+@pytest.mark.skipif(shutil.which("chromium") is None and shutil.which("google-chrome") is None,
+                    reason="plotly's static export (kaleido) needs Chrome/Chromium: apt-get install chromium")
+def test_every_figure_is_also_written_as_png_and_svg(tmp_path):
+    pytest.importorskip("kaleido", reason="pip install kaleido")
+    path = write_report(tmp_path / "rep.html", _sample(), figure_files=True)
+    folder = tmp_path / "rep_figures"
+    pngs, svgs = sorted(folder.glob("*.png")), sorted(folder.glob("*.svg"))
+    assert len(pngs) == len(svgs) == path.read_text().count("Plotly.newPlot") == 6
+    assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and p.stat().st_size > 20_000 for p in pngs)
+    assert all(s.read_text()[:200].lstrip().startswith("<svg") for s in svgs)
+    assert any("pareto" in p.name and "a100_80gb" in p.name for p in pngs)
+    assert math.isfinite(sum(p.stat().st_size for p in pngs))
