@@ -126,13 +126,16 @@ def _db_args(p: argparse.ArgumentParser) -> None:
 
 
 def _pick_limits(p: argparse.ArgumentParser, *, default_drop: float | None) -> None:
-    p.add_argument("--min-accuracy", type=_accuracy, help="minimum mean accuracy, e.g. 0.9 or 90%%")
+    p.add_argument("--min-accuracy", type=_accuracy, help="minimum mean accuracy, e.g. 0.9 or 90%% (accuracy tasks)")
+    p.add_argument("--limit", type=float, help="worst acceptable value of the task metric on validation: a "
+                                               "minimum for accuracy, a maximum for bpc / loss / perplexity (e.g. 3.0)")
     p.add_argument("--max-latency", type=lambda s: _quantity(s, "s"), help="latency cap, e.g. 0.002 or 2ms")
     p.add_argument("--max-energy", type=lambda s: _quantity(s, "J"), help="energy cap, e.g. 0.01 or 10mJ")
     if default_drop is not None:
-        p.add_argument("--max-drop", type=_accuracy, default=default_drop,
-                       help=f"without other limits: accuracy at most this far below the dense baseline "
-                            f"(default {default_drop})")
+        p.add_argument("--max-drop", type=_drop, default="auto",
+                       help="without other limits: the metric at most this much worse than the dense baseline, in "
+                            "its units (accuracy: a fraction or 1%%; bpc: bits/char). Default: 1 point of accuracy, "
+                            "0.05 bits/char, 0.035 nats of loss, 0.25 of perplexity")
 
 
 _PREFIX = {"": 1.0, "m": 1e-3, "u": 1e-6, "µ": 1e-6, "n": 1e-9, "k": 1e3}
@@ -147,6 +150,18 @@ def _quantity(text: str, unit: str) -> float:
         return float(m.group(1)) * _PREFIX[m.group(2)]
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+
+
+def _drop(text: str):
+    if text == "auto":
+        return "auto"
+    try:
+        value = float(text[:-1]) / 100 if text.endswith("%") else float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number (e.g. 0.01, 1%, or 0.05 for bpc)") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"--max-drop must be >= 0, got {text!r}")
+    return value
 
 
 def _accuracy(text: str) -> float:
@@ -222,7 +237,7 @@ def _default_picks(table, args, cost=None):
     within ``--max-drop`` of the dense baseline; with limits: one pick per target under them."""
     from .views import make_picks
 
-    if args.min_accuracy is not None or args.max_latency is not None or args.max_energy is not None:
+    if args.min_accuracy is not None or args.limit is not None or args.max_latency is not None or args.max_energy is not None:
         return make_picks(table, None, args, cost=cost)
     picks, errors = [], []
     for objective in ("latency_s", "energy_j"):
@@ -236,14 +251,15 @@ def _print_picks(picks, errors, cost=None) -> None:
     """A compact table (the full explanations are in the report and from `pgf-sim pick`)."""
     print(f"\npicks (train this for that target){f' [{cost.label}]' if cost else ''}:")
     for p in picks:
-        b, r = p.best, p.runner_up
-        print(f"  {p.hardware:<18} min {p.objective:<9} -> {b.label:<14} accuracy {b.accuracy_mean * 100:5.2f}% "
-              f"± {b.accuracy_std * 100:4.2f}  latency {b.latency_s * 1e6:9.2f} us  energy {b.energy_j * 1e6:8.2f} uJ"
+        b, r, m = p.best, p.runner_up, p.metric
+        print(f"  {p.hardware:<18} min {p.objective:<9} -> {b.label:<14} {m.name} (val) {m.fmt(b.accuracy_mean, b.accuracy_std):<22}"
+              f"  latency {b.latency_s * 1e6:9.2f} us  energy {b.energy_j * 1e6:8.2f} uJ"
               f"  (runner-up: {r.label if r else '-'})")
     for p in picks[:len({q.hardware for q in picks})]:
-        floor = p.constraints.get("min_accuracy")
+        floor = p.constraints.get("metric_limit")
         if floor is not None:
-            print(f"  on {p.hardware}: candidates need mean accuracy >= {floor * 100:.2f}%")
+            sense = ">=" if p.metric.higher_is_better else "<="
+            print(f"  on {p.hardware}: candidates need mean {p.metric.name} {sense} {p.metric.fmt(floor)}")
     for e in errors:
         print(f"  {e}")
 

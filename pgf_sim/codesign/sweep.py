@@ -297,6 +297,7 @@ def run_sweep(sweep: Sweep, *, db: str | Path, workdir: str | Path, workers: int
 
     from ..sim.hardware import load_hardware
     from ..store import ResultStore
+    from ..train.experiment import metric_of
     from . import results
     from .deploy import check_model
     from .executors import RUNNERS, PointTask, error_text, usable_cores
@@ -366,9 +367,10 @@ def run_sweep(sweep: Sweep, *, db: str | Path, workdir: str | Path, workers: int
             echo(f"{head}: skipped, another process is training it")
         else:
             completed.append(task.run_id)
-            acc = "n/a" if res.accuracy is None else f"{res.accuracy * 100:.1f}%"
+            metric = metric_of(task.experiment)
+            acc = "n/a" if res.accuracy is None else metric.fmt(res.accuracy)
             eta = elapsed / i * (len(tasks) - i)
-            echo(f"{head}: {res.status}, accuracy {acc}, {res.seconds:.0f} s  "
+            echo(f"{head}: {res.status}, validation {metric.name} {acc}, {res.seconds:.0f} s  "
                  f"(elapsed {_mmss(elapsed)}, ~{_mmss(eta)} left)")
         last_note = time.time()
     return SweepOutcome(tuple(points), tuple(done), tuple(completed), failed, tuple(busy), time.time() - t0)

@@ -15,8 +15,9 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..core import NM, ConfigError
+from ..core.metric import ACCURACY, Metric
 from . import results
-from .pareto import ResultTable, aggregate_seeds, fronts
+from .pareto import Candidate, ResultTable, aggregate_seeds, fronts
 from .pick import NoFeasibleCandidate, Pick, pick
 
 GRAD_NOISE_KEYS = ("grad_var", "grad_diff")  # positive quantities: the report draws them on log axes
@@ -88,16 +89,47 @@ def load_table(db: Any, sweep: str | None, cost: CostModel | None = None) -> Res
     if not rows:
         what = "" if cost is None or cost.name == "trained" else " with deployment-proxy costs (rerun the sweep to add them)"
         raise ConfigError(f"sweep {name!r} in {db} has no finished runs{what} yet; run it first")
-    return aggregate_seeds(rows)
+    return aggregate_seeds(rows, sweep_metric(store, name))
+
+
+def sweep_metric(store: Any, sweep: str) -> Metric:
+    """The task metric of a sweep's runs (all runs of one sweep must share it)."""
+    from ..train.experiment import metric_of
+
+    found = {}
+    for pt in results.sweep_points(store, sweep):
+        run = store.get_run(pt["run_id"])
+        if run is not None:
+            m = metric_of(run["config"])
+            found[m.name] = m
+    if len(found) > 1:
+        raise ConfigError(f"sweep {sweep!r} mixes runs judged by different metrics ({', '.join(sorted(found))}); "
+                          "give every run of a sweep the same task metric")
+    return next(iter(found.values()), ACCURACY)
+
+
+def test_metric(store: Any, cand: Candidate, metric: Metric) -> tuple[float, float]:
+    """Mean and std over seeds of the task metric on the TEST split (reported, never used to choose)."""
+    vals = []
+    for run_id in cand.run_ids:
+        rows = store.run_metrics(run_id, f"test_{metric.name}")
+        if rows:
+            vals.append(rows[-1][-1])
+    if not vals:
+        return float("nan"), float("nan")
+    return float(np.mean(vals)), float(np.std(vals, ddof=1)) if len(vals) > 1 else 0.0
 
 
 def accuracy_floor(table: ResultTable, hw: str, max_drop: float) -> tuple[float, str]:
-    """Minimum accuracy = dense baseline's mean (or the best mean without one) - ``max_drop``."""
+    """The worst acceptable metric value: the dense baseline's mean (or the best mean without
+    one) worsened by ``max_drop`` (accuracy: minus; bpc/loss/perplexity: plus)."""
+    m = table.metric
     rows = [c for c in table.where(hardware=hw) if not math.isnan(c.accuracy_mean)]
     dense = [c for c in rows if isinstance(c.pattern, NM) and c.pattern.is_dense]
-    ref = max(dense or rows, key=lambda c: c.accuracy_mean)
+    ref = max(dense or rows, key=lambda c: m.oriented(c.accuracy_mean))
     what = "the dense baseline" if dense else f"the best candidate ({ref.label})"
-    return ref.accuracy_mean - max_drop, f"accuracy within {max_drop * 100:.1f} points of {what} ({ref.accuracy_mean * 100:.2f}%)"
+    floor = ref.accuracy_mean - max_drop if m.higher_is_better else ref.accuracy_mean + max_drop
+    return floor, f"{m.label} within {m.fmt_delta(max_drop)} of {what} ({m.fmt(ref.accuracy_mean)})"
 
 
 def make_picks(table: ResultTable, hws: Sequence[str] | None, args: Any, *, objective: str | None = None,
@@ -106,18 +138,24 @@ def make_picks(table: ResultTable, hws: Sequence[str] | None, args: Any, *, obje
     minimum accuracy relative to the dense baseline and the objective is latency. ``cost``:
     the view the table holds; its label ends every explanation and error."""
     picks, errors = [], []
+    m = table.metric
+    store = getattr(args, "db", None) and Path(args.db).is_file() and _store(args.db)
     for hw in hws or table.hardware_names():
-        min_acc = args.min_accuracy
-        no_limits = min_acc is None and args.max_latency is None and args.max_energy is None
-        if no_limits and getattr(args, "max_drop", None) is not None:
-            min_acc, why = accuracy_floor(table, hw, args.max_drop)
+        limit = metric_limit(args, m)
+        no_limits = limit is None and args.max_latency is None and args.max_energy is None
+        max_drop = getattr(args, "max_drop", None)
+        if no_limits and max_drop is not None:
+            limit, why = accuracy_floor(table, hw, m.default_budget if max_drop == "auto" else max_drop)
             print_note = f"(on {hw}: {why})"
         else:
             print_note = ""
         try:
-            p = pick(table, hw, min_accuracy=min_acc, max_latency_s=args.max_latency, max_energy_j=args.max_energy,
+            p = pick(table, hw, metric_limit=limit, max_latency_s=args.max_latency, max_energy_j=args.max_energy,
                      objective=objective, model=model)
-            tags = " ".join(t for t in (print_note, f"[{cost.label}]" if cost else "") if t)
+            test = test_metric(store, p.best, m) if store else (float("nan"),) * 2
+            test_note = (f"(test {m.label} of the pick, reported only, never used to choose: {m.fmt(*test)})"
+                         if not math.isnan(test[0]) else "")
+            tags = " ".join(t for t in (test_note, print_note, f"[{cost.label}]" if cost else "") if t)
             if tags:
                 p = replace(p, explanation=f"{p.explanation} {tags}")
             picks.append(p)
@@ -126,15 +164,29 @@ def make_picks(table: ResultTable, hws: Sequence[str] | None, args: Any, *, obje
     return picks, errors
 
 
+def metric_limit(args: Any, metric: Metric) -> float | None:
+    """The worst acceptable metric value from ``--limit`` / ``--min-accuracy`` (accuracy only)."""
+    limit = getattr(args, "limit", None)
+    min_acc = getattr(args, "min_accuracy", None)
+    if min_acc is not None:
+        if metric.name != "accuracy":
+            raise ConfigError(f"--min-accuracy applies to accuracy tasks; this sweep is judged by {metric.label} "
+                              f"({metric.unit}, lower is better): use --limit VALUE (the largest acceptable {metric.name})")
+        return min_acc
+    return limit
+
+
 def format_fronts(table: ResultTable, metric: str = "latency_s", cost: CostModel | None = None) -> str:
-    """The accuracy-vs-``metric`` front of every target, as text (cheapest first)."""
+    """The quality-vs-``metric`` front of every target, as text (cheapest first)."""
     lines = []
+    m = table.metric
     tag = f" [{cost.label}]" if cost else ""
     for (hw, _), front in fronts(table, (metric,)).items():
-        lines.append(f"Pareto front on {hw}, accuracy vs {metric}{tag}:")
+        lines.append(f"Pareto front on {hw}, {m.label} ({m.unit}, validation, mean ± std over seeds; "
+                     f"{'higher' if m.higher_is_better else 'lower'} is better) vs {metric}{tag}:")
         for c in front.candidates(table):
             weights = f"{c.weight_bytes / 1e6:8.2f} MB" if c.weight_bytes >= 1e6 else f"{c.weight_bytes / 1e3:8.2f} kB"
-            lines.append(f"  {c.label:<28} accuracy {c.accuracy_mean * 100:6.2f}% ± {c.accuracy_std * 100:4.2f}  "
+            lines.append(f"  {c.label:<28} {m.name} {m.fmt(c.accuracy_mean, c.accuracy_std):<24} n={c.n_seeds}  "
                          f"latency {c.latency_s * 1e6:9.3f} us  energy {c.energy_j * 1e6:9.3f} uJ  "
                          f"weights {weights}")
         for _, why in front.excluded:
@@ -192,13 +244,18 @@ def build_report_data(db: Any, sweep: str, views: Sequence[CostViewData], patter
     meta = {"sweep": sweep, "database": str(db), "runs": f"{finished} finished of {n_runs}",
             "hardware targets": ", ".join(info["hardware"])}
     meta.update({f"cost model {v.cost.name}": v.cost.key for v in views})
+    v0 = views[0] if views else None
+    if v0 is not None:
+        meta["quality metric"] = v0.table.metric.axis_label
     return ReportData(
         title=f"pgf_sim co-design report: {sweep}",
         cost_views=sections,
         grad_noise=_grad_noise_curves(store, points), training_curves=_training_curves(store, points),
         pattern_gains=list(pattern_gains),
         meta=meta,
-        notes=["Accuracy is the test accuracy of the final (masked) trained model, mean ± std over seeds. "
+        notes=[f"Quality is the {(v0.table.metric if v0 else ACCURACY).axis_label} of the final (masked) trained model "
+               "on the validation split, mean ± std over seeds (picks are made on it; test numbers are reported beside "
+               "the picks). "
                + " ".join(v.cost.note for v in views)],
     )
 
@@ -246,13 +303,17 @@ def _mean_curves(series: dict[str, list[dict[int, float]]], group: str) -> list:
 
 def _training_curves(store: Any, points: Sequence[dict[str, Any]]) -> list:
     curves = []
-    for key, group in (("train_loss", "train loss"), ("test_acc", "test accuracy")):
+    from ..train.experiment import metric_of
+
+    first = store.get_run(points[0]["run_id"]) if points else None
+    key_eval = f"val_{metric_of(first['config']).name}" if first else "val_accuracy"
+    for key, group in (("train_loss", "train loss"), (key_eval, f"validation {key_eval[4:]}")):
         series: dict[str, list[dict[int, float]]] = defaultdict(list)
         for pt in points:
             vals = {step: v for step, _, v in store.run_metrics(pt["run_id"], key)}
             if vals:
                 series[_group_label(pt)].append(vals)
-        if key == "test_acc" and all(len(s) == 1 for ss in series.values() for s in ss):
+        if key == key_eval and all(len(s) == 1 for ss in series.values() for s in ss):
             continue  # only the final evaluation: the Pareto plots already show it
         curves += _mean_curves(series, group)
     return curves

@@ -14,7 +14,7 @@ uninterrupted run would have seen, and DDP ranks split one global batch between 
 from __future__ import annotations
 
 import pickle
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Literal
 
@@ -29,17 +29,26 @@ from pgf_sim.train.experiment import (
 
 @dataclass(frozen=True)
 class DataSpec:
-    """What a model needs to know: ``input_shape`` excludes the batch dim, (C, H, W) or (T,)."""
+    """What a model needs to know: ``input_shape`` excludes the batch dim, (C, H, W) or (T,).
 
-    kind: Literal["image", "tokens"]
+    kind: ``image`` (B, C, H, W) floats, ``tokens`` (B, T) ids with one label per sequence,
+    ``lm`` (B, T) ids with one next-token target per position (``num_classes`` = vocabulary),
+    ``tensor`` anything else a user's factory returns (one label per example).
+    """
+
+    kind: Literal["image", "tokens", "lm", "tensor"]
     input_shape: tuple[int, ...]
     num_classes: int
     vocab_size: int = 0
 
 
+EVAL_BATCH = 512  # examples (or windows) per evaluation forward
+
+
 @dataclass
 class TensorData:
-    """Train/test tensors. Images may be stored as uint8 and are normalised per batch."""
+    """Train/validation/test tensors. Images may be stored as uint8 and are normalised per batch.
+    ``val_x``/``val_y`` None: ``load_data`` carves validation from train."""
 
     spec: DataSpec
     train_x: torch.Tensor
@@ -48,9 +57,37 @@ class TensorData:
     test_y: torch.Tensor
     mean: tuple[float, ...] | None = None  # per channel, applied after scaling uint8 to [0, 1]
     std: tuple[float, ...] | None = None
+    val_x: torch.Tensor | None = None
+    val_y: torch.Tensor | None = None
+
+    @property
+    def n_train(self) -> int:
+        return len(self.train_y)
+
+    def train_batch(self, batch_size: int, seed: int, step: int, *, rank: int = 0, world: int = 1):
+        """(x, y) of training step ``step`` for this rank (``batch_indices``)."""
+        idx = batch_indices(self.n_train, batch_size, seed, step, rank=rank, world=world)
+        return self.prepare(self.train_x[idx]), self.train_y[idx]
+
+    def eval_batches(self, split: str):
+        """(x, y) batches of split ``val`` or ``test``, in order."""
+        x, y = (self.val_x, self.val_y) if split == "val" else (self.test_x, self.test_y)
+        for i in range(0, len(y), EVAL_BATCH):
+            yield self.prepare(x[i:i + EVAL_BATCH]), y[i:i + EVAL_BATCH]
+
+    def carve_val(self, fraction: float, seed: int = 0) -> "TensorData":
+        """Move a fixed ``fraction`` of train (a permutation seeded by ``seed``) to validation."""
+        if self.val_x is not None:
+            return self
+        if self.n_train < 2:
+            raise ConfigError(f"the training split has {self.n_train} example(s); too few to carve a validation split")
+        tr, va = _split(self.n_train, fraction, seed)
+        tr_t, va_t = torch.from_numpy(np.sort(tr)), torch.from_numpy(np.sort(va))
+        return replace(self, train_x=self.train_x[tr_t], train_y=self.train_y[tr_t],
+                       val_x=self.train_x[va_t], val_y=self.train_y[va_t])
 
     def prepare(self, x: torch.Tensor) -> torch.Tensor:
-        if self.spec.kind == "tokens":
+        if self.spec.kind != "image":
             return x
         x = x.float() / 255.0 if x.dtype == torch.uint8 else x.float()
         if self.mean is not None:
@@ -65,12 +102,22 @@ DATASETS: Registry[tuple[Callable, Callable]] = Registry("data set")
 
 
 def data_spec(cfg: DataConfig) -> DataSpec:
-    """The data's shape and class count without loading it (used by ``example_input``)."""
+    """The data's shape and class count (used by ``example_input``); built-in sets answer
+    without loading the examples, a factory's data is loaded to see it."""
+    if cfg.factory is not None:
+        return load_data(cfg).spec
     return DATASETS.get(cfg.name)[0](cfg.typed())
 
 
-def load_data(cfg: DataConfig) -> TensorData:
-    return DATASETS.get(cfg.name)[1](cfg.typed())
+def load_data(cfg: DataConfig):
+    """``TensorData`` (with a validation split) or ``text.TextData`` for the text sets."""
+    if cfg.factory is not None:
+        from pgf_sim.train.factories import data_from_factory
+
+        data = data_from_factory(cfg)
+    else:
+        data = DATASETS.get(cfg.name)[1](cfg.typed())
+    return data.carve_val(cfg.val_fraction) if isinstance(data, TensorData) else data
 
 
 def steps_per_epoch(n_train: int, batch_size: int) -> int:
@@ -318,3 +365,8 @@ def _folder_load(opts: ImageFolderOptions) -> TensorData:
 
 
 DATASETS.add("image_folder", (_folder_spec, _folder_load))
+
+
+# The text (language-modelling) and IDX sets live in their own modules and register themselves.
+from pgf_sim.train import idx as _idx  # noqa: E402,F401
+from pgf_sim.train import text as _text  # noqa: E402,F401

@@ -23,14 +23,13 @@ from pgf_sim.core import NM, PgfSimError
 from pgf_sim.store import ResultStore
 from pgf_sim.train import distributed as dist
 from pgf_sim.train.checkpoint import CHECKPOINT_NAME, atomic_save, load_checkpoint, save_checkpoint, set_rng_state
-from pgf_sim.train.data import TensorData, batch_indices, data_spec, load_data, steps_per_epoch
+from pgf_sim.train.data import data_spec, load_data, steps_per_epoch
 from pgf_sim.train.diagnostics import GradNoiseMonitor
 from pgf_sim.train.experiment import ExperimentConfig, experiment_from_dict
 from pgf_sim.train.models import build_model
 
 FINAL_MODEL_NAME = "final_model.pt"
 CONFIG_NAME = "config.json"
-EVAL_BATCH = 512
 
 
 class TrainingDiverged(PgfSimError):
@@ -70,27 +69,38 @@ def _param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str,
 
 
 @torch.no_grad()
-def evaluate(model: torch.nn.Module, data: TensorData, device: torch.device, bf16: bool) -> tuple[float, float]:
-    """(accuracy in [0, 1], mean cross-entropy) on the test split."""
+def evaluate(model: torch.nn.Module, data, device: torch.device, bf16: bool, split: str = "val") -> dict[str, float]:
+    """Metrics of ``split`` (``val`` or ``test``): ``accuracy`` in [0, 1] and mean cross-entropy
+    ``loss`` (nats) over every scored target (examples; next-token positions for text), and for
+    next-token data also ``bpc`` = loss / ln 2 (bits per character) and ``perplexity`` = exp(loss)."""
     was_training = model.training
     model.eval()
-    correct, loss_sum = 0, 0.0
-    for i in range(0, len(data.test_y), EVAL_BATCH):
-        x = data.prepare(data.test_x[i:i + EVAL_BATCH]).to(device)
-        y = data.test_y[i:i + EVAL_BATCH].to(device)
+    correct, loss_sum, n = 0, 0.0, 0
+    for x, y in data.eval_batches(split):
+        x, y = x.to(device), y.to(device)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
             logits = model(x)
-        loss_sum += float(F.cross_entropy(logits.float(), y, reduction="sum"))
+        logits, y = logits.float().flatten(0, -2), y.flatten()  # (B[*T], classes), (B[*T],)
+        loss_sum += float(F.cross_entropy(logits, y, reduction="sum"))
         correct += int((logits.argmax(-1) == y).sum())
+        n += y.numel()
     model.train(was_training)
-    n = len(data.test_y)
-    return correct / n, loss_sum / n
+    out = {"accuracy": correct / n, "loss": loss_sum / n}
+    if data.spec.kind == "lm":
+        out["bpc"] = out["loss"] / math.log(2)
+        out["perplexity"] = math.exp(out["loss"])
+    return out
 
 
-def example_input(cfg: ExperimentConfig, batch: int = 1) -> torch.Tensor:
-    """A batch shaped like the experiment's inputs (for ``pgf_sim.sim.capture``); no data is read."""
-    spec = data_spec(cfg.data)
-    if spec.kind == "tokens":
+def _eval_rows(step: int, model, data, device, bf16: bool, splits=("val",)) -> list[tuple[int, str, float]]:
+    return [(step, f"{split}_{k}", v) for split in splits for k, v in evaluate(model, data, device, bf16, split).items()]
+
+
+def example_input(cfg: ExperimentConfig, batch: int = 1, *, spec=None) -> torch.Tensor:
+    """A batch shaped like the experiment's inputs (for ``pgf_sim.sim.capture``); built-in
+    image/token sets read no data."""
+    spec = spec or data_spec(cfg.data)
+    if spec.kind in ("tokens", "lm"):
         return torch.zeros((batch, *spec.input_shape), dtype=torch.long)
     return torch.zeros((batch, *spec.input_shape))
 
@@ -137,10 +147,14 @@ def train(cfg: ExperimentConfig, *, store: ResultStore, run_id: str | None = Non
 
     torch.manual_seed(cfg.seed)
     data = load_data(cfg.data)
-    total = cfg.schedule.total_steps(len(data.train_y))
-    steps_per_epoch(len(data.train_y), cfg.schedule.batch_size)  # validates batch_size <= n_train
+    total = cfg.schedule.total_steps(data.n_train)
+    steps_per_epoch(data.n_train, cfg.schedule.batch_size)  # validates batch_size <= n_train
+    metric = cfg.task_metric
+    if metric.name in ("bpc", "perplexity") and data.spec.kind != "lm":
+        raise PgfSimError(f"metric {metric.name!r} needs next-token data; data gives {data.spec.kind} data "
+                          "(use accuracy or loss)")
     model = build_model(cfg.model, data.spec)
-    flops = training_flops(cfg.recipe, _gemm_layers(model, cfg.schedule.batch_size),
+    flops = training_flops(cfg.recipe, _gemm_layers(model, example_input(cfg, 1, spec=data.spec), cfg.schedule.batch_size),
                            tokens=0, total_steps=total)
     controller = sparsify(model, cfg.recipe, total)
     model.to(device)
@@ -196,10 +210,11 @@ def train(cfg: ExperimentConfig, *, store: ResultStore, run_id: str | None = Non
     try:
         for step in range(done, total):
             controller.set_step(step)
-            idx = batch_indices(len(data.train_y), cfg.schedule.batch_size, cfg.seed, step, rank=ctx.rank, world=ctx.world)
-            x, y = data.prepare(data.train_x[idx]).to(device), data.train_y[idx].to(device)
+            x, y = data.train_batch(cfg.schedule.batch_size, cfg.seed, step, rank=ctx.rank, world=ctx.world)
+            x, y = x.to(device), y.to(device)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
-                loss = F.cross_entropy(net(x).float(), y)
+                # (B, classes) or (B, T, vocab) logits: every position of a text window is a target
+                loss = F.cross_entropy(net(x).float().flatten(0, -2), y.flatten())
             opt.zero_grad(set_to_none=True)
             loss.backward()  # also when not finite: under DDP every rank must join the all-reduce
             if monitor is not None and monitor.active(step):
@@ -220,8 +235,7 @@ def train(cfg: ExperimentConfig, *, store: ResultStore, run_id: str | None = Non
             if cfg.recipe.spec.decays:  # MDGF's beta(t) of this step, for the training curves
                 pending.append((s, "beta", controller.beta))
             if cfg.eval_every and s % cfg.eval_every == 0 and s < total:
-                acc, test_loss = evaluate(model, data, device, cfg.bf16)
-                pending += [(s, "test_acc", acc), (s, "test_loss", test_loss)]
+                pending += _eval_rows(s, model, data, device, cfg.bf16)
             if s % cfg.checkpoint_every == 0 or s == total:
                 if ctx.is_main:
                     # Metrics first, then the checkpoint: a crash in between leaves metrics past
@@ -236,9 +250,12 @@ def train(cfg: ExperimentConfig, *, store: ResultStore, run_id: str | None = Non
         bar.close()
 
     controller.finalize()  # weights *= final mask: the zero structure is now the N:M pattern
-    acc, test_loss = evaluate(model, data, device, cfg.bf16)
+    final = _eval_rows(total, model, data, device, cfg.bf16, splits=("val", "test"))
+    # the run's headline number is the task metric on the VALIDATION split (picks are made on
+    # it); the test split's metrics are stored beside it and never used to choose
+    acc = dict((k, v) for _, k, v in final)[f"val_{metric.name}"]
     if ctx.is_main:
-        store.add_metrics(run_id, [(total, "test_acc", acc), (total, "test_loss", test_loss)])
+        store.add_metrics(run_id, final)
         store.set_layers(run_id, {n: (str(p), tuple(s), r) for n, (p, s, r) in layer_info.items()})
         atomic_save(_plain_state_dict(model, cfg), run_dir / FINAL_MODEL_NAME)
         store.finish_run(run_id, final_step=total, final_accuracy=acc, train_flops=flops)
@@ -246,20 +263,36 @@ def train(cfg: ExperimentConfig, *, store: ResultStore, run_id: str | None = Non
     return RunSummary(run_id, acc, layer_info, ckpt_path, cfg.model.name, run_dir, total, flops, model)
 
 
-def _gemm_layers(model: torch.nn.Module, batch: int) -> dict[str, tuple]:
-    """Every weight GEMM of a built-in model -> (shape, role, rows per step), for ``flops.py``.
-    Rows: patch embedding sees the patches, the head only the cls token, every block all tokens
-    (patches or sequence positions, + cls). Attention score/AV matmuls (activation x activation,
-    never weight-sparse) are not weight GEMMs and are not counted here."""
+def _gemm_layers(model: torch.nn.Module, example: torch.Tensor, batch: int) -> dict[str, tuple]:
+    """Every weight GEMM -> (shape, role, rows per step), for ``flops.py``. Rows per example are
+    measured on one forward of ``example`` (one example): a Linear's input rows (tokens, or the
+    cls token only for a ViT head), a convolution's output positions. Works for any model.
+    Attention score/AV matmuls (activation x activation, never weight-sparse) are not weight
+    GEMMs and are not counted here."""
     from pgf_sim.train.sparsify import infer_roles, weight_params
 
     roles = infer_roles(model)
-    tokens = model.pos_embed.shape[1]  # patches or positions, + cls
+    params = weight_params(model)
+    rows_per_example: dict[str, int] = {}
+    hooks = []
+    for name, (module, param, red) in params.items():
+        def hook(mod, inputs, output, name=name, param=param, red=red):
+            w = getattr(mod, param)
+            if isinstance(mod, torch.nn.modules.conv._ConvNd):
+                rows = output.numel() // output.shape[0] // output.shape[1]  # output positions
+            else:
+                rows = inputs[0].numel() // inputs[0].shape[0] // w.shape[red]  # rows of the reduction
+            rows_per_example[name] = rows_per_example.get(name, 0) + rows
+        hooks.append(module.register_forward_hook(hook))
+    try:
+        with torch.no_grad():
+            model(example)
+    finally:
+        for h in hooks:
+            h.remove()
     out = {}
-    for name, (module, param, _) in weight_params(model).items():
-        role = roles[name]
-        rows = {"patch_embed": tokens - 1, "head": 1}.get(role, tokens)
-        out[name] = (tuple(getattr(module, param).shape), role, batch * rows)
+    for name, (module, param, _) in params.items():
+        out[name] = (tuple(getattr(module, param).shape), roles[name], batch * rows_per_example.get(name, 0))
     return out
 
 
