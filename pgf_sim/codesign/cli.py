@@ -21,8 +21,9 @@ def default_sweep_path() -> Path:
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "run", help="the whole loop on the embedded default: sweep, simulate, pick, report",
-        description="Train the default sweep (a small ViT on the bundled 8x8 digits, recipes x N:M patterns x "
-                    "seeds), simulate every trained model's real masks on the built-in hardware targets, print "
+        description="Train the default sweep (a small causal character-level transformer on the bundled "
+                    "Shakespeare plays, judged by validation bits per character; recipes x N:M patterns x seeds), "
+                    "simulate every trained model's real masks on the built-in hardware targets, print "
                     "the Pareto fronts and the pick per target, and write the HTML report. Resumable: rerun the "
                     "same command after an interruption.")
     p.add_argument("sweep", nargs="?", type=Path, default=None, help="sweep YAML (default: training/sweep_default.yaml)")
@@ -85,7 +86,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_dse)
 
     p = subparsers.add_parser(
-        "mixed", help="per-layer mixed N:M assignment for a target under an accuracy budget",
+        "mixed", help="per-layer mixed N:M assignment for a target under a quality budget (the task's metric)",
         description="From a trained run (default: the seed-0 run of --recipe at the sweep's densest sparse "
                     "pattern), measure per-layer sensitivity and per-layer cost, choose a pattern per layer, "
                     "compare with the best uniform pattern, and verify the choice: one-shot re-masking, a masked "
@@ -96,7 +97,9 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--run", help="run id to start from")
     p.add_argument("--recipe", default="mdgf", help="recipe label of the sweep (default: mdgf)")
     p.add_argument("--patterns", help="candidate patterns, comma separated (default: the sweep's)")
-    p.add_argument("--budget", type=float, default=0.01, help="allowed accuracy drop, fraction (default 0.01)")
+    p.add_argument("--budget", type=float, default=0.01,
+                   help="how much worse the task metric may get, in its unit: an accuracy drop as a fraction "
+                        "(default 0.01), or bits per character / nats / perplexity for a language model (e.g. 0.05)")
     p.add_argument("--metric", choices=("latency_s", "energy_j"), default="latency_s")
     p.add_argument("--finetune-steps", type=int, default=100, help="steps of masked fine-tuning to verify (0: none)")
     p.add_argument("--no-train", action="store_true",

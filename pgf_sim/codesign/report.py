@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from ..core.metric import ACCURACY, Metric
 from .pareto import METRIC_LABELS, Candidate, ResultTable, fronts, pareto_front
 from .pick import Pick
 from .report_png import FIG_HEIGHT_PX, chromium_command, export_png, find_chromium  # noqa: F401 (public here)
@@ -153,7 +154,7 @@ def _cost_section(view: CostSection, figs: "_Figures", noise: str, *, train_flop
     if not view.picks and not view.pick_errors:
         body.append(_empty("no picks were requested"))
 
-    body.append(f"<h2>Accuracy vs cost: Pareto fronts per hardware target{suffix}</h2>")
+    body.append(f"<h2>{_e(table.metric.label.capitalize())} vs cost: Pareto fronts per hardware target{suffix}</h2>")
     if len(table):
         noise_text = {"sem": "one standard error of the mean", "std": "one per-seed standard deviation"}.get(noise)
         body.append("<p>Error bars: ± one standard deviation over seeds. Black rings joined by a staircase: the "
@@ -205,7 +206,8 @@ def _pareto_figure(table: ResultTable, hw: str, fr: dict, noisy: dict | None, ta
     from plotly.subplots import make_subplots
 
     metrics = ("latency_s", "energy_j", "inference_flops")
-    fig = make_subplots(rows=1, cols=3, subplot_titles=[f"accuracy vs {METRIC_LABELS[m]}" for m in metrics])
+    q = table.metric  # the task's quality metric: accuracy (%), or bpc / loss / perplexity (lower is better)
+    fig = make_subplots(rows=1, cols=3, subplot_titles=[f"{q.label} vs {METRIC_LABELS[m]}" for m in metrics])
     colors = _style([c.recipe for c in table], _PALETTE)
     symbols = _style([c.pattern_text for c in table], _SYMBOLS)
     rows = [i for i, c in enumerate(table) if c.hardware == hw and not math.isnan(c.accuracy_mean)]
@@ -214,20 +216,20 @@ def _pareto_figure(table: ResultTable, hw: str, fr: dict, noisy: dict | None, ta
             sel = [i for i in rows if table[i].recipe == recipe]
             cs = [table[i] for i in sel]
             fig.add_trace(go.Scatter(
-                x=[getattr(c, metric) for c in cs], y=[c.accuracy_mean * 100 for c in cs], mode="markers",
+                x=[getattr(c, metric) for c in cs], y=[c.accuracy_mean * q.scale for c in cs], mode="markers",
                 name=recipe, legendgroup=recipe, showlegend=col == 1,
-                error_y=dict(type="data", array=[c.accuracy_std * 100 for c in cs], thickness=1),
+                error_y=dict(type="data", array=[c.accuracy_std * q.scale for c in cs], thickness=1),
                 marker=dict(color=colors[recipe], size=10, symbol=[symbols[c.pattern_text] for c in cs]),
-                text=[_hover(c) for c in cs], hovertemplate="%{text}<extra></extra>"), row=1, col=col)
+                text=[_hover(c, q) for c in cs], hovertemplate="%{text}<extra></extra>"), row=1, col=col)
         front = fr[(hw, metric)].candidates(table)
         fig.add_trace(go.Scatter(
-            x=[getattr(c, metric) for c in front], y=[c.accuracy_mean * 100 for c in front], mode="lines+markers",
+            x=[getattr(c, metric) for c in front], y=[c.accuracy_mean * q.scale for c in front], mode="lines+markers",
             line=dict(color="black", width=1.5, shape="hv"), marker=dict(symbol="circle-open", size=17, color="black"),
             name="Pareto front", legendgroup="front", showlegend=col == 1, hoverinfo="skip"), row=1, col=col)
         if noisy is not None:
             extra = [table[i] for i in noisy[(hw, metric)].indices if i not in fr[(hw, metric)].indices]
             fig.add_trace(go.Scatter(
-                x=[getattr(c, metric) for c in extra], y=[c.accuracy_mean * 100 for c in extra], mode="markers",
+                x=[getattr(c, metric) for c in extra], y=[c.accuracy_mean * q.scale for c in extra], mode="markers",
                 marker=dict(symbol="circle-open", size=23, color="gray"),
                 name="within seed noise of the front", legendgroup="noisy", showlegend=col == 1,
                 hoverinfo="skip"), row=1, col=col)
@@ -237,8 +239,8 @@ def _pareto_figure(table: ResultTable, hw: str, fr: dict, noisy: dict | None, ta
         if any(table[i].pattern_text == pat for i in rows):
             fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", name=f"pattern {pat}", legendgroup="pat",
                                      marker=dict(symbol=sym, color="gray", size=9)), row=1, col=1)
-    fig.update_yaxes(title_text="accuracy (%)", row=1, col=1)
-    fig.update_layout(title=f"Pareto front on {hw}: accuracy (mean ± std over seeds) vs cost" + (f"<br><sub>{html.escape(tag)}</sub>" if tag else ""),
+    fig.update_yaxes(title_text=q.axis_label, row=1, col=1)
+    fig.update_layout(title=f"Pareto front on {hw}: {q.label} (validation, mean ± std over seeds) vs cost" + (f"<br><sub>{html.escape(tag)}</sub>" if tag else ""),
                       height=FIG_HEIGHT_PX, legend=dict(orientation="h", y=-0.22))
     return fig
 
@@ -249,8 +251,8 @@ def _axis_type(values: Sequence[float]) -> str:
     return "log" if v.size and v.max() / v.min() > 10 else "linear"
 
 
-def _hover(c: Candidate) -> str:
-    return (f"<b>{_e(c.label)}</b><br>accuracy {c.accuracy_mean * 100:.2f} ± {c.accuracy_std * 100:.2f} % "
+def _hover(c: Candidate, q: Metric = ACCURACY) -> str:
+    return (f"<b>{_e(c.label)}</b><br>{q.label} {q.fmt(c.accuracy_mean, c.accuracy_std)} "
             f"(n={c.n_seeds})<br>latency {c.latency_s * 1e3:.4g} ms<br>energy {c.energy_j * 1e3:.4g} mJ<br>"
             f"FLOPs {c.inference_flops:.3g}<br>weights {c.weight_bytes / 1e3:.4g} kB")
 
@@ -264,23 +266,25 @@ def _train_flops_figure(table: ResultTable):
         if not math.isnan(c.accuracy_mean):
             seen.setdefault((c.model, c.recipe, c.pattern_text), c)
     cs = list(seen.values())
-    on = pareto_front([c.accuracy_mean for c in cs], [c.train_flops for c in cs], nan="exclude") if cs else []
+    q = table.metric
+    on = pareto_front([c.accuracy_mean for c in cs], [c.train_flops for c in cs], nan="exclude",
+                      higher_is_better=q.higher_is_better) if cs else []
     colors = _style([c.recipe for c in cs], _PALETTE)
     fig = go.Figure()
     for recipe in colors:
         sel = [c for c in cs if c.recipe == recipe]
         fig.add_trace(go.Scatter(
-            x=[c.train_flops for c in sel], y=[c.accuracy_mean * 100 for c in sel], mode="markers+text",
+            x=[c.train_flops for c in sel], y=[c.accuracy_mean * q.scale for c in sel], mode="markers+text",
             text=[c.pattern_text for c in sel], textposition="top center", name=recipe,
-            error_y=dict(type="data", array=[c.accuracy_std * 100 for c in sel], thickness=1),
+            error_y=dict(type="data", array=[c.accuracy_std * q.scale for c in sel], thickness=1),
             marker=dict(color=colors[recipe], size=10)))
-    front = sorted((c for c, keep in zip(cs, on) if keep), key=lambda c: (c.train_flops, -c.accuracy_mean))
-    fig.add_trace(go.Scatter(x=[c.train_flops for c in front], y=[c.accuracy_mean * 100 for c in front],
+    front = sorted((c for c, keep in zip(cs, on) if keep), key=lambda c: (c.train_flops, -q.oriented(c.accuracy_mean)))
+    fig.add_trace(go.Scatter(x=[c.train_flops for c in front], y=[c.accuracy_mean * q.scale for c in front],
                              mode="lines+markers", line=dict(color="black", width=1.5, shape="hv"),
                              marker=dict(symbol="circle-open", size=17, color="black"), name="Pareto front"))
-    fig.update_layout(title="Accuracy vs training FLOPs (whole schedule, per recipe)", height=FIG_HEIGHT_PX,
+    fig.update_layout(title=f"{q.label.capitalize()} vs training FLOPs (whole schedule, per recipe)", height=FIG_HEIGHT_PX,
                       xaxis=dict(title="training FLOPs", type=_axis_type([c.train_flops for c in cs])),
-                      yaxis=dict(title="accuracy (%)"))
+                      yaxis=dict(title=q.axis_label))
     return fig
 
 
