@@ -63,3 +63,17 @@ def test_missing_files_name_the_folder_and_how_to_get_them(tmp_path):
     (tmp_path / "bad" / "train-images-idx3-ubyte").write_bytes(b"not an idx file")
     with pytest.raises(ConfigError, match="not an IDX file"):
         read_idx(tmp_path / "bad" / "train-images-idx3-ubyte")
+
+
+FASHION = "/usr/share/datasets/fashion-mnist"
+
+
+@pytest.mark.skipif(not (__import__("pathlib").Path(FASHION) / "t10k-labels-idx1-ubyte.gz").is_file(),
+                    reason="dataset-fashion-mnist is not installed (apt-get install dataset-fashion-mnist)")
+def test_installed_fashion_mnist_is_the_published_set():
+    d = load_data(DataConfig("fashion_mnist"))
+    # Xiao et al. 2017: 60,000 training and 10,000 test 28x28 images, 10 classes
+    assert len(d.train_y) + len(d.val_y) == 60_000 and len(d.test_y) == 10_000 and d.spec.num_classes == 10
+    # the first test labels of the official files: ankle boot, pullover, trouser, trouser, shirt
+    assert d.test_y[:5].tolist() == [9, 2, 1, 1, 6]
+    assert d.mean[0] == pytest.approx(0.2860, abs=1e-4) and d.std[0] == pytest.approx(0.3530, abs=1e-4)
