@@ -15,10 +15,11 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..core import NM, ConfigError
-from ..core.metric import ACCURACY, Metric
+from ..core.metric import ACCURACY
 from . import results
-from .pareto import Candidate, ResultTable, aggregate_seeds, fronts
+from .pareto import ResultTable, aggregate_seeds, fronts
 from .pick import NoFeasibleCandidate, Pick, pick
+from .quality import metric_limit, sweep_metric, test_metric
 
 GRAD_NOISE_KEYS = ("grad_var", "grad_diff")  # positive quantities: the report draws them on log axes
 
@@ -92,34 +93,6 @@ def load_table(db: Any, sweep: str | None, cost: CostModel | None = None) -> Res
     return aggregate_seeds(rows, sweep_metric(store, name))
 
 
-def sweep_metric(store: Any, sweep: str) -> Metric:
-    """The task metric of a sweep's runs (all runs of one sweep must share it)."""
-    from ..train.experiment import metric_of
-
-    found = {}
-    for pt in results.sweep_points(store, sweep):
-        run = store.get_run(pt["run_id"])
-        if run is not None:
-            m = metric_of(run["config"])
-            found[m.name] = m
-    if len(found) > 1:
-        raise ConfigError(f"sweep {sweep!r} mixes runs judged by different metrics ({', '.join(sorted(found))}); "
-                          "give every run of a sweep the same task metric")
-    return next(iter(found.values()), ACCURACY)
-
-
-def test_metric(store: Any, cand: Candidate, metric: Metric) -> tuple[float, float]:
-    """Mean and std over seeds of the task metric on the TEST split (reported, never used to choose)."""
-    vals = []
-    for run_id in cand.run_ids:
-        rows = store.run_metrics(run_id, f"test_{metric.name}")
-        if rows:
-            vals.append(rows[-1][-1])
-    if not vals:
-        return float("nan"), float("nan")
-    return float(np.mean(vals)), float(np.std(vals, ddof=1)) if len(vals) > 1 else 0.0
-
-
 def accuracy_floor(table: ResultTable, hw: str, max_drop: float) -> tuple[float, str]:
     """The worst acceptable metric value: the dense baseline's mean (or the best mean without
     one) worsened by ``max_drop`` (accuracy: minus; bpc/loss/perplexity: plus)."""
@@ -162,18 +135,6 @@ def make_picks(table: ResultTable, hws: Sequence[str] | None, args: Any, *, obje
         except NoFeasibleCandidate as exc:
             errors.append(f"{exc} [{cost.label}]" if cost else str(exc))
     return picks, errors
-
-
-def metric_limit(args: Any, metric: Metric) -> float | None:
-    """The worst acceptable metric value from ``--limit`` / ``--min-accuracy`` (accuracy only)."""
-    limit = getattr(args, "limit", None)
-    min_acc = getattr(args, "min_accuracy", None)
-    if min_acc is not None:
-        if metric.name != "accuracy":
-            raise ConfigError(f"--min-accuracy applies to accuracy tasks; this sweep is judged by {metric.label} "
-                              f"({metric.unit}, lower is better): use --limit VALUE (the largest acceptable {metric.name})")
-        return min_acc
-    return limit
 
 
 def format_fronts(table: ResultTable, metric: str = "latency_s", cost: CostModel | None = None) -> str:

@@ -5,7 +5,10 @@ Registered sets: ``digits`` (real: scikit-learn's bundled UCI 8x8 digits, no dow
 token of a string; is a bracket string balanced? — the latter is hard for a small
 bidirectional encoder, which stays at chance on it in a 10-epoch budget),
 ``cifar10`` (the standard python batches from a local path) and ``image_folder`` (a local
-``class/image`` tree). Nothing here downloads anything.
+``class/image`` tree); ``text.py`` adds the language-modelling sets (``shakespeare``, ``text``),
+``idx.py`` the IDX folders (``fashion_mnist``, ``mnist_idx``), ``factories.py`` the user's own.
+Nothing here downloads anything. Every set has a validation split: classification sets carve
+it from train (``DataConfig.val_fraction``, ``TensorData.carve_val``).
 
 The batch of step ``t`` is a pure function of (seed, t): the epoch's permutation comes from a
 generator seeded with (seed, epoch). A resumed run therefore sees exactly the batches the

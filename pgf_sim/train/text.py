@@ -27,7 +27,7 @@ import torch
 
 from pgf_sim.core import ConfigError
 from pgf_sim.train.data import DATASETS, EVAL_BATCH, DataSpec
-from pgf_sim.train.experiment import ShakespeareOptions, TextFileOptions, TextOptions
+from pgf_sim.train.experiment import TextFileOptions, TextOptions
 
 CORPUS_FILE = "shakespeare_plays.tar.xz"  # docs/data.md: provenance, licence, sha256
 

@@ -39,7 +39,7 @@ class TrainingDiverged(PgfSimError):
 @dataclass(frozen=True)
 class RunSummary:
     run_id: str
-    final_accuracy: float
+    final_accuracy: float  # the task metric (cfg.task_metric) of the final model on the VALIDATION split
     layer_info: dict[str, tuple[NM, tuple[int, ...], str]]  # module name -> (pattern, weight shape, role)
     checkpoint_path: Path
     model_name: str
