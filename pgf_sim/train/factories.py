@@ -89,10 +89,10 @@ def _tensors(obj: Any, where: str) -> tuple[torch.Tensor, torch.Tensor]:
     if isinstance(obj, (tuple, list)) and len(obj) == 2 and all(isinstance(t, torch.Tensor) for t in obj):
         x, y = obj
     elif isinstance(obj, torch.utils.data.DataLoader):
-        xs, ys = zip(*((_pair(b, where)) for b in obj)) if len(obj) else ((), ())
-        if not xs:
+        batches = [_pair(b, where) for b in obj]  # its own order; our sampler reshuffles per step
+        if not batches:
             raise ConfigError(f"{where}: the DataLoader yields no batches")
-        x, y = torch.cat(xs), torch.cat(ys)
+        x, y = torch.cat([bx for bx, _ in batches]), torch.cat([by for _, by in batches])
     elif hasattr(obj, "__getitem__") and hasattr(obj, "__len__"):
         if len(obj) == 0:
             raise ConfigError(f"{where}: the Dataset is empty")
