@@ -26,8 +26,9 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
 
     p = subparsers.add_parser(
         "run", help="the whole loop on the embedded default: sweep, simulate, pick, report",
-        description="Train the default sweep (a small ViT on the bundled 8x8 digits, recipes x N:M patterns x "
-                    "seeds), simulate every trained model's real masks on the built-in hardware targets, print "
+        description="Train the default sweep (a small causal character-level transformer on the bundled "
+                    "Shakespeare plays, judged by validation bits per character; recipes x N:M patterns x seeds), "
+                    "simulate every trained model's real masks on the built-in hardware targets, print "
                     "the Pareto fronts and the pick per target, and write the HTML report. Resumable: rerun the "
                     "same command after an interruption.")
     p.add_argument("sweep", nargs="?", type=Path, default=None, help="sweep YAML (default: training/sweep_default.yaml)")
@@ -98,7 +99,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_dse)
 
     p = subparsers.add_parser(
-        "mixed", help="per-layer mixed N:M assignment for a target under an accuracy budget",
+        "mixed", help="per-layer mixed N:M assignment for a target under a quality budget (the task's metric)",
         description="From a trained run (default: the seed-0 run of --recipe at the sweep's densest sparse "
                     "pattern), measure per-layer sensitivity and per-layer cost, choose a pattern per layer, "
                     "compare with the best uniform pattern, and verify the choice: one-shot re-masking, a masked "
@@ -110,7 +111,9 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--run", help="run id to start from")
     p.add_argument("--recipe", default="mdgf", help="recipe label of the sweep (default: mdgf)")
     p.add_argument("--patterns", help="candidate patterns, comma separated (default: the sweep's)")
-    p.add_argument("--budget", type=float, default=0.01, help="allowed accuracy drop, fraction (default 0.01)")
+    p.add_argument("--budget", type=float, default=0.01,
+                   help="how much worse the task metric may get, in its unit: an accuracy drop as a fraction "
+                        "(default 0.01), or bits per character / nats / perplexity for a language model (e.g. 0.05)")
     p.add_argument("--metric", choices=("latency_s", "energy_j"), default="latency_s")
     p.add_argument("--finetune-steps", type=int, default=100, help="steps of masked fine-tuning to verify (0: none)")
     p.add_argument("--no-train", action="store_true",
@@ -146,13 +149,16 @@ def _db_args(p: argparse.ArgumentParser) -> None:
 
 
 def _pick_limits(p: argparse.ArgumentParser, *, default_drop: float | None) -> None:
-    p.add_argument("--min-accuracy", type=_accuracy, help="minimum mean accuracy, e.g. 0.9 or 90%%")
+    p.add_argument("--min-accuracy", type=_accuracy, help="minimum mean accuracy, e.g. 0.9 or 90%% (accuracy tasks)")
+    p.add_argument("--limit", type=float, help="worst acceptable value of the task metric on validation: a "
+                                               "minimum for accuracy, a maximum for bpc / loss / perplexity (e.g. 3.0)")
     p.add_argument("--max-latency", type=lambda s: _quantity(s, "s"), help="latency cap, e.g. 0.002 or 2ms")
     p.add_argument("--max-energy", type=lambda s: _quantity(s, "J"), help="energy cap, e.g. 0.01 or 10mJ")
     if default_drop is not None:
-        p.add_argument("--max-drop", type=_accuracy, default=default_drop,
-                       help=f"without other limits: accuracy at most this far below the dense baseline "
-                            f"(default {default_drop})")
+        p.add_argument("--max-drop", type=_drop, default="auto",
+                       help="without other limits: the metric at most this much worse than the dense baseline, in "
+                            "its units (accuracy: a fraction or 1%%; bpc: bits/char). Default: 1 point of accuracy, "
+                            "0.05 bits/char, 0.035 nats of loss, 0.25 of perplexity")
 
 
 _PREFIX = {"": 1.0, "m": 1e-3, "u": 1e-6, "µ": 1e-6, "n": 1e-9, "k": 1e3}
@@ -167,6 +173,18 @@ def _quantity(text: str, unit: str) -> float:
         return float(m.group(1)) * _PREFIX[m.group(2)]
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+
+
+def _drop(text: str):
+    if text == "auto":
+        return "auto"
+    try:
+        value = float(text[:-1]) / 100 if text.endswith("%") else float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number (e.g. 0.01, 1%, or 0.05 for bpc)") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"--max-drop must be >= 0, got {text!r}")
+    return value
 
 
 def _accuracy(text: str) -> float:
@@ -244,10 +262,20 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return 0 if out.ok else 1
 
 
-def _limits(args: argparse.Namespace):
+def _limits(args: argparse.Namespace, metric):
+    """The pick constraints of the command line, for a table judged by ``metric``."""
+    from .quality import metric_limit
     from .views import PickLimits
 
-    return PickLimits(args.min_accuracy, args.max_latency, args.max_energy, getattr(args, "max_drop", None))
+    return PickLimits(metric_limit(args.limit, args.min_accuracy, metric), args.max_latency, args.max_energy, getattr(args, "max_drop", None))
+
+
+def _existing_store(args: argparse.Namespace):
+    """The result store of ``--db`` when it exists (for the test metric printed beside a pick), else None."""
+    from ..store import ResultStore
+
+    db = getattr(args, "db", None)
+    return ResultStore(db, create=False) if db is not None and Path(db).is_file() else None
 
 
 def _default_picks(table, args, cost=None):
@@ -255,12 +283,12 @@ def _default_picks(table, args, cost=None):
     within ``--max-drop`` of the dense baseline; with limits: one pick per target under them."""
     from .views import make_picks
 
-    limits = _limits(args)
+    limits = _limits(args, table.metric)
     if limits.explicit:
-        return make_picks(table, None, limits, cost=cost)
+        return make_picks(table, None, limits, cost=cost, store=_existing_store(args))
     picks, errors = [], []
     for objective in ("latency_s", "energy_j"):
-        p, e = make_picks(table, None, limits, objective=objective, cost=cost)
+        p, e = make_picks(table, None, limits, objective=objective, cost=cost, store=_existing_store(args))
         picks += p
         errors += e
     return picks, errors
@@ -272,14 +300,15 @@ def _print_picks(picks, errors, cost=None) -> None:
 
     print(f"\npicks (train this for that target){f' [{cost.label}]' if cost else ''}:")
     for p in picks:
-        b, r = p.best, p.runner_up
-        print(f"  {p.hardware:<18} min {p.objective:<9} -> {b.label:<14} accuracy {b.accuracy_mean * 100:5.2f}% "
-              f"± {b.accuracy_std * 100:4.2f}  latency {si(b.latency_s, 's'):>9}  energy {si(b.energy_j, 'J'):>9}"
+        b, r, m = p.best, p.runner_up, p.metric
+        print(f"  {p.hardware:<18} min {p.objective:<9} -> {b.label:<14} {m.name} (val) {m.fmt(b.accuracy_mean, b.accuracy_std):<22}"
+              f"  latency {si(b.latency_s, 's'):>9}  energy {si(b.energy_j, 'J'):>9}"
               f"  (runner-up: {r.label if r else '-'})")
     for p in picks[:len({q.hardware for q in picks})]:
-        floor = p.constraints.get("min_accuracy")
+        floor = p.constraints.get("metric_limit")
         if floor is not None:
-            print(f"  on {p.hardware}: candidates need mean accuracy >= {floor * 100:.2f}%")
+            sense = ">=" if p.metric.higher_is_better else "<="
+            print(f"  on {p.hardware}: candidates need mean {p.metric.name} {sense} {p.metric.fmt(floor)}")
     for e in errors:
         print(f"  {e}")
 
@@ -293,7 +322,8 @@ def _cmd_pick(args: argparse.Namespace) -> int:
     cost = cost_model(args.db, args.sweep, args.cost_model)
     table = load_table(args.db, args.sweep, cost)
     hws = resolve_targets(args.db, args.sweep, args.hw)
-    picks, errors = make_picks(table, hws, _limits(args), objective=args.objective, model=args.model, cost=cost)
+    picks, errors = make_picks(table, hws, _limits(args, table.metric), objective=args.objective, model=args.model,
+                               cost=cost, store=_existing_store(args))
     if args.format != "table":
         records = [pick_record(p, cost.name) for p in picks]
         print(emit(records, args.format, document={"picks": records, "errors": list(errors), "cost_model": cost.name}))

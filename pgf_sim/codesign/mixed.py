@@ -10,7 +10,10 @@ recipe). For every sparse layer ``l`` and every candidate pattern ``B`` at least
 taken from the *training* split. ``penalty[l, B]`` = errors(l at B) - errors(all at A),
 clipped at 0 (a re-mask that happens to fix an example is not counted as a gain: that would
 let noise buy cost). Penalties are integers (errors), so the budget is exact: an accuracy drop
-budget ``d`` allows ``floor(d * n_calib)`` extra errors. The model is additive: the predicted
+budget ``d`` allows ``floor(d * n_calib)`` extra errors. For a task judged by a lower-is-better
+metric (bpc, loss, perplexity of a language model) the penalty is the metric's increase on the
+calibration windows in integer steps of ``RESOLUTION`` (0.001 of its unit, rounded up), and a
+budget ``d`` (in the metric's unit) allows ``floor(d / 0.001)`` steps. The model is additive: the predicted
 drop of an assignment is the sum of its layers' penalties (interactions are checked by
 measuring the chosen assignment, and the final accuracy is measured on the held-out test split,
 which the choice never saw).
@@ -205,10 +208,20 @@ class Sensitivity:
     errors: np.ndarray
     base_errors: int
     n_calib: int
+    unit: float = 0.0  # metric change per penalty step (0: one error = 1 / n_calib of accuracy)
+    base_value: float | None = None  # the metric at the start (lower-is-better metrics)
 
     @property
     def penalty(self) -> np.ndarray:
         return np.maximum(self.errors - self.base_errors, 0)
+
+    @property
+    def step(self) -> float:
+        """How much of the task metric one penalty step is."""
+        return self.unit or 1.0 / self.n_calib
+
+
+RESOLUTION = 1e-3  # penalty step of a lower-is-better metric, in its unit (1 millibit per character)
 
 
 def layer_weights(model, layers):
@@ -232,9 +245,26 @@ def count_errors(model, x, y, batch: int = 512) -> int:
     model.eval()
     wrong = 0
     with torch.no_grad():
-        for i in range(0, len(y), batch):
+        for i in range(0, len(y), batch):  # (B, classes) or next-token (B, T, vocab) logits
             wrong += int((model(x[i:i + batch]).argmax(-1) != y[i:i + batch]).sum())
     return wrong
+
+
+def metric_value(model, x, y, metric, batch: int = 512) -> float:
+    """The task ``metric`` (loss, bpc or perplexity; mean over every target) on ``x``, ``y``."""
+    import math
+
+    import torch
+    import torch.nn.functional as F
+
+    model.eval()
+    total = 0.0
+    with torch.no_grad():
+        for i in range(0, len(y), batch):
+            logits = model(x[i:i + batch]).float()
+            total += float(F.cross_entropy(logits.flatten(0, -2), y[i:i + batch].flatten(), reduction="sum"))
+    loss = total / y.numel()
+    return {"loss": loss, "bpc": loss / math.log(2), "perplexity": math.exp(loss)}[metric.name]
 
 
 def apply_patterns(model, assignment: LayerPatterns) -> dict[str, "object"]:
@@ -252,28 +282,36 @@ def apply_patterns(model, assignment: LayerPatterns) -> dict[str, "object"]:
     return masks
 
 
-def measure_sensitivity(model, x, y, layers: tuple[str, ...], patterns: tuple[NM, ...]) -> Sensitivity:
+def measure_sensitivity(model, x, y, layers: tuple[str, ...], patterns: tuple[NM, ...], metric=None) -> Sensitivity:
     """One evaluation per (layer, pattern) on the calibration tensors ``x`` (prepared), ``y``.
-    A layer whose reduction size does not divide by a pattern's M gets an error count of
-    ``n + 1`` there, which no budget admits."""
+    ``metric`` None or accuracy: misclassified targets; a lower-is-better metric: its increase in
+    steps of ``RESOLUTION``. A layer whose reduction size does not divide by a pattern's M gets a
+    penalty no budget admits."""
     import torch
 
     patterns = tuple(NM.parse(p) for p in patterns)  # "2:4" strings from Python callers
+    lower = metric is not None and not metric.higher_is_better
     weights = layer_weights(model, layers)
-    base = count_errors(model, x, y)
+    base_value = metric_value(model, x, y, metric) if lower else None
+    base = 0 if lower else count_errors(model, x, y)
+    impossible = 10**9 if lower else y.numel() + 1
     errors = np.zeros((len(layers), len(patterns)), dtype=np.int64)
     for i, name in enumerate(layers):
         w, dim = weights[name]
         saved = w.detach().clone()
         for j, pat in enumerate(patterns):
             if w.shape[dim] % pat.m:
-                errors[i, j] = len(y) + 1
+                errors[i, j] = impossible
                 continue
             apply_patterns(model, {name: pat})
-            errors[i, j] = count_errors(model, x, y)
+            if lower:
+                errors[i, j] = int(np.ceil((metric_value(model, x, y, metric) - base_value) / RESOLUTION - 1e-9))
+            else:
+                errors[i, j] = count_errors(model, x, y)
             with torch.no_grad():
                 w.copy_(saved)
-    return Sensitivity(tuple(layers), tuple(patterns), errors, base, len(y))
+    return Sensitivity(tuple(layers), tuple(patterns), errors, base, y.numel(),
+                       RESOLUTION if lower else 0.0, base_value)
 
 
 def layer_costs(workload, layers: tuple[str, ...], patterns: tuple[NM, ...], hw, metric: str) -> tuple[np.ndarray, float]:

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from ..core import NM, ConfigError
+from ..core.metric import ACCURACY, Metric
 from .mixed import (Assignment, LayerPatterns, Sensitivity, apply_patterns, best_uniform, layer_costs, layer_weights,
                     measure_sensitivity, solve_exact)
 
@@ -33,7 +34,6 @@ def finetune_masked(model, data, masks: dict, *, steps: int, lr: float, batch_si
     import torch
     import torch.nn.functional as F
 
-    from ..train.data import batch_indices
     from ..train.trainer import lr_factor
 
     if steps <= 0:
@@ -43,10 +43,9 @@ def finetune_masked(model, data, masks: dict, *, steps: int, lr: float, batch_si
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, steps, 0))
     model.train()
-    n = len(data.train_y)
     for step in range(steps):
-        idx = batch_indices(n, min(batch_size, n), seed, step)
-        loss = F.cross_entropy(model(data.prepare(data.train_x[idx])), data.train_y[idx])
+        x, y = data.train_batch(min(batch_size, data.n_train), seed, step)
+        loss = F.cross_entropy(model(x).flatten(0, -2), y.flatten())
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -59,7 +58,7 @@ def finetune_masked(model, data, masks: dict, *, steps: int, lr: float, batch_si
 
 @dataclass(frozen=True)
 class TrainedMixed:
-    """The assignment trained from scratch, one run per seed: test accuracy and the simulated
+    """The assignment trained from scratch, one run per seed: the task metric (validation) and the simulated
     ``metric`` of each trained model (captured, so the cost is that of its real zero structure)."""
 
     run_ids: tuple[str, ...]
@@ -114,8 +113,9 @@ def train_assignment(cfg: Any, assignment: LayerPatterns, *, seeds: tuple[int, .
 
 @dataclass(frozen=True)
 class MixedResult:
-    """A mixed assignment on one target, the best uniform one beside it, and their accuracies
-    (test split) one-shot (re-masked) and after ``finetune_steps`` of masked fine-tuning."""
+    """A mixed assignment on one target, the best uniform one beside it, and their task metric
+    (test split) one-shot (re-masked) and after ``finetune_steps`` of masked fine-tuning.
+    ``quality``: the task metric (accuracy, or bpc / loss / perplexity)."""
 
     hw: str
     metric: str
@@ -132,50 +132,59 @@ class MixedResult:
     accuracy: dict[str, float]   # "start", "mixed one-shot", "mixed fine-tuned", "uniform ..." keys
     trained: dict[str, tuple[float, float, int]]  # the sweep's trained uniform runs: pattern -> (mean acc, cost, seeds)
     trained_mixed: TrainedMixed | None = None  # the assignment trained from scratch (None: not asked)
+    quality: Metric = ACCURACY
 
     def format(self) -> str:
-        s, pats = self.sensitivity, self.sensitivity.patterns
+        s, pats, q = self.sensitivity, self.sensitivity.patterns, self.quality
         unit = "us" if self.metric == "latency_s" else "uJ"
-        lines = [f"mixed N:M on {self.hw} ({self.metric}), from run {self.run_id} (trained at {self.base_pattern}); "
-                 f"calibration: {s.n_calib} training examples, {s.base_errors} errors at the start; budget "
-                 f"{self.budget * 100:.2f}% = {self.budget_errors} extra errors",
-                 f"  {'layer':<22} {'pattern':>8} {'extra errors':>13} {'cost ' + unit:>12}"]
+        if q.higher_is_better:
+            calib = (f"calibration: {s.n_calib} training targets, {s.base_errors} errors at the start; budget "
+                     f"{q.fmt_delta(self.budget)} = {self.budget_errors} extra errors")
+            pen_name = "extra errors"
+        else:
+            calib = (f"calibration: {s.n_calib} training targets, {q.name} {q.fmt(s.base_value)} at the start; budget "
+                     f"{q.fmt_delta(self.budget)} = {self.budget_errors} steps of {q.fmt_delta(s.step)}")
+            pen_name = f"+{q.name} steps"
+        lines = [f"mixed N:M on {self.hw} ({self.metric}), from run {self.run_id} (trained at {self.base_pattern}); {calib}",
+                 f"  {'layer':<22} {'pattern':>8} {pen_name:>13} {'cost ' + unit:>12}"]
         pen = s.penalty
         for i, name in enumerate(s.layers):
             c = self.mixed.choice[i]
             lines.append(f"  {name:<22} {str(pats[c]):>8} {int(pen[i, c]):>13} {self.cost[i, c] * 1e6:>12.4f}")
         total = lambda a: (a.cost + self.const) * 1e6  # noqa: E731
-        lines.append(f"  mixed: predicted +{self.mixed.penalty} errors, total {self.metric} {total(self.mixed):.4f} {unit}")
+        lines.append(f"  mixed: predicted +{self.mixed.penalty} {pen_name}, total {self.metric} {total(self.mixed):.4f} {unit}")
         if self.uniform is not None:
             u = self.uniform
             gain = (u.cost + self.const) / (self.mixed.cost + self.const)
-            lines.append(f"  best uniform within the budget: {pats[u.choice[0]]} everywhere, predicted +{u.penalty} errors, "
-                         f"total {total(u):.4f} {unit}; mixed gain {gain:.3f}x")
-        lines.append("  test accuracy: " + ", ".join(f"{k} {v * 100:.2f}%" for k, v in self.accuracy.items()))
+            lines.append(f"  best uniform within the budget: {pats[u.choice[0]]} everywhere, predicted +{u.penalty} "
+                         f"{pen_name}, total {total(u):.4f} {unit}; mixed gain {gain:.3f}x")
+        lines.append(f"  test {q.label}: " + ", ".join(f"{k} {q.fmt(v)}" for k, v in self.accuracy.items()))
         if self.trained:
             lines.append("  the sweep's uniform runs trained from scratch (same recipe): " + "; ".join(
-                f"{p} accuracy {a * 100:.2f}% (n={k}), {self.metric} {c * 1e6:.4f} {unit}"
+                f"{p} validation {q.name} {q.fmt(a)} (n={k}), {self.metric} {c * 1e6:.4f} {unit}"
                 for p, (a, c, k) in self.trained.items()))
         if self.trained_mixed is not None:
             lines.extend(self._format_trained(unit))
         return "\n".join(lines)
 
     def _format_trained(self, unit: str) -> list[str]:
-        t, pats = self.trained_mixed, self.sensitivity.patterns
+        t, pats, q = self.trained_mixed, self.sensitivity.patterns, self.quality
         lines = [f"  trained from scratch with recipe.layer_patterns = the mixed assignment (runs {', '.join(t.run_ids)}): "
-                 f"test accuracy {t.accuracy * 100:.2f}% (n={len(t.seeds)}: "
-                 + ", ".join(f"{a * 100:.2f}%" for a in t.accuracies) + f"), {self.metric} {t.cost * 1e6:.4f} {unit}"]
+                 f"validation {q.name} {q.fmt(t.accuracy)} (n={len(t.seeds)}: "
+                 + ", ".join(q.fmt(a) for a in t.accuracies) + f"), {self.metric} {t.cost * 1e6:.4f} {unit}"]
         off = {n: p for n, p in t.patterns.items() if p != pats[self.mixed.choice[self.sensitivity.layers.index(n)]]}
         if off:  # the captured zero structure should be exactly the assignment
             lines.append(f"  WARNING: trained layers whose captured pattern differs from the assignment: {off}")
         if self.uniform is not None and str(pats[self.uniform.choice[0]]) in self.trained:
             u = str(pats[self.uniform.choice[0]])
             acc, cost, k = self.trained[u]
-            lines.append(f"  vs the best uniform pattern {u} trained the same way (n={k}): accuracy "
-                         f"{(t.accuracy - acc) * 100:+.2f} points, {self.metric} {cost / t.cost:.3f}x of mixed's")
+            lines.append(f"  vs the best uniform pattern {u} trained the same way (n={k}): {q.name} "
+                         f"{'+' if t.accuracy >= acc else '-'}{q.fmt_delta(abs(t.accuracy - acc))}, "
+                         f"{self.metric} {cost / t.cost:.3f}x of mixed's")
         # the sensitivity comes from re-masking one run trained at the start pattern; a uniform
         # pattern trained from scratch can do better than that predicts, so say when one does
-        better = [p for p, (acc, cost, _) in self.trained.items() if acc >= t.accuracy and cost <= t.cost]
+        better = [p for p, (acc, cost, _) in self.trained.items()
+                  if q.oriented(acc) >= q.oriented(t.accuracy) and cost <= t.cost]
         lines.append("  trained uniform runs at least as accurate and as cheap as the trained mixed one: "
                      + (", ".join(better) if better else "none (the mixed assignment is on the trained front)"))
         return lines
@@ -200,14 +209,16 @@ def run_mixed(*, db: Any, sweep: str | None, workdir: Any, hw: str, run_id: str 
     from ..train.trainer import evaluate, example_input, load_trained
     from . import results
 
-    if not 0.0 <= budget < 1.0:
-        raise ConfigError(f"budget is an accuracy drop in [0, 1), got {budget}")
     store = ResultStore(db, create=False)
     info = store.sweep_info(sweep)
     grid_patterns = tuple(NM.parse(p) for p in info.config["grid"]["patterns"])
     if run_id is None:
         run_id = _start_run(store, store.sweep_points(info.sweep), recipe, grid_patterns)
     model, cfg = load_trained(Path(workdir) / run_id)
+    q = cfg.task_metric
+    if budget < 0 or (q.higher_is_better and budget >= 1.0):
+        raise ConfigError(f"budget is how much worse than the start run the {q.label} may get "
+                          f"({'a fraction in [0, 1)' if q.higher_is_better else '>= 0, in ' + q.unit}), got {budget}")
     base = cfg.recipe.pattern
     cands = tuple(sorted({p for p in (patterns or grid_patterns) if p.density <= base.density} | {base},
                          key=lambda p: (-p.density, p.m)))
@@ -217,24 +228,28 @@ def run_mixed(*, db: Any, sweep: str | None, workdir: Any, hw: str, run_id: str 
     if not layers:
         raise ConfigError(f"run {run_id} has no sparse layers to assign patterns to")
     data = load_data(cfg.data)
-    n = min(n_calib, len(data.train_y))
     torch.manual_seed(0)
-    sens = measure_sensitivity(model, data.prepare(data.train_x[:n]), data.train_y[:n], layers, cands)
+    x_cal, y_cal = _calibration(data, n_calib)
+    sens = measure_sensitivity(model, x_cal, y_cal, layers, cands, q)
     cost, const = layer_costs(workload, layers, cands, load_hardware(hw), metric)
-    budget_errors = int(math.floor(budget * n + 1e-9))
+    budget_errors = int(math.floor(budget / sens.step + 1e-9))
     mixed = solve_exact(cost, sens.penalty, budget_errors)
     uniform = best_uniform(cost, sens.penalty, budget_errors)
-    acc = {"start": evaluate(model, data, torch.device("cpu"), False)[0]}
+
+    def score(m):
+        return evaluate(m, data, torch.device("cpu"), False, "test")[q.name]
+
+    acc = {"start": score(model)}
     for label, a in (("mixed", mixed), ("uniform", uniform)):
         if a is None:
             continue
         m = copy.deepcopy(model)
         masks = apply_patterns(m, a.layer_patterns(layers, cands))
-        acc[f"{label} one-shot"] = evaluate(m, data, torch.device("cpu"), False)[0]
+        acc[f"{label} one-shot"] = score(m)
         if finetune_steps:
             finetune_masked(m, data, masks, steps=finetune_steps, lr=cfg.schedule.lr * 0.25,
                             batch_size=cfg.schedule.batch_size, seed=cfg.seed)
-            acc[f"{label} fine-tuned"] = evaluate(m, data, torch.device("cpu"), False)[0]
+            acc[f"{label} fine-tuned"] = score(m)
     trained_mixed = None
     if train:
         points = store.sweep_points(info.sweep)
@@ -244,7 +259,18 @@ def run_mixed(*, db: Any, sweep: str | None, workdir: Any, hw: str, run_id: str 
             cfg, mixed.layer_patterns(layers, cands), seeds=seeds, store=store, workdir=workdir, hw=hw,
             metric=metric, batch=batch, dtype=str(info.config["simulate"].get("dtype", "fp16")), progress=progress)
     return MixedResult(hw, metric, run_id, base, sens, cost, const, budget, budget_errors, mixed, uniform,
-                       finetune_steps, acc, _trained_uniform(store, info, run_id, hw, metric), trained_mixed)
+                       finetune_steps, acc, _trained_uniform(store, info, run_id, hw, metric), trained_mixed, q)
+
+
+def _calibration(data: Any, n: int):
+    """(x, y) calibration tensors from the TRAINING split: the first ``n`` examples, or for text
+    the first ``n // 4`` windows of the training stream (each window scores block_size targets)."""
+    if hasattr(data, "train_x"):
+        n = min(n, len(data.train_y))
+        return data.prepare(data.train_x[:n]), data.train_y[:n]
+    t = data.block_size
+    k = max(1, min(n // 4, (len(data.train) - 1) // t))
+    return data.train[:k * t].view(k, t), data.train[1:k * t + 1].view(k, t)
 
 
 def _trained_uniform(store: Any, info: Any, run_id: str, hw: str, metric: str) -> dict[str, tuple[float, float, int]]:

@@ -8,6 +8,13 @@ hardware target, with its accuracy aggregated over seeds and its simulated cost.
 (``table.column("latency_s") -> (n,) float64``). Build one from plain dicts with
 ``ResultTable.from_records``; build candidates from per-seed rows with ``aggregate_seeds``.
 
+The quality metric
+------------------
+``accuracy_mean``/``accuracy_std`` hold the task's quality metric (``pgf_sim.core.metric``), which
+the table carries (``table.metric``): accuracy, or bpc / loss / perplexity for language models.
+Everything below is written for "higher is better"; a lower-is-better metric is negated before
+comparing (``higher_is_better=False``), so fronts and ranks come out the right way round.
+
 Domination (accuracy maximised, every cost minimised)
 -----------------------------------------------------
 Point ``j`` dominates ``i`` when ``cost_j <= cost_i`` in every cost column and
@@ -36,6 +43,7 @@ from typing import Literal
 import numpy as np
 
 from ..core.errors import ConfigError
+from ..core.metric import ACCURACY, Metric
 from ..core.pattern import NM
 
 #: Cost metrics of a candidate, all minimised. FLOPs per inference (executed, hardware aware
@@ -118,14 +126,21 @@ def _as_pattern(value: object) -> NM | str:
 
 
 class ResultTable(Sequence[Candidate]):
-    """An immutable list of candidates with column access for vectorised analysis."""
+    """An immutable list of candidates with column access for vectorised analysis. ``metric``:
+    what ``accuracy_mean`` measures (name, unit, direction)."""
 
-    def __init__(self, candidates: Iterable[Candidate]) -> None:
+    def __init__(self, candidates: Iterable[Candidate], metric: Metric = ACCURACY) -> None:
         self._rows: tuple[Candidate, ...] = tuple(candidates)
         self._cols: dict[str, np.ndarray] = {}
+        self.metric = metric
+
+    def quality(self) -> np.ndarray:
+        """(n,) the metric means turned so that larger is better (for comparisons)."""
+        col = self.column("accuracy_mean")
+        return col if self.metric.higher_is_better else -col
 
     @classmethod
-    def from_records(cls, records: Iterable[Mapping]) -> "ResultTable":
+    def from_records(cls, records: Iterable[Mapping], metric: Metric = ACCURACY) -> "ResultTable":
         """Build from dicts with the ``Candidate`` field names (``pattern`` as ``"2:4"``).
 
         ``model`` and ``run_ids`` are optional; a missing required key is a ``ConfigError``.
@@ -147,14 +162,14 @@ class ResultTable(Sequence[Candidate]):
                 if name in kw:
                     kw[name] = float("nan") if kw[name] is None else float(kw[name])
             rows.append(Candidate(**kw))
-        return cls(rows)
+        return cls(rows, metric)
 
     def __len__(self) -> int:
         return len(self._rows)
 
     def __getitem__(self, index):  # type: ignore[override]
         if isinstance(index, slice):
-            return ResultTable(self._rows[index])
+            return ResultTable(self._rows[index], self.metric)
         return self._rows[index]
 
     def __iter__(self) -> Iterator[Candidate]:
@@ -182,10 +197,10 @@ class ResultTable(Sequence[Candidate]):
 
     def where(self, **equals: object) -> "ResultTable":
         """Rows whose fields equal the given values, e.g. ``table.where(hardware="a100-80gb")``."""
-        return ResultTable(c for c in self._rows if all(getattr(c, k) == v for k, v in equals.items()))
+        return ResultTable((c for c in self._rows if all(getattr(c, k) == v for k, v in equals.items())), self.metric)
 
 
-def aggregate_seeds(rows: Iterable[Mapping]) -> ResultTable:
+def aggregate_seeds(rows: Iterable[Mapping], metric: Metric = ACCURACY) -> ResultTable:
     """Per-seed rows -> one ``Candidate`` per (hardware, model, recipe, pattern).
 
     A row has ``hardware, recipe, pattern, accuracy`` and the ``COST_METRICS`` (optional:
@@ -222,7 +237,7 @@ def aggregate_seeds(rows: Iterable[Mapping]) -> ResultTable:
             run_ids=tuple(str(r["run_id"]) for r in members if r.get("run_id") is not None),
             cost_spread=spread, **{m: float(np.mean(v)) for m, v in vals.items()},
         ))
-    return ResultTable(out)
+    return ResultTable(out, metric)
 
 
 def dominance_matrix(acc: np.ndarray, cost: np.ndarray, *, acc_std: np.ndarray | None = None,
@@ -240,15 +255,16 @@ def dominance_matrix(acc: np.ndarray, cost: np.ndarray, *, acc_std: np.ndarray |
 
 def pareto_front(acc: Sequence[float] | np.ndarray, cost: Sequence[float] | np.ndarray, *,
                  acc_std: Sequence[float] | np.ndarray | None = None, k: float = 1.0, tol: float = 0.0,
-                 nan: Literal["raise", "exclude"] = "raise") -> np.ndarray:
-    """(n,) bool mask of the non-dominated points: maximise ``acc``, minimise ``cost``.
+                 nan: Literal["raise", "exclude"] = "raise", higher_is_better: bool = True) -> np.ndarray:
+    """(n,) bool mask of the non-dominated points: maximise ``acc`` (minimise it when
+    ``higher_is_better`` is False, e.g. bits per character), minimise ``cost``.
 
     ``cost`` (n,) or (n, d) for several costs at once. ``acc_std`` switches on the noise-aware
     relation with ``k`` standard deviations; ``tol`` is an extra absolute accuracy margin
     (same units as ``acc``). NaN rows: ``nan="raise"`` -> ``ConfigError``; ``"exclude"`` ->
     False in the mask. O(n^2) time, computed in row blocks to bound memory.
     """
-    acc = np.asarray(acc, dtype=np.float64).reshape(-1)
+    acc = np.asarray(acc, dtype=np.float64).reshape(-1) * (1.0 if higher_is_better else -1.0)
     cost = np.asarray(cost, dtype=np.float64)
     cost2 = cost.reshape(-1, 1) if cost.ndim <= 1 else cost
     if cost2.shape[0] != acc.shape[0]:
@@ -322,7 +338,7 @@ def fronts(table: ResultTable, metrics: Sequence[str] = COST_METRICS, *,
     if noise not in ("none", "std", "sem"):
         raise ConfigError(f"noise={noise!r}; valid: 'none', 'std', 'sem'")
     hw_col = table.column("hardware")
-    acc_all = table.column("accuracy_mean")
+    acc_all = table.quality()  # oriented: larger is better, whatever the metric
     std_all = {"none": None, "std": table.column("accuracy_std"),
                "sem": table.column("accuracy_std") / np.sqrt(np.maximum(table.column("n_seeds"), 1))}[noise]
     out: dict[tuple[str, str], Front] = {}
@@ -334,7 +350,7 @@ def fronts(table: ResultTable, metrics: Sequence[str] = COST_METRICS, *,
             std = None if std_all is None else std_all[rows]
             mask = pareto_front(acc, cost, acc_std=std, k=k, tol=tol, nan="exclude")
             excluded = tuple(
-                (int(r), f"{table[int(r)].label}: " + ("accuracy is NaN (a seed diverged or has no result)"
+                (int(r), f"{table[int(r)].label}: " + (f"{table.metric.name} is NaN (a seed diverged or has no result)"
                                                        if math.isnan(acc_all[r]) else f"{metric} is NaN"))
                 for r in rows[np.isnan(acc) | np.isnan(cost)]
             )

@@ -1,10 +1,12 @@
 """Pick the N:M pattern + recipe to train for one hardware target, under constraints.
 
-Rules (deterministic):
-- Feasible: ``accuracy_mean >= min_accuracy``, ``latency_s <= max_latency_s``,
-  ``energy_j <= max_energy_j`` (every constraint given; mean accuracy over seeds; NaN never
-  feasible).
-- ``objective``: ``"accuracy"`` (maximise mean accuracy) or a cost metric of
+Rules (deterministic). "Quality" is the table's task metric (``table.metric``): accuracy
+(higher is better) or bpc / loss / perplexity (lower is better); "more accurate" below means
+better on that metric, and the metric's values are those of the validation split.
+- Feasible: quality at least as good as ``metric_limit`` (accuracy >= limit, bpc <= limit;
+  ``min_accuracy`` is the same limit for an accuracy task), ``latency_s <= max_latency_s``,
+  ``energy_j <= max_energy_j`` (every constraint given; mean over seeds; NaN never feasible).
+- ``objective``: ``"accuracy"`` (best mean quality) or a cost metric of
   ``pareto.COST_METRICS`` (minimise it). Default: ``"accuracy"`` when a cost cap is given,
   else ``"latency_s"`` (the question "I need accuracy A: what is fastest?").
 - Ties on the objective are broken by accuracy (higher), then latency, energy, weight bytes
@@ -23,7 +25,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field, replace
 
-from ..core.errors import PgfSimError, UnknownNameError
+from ..core.errors import ConfigError, PgfSimError, UnknownNameError
+from ..core.metric import ACCURACY, Metric
 from .pareto import COST_METRICS, Candidate, ResultTable
 
 OBJECTIVES = ("accuracy", *COST_METRICS)
@@ -50,41 +53,53 @@ class Pick:
     n_feasible: int
     tie_rtol: float = 0.01
     explanation: str = field(default="")
+    metric: Metric = ACCURACY
 
     def to_row(self) -> dict:
-        """Flat dict for tables (report, CLI)."""
+        """Flat dict for tables (report, CLI); ``accuracy`` holds the task metric, named in ``metric``."""
         b, r = self.best, self.runner_up
         return {
             "hardware": self.hardware,
             "objective": self.objective,
-            "constraints": _fmt_constraints(self.constraints) or "none",
+            "constraints": _fmt_constraints(self.constraints, self.metric) or "none",
             "pick": b.label,
-            "accuracy": _fmt_acc(b),
+            "metric": self.metric.label,
+            "accuracy": _fmt_acc(b, self.metric),
             "latency_s": b.latency_s,
             "energy_j": b.energy_j,
             "weight_bytes": b.weight_bytes,
             "runner_up": r.label if r else "-",
-            "runner_up_accuracy": _fmt_acc(r) if r else "-",
+            "runner_up_accuracy": _fmt_acc(r, self.metric) if r else "-",
             "runner_up_latency_s": r.latency_s if r else float("nan"),
             "feasible": f"{self.n_feasible}/{self.n_candidates}",
         }
 
 
-_LIMITS = {  # constraint name -> (candidate field, sense)
-    "min_accuracy": ("accuracy_mean", ">="),
-    "max_latency_s": ("latency_s", "<="),
-    "max_energy_j": ("energy_j", "<="),
-}
+def _limit_rule(name: str, metric: Metric) -> tuple[str, str]:
+    """constraint name -> (candidate field, sense)."""
+    if name == "metric_limit":
+        return "accuracy_mean", ">=" if metric.higher_is_better else "<="
+    return {"max_latency_s": ("latency_s", "<="), "max_energy_j": ("energy_j", "<=")}[name]
 
 
 def pick(table: ResultTable, hw: str, *, min_accuracy: float | None = None, max_latency_s: float | None = None,
          max_energy_j: float | None = None, objective: str | None = None, model: str | None = None,
-         tie_rtol: float = 0.01) -> Pick:
+         tie_rtol: float = 0.01, metric_limit: float | None = None) -> Pick:
     """Best candidate of ``table`` on hardware ``hw`` (optionally one ``model``) under the limits.
 
-    Raises ``UnknownNameError`` for an unknown ``hw``/``model``/``objective`` (listing the
-    valid ones) and ``NoFeasibleCandidate`` when nothing meets the constraints.
+    ``metric_limit``: the worst acceptable value of the table's metric (``min_accuracy`` is the
+    same for an accuracy table; giving it for a bpc table is an error). Raises
+    ``UnknownNameError`` for an unknown ``hw``/``model``/``objective`` (listing the valid ones)
+    and ``NoFeasibleCandidate`` when nothing meets the constraints.
     """
+    metric = table.metric
+    if min_accuracy is not None:
+        if not metric.higher_is_better or metric.name != "accuracy":
+            raise ConfigError(f"min_accuracy applies to an accuracy task; this one is judged by {metric.label} "
+                              f"({metric.unit}, lower is better): give metric_limit (the largest acceptable value)")
+        if metric_limit is not None and metric_limit != min_accuracy:
+            raise ConfigError("give min_accuracy or metric_limit, not both")
+        metric_limit = min_accuracy
     hws = table.hardware_names()
     if hw not in hws:
         raise UnknownNameError(f"no results for hardware {hw!r}; hardware in the results: {', '.join(hws) or 'none'}")
@@ -94,39 +109,40 @@ def pick(table: ResultTable, hw: str, *, min_accuracy: float | None = None, max_
         if model not in models:
             raise UnknownNameError(f"no results for model {model!r} on {hw!r}; models: {', '.join(models)}")
         rows = rows.where(model=model)
-    limits = {k: float(v) for k, v in (("min_accuracy", min_accuracy), ("max_latency_s", max_latency_s),
+    limits = {k: float(v) for k, v in (("metric_limit", metric_limit), ("max_latency_s", max_latency_s),
                                         ("max_energy_j", max_energy_j)) if v is not None}
     if objective is None:
         objective = "accuracy" if ("max_latency_s" in limits or "max_energy_j" in limits) else "latency_s"
     if objective not in OBJECTIVES:
         raise UnknownNameError(f"unknown objective {objective!r}; valid: {', '.join(OBJECTIVES)}")
 
-    feasible = [c for c in rows if _violation(c, limits) == 0.0]
+    feasible = [c for c in rows if _violation(c, limits, metric) == 0.0]
     if not feasible:
-        raise _infeasible(hw, rows, limits)
-    ranked = sorted(feasible, key=lambda c: _rank_key(c, objective))
+        raise _infeasible(hw, rows, limits, metric)
+    ranked = sorted(feasible, key=lambda c: _rank_key(c, objective, metric))
     if objective != "accuracy":
         # near-ties on the cost: the most accurate of those within tie_rtol of the lowest comes first
         limit = getattr(ranked[0], objective) * (1.0 + tie_rtol)
         tied = [c for c in ranked if getattr(c, objective) <= limit]
-        lead = min(tied, key=lambda c: (-c.accuracy_mean, _rank_key(c, objective)))
+        lead = min(tied, key=lambda c: (-metric.oriented(c.accuracy_mean), _rank_key(c, objective, metric)))
         ranked = [lead] + [c for c in ranked if c is not lead]
     best = ranked[0]
     runner = ranked[1] if len(ranked) > 1 else None
-    result = Pick(hw, objective, limits, best, runner, len(rows), len(feasible), tie_rtol=tie_rtol)
+    result = Pick(hw, objective, limits, best, runner, len(rows), len(feasible), tie_rtol=tie_rtol, metric=metric)
     return replace(result, explanation=explain(result))
 
 
-def _rank_key(c: Candidate, objective: str) -> tuple:
-    primary = -c.accuracy_mean if objective == "accuracy" else getattr(c, objective)
-    return (primary, -c.accuracy_mean, c.latency_s, c.energy_j, c.weight_bytes, c.label)
+def _rank_key(c: Candidate, objective: str, metric: Metric = ACCURACY) -> tuple:
+    quality = -metric.oriented(c.accuracy_mean)  # smaller = better
+    primary = quality if objective == "accuracy" else getattr(c, objective)
+    return (primary, quality, c.latency_s, c.energy_j, c.weight_bytes, c.label)
 
 
-def _violation(c: Candidate, limits: dict[str, float]) -> float:
+def _violation(c: Candidate, limits: dict[str, float], metric: Metric = ACCURACY) -> float:
     """Sum of relative constraint violations (0.0 = feasible; inf for NaN values)."""
     total = 0.0
     for name, limit in limits.items():
-        fld, sense = _LIMITS[name]
+        fld, sense = _limit_rule(name, metric)
         value = getattr(c, fld)
         if math.isnan(value):
             return math.inf
@@ -136,18 +152,20 @@ def _violation(c: Candidate, limits: dict[str, float]) -> float:
     return total
 
 
-def _infeasible(hw: str, rows: ResultTable, limits: dict[str, float]) -> NoFeasibleCandidate:
-    scored = sorted(((_violation(c, limits), c.label, c) for c in rows), key=lambda t: (t[0], t[1]))
+def _infeasible(hw: str, rows: ResultTable, limits: dict[str, float], metric: Metric) -> NoFeasibleCandidate:
+    scored = sorted(((_violation(c, limits, metric), c.label, c) for c in rows), key=lambda t: (t[0], t[1]))
     closest = scored[0][2] if scored and math.isfinite(scored[0][0]) else None
-    msg = f"no candidate on {hw!r} meets {_fmt_constraints(limits)} ({len(rows)} candidates)"
+    msg = f"no candidate on {hw!r} meets {_fmt_constraints(limits, metric)} ({len(rows)} candidates)"
     if closest is None:
         return NoFeasibleCandidate(msg + "; none has finite results", None)
     misses = []
     for name, limit in limits.items():
-        fld, sense = _LIMITS[name]
+        fld, sense = _limit_rule(name, metric)
         value = getattr(closest, fld)
         ok = value >= limit if sense == ">=" else value <= limit
-        misses.append(f"{fld} {_fmt_value(fld, value)} ({'meets' if ok else 'misses'} {sense} {_fmt_value(fld, limit)})")
+        what = metric.name if fld == "accuracy_mean" else fld
+        misses.append(f"{what} {_fmt_value(fld, value, metric)} ({'meets' if ok else 'misses'} {sense} "
+                      f"{_fmt_value(fld, limit, metric)})")
     return NoFeasibleCandidate(
         f"{msg}. Closest miss: {closest.label} ({'; '.join(misses)}). "
         "Relax the limit it misses, or add patterns/recipes to the sweep.", closest)
@@ -155,16 +173,17 @@ def _infeasible(hw: str, rows: ResultTable, limits: dict[str, float]) -> NoFeasi
 
 def explain(p: Pick) -> str:
     """A few sentences: what was chosen, why, by how much over the runner-up."""
-    b, r = p.best, p.runner_up
-    goal = "highest mean accuracy" if p.objective == "accuracy" else f"lowest {p.objective}"
+    b, r, m = p.best, p.runner_up, p.metric
+    goal = f"best mean {m.label} (validation)" if p.objective == "accuracy" else f"lowest {p.objective}"
     head = (f"On {p.hardware}: train {b.label}. It has the {goal} of the {p.n_feasible} of {p.n_candidates} "
-            f"candidates meeting {_fmt_constraints(p.constraints) or 'no constraints'}: accuracy {_fmt_acc(b)}, "
+            f"candidates meeting {_fmt_constraints(p.constraints, m) or 'no constraints'}: {m.label} {_fmt_acc(b, m)}, "
             f"latency {_fmt_value('latency_s', b.latency_s)}, energy {_fmt_value('energy_j', b.energy_j)}, "
             f"weights {_fmt_value('weight_bytes', b.weight_bytes)}.")
     if r is None:
         return head + " No runner-up: it is the only feasible candidate."
     if p.objective == "accuracy":
-        gap = f"{(b.accuracy_mean - r.accuracy_mean) * 100:.2f} points more accurate"
+        delta = m.fmt_delta(abs(b.accuracy_mean - r.accuracy_mean))
+        gap = f"{delta} more accurate" if m.name == "accuracy" else f"{delta} {'higher' if m.higher_is_better else 'lower'}"
     else:
         bv, rv = getattr(b, p.objective), getattr(r, p.objective)
         if abs(rv - bv) <= p.tie_rtol * min(bv, rv):
@@ -172,22 +191,22 @@ def explain(p: Pick) -> str:
                    f"{p.tie_rtol * 100:g}%), so the more accurate one is picked")
         else:
             gap = f"{rv / bv:.2f}x lower {p.objective}" if bv > 0 else f"{p.objective} {bv:g} vs {rv:g}"
-    tail = (f" Runner-up: {r.label} (accuracy {_fmt_acc(r)}, latency {_fmt_value('latency_s', r.latency_s)}, "
+    tail = (f" Runner-up: {r.label} ({m.label} {_fmt_acc(r, m)}, latency {_fmt_value('latency_s', r.latency_s)}, "
             f"energy {_fmt_value('energy_j', r.energy_j)}); the pick is {gap}.")
     noise = math.hypot(b.accuracy_std, r.accuracy_std)
     if abs(b.accuracy_mean - r.accuracy_mean) < noise:
-        tail += (f" Their accuracy difference ({abs(b.accuracy_mean - r.accuracy_mean) * 100:.2f} points) is within "
-                 f"seed noise (combined std {noise * 100:.2f} points).")
+        tail += (f" Their {m.label} difference ({m.fmt_delta(abs(b.accuracy_mean - r.accuracy_mean))}) is within "
+                 f"seed noise (combined std {m.fmt_delta(noise)}).")
     return head + tail
 
 
-def _fmt_acc(c: Candidate) -> str:
-    return f"{c.accuracy_mean * 100:.2f}% ± {c.accuracy_std * 100:.2f} (n={c.n_seeds})"
+def _fmt_acc(c: Candidate, metric: Metric = ACCURACY) -> str:
+    return f"{metric.fmt(c.accuracy_mean, c.accuracy_std)} (n={c.n_seeds})"
 
 
-def _fmt_value(fld: str, v: float) -> str:
+def _fmt_value(fld: str, v: float, metric: Metric = ACCURACY) -> str:
     if fld == "accuracy_mean":
-        return f"{v * 100:.2f}%"
+        return metric.fmt(v)
     if fld == "latency_s":
         return f"{v * 1e3:.4g} ms" if v < 1 else f"{v:.4g} s"
     if fld == "energy_j":
@@ -197,5 +216,9 @@ def _fmt_value(fld: str, v: float) -> str:
     return f"{v:.4g}"
 
 
-def _fmt_constraints(limits: dict[str, float]) -> str:
-    return " and ".join(f"{_LIMITS[k][0]} {_LIMITS[k][1]} {_fmt_value(_LIMITS[k][0], v)}" for k, v in limits.items())
+def _fmt_constraints(limits: dict[str, float], metric: Metric = ACCURACY) -> str:
+    parts = []
+    for k, v in limits.items():
+        fld, sense = _limit_rule(k, metric)
+        parts.append(f"{metric.name if fld == 'accuracy_mean' else fld} {sense} {_fmt_value(fld, v, metric)}")
+    return " and ".join(parts)

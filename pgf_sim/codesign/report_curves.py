@@ -49,18 +49,25 @@ def mean_curves(series: dict[str, list[dict[float, float]]], group: str, keys: d
     return out
 
 
-def training_curves(store: Any, points: Sequence[dict[str, Any]]) -> list:
-    """Validation accuracy and loss vs step and vs cumulative training FLOPs (logged with each
-    evaluation), train loss, MDGF's beta(t) and the SDGF pattern frames (from each run's schedule)."""
+def training_curves(store: Any, points: Sequence[Any], metric: Any = None) -> list:
+    """The validation task metric (``metric``, a ``core.metric.Metric``; default accuracy) and
+    validation loss vs step and vs cumulative training FLOPs (logged with each evaluation), train
+    loss, MDGF's beta(t) and the SDGF pattern frames (from each run's schedule)."""
+    from ..core.metric import ACCURACY
+
+    metric = metric or ACCURACY
     keys = {run_label(pt): style_keys(pt) for pt in points}
     per_run = {pt.run_id: {} for pt in points}
     for pt in points:
         for step, key, value in store.run_metrics(pt.run_id):
             per_run[pt.run_id].setdefault(key, {})[step] = value
     curves = []
-    evals = any(len(m.get("test_acc", {})) > 1 for m in per_run.values())
-    panels = [("test_acc", "validation accuracy", 100.0, "test accuracy (%)"),
-              ("test_loss", "validation loss", 1.0, "cross-entropy")] if evals else []
+    key_metric = f"val_{metric.name}"
+    evals = any(len(m.get(key_metric, {})) > 1 for m in per_run.values())
+    panels = [(key_metric, f"validation {metric.label}", metric.scale, f"{metric.label} ({metric.unit})")]
+    if metric.name != "loss":
+        panels.append(("val_loss", "validation loss", 1.0, "cross-entropy (nats)"))
+    panels = panels if evals else []
     for key, name, scale, ytitle in panels:
         for xkind in ("step", "train_flops"):
             series: dict[str, list[dict[float, float]]] = defaultdict(list)
@@ -89,7 +96,7 @@ def training_curves(store: Any, points: Sequence[dict[str, Any]]) -> list:
     return curves
 
 
-def frame_curves(store: Any, points: Sequence[dict[str, Any]], keys: dict[str, dict[str, str]]) -> list:
+def frame_curves(store: Any, points: Sequence[Any], keys: dict[str, dict[str, str]]) -> list:
     """The kept fraction N/M of each moving-pattern (SDGF) run's schedule over the steps, one
     staircase per recipe and target, labelled with each frame's pattern."""
     from ..core import from_dict

@@ -68,7 +68,8 @@ class MetricInfo:
     split: str = "held-out split"
 
     def fmt(self, c: Candidate) -> str:
-        return (f"{c.accuracy_mean * self.scale:.2f}{self.unit} ± {c.accuracy_std * self.scale:.2f} "
+        digits = 2 if self.unit.strip() == "%" else 3
+        return (f"{c.accuracy_mean * self.scale:.{digits}f}{self.unit} ± {c.accuracy_std * self.scale:.{digits}f} "
                 f"(n={c.n_seeds})")
 
     @property
@@ -208,7 +209,7 @@ def pareto_figure(table: ResultTable, hw: str, fr: dict, picks: Sequence[Any], s
             fx = axis.transform([getattr(c, key) for c in front])
             fig.add_trace(go.Scatter(
                 x=fx, y=[c.accuracy_mean * metric.scale for c in front], mode="lines",
-                line=dict(color="black", width=1.5, shape="hv" if metric.higher_is_better else "vh"),
+                line=dict(color="black", width=1.5, shape="hv"),  # best quality at cost x: the cheapest point <= x
                 name="Pareto front (staircase)", legendgroup="front", showlegend="front" not in legend_seen,
                 hoverinfo="skip"), row=r, col=col)
             legend_seen.add("front")

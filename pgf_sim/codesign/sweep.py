@@ -400,9 +400,10 @@ def run_sweep(sweep: Sweep, *, db: str | Path, workdir: str | Path, workers: int
             echo(f"{head}: FAILED: {failed[task.run_id]}")
         else:
             completed.append(task.run_id)
-            acc = "n/a" if res.accuracy is None else f"{res.accuracy * 100:.1f}%"
+            metric = task.experiment.task_metric
+            acc = "n/a" if res.accuracy is None else metric.fmt(res.accuracy)
             eta = elapsed / i * (len(tasks) - i)
-            echo(f"{head}: {res.status}, accuracy {acc}, {res.seconds:.0f} s  "
+            echo(f"{head}: {res.status}, validation {metric.name} {acc}, {res.seconds:.0f} s  "
                  f"(elapsed {_mmss(elapsed)}, ~{_mmss(eta)} left)")
         last_note = time.time()
     return SweepOutcome(tuple(points), tuple(done), tuple(completed), failed, time.time() - t0)

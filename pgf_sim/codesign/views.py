@@ -14,10 +14,12 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from ..core import DENSE, NM, ConfigError
+from ..core.metric import ACCURACY
 from ..store import PointRow
 from . import results
 from .pareto import ResultTable, aggregate_seeds, fronts
 from .pick import NoFeasibleCandidate, Pick, pick
+from .quality import metric_limit, sweep_metric, test_metric
 from .report_curves import run_label
 
 
@@ -85,52 +87,62 @@ def load_table(db: Any, sweep: str | None, cost: CostModel | None = None) -> Res
     if not rows:
         what = "" if cost is None or cost.name == "trained" else " with deployment-proxy costs (rerun the sweep to add them)"
         raise ConfigError(f"sweep {name!r} in {db} has no finished runs{what} yet; run it first")
-    return aggregate_seeds(rows)
+    return aggregate_seeds(rows, sweep_metric(store, name))
 
 
 def accuracy_floor(table: ResultTable, hw: str, max_drop: float) -> tuple[float, str]:
-    """Minimum accuracy = dense baseline's mean (or the best mean without one) - ``max_drop``."""
+    """The worst acceptable metric value: the dense baseline's mean (or the best mean without
+    one) worsened by ``max_drop`` (accuracy: minus; bpc/loss/perplexity: plus)."""
+    m = table.metric
     rows = [c for c in table.where(hardware=hw) if not math.isnan(c.accuracy_mean)]
     dense = [c for c in rows if isinstance(c.pattern, NM) and c.pattern.is_dense]
-    ref = max(dense or rows, key=lambda c: c.accuracy_mean)
+    ref = max(dense or rows, key=lambda c: m.oriented(c.accuracy_mean))
     what = "the dense baseline" if dense else f"the best candidate ({ref.label})"
-    return ref.accuracy_mean - max_drop, f"accuracy within {max_drop * 100:.1f} points of {what} ({ref.accuracy_mean * 100:.2f}%)"
+    floor = ref.accuracy_mean - max_drop if m.higher_is_better else ref.accuracy_mean + max_drop
+    return floor, f"{m.label} within {m.fmt_delta(max_drop)} of {what} ({m.fmt(ref.accuracy_mean)})"
 
 
 @dataclass(frozen=True)
 class PickLimits:
-    """The constraints of a pick: an absolute accuracy floor and cost caps (SI units), and
-    ``max_drop``, the accuracy floor relative to the dense baseline used when no other limit
-    is given."""
+    """The constraints of a pick: ``limit``, the worst acceptable value of the task metric on
+    validation (a floor for accuracy, a ceiling for bpc / loss / perplexity), cost caps (SI
+    units), and ``max_drop``, the allowed worsening relative to the dense baseline used when no
+    other limit is given (``"auto"``: the metric's default budget)."""
 
-    min_accuracy: float | None = None
+    limit: float | None = None
     max_latency_s: float | None = None
     max_energy_j: float | None = None
-    max_drop: float | None = None
+    max_drop: float | str | None = None
 
     @property
     def explicit(self) -> bool:
         """True when an absolute limit is set (``max_drop`` is then ignored)."""
-        return any(v is not None for v in (self.min_accuracy, self.max_latency_s, self.max_energy_j))
+        return any(v is not None for v in (self.limit, self.max_latency_s, self.max_energy_j))
 
 
 def make_picks(table: ResultTable, hws: Sequence[str] | None, limits: PickLimits, *, objective: str | None = None,
-               model: str | None = None, cost: CostModel | None = None) -> tuple[list[Pick], list[str]]:
+               model: str | None = None, cost: CostModel | None = None,
+               store: Any = None) -> tuple[list[Pick], list[str]]:
     """One pick per target (``hws``; None: every target of the table). Without an explicit
-    limit, ``limits.max_drop`` (when set) gives the minimum accuracy relative to the dense
-    baseline. ``cost``: the view the table holds; its label ends every explanation and error."""
+    limit, ``limits.max_drop`` (when set) gives the worst acceptable task metric relative to the
+    dense baseline. ``cost``: the view the table holds; its label ends every explanation and
+    error. ``store``: where the pick's test-split metric is read (reported, never used to choose)."""
     picks, errors = [], []
+    m = table.metric
     for hw in hws or table.hardware_names():
-        min_acc = limits.min_accuracy
+        limit = limits.limit
         if not limits.explicit and limits.max_drop is not None:
-            min_acc, why = accuracy_floor(table, hw, limits.max_drop)
+            limit, why = accuracy_floor(table, hw, m.default_budget if limits.max_drop == "auto" else limits.max_drop)
             print_note = f"(on {hw}: {why})"
         else:
             print_note = ""
         try:
-            p = pick(table, hw, min_accuracy=min_acc, max_latency_s=limits.max_latency_s,
+            p = pick(table, hw, metric_limit=limit, max_latency_s=limits.max_latency_s,
                      max_energy_j=limits.max_energy_j, objective=objective, model=model)
-            tags = " ".join(t for t in (print_note, f"[{cost.label}]" if cost else "") if t)
+            test = test_metric(store, p.best, m) if store is not None else (float("nan"),) * 2
+            test_note = (f"(test {m.label} of the pick, reported only, never used to choose: {m.fmt(*test)})"
+                         if not math.isnan(test[0]) else "")
+            tags = " ".join(t for t in (test_note, print_note, f"[{cost.label}]" if cost else "") if t)
             if tags:
                 p = replace(p, explanation=f"{p.explanation} {tags}")
             picks.append(p)
@@ -168,15 +180,17 @@ def _same_target(given: str, spec: str) -> bool:
 
 
 def format_fronts(table: ResultTable, metric: str = "latency_s", cost: CostModel | None = None) -> str:
-    """The accuracy-vs-``metric`` front of every target, as text (cheapest first)."""
+    """The quality-vs-``metric`` front of every target, as text (cheapest first)."""
     from ..sim.report_table import si
 
     lines = []
+    m = table.metric
     tag = f" [{cost.label}]" if cost else ""
     for (hw, _), front in fronts(table, (metric,)).items():
-        lines.append(f"Pareto front on {hw}, accuracy vs {metric}{tag}:")
+        lines.append(f"Pareto front on {hw}, {m.label} ({m.unit}, validation, mean ± std over seeds; "
+                     f"{'higher' if m.higher_is_better else 'lower'} is better) vs {metric}{tag}:")
         for c in front.candidates(table):
-            lines.append(f"  {c.label:<28} accuracy {c.accuracy_mean * 100:6.2f}% ± {c.accuracy_std * 100:4.2f}  "
+            lines.append(f"  {c.label:<28} {m.name} {m.fmt(c.accuracy_mean, c.accuracy_std):<24} n={c.n_seeds}  "
                          f"latency {si(c.latency_s, 's'):>9}  energy {si(c.energy_j, 'J'):>9}  "
                          f"weights {si(c.weight_bytes, 'B'):>8}")
         for _, why in front.excluded:
@@ -239,18 +253,25 @@ def build_report_data(db: Any, sweep: str, views: Sequence[CostViewData], patter
             "hardware targets": ", ".join(info.hardware)}
     meta.update({f"cost model {v.cost.name}": v.cost.key for v in views})
     data_name = info.config.get("experiment", {}).get("data", {}).get("name", "")
-    metric = MetricInfo(split=f"held-out test split of {data_name}" if data_name else "held-out test split")
+    task = views[0].table.metric if views else sweep_metric(store, info.sweep)
+    meta["quality metric"] = task.axis_label
+    metric = MetricInfo(name=f"validation {task.label}", unit="%" if task.unit == "%" else f" {task.unit}",
+                        scale=task.scale, higher_is_better=task.higher_is_better,
+                        split=f"validation split of {data_name}" if data_name else "validation split")
     return ReportData(
         title=f"pgf_sim co-design report: {sweep}",
         cost_views=sections, metric=metric,
-        grad_noise=grad_noise_curves(store, points), training_curves=training_curves(store, points),
+        grad_noise=grad_noise_curves(store, points), training_curves=training_curves(store, points, task),
         pattern_gains=list(pattern_gains),
         dse_note=("Native-pattern answers below are computed on the trained models of this sweep (their captured "
                   "masks, seed 0); a deployment-scale answer comes from `pgf-sim dse --model vit_b ...`, and "
                   "they can differ because the small trained model does not load the hardware."
                   if pattern_gains else ""),
         meta=meta,
-        notes=[" ".join(v.cost.note for v in views)],
+        notes=[f"Quality is the {task.axis_label} of the final (masked) trained model "
+               "on the validation split, mean ± std over seeds (picks are made on it; test numbers are reported beside "
+               "the picks). "
+               + " ".join(v.cost.note for v in views)],
     )
 
 

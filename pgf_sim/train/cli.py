@@ -38,6 +38,17 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--force", action="store_true", help="replace an existing --out file")
     p.set_defaults(func=_export)
 
+    p = subparsers.add_parser(
+        "generate", help="sample text from a finished character-level language-model run",
+        description="Load RUN_DIR's final (N:M-masked) model and continue --prompt by --chars characters, each "
+                    "drawn from the model's next-character distribution at --temperature. Reproducible with --seed.")
+    p.add_argument("run_dir", type=Path, help="a finished text run's directory, e.g. runs/<run_id>")
+    p.add_argument("--chars", type=int, default=300, help="characters to sample (default 300)")
+    p.add_argument("--temperature", type=float, default=1.0, help="softmax temperature (default 1.0; lower: safer)")
+    p.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
+    p.add_argument("--prompt", default="\n", help="text to continue (default: a newline)")
+    p.set_defaults(func=_generate)
+
 
 def _train(args: argparse.Namespace) -> int:
     from pgf_sim.store import ResultStore
@@ -76,9 +87,19 @@ def _train(args: argparse.Namespace) -> int:
         sparse = sum(1 for p, _, _ in summary.layer_info.values() if not p.is_dense)
         flops = sum(summary.train_flops.values())
         recipe = "dense" if not cfg.recipe.spec.sparse else f"{cfg.recipe.name} {cfg.recipe.pattern}, {sparse} sparse layers"
-        print(f"run {summary.run_id}: final test accuracy {summary.final_accuracy:.4f} "
+        m = cfg.task_metric
+        test = store.run_metrics(summary.run_id, f"test_{m.name}")
+        test_text = f", test {m.fmt(test[-1][-1])}" if test else ""
+        print(f"run {summary.run_id}: {m.label} validation {m.fmt(summary.final_accuracy)}{test_text} "
               f"after {summary.final_step} steps ({recipe}, {flops:.3g} training FLOPs)")
         print(f"results: {args.db} (run_id {summary.run_id}); model: {summary.run_dir}")
+    return 0
+
+
+def _generate(args: argparse.Namespace) -> int:
+    from pgf_sim.train.generate import generate
+
+    print(generate(args.run_dir, chars=args.chars, temperature=args.temperature, seed=args.seed, prompt=args.prompt))
     return 0
 
 

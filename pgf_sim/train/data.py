@@ -5,7 +5,10 @@ Registered sets: ``digits`` (real: scikit-learn's bundled UCI 8x8 digits, no dow
 token of a string; is a bracket string balanced? — the latter is hard for a small
 bidirectional encoder, which stays at chance on it in a 10-epoch budget),
 ``cifar10`` (the standard python batches from a local path) and ``image_folder`` (a local
-``class/image`` tree). Nothing here downloads anything.
+``class/image`` tree); ``text.py`` adds the language-modelling sets (``shakespeare``, ``text``),
+``idx.py`` the IDX folders (``fashion_mnist``, ``mnist_idx``), ``factories.py`` the user's own.
+Nothing here downloads anything. Every set has a validation split: classification sets carve
+it from train (``DataConfig.val_fraction``, ``TensorData.carve_val``).
 
 The batch of step ``t`` is a pure function of (seed, t): the epoch's permutation comes from a
 generator seeded with (seed, epoch). A resumed run therefore sees exactly the batches the
@@ -14,90 +17,39 @@ uninterrupted run would have seen, and DDP ranks split one global batch between 
 from __future__ import annotations
 
 import pickle
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Literal
 
 import numpy as np
 import torch
 
-from pgf_sim.core import ConfigError, Registry
+from pgf_sim.core import ConfigError
 from pgf_sim.train.experiment import (
     BracketsOptions, Cifar10Options, DataConfig, DigitsOptions, ImageFolderOptions, MajorityOptions,
 )
 
 
-@dataclass(frozen=True)
-class DataSpec:
-    """What a model needs to know: ``input_shape`` excludes the batch dim, (C, H, W) or (T,)."""
-
-    kind: Literal["image", "tokens"]
-    input_shape: tuple[int, ...]
-    num_classes: int
-    vocab_size: int = 0
-
-
-@dataclass
-class TensorData:
-    """Train/test tensors. Images may be stored as uint8 and are normalised per batch."""
-
-    spec: DataSpec
-    train_x: torch.Tensor
-    train_y: torch.Tensor
-    test_x: torch.Tensor
-    test_y: torch.Tensor
-    mean: tuple[float, ...] | None = None  # per channel, applied after scaling uint8 to [0, 1]
-    std: tuple[float, ...] | None = None
-
-    def prepare(self, x: torch.Tensor) -> torch.Tensor:
-        if self.spec.kind == "tokens":
-            return x
-        x = x.float() / 255.0 if x.dtype == torch.uint8 else x.float()
-        if self.mean is not None:
-            mean = torch.tensor(self.mean).view(1, -1, 1, 1)
-            std = torch.tensor(self.std).view(1, -1, 1, 1)
-            x = (x - mean) / std
-        return x
-
-
-# name -> (spec function, loader); both take the typed options.
-DATASETS: Registry[tuple[Callable, Callable]] = Registry("data set")
+from pgf_sim.train.data_types import DATASETS, EVAL_BATCH, DataSpec, TensorData, _split, batch_indices, steps_per_epoch  # noqa: F401 (re-exported)
 
 
 def data_spec(cfg: DataConfig) -> DataSpec:
-    """The data's shape and class count without loading it (used by ``example_input``)."""
+    """The data's shape and class count (used by ``example_input``); built-in sets answer
+    without loading the examples, a factory's data is loaded to see it."""
+    if cfg.factory is not None:
+        return load_data(cfg).spec
     return DATASETS.get(cfg.name)[0](cfg.typed())
 
 
-def load_data(cfg: DataConfig) -> TensorData:
-    return DATASETS.get(cfg.name)[1](cfg.typed())
+def load_data(cfg: DataConfig):
+    """``TensorData`` (with a validation split) or ``text.TextData`` for the text sets."""
+    if cfg.factory is not None:
+        from pgf_sim.train.factories import data_from_factory
+
+        data = data_from_factory(cfg)
+    else:
+        data = DATASETS.get(cfg.name)[1](cfg.typed())
+    return data.carve_val(cfg.val_fraction) if isinstance(data, TensorData) else data
 
 
-def steps_per_epoch(n_train: int, batch_size: int) -> int:
-    """Full batches only (drop last): every step has the same global batch size, which keeps
-    DDP's averaged gradient equal to the single-process one."""
-    if batch_size > n_train:
-        raise ConfigError(f"schedule.batch_size {batch_size} is larger than the training set ({n_train} examples)")
-    return n_train // batch_size
-
-
-def batch_indices(n_train: int, batch_size: int, seed: int, step: int, *, rank: int = 0, world: int = 1) -> torch.Tensor:
-    """Example indices of training step ``step`` (0-based) for this rank. Shape (batch_size / world,)."""
-    per_epoch = steps_per_epoch(n_train, batch_size)
-    epoch, pos = divmod(step, per_epoch)
-    gen = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
-    perm = torch.randperm(n_train, generator=gen)
-    batch = perm[pos * batch_size:(pos + 1) * batch_size]
-    return batch[rank::world]  # strided split: rank r takes every world-th example
-
-
-def _split(n: int, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    perm = np.random.RandomState(seed).permutation(n)
-    n_test = max(1, int(round(n * test_fraction)))
-    return perm[n_test:], perm[:n_test]
-
-
-# --- digits -------------------------------------------------------------------------------
 def _digits_spec(opts: DigitsOptions) -> DataSpec:
     return DataSpec("image", (1, 8, 8), 10)
 
@@ -318,3 +270,8 @@ def _folder_load(opts: ImageFolderOptions) -> TensorData:
 
 
 DATASETS.add("image_folder", (_folder_spec, _folder_load))
+
+
+# The text (language-modelling) and IDX sets live in their own modules and register themselves.
+from pgf_sim.train import idx as _idx  # noqa: E402,F401
+from pgf_sim.train import text as _text  # noqa: E402,F401

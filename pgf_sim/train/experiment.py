@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pgf_sim.core import ConfigError, Registry, apply_overrides, from_dict, load_yaml, to_dict
+from pgf_sim.core.imports import resolve_factory
+from pgf_sim.core.metric import Metric, get_metric
 from pgf_sim.sparsity.schedules import RecipeConfig
 
 # name -> options dataclass. ``models.py`` / ``data.py`` register the builders under the same
@@ -67,6 +69,17 @@ class SeqTransformerOptions(TransformerOptions):
     """A pre-norm transformer encoder over token ids, classifying from a cls token."""
 
     depth: int = 2
+
+
+@MODEL_OPTIONS.register("char_gpt")
+@dataclass(frozen=True)
+class CharGPTOptions(TransformerOptions):
+    """A GPT-style causal decoder (pre-norm blocks, causal self-attention) over character ids;
+    the context length is the data's ``block_size``. ``tie_embeddings``: the output head
+    reuses the token embedding table (Press & Wolf 2017), as GPT-2 does."""
+
+    depth: int = 2
+    tie_embeddings: bool = False
 
 
 # --- data options -------------------------------------------------------------------------
@@ -124,6 +137,82 @@ class MajorityOptions(GeneratedSequenceOptions):
             raise ConfigError(f"vocab must be >= 2, got {self.vocab}")
 
 
+@dataclass(frozen=True)
+class TextOptions:
+    """Next-character prediction on a text corpus. Each document is split in order into
+    train / validation / test (the last ``test_fraction`` of every document is test, the
+    ``val_fraction`` before it validation), so every split sees every document and no window
+    crosses a split boundary. ``eval_chars`` caps the characters scored per evaluation split
+    (the first ones, in fixed non-overlapping windows; null: the whole split)."""
+
+    block_size: int = 64            # context length T of training and evaluation windows
+    val_fraction: float = 0.05
+    test_fraction: float = 0.05
+    eval_chars: int | None = 65536
+    tokenizer: Literal["char", "byte"] = "char"  # char: vocabulary of the training split; byte: 256 ids
+
+    def __post_init__(self) -> None:
+        if self.block_size < 2:
+            raise ConfigError(f"block_size must be >= 2, got {self.block_size}")
+        _check_fraction("val_fraction", self.val_fraction)
+        _check_fraction("test_fraction", self.test_fraction)
+        if self.val_fraction + self.test_fraction >= 0.5:
+            raise ConfigError(f"val_fraction + test_fraction must be < 0.5, got {self.val_fraction + self.test_fraction}")
+        if self.eval_chars is not None and self.eval_chars < self.block_size + 1:
+            raise ConfigError(f"eval_chars must be >= block_size + 1 ({self.block_size + 1}) or null, got {self.eval_chars}")
+
+
+@DATA_OPTIONS.register("shakespeare")
+@dataclass(frozen=True)
+class ShakespeareOptions(TextOptions):
+    """Shakespeare's 42 plays (Project Gutenberg texts, public domain), shipped inside the
+    package (docs/data.md: provenance and checksum). No download."""
+
+
+@DATA_OPTIONS.register("text")
+@dataclass(frozen=True)
+class TextFileOptions(TextOptions):
+    """Any local text: a file, or a folder whose ``*.txt`` files (sorted, recursive) are the documents."""
+
+    path: str = ""
+    encoding: str = "utf-8"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not self.path:
+            raise ConfigError("path is required: a text file or a folder of .txt files")
+
+
+@dataclass(frozen=True)
+class IdxOptions:
+    """Images and labels in the IDX format of MNIST (``train-images-idx3-ubyte[.gz]`` and
+    friends) from a local folder. The official train/test split is kept; validation is carved
+    from train (``DataConfig.val_fraction``)."""
+
+    path: str = ""
+    max_train: int | None = None  # keep the first N training images (quick experiments)
+    max_test: int | None = None
+
+
+@DATA_OPTIONS.register("fashion_mnist")
+@dataclass(frozen=True)
+class FashionMnistOptions(IdxOptions):
+    """Fashion-MNIST (Xiao et al. 2017): 60k/10k 28x28 grey images, 10 classes. Debian:
+    ``apt-get install dataset-fashion-mnist`` puts it in the default path."""
+
+    path: str = "/usr/share/datasets/fashion-mnist"
+
+
+@DATA_OPTIONS.register("mnist_idx")
+@dataclass(frozen=True)
+class MnistIdxOptions(IdxOptions):
+    """Any MNIST-format IDX folder (MNIST, KMNIST, ...): ``path`` is required."""
+
+    def __post_init__(self) -> None:
+        if not self.path:
+            raise ConfigError("path is required: a folder with train-images-idx3-ubyte[.gz] and the other IDX files")
+
+
 @DATA_OPTIONS.register("cifar10")
 @dataclass(frozen=True)
 class Cifar10Options:
@@ -168,27 +257,59 @@ def _check_fraction(name: str, value: float) -> None:
 # --- the experiment -----------------------------------------------------------------------
 @dataclass(frozen=True)
 class ModelConfig:
+    """A registered model ``name`` with typed ``options``, or the user's own model:
+    ``factory: "package.module:function"`` called with ``options`` as keyword arguments (plus
+    ``spec``, the data's ``DataSpec``, when the function has a ``spec`` parameter); it must
+    return an ``nn.Module``. ``name`` is then only a label."""
+
     name: str = "vit"
     options: dict[str, Any] = field(default_factory=dict)
+    factory: str | None = None
 
     def __post_init__(self) -> None:
+        if self.factory is not None:
+            resolve_factory(self.factory, "model.factory")  # a wrong path fails at load, before training
+            return
         self.typed()  # validate now: unknown name or option is a load-time error
 
     def typed(self) -> Any:
-        """The options as the model's own frozen dataclass (defaults filled in)."""
+        """The options as the model's own frozen dataclass (defaults filled in); a factory's
+        options stay a plain mapping (its keyword arguments)."""
+        if self.factory is not None:
+            return dict(self.options)
         return from_dict(MODEL_OPTIONS.get(self.name), dict(self.options), source=f"model {self.name!r}", field_path="options")
 
 
 @dataclass(frozen=True)
 class DataConfig:
+    """A registered data set ``name`` with typed ``options``, or the user's own data:
+    ``factory: "package.module:function"`` called with ``options`` as keyword arguments. It
+    returns a mapping ``{"train": ..., "test": ..., "val": ... (optional)}`` of torch
+    ``Dataset``s / ``DataLoader``s / ``(x, y)`` tensor pairs, read once into memory (see
+    ``pgf_sim.train.data.from_factory``). ``val_fraction``: the validation split carved from
+    train when a set has none of its own (the text sets have their own split options)."""
+
     name: str = "digits"
     options: dict[str, Any] = field(default_factory=dict)
+    factory: str | None = None
+    val_fraction: float = 0.1
 
     def __post_init__(self) -> None:
+        _check_fraction("val_fraction", self.val_fraction)
+        if self.factory is not None:
+            resolve_factory(self.factory, "data.factory")
+            return
         self.typed()
 
     def typed(self) -> Any:
+        if self.factory is not None:
+            return dict(self.options)
         return from_dict(DATA_OPTIONS.get(self.name), dict(self.options), source=f"data {self.name!r}", field_path="options")
+
+    @property
+    def is_text(self) -> bool:
+        """Next-token prediction over a text corpus (a built-in text set)."""
+        return self.factory is None and issubclass(DATA_OPTIONS.get(self.name), TextOptions)
 
 
 @dataclass(frozen=True)
@@ -257,8 +378,16 @@ class ExperimentConfig:
     eval_every: int = 0  # evaluate every N steps (0: only at the end)
     checkpoint_every: int = 200  # steps; metrics are committed to the store at each checkpoint
     diagnostics: DiagnosticsConfig = field(default_factory=DiagnosticsConfig)
+    # The quality metric picks and fronts use (pgf_sim.core.metric): accuracy, loss, bpc or
+    # perplexity. Default: bpc for the text sets, accuracy otherwise.
+    metric: str | None = None
 
     def __post_init__(self) -> None:
+        if self.metric is not None:
+            get_metric(self.metric)
+            if self.metric in ("bpc", "perplexity") and not self.data.is_text and self.data.factory is None:
+                raise ConfigError(f"metric {self.metric!r} needs next-token data (a text set), "
+                                  f"data {self.data.name!r} is classification; use accuracy or loss")
         if not self.name or any(c in self.name for c in "/\\"):
             raise ConfigError(f"name must be a non-empty string without slashes, got {self.name!r}")
         _check_seed("seed", self.seed)
@@ -269,6 +398,10 @@ class ExperimentConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return to_dict(self)
+
+    @property
+    def task_metric(self) -> Metric:
+        return get_metric(self.metric or ("bpc" if self.data.is_text else "accuracy"))
 
     def fingerprint(self) -> str:
         """Short stable hash of the full config; part of the default run id."""
@@ -292,3 +425,15 @@ def load_experiment(path: str | Path, overrides: tuple[str, ...] | list[str] = (
     data = load_yaml(path)
     data = apply_overrides(data, list(overrides), source=f"{path} (command-line override)")
     return experiment_from_dict(data, source=str(path))
+
+
+def metric_of(config: dict[str, Any]) -> Metric:
+    """The task metric of a stored experiment config (a run's ``config``), read without building
+    the experiment (no factory is imported): its ``metric``, else bpc for a built-in text set,
+    else accuracy. Equals ``ExperimentConfig.task_metric`` of the same config."""
+    data = config.get("data") or {}
+    if config.get("metric"):
+        return get_metric(config["metric"])
+    name = data.get("name", "digits")
+    text = data.get("factory") is None and name in DATA_OPTIONS and issubclass(DATA_OPTIONS.get(name), TextOptions)
+    return get_metric("bpc" if text else "accuracy")

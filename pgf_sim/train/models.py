@@ -13,15 +13,18 @@ from torch import nn
 
 from pgf_sim.core import ConfigError, PgfSimError, Registry
 from pgf_sim.train.data import DataSpec
-from pgf_sim.train.experiment import ModelConfig, SeqTransformerOptions, ViTOptions
+from pgf_sim.train.experiment import CharGPTOptions, ModelConfig, SeqTransformerOptions, ViTOptions
 
 MODELS: Registry = Registry("model")
 
 
 class Attention(nn.Module):
-    def __init__(self, dim: int, heads: int, qkv: str, dropout: float) -> None:
+    """Multi-head self-attention; ``causal``: position t attends to positions <= t only."""
+
+    def __init__(self, dim: int, heads: int, qkv: str, dropout: float, causal: bool = False) -> None:
         super().__init__()
         self.heads = heads
+        self.causal = causal
         self.fused = qkv == "fused"
         if self.fused:
             self.qkv = nn.Linear(dim, 3 * dim)
@@ -40,7 +43,8 @@ class Attention(nn.Module):
             q, k, v = self.q(x), self.k(x), self.v(x)
         # (B, nh, T, hs)
         q, k, v = (z.view(b, t, self.heads, c // self.heads).transpose(1, 2) for z in (q, k, v))
-        y = F.scaled_dot_product_attention(q, k, v, dropout_p=self.dropout if self.training else 0.0)
+        y = F.scaled_dot_product_attention(q, k, v, dropout_p=self.dropout if self.training else 0.0,
+                                           is_causal=self.causal)
         return self.proj(y.transpose(1, 2).reshape(b, t, c))
 
 
@@ -59,10 +63,10 @@ class Mlp(nn.Module):
 class Block(nn.Module):
     """Pre-norm transformer block: x + attn(LN(x)), then x + mlp(LN(x))."""
 
-    def __init__(self, dim: int, heads: int, mlp_ratio: float, qkv: str, dropout: float) -> None:
+    def __init__(self, dim: int, heads: int, mlp_ratio: float, qkv: str, dropout: float, causal: bool = False) -> None:
         super().__init__()
         self.norm1 = nn.LayerNorm(dim)
-        self.attn = Attention(dim, heads, qkv, dropout)
+        self.attn = Attention(dim, heads, qkv, dropout, causal)
         self.norm2 = nn.LayerNorm(dim)
         self.mlp = Mlp(dim, int(round(dim * mlp_ratio)), dropout)
 
@@ -128,8 +132,51 @@ class SeqTransformer(_Encoder):
         return self._encode(self.embed(x))
 
 
+@MODELS.register("char_gpt")
+class CharGPT(nn.Module):
+    """GPT-style causal decoder (Radford et al. 2019): token + learned position embedding,
+    pre-norm blocks with causal self-attention, final LayerNorm, a linear head giving next-token
+    logits at every position. (B, T) ids -> (B, T, vocab). Module names follow the ViT's, so
+    the roles qkv, proj, fc1, fc2 and head are inferred the same way."""
+
+    def __init__(self, opts: CharGPTOptions, spec: DataSpec) -> None:
+        super().__init__()
+        if spec.kind != "lm":
+            raise ConfigError(f"model 'char_gpt' needs next-token (text) data, got {spec.kind} data")
+        self.block_size = spec.input_shape[0]
+        self.tok_embed = nn.Embedding(spec.vocab_size, opts.dim)
+        self.pos_embed = nn.Parameter(torch.randn(1, self.block_size, opts.dim) * 0.02)
+        self.blocks = nn.ModuleList(Block(opts.dim, opts.heads, opts.mlp_ratio, opts.qkv, opts.dropout, causal=True)
+                                    for _ in range(opts.depth))
+        self.norm = nn.LayerNorm(opts.dim)
+        self.head = nn.Linear(opts.dim, spec.vocab_size, bias=False)
+        for mod in self.modules():  # GPT-2's init: N(0, 0.02), zero bias
+            if isinstance(mod, nn.Linear):
+                nn.init.normal_(mod.weight, std=0.02)
+                if mod.bias is not None:
+                    nn.init.zeros_(mod.bias)
+            elif isinstance(mod, nn.Embedding):
+                nn.init.normal_(mod.weight, std=0.02)
+        if opts.tie_embeddings:
+            self.head.weight = self.tok_embed.weight  # one (vocab, dim) table for input and output
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        t = idx.shape[1]
+        if t > self.block_size:
+            raise ValueError(f"sequence of {t} tokens is longer than the model's block_size {self.block_size}")
+        x = self.tok_embed(idx) + self.pos_embed[:, :t]  # (B, T, C)
+        for block in self.blocks:
+            x = block(x)
+        return self.head(self.norm(x))  # (B, T, vocab)
+
+
 def build_model(cfg: ModelConfig, spec: DataSpec) -> nn.Module:
-    """Instantiate the registered model ``cfg.name`` for data described by ``spec``."""
+    """Instantiate the registered model ``cfg.name`` (or the user's ``cfg.factory``) for data
+    described by ``spec``."""
+    if cfg.factory is not None:
+        from pgf_sim.train.factories import model_from_factory
+
+        return model_from_factory(cfg, spec)
     return MODELS.get(cfg.name)(cfg.typed(), spec)
 
 
@@ -148,8 +195,9 @@ def check_trainable(cfg, *, source: str = "<config>", memory_bytes: int | None =
     from pgf_sim.train.data import data_spec
     from pgf_sim.train.sparsify import sparsify
 
+    spec = data_spec(cfg.data)  # outside the meta device: a factory's data is real tensors
     with torch.device("meta"):
-        model = build_model(cfg.model, data_spec(cfg.data))
+        model = build_model(cfg.model, spec)
         params = sum(p.numel() for p in model.parameters())
         if memory_bytes is None:
             memory_bytes = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")

@@ -26,14 +26,13 @@ from pgf_sim.store import ResultStore
 from pgf_sim.train import distributed as dist
 from pgf_sim.train.checkpoint import (CHECKPOINT_NAME, atomic_save, load_checkpoint, safe_torch_load, save_checkpoint,
                                      set_rng_state)
-from pgf_sim.train.data import TensorData, batch_indices, data_spec, load_data, steps_per_epoch
+from pgf_sim.train.data import data_spec, load_data, steps_per_epoch
 from pgf_sim.train.diagnostics import GradNoiseMonitor
 from pgf_sim.train.experiment import ExperimentConfig, experiment_from_dict
 from pgf_sim.train.models import build_model
 
 FINAL_MODEL_NAME = "final_model.pt"
 CONFIG_NAME = "config.json"
-EVAL_BATCH = 512
 
 
 class TrainingDiverged(PgfSimError):
@@ -43,7 +42,7 @@ class TrainingDiverged(PgfSimError):
 @dataclass(frozen=True)
 class RunSummary:
     run_id: str
-    final_accuracy: float
+    final_accuracy: float  # the task metric (cfg.task_metric) of the final model on the VALIDATION split
     layer_info: dict[str, tuple[NM, tuple[int, ...], str]]  # module name -> (pattern, weight shape, role)
     checkpoint_path: Path
     model_name: str
@@ -73,27 +72,38 @@ def _param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str,
 
 
 @torch.no_grad()
-def evaluate(model: torch.nn.Module, data: TensorData, device: torch.device, bf16: bool) -> tuple[float, float]:
-    """(accuracy in [0, 1], mean cross-entropy) on the test split."""
+def evaluate(model: torch.nn.Module, data, device: torch.device, bf16: bool, split: str = "val") -> dict[str, float]:
+    """Metrics of ``split`` (``val`` or ``test``): ``accuracy`` in [0, 1] and mean cross-entropy
+    ``loss`` (nats) over every scored target (examples; next-token positions for text), and for
+    next-token data also ``bpc`` = loss / ln 2 (bits per character) and ``perplexity`` = exp(loss)."""
     was_training = model.training
     model.eval()
-    correct, loss_sum = 0, 0.0
-    for i in range(0, len(data.test_y), EVAL_BATCH):
-        x = data.prepare(data.test_x[i:i + EVAL_BATCH]).to(device)
-        y = data.test_y[i:i + EVAL_BATCH].to(device)
+    correct, loss_sum, n = 0, 0.0, 0
+    for x, y in data.eval_batches(split):
+        x, y = x.to(device), y.to(device)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
             logits = model(x)
-        loss_sum += float(F.cross_entropy(logits.float(), y, reduction="sum"))
+        logits, y = logits.float().flatten(0, -2), y.flatten()  # (B[*T], classes), (B[*T],)
+        loss_sum += float(F.cross_entropy(logits, y, reduction="sum"))
         correct += int((logits.argmax(-1) == y).sum())
+        n += y.numel()
     model.train(was_training)
-    n = len(data.test_y)
-    return correct / n, loss_sum / n
+    out = {"accuracy": correct / n, "loss": loss_sum / n}
+    if data.spec.kind == "lm":
+        out["bpc"] = out["loss"] / math.log(2)
+        out["perplexity"] = math.exp(out["loss"])
+    return out
 
 
-def example_input(cfg: ExperimentConfig, batch: int = 1) -> torch.Tensor:
-    """A batch shaped like the experiment's inputs (for ``pgf_sim.sim.capture``); no data is read."""
-    spec = data_spec(cfg.data)
-    if spec.kind == "tokens":
+def _eval_rows(step: int, model, data, device, bf16: bool, splits=("val",)) -> list[tuple[int, str, float]]:
+    return [(step, f"{split}_{k}", v) for split in splits for k, v in evaluate(model, data, device, bf16, split).items()]
+
+
+def example_input(cfg: ExperimentConfig, batch: int = 1, *, spec=None) -> torch.Tensor:
+    """A batch shaped like the experiment's inputs (for ``pgf_sim.sim.capture``); built-in
+    image/token sets read no data."""
+    spec = spec or data_spec(cfg.data)
+    if spec.kind in ("tokens", "lm"):
         return torch.zeros((batch, *spec.input_shape), dtype=torch.long)
     return torch.zeros((batch, *spec.input_shape))
 
@@ -150,10 +160,14 @@ def train(cfg: ExperimentConfig, *, store: ResultStore, run_id: str | None = Non
 
     torch.manual_seed(cfg.seed)
     data = load_data(cfg.data)
-    total = cfg.schedule.total_steps(len(data.train_y))
-    steps_per_epoch(len(data.train_y), cfg.schedule.batch_size)  # validates batch_size <= n_train
+    total = cfg.schedule.total_steps(data.n_train)
+    steps_per_epoch(data.n_train, cfg.schedule.batch_size)  # validates batch_size <= n_train
+    metric = cfg.task_metric
+    if metric.name in ("bpc", "perplexity") and data.spec.kind != "lm":
+        raise PgfSimError(f"metric {metric.name!r} needs next-token data; data gives {data.spec.kind} data "
+                          "(use accuracy or loss)")
     model = build_model(cfg.model, data.spec)
-    gemms = gemm_layers(model, example_input(cfg), cfg.schedule.batch_size)
+    gemms = gemm_layers(model, example_input(cfg, 1, spec=data.spec), cfg.schedule.batch_size)
     flops = training_flops(cfg.recipe, gemms, tokens=0, total_steps=total)
 
     def flops_so_far(step: int) -> float:  # logged with each evaluation: curves vs training FLOPs
@@ -217,10 +231,11 @@ def train(cfg: ExperimentConfig, *, store: ResultStore, run_id: str | None = Non
     try:
         for step in range(done, total):
             controller.set_step(step)
-            idx = batch_indices(len(data.train_y), cfg.schedule.batch_size, cfg.seed, step, rank=ctx.rank, world=ctx.world)
-            x, y = data.prepare(data.train_x[idx]).to(device), data.train_y[idx].to(device)
+            x, y = data.train_batch(cfg.schedule.batch_size, cfg.seed, step, rank=ctx.rank, world=ctx.world)
+            x, y = x.to(device), y.to(device)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
-                loss = F.cross_entropy(net(x).float(), y)
+                # (B, classes) or (B, T, vocab) logits: every position of a text window is a target
+                loss = F.cross_entropy(net(x).float().flatten(0, -2), y.flatten())
             opt.zero_grad(set_to_none=True)
             loss.backward()  # also when not finite: under DDP every rank must join the all-reduce
             if monitor is not None and monitor.active(step):
@@ -241,8 +256,7 @@ def train(cfg: ExperimentConfig, *, store: ResultStore, run_id: str | None = Non
             if cfg.recipe.spec.decays:  # MDGF's beta(t) of this step, for the training curves
                 pending.append((s, "beta", beta_v))
             if cfg.eval_every and s % cfg.eval_every == 0 and s < total:
-                acc, test_loss = evaluate(model, data, device, cfg.bf16)
-                pending += [(s, "test_acc", acc), (s, "test_loss", test_loss), (s, "train_flops", flops_so_far(s))]
+                pending += _eval_rows(s, model, data, device, cfg.bf16) + [(s, "train_flops", flops_so_far(s))]
             if s % cfg.checkpoint_every == 0 or s == total:
                 if ctx.is_main:
                     # Metrics first, then the checkpoint: a crash in between leaves metrics past
@@ -259,10 +273,12 @@ def train(cfg: ExperimentConfig, *, store: ResultStore, run_id: str | None = Non
         bar.close()
 
     controller.finalize()  # weights *= final mask: the zero structure is now the N:M pattern
-    acc, test_loss = evaluate(model, data, device, cfg.bf16)
+    final = _eval_rows(total, model, data, device, cfg.bf16, splits=("val", "test"))
+    # the run's headline number is the task metric on the VALIDATION split (picks are made on
+    # it); the test split's metrics are stored beside it and never used to choose
+    acc = dict((k, v) for _, k, v in final)[f"val_{metric.name}"]
     if ctx.is_main:
-        store.add_metrics(run_id, [(total, "test_acc", acc), (total, "test_loss", test_loss),
-                                   (total, "train_flops", sum(flops.values()))])
+        store.add_metrics(run_id, final + [(total, "train_flops", sum(flops.values()))])
         store.set_layers(run_id, {n: (str(p), tuple(s), r) for n, (p, s, r) in layer_info.items()})
         atomic_save(_plain_state_dict(model, cfg), run_dir / FINAL_MODEL_NAME)
         store.finish_run(run_id, final_step=total, final_accuracy=acc, train_flops=flops)

@@ -92,7 +92,7 @@ def test_results_lists_runs_and_shows_one(swept, capsys):
     assert all(s["latency_s"] > 0 and s["energy_j"] > 0 for s in doc["simulations"])
     fc = [layer for layer in doc["layers"] if layer["role"] in ("fc1", "fc2")]
     assert fc and all(layer["pattern"] == "2:4" for layer in fc)
-    assert doc["final_metrics"]["test_acc"] == pytest.approx(sr["final_accuracy"])
+    assert doc["final_metrics"]["val_accuracy"] == pytest.approx(sr["final_accuracy"])
     assert main(["results", sr["run_id"], "--db", str(db)]) == 0
     text = capsys.readouterr().out
     assert "flex_nm_systolic" in text and re.search(r"\d [mun]?s\b", text)

@@ -141,3 +141,16 @@ def test_nested_and_dotted_overrides_change_one_field(tmp_path):
     b = expand(load_sweep(_write(tmp_path, nested, "b.yaml")))
     assert [p.run_id for p in a] == [p.run_id for p in b]
     assert all(p.experiment.schedule.batch_size == 32 and p.experiment.schedule.steps == 21 for p in b)
+
+
+def test_default_sweep_is_the_char_lm_judged_by_validation_bpc():
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2] / "training"
+    default = expand(load_sweep(root / "sweep_default.yaml"))
+    assert len(default) == 14  # 2 seeds x (dense + SR-STE and MDGF at 2:4, 1:8, 1:16)
+    exp = default[0].experiment
+    assert exp.model.name == "char_gpt" and exp.data.name == "shakespeare" and exp.task_metric.name == "bpc"
+    # every default run is also a run of the 3-seed measurement sweep: one database serves both
+    seeds = {p.run_id for p in expand(load_sweep(root / "sweep_charlm_seeds.yaml"))}
+    assert {p.run_id for p in default} <= seeds

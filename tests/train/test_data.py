@@ -6,15 +6,16 @@ import pytest
 import torch
 
 from pgf_sim.core import ConfigError
-from pgf_sim.train.data import batch_indices, data_spec, is_balanced, load_data, steps_per_epoch
+from pgf_sim.train.data import DATASETS, batch_indices, data_spec, is_balanced, load_data, steps_per_epoch
 from pgf_sim.train.experiment import DataConfig
 
 
 def test_digits_is_the_real_uci_set_with_a_fixed_split():
     d = load_data(DataConfig("digits"))
     # UCI optical digits as shipped by scikit-learn: 1797 images of 8x8, 10 classes.
-    assert len(d.train_y) + len(d.test_y) == 1797
+    assert len(d.train_y) + len(d.val_y) + len(d.test_y) == 1797
     assert len(d.test_y) == round(1797 * 0.2)
+    assert len(d.val_y) == round((1797 - 359) * 0.1)  # validation carved from train (data.val_fraction)
     assert d.train_x.shape[1:] == (1, 8, 8) and d.spec.num_classes == 10
     assert set(d.train_y.tolist()) == set(range(10))
     x = d.prepare(d.train_x)
@@ -36,9 +37,10 @@ def _balanced_by_stack(seq):
 
 def test_brackets_labels_follow_the_rule_and_are_deterministic():
     d = load_data(DataConfig("brackets", {"seq_len": 12, "n_train": 400, "n_test": 100}))
-    assert d.train_x.shape == (400, 12) and d.test_x.shape == (100, 12) and d.spec.vocab_size == 2
-    x = torch.cat([d.train_x, d.test_x]).numpy()
-    y = torch.cat([d.train_y, d.test_y]).numpy()
+    assert d.train_x.shape == (360, 12) and d.val_x.shape == (40, 12) and d.test_x.shape == (100, 12)
+    assert d.spec.vocab_size == 2
+    x = torch.cat([d.train_x, d.val_x, d.test_x]).numpy()
+    y = torch.cat([d.train_y, d.val_y, d.test_y]).numpy()
     assert [int(_balanced_by_stack(row)) for row in x] == y.tolist()
     assert y.sum() == 250  # exactly half balanced
     neg = x[y == 0]
@@ -89,7 +91,8 @@ def _write_cifar(root, n_per_batch=4):
 def test_cifar10_reads_the_python_batches(tmp_path):
     root = _write_cifar(tmp_path / "cifar-10-batches-py")
     d = load_data(DataConfig("cifar10", {"path": str(tmp_path)}))  # parent dir works too
-    assert d.train_x.shape == (20, 3, 32, 32) and d.test_x.shape == (4, 3, 32, 32)
+    assert d.train_x.shape == (18, 3, 32, 32) and d.val_x.shape == (2, 3, 32, 32) and d.test_x.shape == (4, 3, 32, 32)
+    d = DATASETS.get("cifar10")[1](DataConfig("cifar10", {"path": str(tmp_path)}).typed())  # before the validation carve
     with open(root / "data_batch_1", "rb") as fh:
         first = pickle.load(fh)
     # a row is the R plane (1024 values), then G, then B, each row-major 32x32
@@ -98,7 +101,7 @@ def test_cifar10_reads_the_python_batches(tmp_path):
     x = d.prepare(d.train_x[:2])
     assert x.dtype == torch.float32 and x.shape == (2, 3, 32, 32)
     small = load_data(DataConfig("cifar10", {"path": str(root), "max_train": 5, "max_test": 2}))
-    assert len(small.train_y) == 5 and len(small.test_y) == 2
+    assert len(small.train_y) + len(small.val_y) == 5 and len(small.test_y) == 2
     assert data_spec(DataConfig("cifar10", {"path": "/nowhere"})).input_shape == (3, 32, 32)
 
 
@@ -131,8 +134,8 @@ def test_image_folder_from_npy(tmp_path):
     cfg = DataConfig("image_folder", {"path": str(tmp_path), "image_size": 8, "test_fraction": 0.2})
     d = load_data(cfg)
     assert data_spec(cfg).num_classes == 2
-    assert d.train_x.shape == (8, 3, 8, 8) and d.test_x.shape == (2, 3, 8, 8)  # resized 12 -> 8
-    x = d.prepare(d.train_x)
+    assert d.train_x.shape == (7, 3, 8, 8) and d.val_x.shape == (1, 3, 8, 8) and d.test_x.shape == (2, 3, 8, 8)
+    x = d.prepare(torch.cat([d.train_x, d.val_x]))  # statistics of the loader's training split (before the carve)
     assert torch.allclose(x.mean(dim=(0, 2, 3)), torch.zeros(3), atol=1e-5)  # train-split statistics
 
 
@@ -146,7 +149,7 @@ def test_image_folder_errors(tmp_path):
 
 def test_majority_labels_are_the_unique_mode():
     d = load_data(DataConfig("majority", {"seq_len": 9, "vocab": 4, "n_train": 300, "n_test": 50}))
-    assert d.train_x.shape == (300, 9) and d.spec.num_classes == 4 and d.spec.vocab_size == 4
+    assert d.train_x.shape == (270, 9) and d.val_x.shape == (30, 9) and d.spec.num_classes == 4 and d.spec.vocab_size == 4
     for row, label in zip(d.train_x.tolist(), d.train_y.tolist()):
         counts = sorted(((row.count(t), t) for t in range(4)), reverse=True)
         assert counts[0][0] > counts[1][0] and counts[0][1] == label

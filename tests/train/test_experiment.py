@@ -76,7 +76,7 @@ def test_bad_model_option_type(tmp_path):
 def test_unknown_model_and_data_names_list_choices(tmp_path):
     with pytest.raises(UnknownNameError, match="seq_transformer, vit"):
         load_experiment(_write(tmp_path, MINIMAL + "model: {name: resnet}\n"))
-    with pytest.raises(UnknownNameError, match="brackets, cifar10, digits, image_folder, majority"):
+    with pytest.raises(UnknownNameError, match="brackets, cifar10, digits, fashion_mnist, image_folder, majority, mnist_idx, shakespeare, text"):
         load_experiment(_write(tmp_path, MINIMAL + "data: {name: mnist}\n"))
 
 

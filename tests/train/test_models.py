@@ -12,11 +12,12 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 SPECS = {
     "vit": DataSpec("image", (3, 8, 8), 7),
     "seq_transformer": DataSpec("tokens", (10,), 3, vocab_size=5),
+    "char_gpt": DataSpec("lm", (10,), 7, vocab_size=7),
 }
 
 
 def _input(spec, batch=4):
-    if spec.kind == "tokens":
+    if spec.kind in ("tokens", "lm"):
         return torch.randint(0, spec.vocab_size, (batch, *spec.input_shape))
     return torch.randn(batch, *spec.input_shape)
 
@@ -27,7 +28,8 @@ def test_forward_shape_and_backward(name, qkv):
     spec = SPECS[name]
     model = build_model(ModelConfig(name, {"dim": 16, "depth": 2, "heads": 2, "qkv": qkv}), spec)
     out = model(_input(spec))
-    assert out.shape == (4, spec.num_classes)
+    # next-token models give logits at every position, classifiers one row per example
+    assert out.shape == ((4, 10, spec.num_classes) if spec.kind == "lm" else (4, spec.num_classes))
     out.sum().backward()
     assert all(p.grad is not None for p in model.parameters())
 

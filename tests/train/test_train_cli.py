@@ -18,11 +18,11 @@ def test_train_command_end_to_end(tmp_path, capsys, tiny_dict):
                  "--workdir", str(runs), "--db", str(db), "--run-id", "cli-run", "--no-progress"])
     assert code == 0
     out = capsys.readouterr().out
-    assert "run cli-run: final test accuracy" in out and str(db) in out
+    assert "run cli-run: accuracy validation" in out and ", test " in out and str(db) in out
     run = ResultStore(db).get_run("cli-run")
     assert run.status == "finished" and run.pattern == NM(1, 8) and run.final_step == 3
     assert (runs / "cli-run" / "final_model.pt").is_file()
-    assert f"{run.final_accuracy:.4f}" in out
+    assert f"validation {run.final_accuracy * 100:.2f}%" in out
 
 
 def test_bad_yaml_key_is_a_clean_error(tmp_path, capsys, tiny_dict):

@@ -2,6 +2,8 @@
 import re
 
 import pytest
+
+from pgf_sim.train import data_types as data_module  # TensorData draws its batches through batch_indices here
 import torch
 
 from pgf_sim.core import NM
@@ -41,8 +43,11 @@ def test_every_recipe_trains_the_tiny_default(recipe, tmp_path, tiny_cfg):
         assert {row.pattern for row in store.run_layers(s.run_id)} == {NM(2, 4)}
         assert {row.layer for row in store.run_layers(s.run_id)} == {"blocks.0.mlp.fc1", "blocks.0.mlp.fc2"}
     # the saved model scores what the run reported
-    acc, _ = evaluate(model, load_data(cfg.data), torch.device("cpu"), False)
-    assert acc == s.final_accuracy
+    acc = evaluate(model, load_data(cfg.data), torch.device("cpu"), False)["accuracy"]
+    assert acc == s.final_accuracy  # the validation split's accuracy (picks are made on it)
+    test = evaluate(model, load_data(cfg.data), torch.device("cpu"), False, "test")
+    assert store.run_metrics(s.run_id, "test_accuracy")[-1][-1] == test["accuracy"]
+    assert store.run_metrics(s.run_id, "test_loss")[-1][-1] == pytest.approx(test["loss"])
     # diagnostics were logged for fc1/fc2 (for the dense baseline too), at steps 3 and 6
     diag = store.run_diagnostics(s.run_id, key="mask_flip_rate")
     assert {layer for _, layer, _, _ in diag} == {"blocks.0.mlp.fc1", "blocks.0.mlp.fc2"}
@@ -69,18 +74,18 @@ def test_resume_equals_uninterrupted(recipe, tmp_path, monkeypatch, tiny_cfg):
     store = ResultStore(tmp_path / "db.sqlite")
     straight = train(cfg, store=store, run_id="straight", workdir=tmp_path, progress=False)
 
-    real = trainer.batch_indices
+    real = data_module.batch_indices
 
     def crash_at_step_6(*args, **kw):  # killed after the step-4 checkpoint, mid-way to step 8
         if args[3] == 5:
             raise KeyboardInterrupt
         return real(*args, **kw)
 
-    monkeypatch.setattr(trainer, "batch_indices", crash_at_step_6)
+    monkeypatch.setattr(data_module, "batch_indices", crash_at_step_6)
     with pytest.raises(KeyboardInterrupt):
         train(cfg, store=store, run_id="resumed", workdir=tmp_path, progress=False)
     assert torch.load(tmp_path / "resumed" / "checkpoint.pt", weights_only=True)["step"] == 4
-    monkeypatch.setattr(trainer, "batch_indices", real)
+    monkeypatch.setattr(data_module, "batch_indices", real)
     resumed = train(cfg, store=store, run_id="resumed", workdir=tmp_path, progress=False)
 
     a, b = _final_state(straight.run_dir), _final_state(resumed.run_dir)
