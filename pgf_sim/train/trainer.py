@@ -9,6 +9,7 @@ returned as is.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import sys
@@ -22,6 +23,7 @@ import torch.nn.functional as F
 
 from pgf_sim.core import NM, PgfSimError
 from pgf_sim.core.files import atomic_write
+from pgf_sim.core.runlock import check_run_id, run_lock
 from pgf_sim.store import ResultStore
 from pgf_sim.train import distributed as dist
 from pgf_sim.train.checkpoint import (CHECKPOINT_NAME, atomic_save, load_checkpoint, safe_torch_load, save_checkpoint,
@@ -202,17 +204,36 @@ def _plain_state_dict(trained: torch.nn.Module, cfg: ExperimentConfig) -> dict[s
 
 def train(cfg: ExperimentConfig, *, store: ResultStore, run_id: str | None = None, workdir: str | Path,
           progress: bool = True) -> RunSummary:
-    """Train ``cfg`` (resuming when a checkpoint exists); see the module docstring."""
+    """Train ``cfg`` (resuming when a checkpoint exists); see the module docstring. Holds the run's
+    lock (``pgf_sim.core.runlock``) while it trains: another process training the same run id
+    (in the same workdir) is waited for, never raced."""
+    ctx = dist.context_from_env()
+    device = dist.device_for(ctx, cfg.device)
+    dist.init(ctx, device)
+    dist.check_batch(ctx, cfg.schedule.batch_size)
+    run_id = check_run_id(run_id or cfg.default_run_id(ctx.world))
+
+    def waiting(lock_path: Path) -> None:
+        print(f"run {run_id} is being trained by another process (lock {lock_path}); waiting for it to finish",
+              file=sys.stderr, flush=True)
+
+    # One process per run (the train command, sweep workers, mixed verification, the Python API):
+    # a second train() of the same run waits, then finds it finished (or resumes its checkpoint).
+    # Under DDP the ranks of one job share the run: rank 0 holds the lock.
+    with contextlib.ExitStack() as held:
+        if ctx.is_main:
+            held.enter_context(run_lock(workdir, run_id, wait=True, on_wait=waiting))
+        return _train_locked(cfg, ctx, device, run_id, store=store, workdir=workdir, progress=progress)
+
+
+def _train_locked(cfg: ExperimentConfig, ctx: Any, device: torch.device, run_id: str, *, store: ResultStore,
+                  workdir: str | Path, progress: bool) -> RunSummary:
+    """``train`` once the run lock is held."""
     from tqdm import tqdm
 
     from pgf_sim.sparsity.flops import training_flops
     from pgf_sim.train.sparsify import sparsify
 
-    ctx = dist.context_from_env()
-    device = dist.device_for(ctx, cfg.device)
-    dist.init(ctx, device)
-    dist.check_batch(ctx, cfg.schedule.batch_size)
-    run_id = run_id or cfg.default_run_id(ctx.world)
     run_dir = Path(workdir) / run_id
     ckpt_path = run_dir / CHECKPOINT_NAME
     config_dict = cfg.to_dict()  # what config.json holds (an experiment)
