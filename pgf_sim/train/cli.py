@@ -15,7 +15,8 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "train", help="train one N:M sparsity experiment (training/<experiment>.yaml)",
         description="Train the experiment defined in a YAML file; rerunning the same command resumes "
-                    "from the last checkpoint. Overrides: key.sub=value, e.g. recipe.name=mdgf recipe.pattern=1:8.",
+                    "from the last checkpoint. Overrides: key.sub=value, e.g. recipe.name=mdgf recipe.pattern=1:8, "
+                    "anywhere on the line (also after the flags).",
     )
     p.add_argument("experiment", type=Path, help="experiment YAML, e.g. training/digits_vit.yaml")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. schedule.epochs=5")
