@@ -37,9 +37,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def parse(parser: argparse.ArgumentParser, argv: list[str] | None = None) -> argparse.Namespace:
+    """``parser.parse_args``, except that a command taking ``KEY=VALUE`` overrides (``train``,
+    ``sweep``) accepts them anywhere on the line, also after its flags
+    (``pgf-sim train x.yaml --no-progress seed=1``), in the order given. argparse alone stops
+    filling a positional list at the first flag, and ``parse_intermixed_args`` refuses subcommands."""
+    args, extra = parser.parse_known_args(argv)
+    if extra and isinstance(getattr(args, "overrides", None), list):
+        keys = [t for t in extra if not t.startswith("-") and "=" in t and t.index("=") > 0]
+        args.overrides += keys
+        extra = [t for t in extra if t not in keys]
+    if extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    return args
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parse(parser, argv)
     try:
         result = args.func(args)
     except PgfSimError as exc:

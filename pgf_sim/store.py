@@ -35,6 +35,7 @@ that must already exist (``ResultStore(path, create=False)``) never creates one.
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import time
 from contextlib import contextmanager
@@ -244,13 +245,25 @@ class ResultStore:
             why = "is not a readable SQLite database (corrupt or truncated); move it away or use another --db"
         elif "readonly" in low or "read-only" in low:
             why = "is read-only (no write permission on the file or its folder)"
-        elif "disk is full" in low or "database or disk is full" in low:
+        elif "disk is full" in low or getattr(exc, "sqlite_errorname", "") == "SQLITE_FULL" or self._full_disk_io(exc):
             why = "disk full: the write was rolled back, nothing stored was lost"
         elif "unable to open" in low:
             why = "cannot be opened (missing folder or no permission)"
         else:
             why = text
         return StoreError(f"result database {self.path}: {why}")
+
+    def _full_disk_io(self, exc: BaseException) -> bool:
+        """An I/O error while the database's file system has under 1 MiB free: a full disk.
+        (SQLite reports ENOSPC as SQLITE_FULL when writing pages, but as an I/O error, e.g.
+        SQLITE_IOERR_SHMSIZE, when it cannot grow the WAL index file.)"""
+        if not getattr(exc, "sqlite_errorname", "").startswith("SQLITE_IOERR"):
+            return False
+        try:
+            fs = os.statvfs(self.path.parent)
+        except OSError:
+            return False
+        return fs.f_bavail * fs.f_frsize < 1 << 20
 
     @contextmanager
     def _connection(self) -> Iterator[sqlite3.Connection]:

@@ -1,6 +1,11 @@
-"""Fixtures shared by the tests: a tiny experiment (a 1-block ViT on digits, a few steps) and
-single-threaded torch for the training tests."""
+"""Fixtures shared by the tests: a tiny experiment (a 1-block ViT on digits, a few steps),
+single-threaded torch for the training tests, and a real tiny disk to fill (tmpfs)."""
 from __future__ import annotations
+
+import errno
+import shutil
+import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -47,3 +52,36 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture
+def tiny_disk(tmp_path):
+    """A real 256 KiB tmpfs (needs root and mount); skipped where the sandbox forbids it."""
+    mnt = tmp_path / "disk"
+    mnt.mkdir()
+    if shutil.which("mount") is None:
+        pytest.skip("no mount command")
+    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mnt)], capture_output=True)
+    if proc.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {proc.stderr.decode().strip()}")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", str(mnt)], check=True)
+
+
+def _fill(disk: Path) -> None:
+    """Take every free byte of ``disk`` into ``disk/pad`` (the real ENOSPC, no mock)."""
+    with open(disk / "pad", "ab", buffering=0) as fh:
+        for chunk in (4096, 1):  # whole pages, then the last bytes
+            try:
+                while True:
+                    fh.write(b"\0" * chunk)
+            except OSError as exc:
+                assert exc.errno == errno.ENOSPC
+
+
+@pytest.fixture
+def fill_disk():
+    """``fill_disk(tiny_disk)`` takes every free byte of the tmpfs."""
+    return _fill

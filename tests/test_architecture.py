@@ -136,3 +136,21 @@ def test_no_import_cycles():
                 g.add_edge(name, target)
     cycles = sorted(sorted(c) for c in nx.strongly_connected_components(g) if len(c) > 1)
     assert not cycles, f"import cycles: {cycles}"
+
+
+def _training_calls(path: Path) -> list[str]:
+    """Optimiser / LR-scheduler constructions and ``.backward()`` calls in ``path`` (by AST)."""
+    out = []
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+            name = node.func.attr
+            if name == "backward" or name in ("AdamW", "Adam", "SGD", "LambdaLR", "CosineAnnealingLR"):
+                out.append(f"{name} (line {node.lineno})")
+    return out
+
+
+def test_one_training_loop():
+    # every training run (train(), the mixed fine-tune) steps through trainer.fit_steps
+    others = {n: calls for n, p in MODULES.items() if n != "pgf_sim.train.trainer" and (calls := _training_calls(p))}
+    assert not others, f"a training loop outside pgf_sim/train/trainer.py: {others}"
+    assert _training_calls(MODULES["pgf_sim.train.trainer"])  # the reader finds the one that exists

@@ -7,7 +7,6 @@ Rows that need a process of their own (locks) or a full disk (a tiny tmpfs) foll
 """
 from __future__ import annotations
 
-import errno
 import os
 import pickle
 import shutil
@@ -215,33 +214,7 @@ def test_export_force_replaces_an_existing_file(work, capsys):
 
 
 # ------------------------------------------------------------------------------- a full disk
-@pytest.fixture
-def tiny_disk(tmp_path):
-    """A real 256 KiB tmpfs (needs root and mount); skipped where the sandbox forbids it."""
-    mnt = tmp_path / "disk"
-    mnt.mkdir()
-    if shutil.which("mount") is None:
-        pytest.skip("no mount command")
-    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mnt)], capture_output=True)
-    if proc.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {proc.stderr.decode().strip()}")
-    try:
-        yield mnt
-    finally:
-        subprocess.run(["umount", str(mnt)], check=True)
-
-
-def _fill(disk: Path) -> None:
-    """Take every free byte (the real ENOSPC, no mock)."""
-    try:
-        with open(disk / "pad", "ab", buffering=0) as fh:
-            while True:
-                fh.write(b"\0" * 4096)
-    except OSError as exc:
-        assert exc.errno == errno.ENOSPC
-
-
-def test_disk_full_keeps_the_old_report_and_output(tiny_disk, capsys):
+def test_disk_full_keeps_the_old_report_and_output(tiny_disk, fill_disk, capsys):
     from pgf_sim.codesign.report import ReportData, write_report
     from pgf_sim.core.files import FileWriteError
 
@@ -250,7 +223,7 @@ def test_disk_full_keeps_the_old_report_and_output(tiny_disk, capsys):
     out = tiny_disk / "sim.txt"
     assert _cli(["simulate", "--hw", "a100_80gb", "--gemm", "64,64,64", "--out", str(out)], capsys)[0] == 0
     old_out = out.read_bytes()
-    _fill(tiny_disk)
+    fill_disk(tiny_disk)
     with pytest.raises(FileWriteError, match="disk full: cannot write .*report.html"):
         write_report(report, ReportData(notes=["x" * 300_000]))
     rc, text = _cli(["simulate", "--hw", "a100_80gb", "--model", "vit_b", "--out", str(out)], capsys)
@@ -259,7 +232,7 @@ def test_disk_full_keeps_the_old_report_and_output(tiny_disk, capsys):
     assert sorted(p.name for p in tiny_disk.iterdir()) == ["pad", "report.html", "sim.txt"]  # no temp files left
 
 
-def test_disk_full_mid_checkpoint_and_export(work, tiny_disk, capsys):
+def test_disk_full_mid_checkpoint_and_export(work, tiny_disk, fill_disk, capsys):
     import torch
 
     torch.set_num_threads(1)
@@ -268,7 +241,7 @@ def test_disk_full_mid_checkpoint_and_export(work, tiny_disk, capsys):
     assert rc == 2 and "disk full" in text and "checkpoint.pt" in text and "Traceback" not in text
     assert "unexpected pos" not in text
     assert not list((tiny_disk / "full").glob(".*.tmp"))  # the half-written temp file is removed
-    _fill(tiny_disk)
+    fill_disk(tiny_disk)
     rc, text = _cli(["export", str(work / "runs" / "good"), "--out", str(tiny_disk / "m.safetensors")], capsys)
     assert rc == 2 and "disk full" in text and "m.safetensors" in text
     assert not (tiny_disk / "m.safetensors").exists()
@@ -292,7 +265,7 @@ def test_two_trains_of_one_run_train_it_once(work):
     assert [p.returncode for p in procs] == [0, 0], outs
     waited = ["being trained by another process" in err and "waiting" in err for _, err in outs]
     assert sorted(waited) == [False, True], outs
-    accuracy = {out.split(" validation ")[1].split()[0] for out, _ in outs}
+    accuracy = {out.split(" validation ")[1].split(" after ")[0] for out, _ in outs}  # "96.10%, test 95.30%"
     assert len(accuracy) == 1 and all(f"after {steps} steps" in out for out, _ in outs)
     con = sqlite3.connect(work / "lock.sqlite")
     steps_logged = [s for (s,) in con.execute("SELECT step FROM metrics WHERE run_id='twice' AND key='train_loss' "

@@ -98,3 +98,56 @@ def test_bad_database_is_one_named_line_and_nothing_changes(make_db, argv, words
         assert word in lines[0]
     assert _snapshot(db) == before  # no file created, none changed
     assert not (tmp_path / "pgf_report.html").exists() and not (tmp_path / "runs").exists()
+
+
+# ------------------------------------------------------------- a full disk under the database
+def _db_with_an_earlier_run(disk: Path) -> tuple[Path, list]:
+    db = disk / "r.sqlite"
+    store = ResultStore(db)
+    store.start_run("earlier", name="x", config={"a": 1}, recipe="mdgf", pattern="2:4", seed=0)
+    store.add_metrics("earlier", [(s, "train_loss", 1.0 / s) for s in range(1, 101)])
+    return db, store.run_metrics("earlier")
+
+
+def test_train_on_a_full_disk_is_one_named_line_and_nothing_is_lost(tiny_disk, fill_disk, tmp_path, capsys,
+                                                                    monkeypatch):
+    """``pgf-sim train --db`` on a file system with no free byte: SQLite cannot even grow its
+    WAL index (an I/O error, not SQLITE_FULL); the command says "disk full", names the file,
+    exits 2, and the database keeps every earlier row and gains none."""
+    monkeypatch.chdir(tmp_path)
+    db, earlier = _db_with_an_earlier_run(tiny_disk)
+    fill_disk(tiny_disk)
+    rc = main(["train", EXPERIMENT, "--db", str(db), "--workdir", str(tmp_path / "runs"), "--run-id", "later",
+               "--no-progress"])
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert rc == 2 and len(lines) == 1 and "Traceback" not in err, err
+    assert lines[0].startswith("pgf-sim: error: ") and str(db) in lines[0] and "disk full" in lines[0]
+    (tiny_disk / "pad").unlink()
+    store = ResultStore(db)
+    assert store.run_metrics("earlier") == earlier and store.get_run("later") is None
+    assert [r.run_id for r in store.list_runs()] == ["earlier"]
+    assert not (tmp_path / "runs" / "later").exists()  # refused before training anything
+
+
+def test_disk_full_mid_transaction_rolls_it_back(tiny_disk, fill_disk):
+    """The disk fills while a write transaction grows the WAL (SQLITE_FULL): one StoreError line
+    naming the file and "disk full"; the transaction rolls back (none of its rows stored) and
+    the earlier rows stay; once there is space the store writes again."""
+    from pgf_sim.store import StoreError
+
+    db, earlier = _db_with_an_earlier_run(tiny_disk)
+    fill_disk(tiny_disk)
+    pad = tiny_disk / "pad"
+    os.truncate(pad, pad.stat().st_size - 128 * 1024)  # room to open the database, not for the write
+    store = ResultStore(db)
+    store.start_run("later", name="x", config={"a": 2}, recipe="mdgf", pattern="1:8", seed=0)  # small: fits
+    rows = [(s, "train_loss", 1.0 / s) for s in range(1, 20_001)]  # ~1 MB of WAL: does not fit
+    with pytest.raises(StoreError) as info:
+        store.add_metrics("later", rows)
+    msg = str(info.value)
+    assert "\n" not in msg and str(db) in msg and "disk full" in msg and "rolled back" in msg
+    assert store.run_metrics("later") == [] and store.run_metrics("earlier") == earlier
+    pad.unlink()
+    store.add_metrics("later", rows[:100])  # the store is usable again once there is space
+    assert store.run_metrics("later") == [(s, k, v) for s, k, v in rows[:100]]

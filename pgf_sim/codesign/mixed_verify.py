@@ -27,32 +27,28 @@ from .mixed import (Assignment, LayerPatterns, Sensitivity, apply_patterns, best
 
 def finetune_masked(model, data, masks: dict, *, steps: int, lr: float, batch_size: int, seed: int,
                     weight_decay: float = 0.0) -> None:
-    """Train ``steps`` steps with the given masks held fixed: after each AdamW step the masked
-    weights are set back to zero, so the forward always uses the N:M weights (projected SGD;
-    the same as training with a fixed binary mask). The trainer's LR shape without warmup:
-    half-cosine from ``lr`` to 0."""
+    """Train ``steps`` steps with the given masks held fixed, through the trainer's loop
+    (``pgf_sim.train.trainer.fit_steps``, AdamW, its LR shape without warmup: half-cosine from
+    ``lr`` to 0): after each step the masked weights are set back to zero, so the forward always
+    uses the N:M weights (projected SGD; the same as training with a fixed binary mask). A
+    non-finite loss stops it with ``TrainingDiverged``."""
     import torch
-    import torch.nn.functional as F
 
-    from ..train.trainer import lr_factor
+    from ..train.trainer import fit_steps, make_optimizer
 
     if steps <= 0:
         return
     torch.manual_seed(seed)
     weights = {name: w for name, (w, _) in layer_weights(model, masks).items()}
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, steps, 0))
-    model.train()
-    for step in range(steps):
-        x, y = data.train_batch(min(batch_size, data.n_train), seed, step)
-        loss = F.cross_entropy(model(x).flatten(0, -2), y.flatten())
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
-        with torch.no_grad():
-            for name, w in weights.items():
-                w.mul_(masks[name])
+    opt, sched = make_optimizer(model, lr=lr, weight_decay=weight_decay, total=steps, warmup=0)
+
+    @torch.no_grad()
+    def reapply_masks(_stats) -> None:
+        for name, w in weights.items():
+            w.mul_(masks[name])
+
+    fit_steps(model, opt, sched, lambda step: data.train_batch(min(batch_size, data.n_train), seed, step),
+              range(steps), device=next(model.parameters()).device, after_step=reapply_masks)
     model.eval()
 
 

@@ -4,15 +4,21 @@ A run lives in ``workdir/<run_id>/``. Two processes training the same run (two `
 train`` commands, two sweeps over one workdir) would both train it in full and race on its
 checkpoint and metrics, so each holds ``workdir/.locks/<run_id>.lock`` (``fcntl.flock``,
 advisory, exclusive) while it trains and simulates the run. The OS drops the lock when its
-holder exits, even by SIGKILL, so a stale lock never blocks a resume.
+holder exits, even by SIGKILL, so a stale lock never blocks a resume. ``trainer.train()`` takes
+it itself (so every caller does: the ``train`` command, sweep workers, ``mixed`` verification,
+the Python API); a caller that already holds it (a sweep worker, which also simulates the run)
+re-enters it in the same thread without blocking on itself.
 """
 from __future__ import annotations
 
 import contextlib
+import threading
 from pathlib import Path
 from typing import Callable, Iterator
 
 from .errors import ConfigError
+
+_HELD: dict[tuple[Path, int], int] = {}  # (lock path, thread id) -> depth, for re-entry
 
 def check_run_id(run_id: str) -> str:
     """A run id names one directory inside the workdir: no path separator, no leading dot
@@ -37,6 +43,14 @@ def run_lock(workdir: str | Path, run_id: str, *, wait: bool,
     lock_dir = Path(workdir) / ".locks"
     lock_dir.mkdir(parents=True, exist_ok=True)
     path = lock_dir / f"{check_run_id(run_id)}.lock"
+    key = (path.resolve(), threading.get_ident())
+    if key in _HELD:  # this thread holds it already: a nested take is free
+        _HELD[key] += 1
+        try:
+            yield True
+        finally:
+            _HELD[key] -= 1
+        return
     with open(path, "w") as fh:
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -47,7 +61,9 @@ def run_lock(workdir: str | Path, run_id: str, *, wait: bool,
             if on_wait is not None:
                 on_wait(path)
             fcntl.flock(fh, fcntl.LOCK_EX)
+        _HELD[key] = 1
         try:
             yield True
         finally:
+            del _HELD[key]
             fcntl.flock(fh, fcntl.LOCK_UN)

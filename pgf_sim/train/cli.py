@@ -15,7 +15,8 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "train", help="train one N:M sparsity experiment (training/<experiment>.yaml)",
         description="Train the experiment defined in a YAML file; rerunning the same command resumes "
-                    "from the last checkpoint. Overrides: key.sub=value, e.g. recipe.name=mdgf recipe.pattern=1:8.",
+                    "from the last checkpoint. Overrides: key.sub=value, e.g. recipe.name=mdgf recipe.pattern=1:8, "
+                    "anywhere on the line (also after the flags).",
     )
     p.add_argument("experiment", type=Path, help="experiment YAML, e.g. training/digits_vit.yaml")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. schedule.epochs=5")
@@ -51,13 +52,9 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _train(args: argparse.Namespace) -> int:
+    from pgf_sim.core.runlock import check_run_id
     from pgf_sim.store import ResultStore
     from pgf_sim.train.experiment import load_experiment
-
-    import contextlib
-    import sys
-
-    from pgf_sim.core.runlock import check_run_id, run_lock
 
     overrides = list(args.overrides) + ([f"device={args.device}"] if args.device else [])
     cfg = load_experiment(args.experiment, overrides)  # validate before importing torch
@@ -70,17 +67,9 @@ def _train(args: argparse.Namespace) -> int:
     check_trainable(cfg, source=str(args.experiment))
     store = ResultStore(args.db)
     ctx = distributed.context_from_env()
-
-    def waiting(lock_path: Path) -> None:
-        print(f"run {run_id} is being trained by another process (lock {lock_path}); waiting for it to finish",
-              file=sys.stderr, flush=True)
-
-    # One process per run: a second `train` of the same run waits, then finds it finished (or
-    # resumes its checkpoint). Under DDP the ranks of one job share the run: rank 0 holds the lock.
-    lock = run_lock(args.workdir, run_id, wait=True, on_wait=waiting) if ctx.is_main else contextlib.nullcontext()
+    # train() holds the run lock: a second `train` of the same run waits, then finds it finished
     try:
-        with lock:
-            summary = train(cfg, store=store, run_id=run_id, workdir=args.workdir, progress=not args.no_progress)
+        summary = train(cfg, store=store, run_id=run_id, workdir=args.workdir, progress=not args.no_progress)
     finally:
         distributed.shutdown(ctx)
     if ctx.is_main:

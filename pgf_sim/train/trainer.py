@@ -9,19 +9,21 @@ returned as is.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
 
 from pgf_sim.core import NM, PgfSimError
 from pgf_sim.core.files import atomic_write
+from pgf_sim.core.runlock import check_run_id, run_lock
 from pgf_sim.store import ResultStore
 from pgf_sim.train import distributed as dist
 from pgf_sim.train.checkpoint import (CHECKPOINT_NAME, atomic_save, load_checkpoint, safe_torch_load, save_checkpoint,
@@ -69,6 +71,66 @@ def _param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str,
             continue
         (decay if p.ndim >= 2 and "token" not in name and "pos_embed" not in name else no_decay).append(p)
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def make_optimizer(model: torch.nn.Module, *, lr: float, weight_decay: float, total: int,
+                   warmup: int) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
+    """AdamW (no decay on biases, norms and tokens) and its ``lr_factor`` schedule over ``total`` steps."""
+    opt = torch.optim.AdamW(_param_groups(model, weight_decay), lr=lr)
+    return opt, torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, total, warmup))
+
+
+@dataclass(frozen=True)
+class StepStats:
+    """One completed optimiser step: its 0-based index, the (all-reduced) loss and gradient norm
+    before clipping, and the learning rate it used."""
+    step: int
+    loss: float
+    grad_norm: float
+    lr: float
+
+
+def fit_steps(net: torch.nn.Module, opt: torch.optim.Optimizer, sched: Any,
+              batch: Callable[[int], tuple[torch.Tensor, torch.Tensor]], steps: range, *, device: torch.device,
+              bf16: bool = False, grad_clip: float | None = None,
+              reduce: Callable[[torch.Tensor], torch.Tensor] | None = None,
+              before_step: Callable[[int], None] | None = None, after_backward: Callable[[int], None] | None = None,
+              after_step: Callable[[StepStats], None] | None = None,
+              on_diverged: Callable[[StepStats], None] | None = None) -> None:
+    """The one training loop (``train`` and the masked fine-tune of ``codesign.mixed_verify`` use it):
+    for each step, ``before_step``, cross-entropy of ``net`` on ``batch(step)`` (every position of a
+    text window is a target), backward, ``after_backward``, clipping at ``grad_clip``, the
+    optimiser and LR steps, then ``after_step``. ``reduce`` averages (loss, grad norm) over DDP
+    ranks. A non-finite loss or gradient norm calls ``on_diverged`` (which should raise) before
+    the optimiser step, so the bad update is never applied; without it, ``TrainingDiverged``."""
+    net.train()
+    params = [p for group in opt.param_groups for p in group["params"]]
+    clip = grad_clip if grad_clip is not None else float("inf")
+    for step in steps:
+        if before_step is not None:
+            before_step(step)
+        x, y = batch(step)
+        x, y = x.to(device), y.to(device)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            # (B, classes) or (B, T, vocab) logits
+            loss = F.cross_entropy(net(x).float().flatten(0, -2), y.flatten())
+        opt.zero_grad(set_to_none=True)
+        loss.backward()  # also when not finite: under DDP every rank must join the all-reduce
+        if after_backward is not None:
+            after_backward(step)
+        grad_norm = torch.nn.utils.clip_grad_norm_(params, clip)
+        stats_t = torch.stack([loss.detach().float(), grad_norm.float()]).cpu()
+        stats_t = reduce(stats_t) if reduce is not None else stats_t
+        stats = StepStats(step, float(stats_t[0]), float(stats_t[1]), opt.param_groups[0]["lr"])
+        if not (math.isfinite(stats.loss) and math.isfinite(stats.grad_norm)):
+            if on_diverged is not None:
+                on_diverged(stats)
+            raise TrainingDiverged(f"training diverged at step {step + 1} (loss={stats.loss}, "
+                                   f"grad norm={stats.grad_norm}, lr={stats.lr:.3g}); lower the learning rate")
+        opt.step()
+        sched.step()
+        if after_step is not None:
+            after_step(stats)
 
 
 @torch.no_grad()
@@ -142,17 +204,36 @@ def _plain_state_dict(trained: torch.nn.Module, cfg: ExperimentConfig) -> dict[s
 
 def train(cfg: ExperimentConfig, *, store: ResultStore, run_id: str | None = None, workdir: str | Path,
           progress: bool = True) -> RunSummary:
-    """Train ``cfg`` (resuming when a checkpoint exists); see the module docstring."""
+    """Train ``cfg`` (resuming when a checkpoint exists); see the module docstring. Holds the run's
+    lock (``pgf_sim.core.runlock``) while it trains: another process training the same run id
+    (in the same workdir) is waited for, never raced."""
+    ctx = dist.context_from_env()
+    device = dist.device_for(ctx, cfg.device)
+    dist.init(ctx, device)
+    dist.check_batch(ctx, cfg.schedule.batch_size)
+    run_id = check_run_id(run_id or cfg.default_run_id(ctx.world))
+
+    def waiting(lock_path: Path) -> None:
+        print(f"run {run_id} is being trained by another process (lock {lock_path}); waiting for it to finish",
+              file=sys.stderr, flush=True)
+
+    # One process per run (the train command, sweep workers, mixed verification, the Python API):
+    # a second train() of the same run waits, then finds it finished (or resumes its checkpoint).
+    # Under DDP the ranks of one job share the run: rank 0 holds the lock.
+    with contextlib.ExitStack() as held:
+        if ctx.is_main:
+            held.enter_context(run_lock(workdir, run_id, wait=True, on_wait=waiting))
+        return _train_locked(cfg, ctx, device, run_id, store=store, workdir=workdir, progress=progress)
+
+
+def _train_locked(cfg: ExperimentConfig, ctx: Any, device: torch.device, run_id: str, *, store: ResultStore,
+                  workdir: str | Path, progress: bool) -> RunSummary:
+    """``train`` once the run lock is held."""
     from tqdm import tqdm
 
     from pgf_sim.sparsity.flops import training_flops
     from pgf_sim.train.sparsify import sparsify
 
-    ctx = dist.context_from_env()
-    device = dist.device_for(ctx, cfg.device)
-    dist.init(ctx, device)
-    dist.check_batch(ctx, cfg.schedule.batch_size)
-    run_id = run_id or cfg.default_run_id(ctx.world)
     run_dir = Path(workdir) / run_id
     ckpt_path = run_dir / CHECKPOINT_NAME
     config_dict = cfg.to_dict()  # what config.json holds (an experiment)
@@ -187,9 +268,8 @@ def train(cfg: ExperimentConfig, *, store: ResultStore, run_id: str | None = Non
                           run_dir, existing.final_step, flops, model)
 
     net = dist.wrap(model, ctx, device)
-    opt = torch.optim.AdamW(_param_groups(model, cfg.schedule.weight_decay), lr=cfg.schedule.lr)
-    warmup = int(cfg.schedule.warmup_fraction * total)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, total, warmup))
+    opt, sched = make_optimizer(model, lr=cfg.schedule.lr, weight_decay=cfg.schedule.weight_decay, total=total,
+                                warmup=int(cfg.schedule.warmup_fraction * total))
 
     done = 0
     if ckpt_path.is_file():
@@ -227,48 +307,49 @@ def train(cfg: ExperimentConfig, *, store: ResultStore, run_id: str | None = Non
     # no terminal (a log file, CI, a pipe): plain lines, about ten per run, instead of a bar
     plain_every = max(1, total // 10) if progress and ctx.is_main and bar.disable else 0
     t_start = time.monotonic()
-    net.train()
+    beta_v = 0.0
+
+    def before_step(step: int) -> None:
+        nonlocal beta_v
+        controller.set_step(step)
+        beta_v = controller.beta  # MDGF's beta(t) of this step (opt.step's hook advances it)
+
+    def after_backward(step: int) -> None:
+        if monitor is not None and monitor.active(step):
+            summary = monitor.update(step, *_grads_and_masks(diag_layers, controller, cfg))
+            for layer, row in (summary or {}).items():
+                pending_diag.extend((step + 1, layer, k, v) for k, v in row.items())
+
+    def after_step(stats: StepStats) -> None:
+        nonlocal pending, pending_diag
+        s = stats.step + 1  # metrics are keyed by completed steps
+        pending += [(s, "train_loss", stats.loss), (s, "lr", stats.lr), (s, "grad_norm", stats.grad_norm)]
+        if cfg.recipe.spec.decays:  # MDGF's beta(t) of this step, for the training curves
+            pending.append((s, "beta", beta_v))
+        if cfg.eval_every and s % cfg.eval_every == 0 and s < total:
+            pending += _eval_rows(s, model, data, device, cfg.bf16) + [(s, "train_flops", flops_so_far(s))]
+        if s % cfg.checkpoint_every == 0 or s == total:
+            if ctx.is_main:
+                # Metrics first, then the checkpoint: a crash in between leaves metrics past
+                # the checkpoint, which the resume truncates (never a gap or a duplicate).
+                store.add_metrics(run_id, pending)
+                store.add_diagnostics(run_id, pending_diag)
+                checkpoint(s)
+            pending, pending_diag = [], []
+        bar.update(1)
+        bar.set_postfix(loss=f"{stats.loss:.4f}", refresh=False)
+        if plain_every and (s % plain_every == 0 or s == total):
+            print(f"{run_id}: step {s}/{total} loss {stats.loss:.4f} ({time.monotonic() - t_start:.0f} s)", flush=True)
+
+    def diverged(stats: StepStats) -> None:
+        _diverged(store if ctx.is_main else None, run_id, stats.step, stats.loss, stats.grad_norm, opt, ckpt_path)
+
     try:
-        for step in range(done, total):
-            controller.set_step(step)
-            x, y = data.train_batch(cfg.schedule.batch_size, cfg.seed, step, rank=ctx.rank, world=ctx.world)
-            x, y = x.to(device), y.to(device)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
-                # (B, classes) or (B, T, vocab) logits: every position of a text window is a target
-                loss = F.cross_entropy(net(x).float().flatten(0, -2), y.flatten())
-            opt.zero_grad(set_to_none=True)
-            loss.backward()  # also when not finite: under DDP every rank must join the all-reduce
-            if monitor is not None and monitor.active(step):
-                summary = monitor.update(step, *_grads_and_masks(diag_layers, controller, cfg))
-                for layer, row in (summary or {}).items():
-                    pending_diag.extend((step + 1, layer, k, v) for k, v in row.items())
-            clip = cfg.schedule.grad_clip if cfg.schedule.grad_clip is not None else float("inf")
-            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
-            stats = dist.all_reduce_(torch.stack([loss.detach().float(), grad_norm.float()]).cpu(), ctx) / ctx.world
-            loss_v, grad_norm_v = float(stats[0]), float(stats[1])
-            if not (math.isfinite(loss_v) and math.isfinite(grad_norm_v)):
-                _diverged(store if ctx.is_main else None, run_id, step, loss_v, grad_norm_v, opt, ckpt_path)
-            lr_v, beta_v = opt.param_groups[0]["lr"], controller.beta
-            opt.step()  # its step hook advances the controller to step + 1
-            sched.step()
-            s = step + 1  # metrics are keyed by completed steps
-            pending += [(s, "train_loss", loss_v), (s, "lr", lr_v), (s, "grad_norm", grad_norm_v)]
-            if cfg.recipe.spec.decays:  # MDGF's beta(t) of this step, for the training curves
-                pending.append((s, "beta", beta_v))
-            if cfg.eval_every and s % cfg.eval_every == 0 and s < total:
-                pending += _eval_rows(s, model, data, device, cfg.bf16) + [(s, "train_flops", flops_so_far(s))]
-            if s % cfg.checkpoint_every == 0 or s == total:
-                if ctx.is_main:
-                    # Metrics first, then the checkpoint: a crash in between leaves metrics past
-                    # the checkpoint, which the resume truncates (never a gap or a duplicate).
-                    store.add_metrics(run_id, pending)
-                    store.add_diagnostics(run_id, pending_diag)
-                    checkpoint(s)
-                pending, pending_diag = [], []
-            bar.update(1)
-            bar.set_postfix(loss=f"{loss_v:.4f}", refresh=False)
-            if plain_every and (s % plain_every == 0 or s == total):
-                print(f"{run_id}: step {s}/{total} loss {loss_v:.4f} ({time.monotonic() - t_start:.0f} s)", flush=True)
+        fit_steps(net, opt, sched,
+                  lambda step: data.train_batch(cfg.schedule.batch_size, cfg.seed, step, rank=ctx.rank, world=ctx.world),
+                  range(done, total), device=device, bf16=cfg.bf16, grad_clip=cfg.schedule.grad_clip,
+                  reduce=lambda t: dist.all_reduce_(t, ctx) / ctx.world, before_step=before_step,
+                  after_backward=after_backward, after_step=after_step, on_diverged=diverged)
     finally:
         bar.close()
 

@@ -41,3 +41,32 @@ def test_bad_override_and_missing_file(tmp_path, capsys, tiny_dict):
     assert "need 1 <= N <= M" in capsys.readouterr().err
     assert main(["train", str(tmp_path / "missing.yaml")]) == 2
     assert "cannot read" in capsys.readouterr().err
+
+
+def test_overrides_anywhere_on_the_line(tmp_path, capsys, tiny_dict):
+    """KEY=VALUE overrides after, between and before flags all apply, later ones winning."""
+    exp = tmp_path / "tiny.yaml"
+    exp.write_text(yaml.safe_dump(tiny_dict(steps=4)))
+    db = tmp_path / "res.sqlite"
+    code = main(["train", str(exp), "schedule.steps=5", "--device", "cpu", "schedule.steps=2", "--workdir",
+                 str(tmp_path / "runs"), "recipe.pattern=1:8", "--db", str(db), "--run-id", "mixed-order",
+                 "--no-progress", "seed=4"])
+    assert code == 0, capsys.readouterr().err
+    run = ResultStore(db).get_run("mixed-order")
+    assert run.final_step == 2 and run.pattern == NM(1, 8) and run.seed == 4
+
+
+def test_parse_collects_overrides_in_line_order_and_rejects_the_rest(tmp_path, capsys):
+    from pgf_sim.cli import build_parser, parse
+
+    parser = build_parser()
+    args = parse(parser, ["train", "x.yaml", "a=1", "--no-progress", "b.c=2", "--workdir", "w", "a=3"])
+    assert args.overrides == ["a=1", "b.c=2", "a=3"] and args.no_progress and str(args.workdir) == "w"
+    args = parse(parser, ["sweep", "s.yaml", "--db", "d", "workers=4"])
+    assert args.overrides == ["workers=4"]
+    for bad in (["train", "x.yaml", "--no-progress", "stray"], ["train", "x.yaml", "--bogus=1"],
+                ["train", "x.yaml", "--no-progress", "=1"], ["pick", "--db", "d", "--hw", "a100_80gb", "seed=1"]):
+        with pytest.raises(SystemExit) as info:
+            parse(parser, bad)
+        assert info.value.code == 2
+        assert "unrecognized arguments" in capsys.readouterr().err
