@@ -182,13 +182,15 @@ def _same_target(given: str, spec: str) -> bool:
 def format_fronts(table: ResultTable, metric: str = "latency_s", cost: CostModel | None = None) -> str:
     """The quality-vs-``metric`` front of every target, as text (cheapest first)."""
     from ..sim.report_table import si
+    from .report_figures import COSTS
 
     lines = []
     m = table.metric
     tag = f" [{cost.label}]" if cost else ""
     for (hw, _), front in fronts(table, (metric,)).items():
+        what = {k: label for k, label, _ in COSTS}.get(metric, metric)
         lines.append(f"Pareto front on {hw}, {m.label} ({m.unit}, validation, mean ± std over seeds; "
-                     f"{'higher' if m.higher_is_better else 'lower'} is better) vs {metric}{tag}:")
+                     f"{'higher' if m.higher_is_better else 'lower'} is better) vs {what}{tag}:")
         for c in front.candidates(table):
             lines.append(f"  {c.label:<28} {m.name} {m.fmt(c.accuracy_mean, c.accuracy_std):<24} n={c.n_seeds}  "
                          f"latency {si(c.latency_s, 's'):>9}  energy {si(c.energy_j, 'J'):>9}  "
@@ -258,9 +260,15 @@ def build_report_data(db: Any, sweep: str, views: Sequence[CostViewData], patter
     metric = MetricInfo(name=f"validation {task.label}", unit="%" if task.unit == "%" else f" {task.unit}",
                         scale=task.scale, higher_is_better=task.higher_is_better,
                         split=f"validation split of {data_name}" if data_name else "validation split")
+    test_results = {}
+    for v in views[:1]:  # the test number of a candidate is the same on every target and view
+        for c in v.table:
+            if c.label not in test_results:
+                mean, std = test_metric(store, c, task)
+                test_results[c.label] = (mean, std, len(c.run_ids))
     return ReportData(
         title=f"pgf_sim co-design report: {sweep}",
-        cost_views=sections, metric=metric,
+        cost_views=sections, metric=metric, test_results=test_results,
         grad_noise=grad_noise_curves(store, points), training_curves=training_curves(store, points, task),
         pattern_gains=list(pattern_gains),
         dse_note=("Native-pattern answers below are computed on the trained models of this sweep (their captured "

@@ -88,7 +88,7 @@ def test_written_and_self_contained(report_html):
 def test_expected_plot_titles_and_tables(report_html):
     _, text = report_html
     for title in ("Pareto front on a100_80gb", "Pareto front on a100_native_1_8",
-                  "test accuracy vs training FLOPs", "Per-layer latency and energy: mdgf 1:8 on a100_native_1_8",
+                  "validation accuracy vs training FLOPs", "Per-layer latency and energy: mdgf 1:8 on a100_native_1_8",
                   "Gradient noise per recipe", "Training curves", "Hardware design space around a100_80gb"):
         assert title in text, title
     assert "test report &lt;&amp;&gt;" in text  # titles are escaped
