@@ -254,10 +254,10 @@ def build_report_data(db: Any, sweep: str, views: Sequence[CostViewData], patter
     meta = {"sweep": sweep, "database": str(db), "runs": f"{finished} finished of {n_runs}",
             "hardware targets": ", ".join(info.hardware)}
     meta.update({f"cost model {v.cost.name}": v.cost.key for v in views})
-    data_name = info.config.get("experiment", {}).get("data", {}).get("name", "")
+    data_name = _data_name(store, points)
     task = views[0].table.metric if views else sweep_metric(store, info.sweep)
     meta["quality metric"] = task.axis_label
-    metric = MetricInfo(name=f"validation {task.label}", unit="%" if task.unit == "%" else f" {task.unit}",
+    metric = MetricInfo(name=f"validation {task.name}", unit="%" if task.unit == "%" else f" {task.unit}",
                         scale=task.scale, higher_is_better=task.higher_is_better,
                         split=f"validation split of {data_name}" if data_name else "validation split")
     test_results = {}
@@ -281,6 +281,17 @@ def build_report_data(db: Any, sweep: str, views: Sequence[CostViewData], patter
                "the picks). "
                + " ".join(v.cost.note for v in views)],
     )
+
+
+def _data_name(store: Any, points: Sequence[PointRow]) -> str:
+    """The data set the sweep's runs trained on (from a run's stored config: a sweep's
+    ``experiment`` may be a file name), "" when no run has one."""
+    for pt in points:
+        run = store.get_run(pt.run_id)
+        data = (run.config or {}).get("data") if run is not None else None
+        if isinstance(data, dict) and data.get("name"):
+            return str(data["name"])
+    return ""
 
 
 def _breakdowns(store: Any, view: CostViewData) -> list:
