@@ -79,7 +79,7 @@ def _run_row(run: Any, sweeps: list[str]) -> dict[str, Any]:
     from ..train.experiment import metric_of
 
     return {"run_id": run.run_id, "sweep": " ".join(sweeps), "name": run.name, "recipe": run.recipe,
-            "pattern": str(run.pattern), "seed": run.seed, "status": run.status, "final_step": run.final_step,
+            "pattern": "dense" if run.pattern.is_dense else str(run.pattern), "seed": run.seed, "status": run.status, "final_step": run.final_step,
             "metric": metric_of(run.config or {}).name, "final_accuracy": run.final_accuracy,
             "train_flops": run.train_flops}
 
