@@ -285,7 +285,7 @@ def answer_rows(view: CostSection, metric: MetricInfo,
         if test is not None:
             row["test split (reported, not used to pick)"] = metric.fmt_value(*t) if t else "-"
         row.update({"latency": human(b.latency_s, "s"), "energy": human(b.energy_j, "J"),
-                    "weights": human(b.weight_bytes, "B"), "inference": human(b.inference_flops, "FLOP"),
+                    "weights": human(b.weight_bytes, "B"), "FLOPs per inference": human(b.inference_flops, "FLOP"),
                     "speedup vs dense": speed, "energy saving vs dense": saving,
                     "runner-up": runner, "distinguishable from runner-up?": dist})
         rows.append(row)
