@@ -236,6 +236,20 @@ def is_flat(view: CostSection) -> float | None:
     return max(spans) if spans and max(spans) < FLAT_COST_SPAN else None
 
 
+def _dense_gap(view: CostSection) -> float | None:
+    """The largest speedup (or slowdown, as its inverse) of a sparse candidate over the dense
+    baseline's latency on any target of ``view``; None without a dense baseline."""
+    table = _table(view)
+    gaps = []
+    for hw in table.hardware_names():
+        dense = dense_reference(table, hw)
+        for c in table.where(hardware=hw):
+            if dense is not None and c.pattern_text != "dense" and c.latency_s > 0 and dense.latency_s > 0:
+                r = dense.latency_s / c.latency_s
+                gaps.append(max(r, 1 / r))
+    return max(gaps) if gaps else None
+
+
 def order_views(views: list[CostSection]) -> list[CostSection]:
     """The deployment-proxy view first when the trained view's costs are flat; otherwise as given."""
     trained = [v for v in views if v.kind == "trained"]
@@ -332,10 +346,12 @@ def _answer(views: Sequence[CostSection], metric: MetricInfo,
     out = ["<section id='answer'><h2>The answer per target</h2>"]
     flat = [v for v in views if v.kind == "trained" and is_flat(v) is not None]
     if flat and lead is not flat[0]:
+        dense_gap = _dense_gap(flat[0])
+        vs_dense = f"; sparse vs dense: at most {dense_gap:.2f}x" if dense_gap is not None else ""
         out.append(f"<p class='note'><b>{_e(lead.title.removeprefix('Cost model: '))}</b> leads: the trained model "
-                   f"is too small to load the hardware (its latency differs by at most {is_flat(flat[0]) * 100:.2f}% "
-                   f"between its N:M patterns on any target), so its own cost cannot separate the patterns. "
-                   f"The trained-model view follows below.</p>")
+                   f"is too small to load the hardware (on every target its sparse N:M patterns differ in latency by "
+                   f"at most {is_flat(flat[0]) * 100:.2f}%{vs_dense}), so its own cost cannot separate the patterns. "
+                   f"The trained-model view follows below, folded.</p>")
     elif lead.title:
         out.append(f"<p class='note'>Cost view: <b>{_e(lead.title.removeprefix('Cost model: '))}</b>.</p>")
     out.append(f"<p>{_e(metric.name)}: mean ± std over seeds on the {_e(metric.split)} "

@@ -70,22 +70,22 @@ class MetricInfo:
 
     @property
     def digits(self) -> int:
-        """Decimals shown: 2 for percent, 3 otherwise (bpc differences are hundredths)."""
-        return 2 if self.unit.strip() == "%" else 3
+        """Decimals shown: 2 for percent, 4 otherwise (as the console: a bpc std is thousandths)."""
+        return 2 if self.unit.strip() == "%" else 4
 
     def fmt(self, c: Candidate) -> str:
-        d = self.digits
-        return f"{c.accuracy_mean * self.scale:.{d}f}{self.unit} ± {c.accuracy_std * self.scale:.{d}f} (n={c.n_seeds})"
+        """``"96.50% ± 0.20 (n=2)"`` or ``"2.7251 ± 0.0010 bits/char (n=2)"``."""
+        return self.fmt_value(c.accuracy_mean, c.accuracy_std, c.n_seeds)
 
     def fmt_value(self, mean: float, std: float | None = None, n: int | None = None) -> str:
         """A value of the metric (e.g. the test split's) in the same form as ``fmt``; NaN: ``"-"``."""
         if mean is None or not math.isfinite(mean):
             return "-"
-        d = self.digits
-        text = f"{mean * self.scale:.{d}f}{self.unit}"
+        d, pct = self.digits, self.unit.strip() == "%"
+        text = f"{mean * self.scale:.{d}f}" + (self.unit if pct else "")
         if std is not None and math.isfinite(std):
             text += f" ± {std * self.scale:.{d}f}"
-        return text + (f" (n={n})" if n else "")
+        return text + ("" if pct else self.unit) + (f" (n={n})" if n else "")
 
     def fmt_delta(self, delta: float) -> str:
         """``"0.50 points"`` (percent) or ``"0.040 bits/char"``."""

@@ -103,6 +103,9 @@ def test_flat_trained_view_puts_the_deployment_proxy_first():
     assert order_views([dataclasses.replace(trained, results=steep), deploy])[0].kind == "trained"
     html = render_html(ReportData(cost_views=[trained, deploy]))
     assert html.index("DEPLOYMENT PROXY</b> leads") < html.index("Cost model: trained model")
+    # one sparse pattern: 0% between sparse patterns; 1.000 / 0.999 ms = 1.001x sparse vs dense
+    assert "differ in latency by at most 0.00%; sparse vs dense: at most 1.00x" in html
+    assert "<details class='view' id='view1'><summary><b>Cost model: trained model</b>" in html  # folded
 
 
 def test_pareto_figure_labels_every_panel_marks_the_pick_and_keeps_styles():
@@ -162,14 +165,14 @@ def test_lower_is_better_answer_uses_the_lowest_dense_and_says_which_way():
     assert p.best.label == "mdgf 2:4" and p.runner_up.label == "dense"
     test = {"mdgf 2:4": (2.719, 0.002, 2)}
     (row,) = answer_rows(CostSection("", "", table, [p]), BPC, test)
-    assert row["validation bpc"] == "2.725 bits/char ± 0.001 (n=2)"
-    assert row["test split (reported, not used to pick)"] == "2.719 bits/char ± 0.002 (n=2)"
+    assert row["validation bpc"] == "2.7250 ± 0.0010 bits/char (n=2)"
+    assert row["test split (reported, not used to pick)"] == "2.7190 ± 0.0020 bits/char (n=2)"
     assert row["speedup vs dense"] == "1.18x"  # 6.00 / 5.08
     assert row["energy saving vs dense"] == "25%"  # 1 - 6/8
     assert row["latency"] == "5.08 ms" and row["weights"] == "160 MB"
     # 2.725 vs 2.685: 0.040 bits/char WORSE than the runner-up, combined std hypot(0.001, 0.004) = 0.004
-    assert row["distinguishable from runner-up?"] == ("yes: validation bpc 0.040 bits/char worse > combined std "
-                                                      "0.004 bits/char")
+    assert row["distinguishable from runner-up?"] == ("yes: validation bpc 0.0400 bits/char worse > combined std "
+                                                      "0.0041 bits/char")
 
 
 def test_lower_is_better_front_is_a_descending_staircase_through_the_markers():
