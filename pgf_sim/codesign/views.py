@@ -52,12 +52,12 @@ def cost_models(db: Any, sweep: str | None) -> list[CostModel]:
 
     info = _store(db).sweep_info(sweep)
     out = [CostModel("trained", info.sim_key, f"cost model: trained model ({info.sim_key})",
-                     f"Accuracy and cost both come from the trained models themselves: each run's real per-layer "
+                     f"Quality (the task metric) and cost both come from the trained models themselves: each run's real per-layer "
                      f"masks simulated per inference ({info.sim_key}).")]
     spec = spec_from_config(info.config)
     if spec is not None:
         out.append(CostModel("deploy", spec.key, f"cost model: DEPLOYMENT PROXY {spec.describe()}",
-                             f"Deployment-scale proxy: accuracy comes from the small trained model of the sweep; cost "
+                             f"Deployment-scale proxy: quality (the task metric) comes from the small trained model of the sweep; cost "
                              f"comes from the same recipe's per-role N:M patterns (MLP and q/k/v layers) applied to "
                              f"the built-in {spec.model} architecture ({spec.describe()}), which was not trained. "
                              f"The trained model is too small to load the hardware, so its own cost hardly depends "
@@ -272,8 +272,8 @@ def build_report_data(db: Any, sweep: str, views: Sequence[CostViewData], patter
         grad_noise=grad_noise_curves(store, points), training_curves=training_curves(store, points, task),
         pattern_gains=list(pattern_gains),
         dse_note=("Native-pattern answers below are computed on the trained models of this sweep (their captured "
-                  "masks, seed 0); a deployment-scale answer comes from `pgf-sim dse --model vit_b ...`, and "
-                  "they can differ because the small trained model does not load the hardware."
+                  f"masks, seed 0); a deployment-scale answer comes from `pgf-sim dse --model {_deploy_model(info)} "
+                  "...`, and they can differ because the small trained model does not load the hardware."
                   if pattern_gains else ""),
         meta=meta,
         notes=[f"Quality is the {task.axis_label} of the final (masked) trained model "
@@ -281,6 +281,14 @@ def build_report_data(db: Any, sweep: str, views: Sequence[CostViewData], patter
                "the picks). "
                + " ".join(v.cost.note for v in views)],
     )
+
+
+def _deploy_model(info: Any) -> str:
+    """The sweep's deployment-proxy architecture (``simulate.deploy_model``), else ``vit_b``."""
+    from .sweep import spec_from_config
+
+    spec = spec_from_config(info.config)
+    return spec.model if spec is not None else "vit_b"
 
 
 def _data_name(store: Any, points: Sequence[PointRow]) -> str:
