@@ -383,8 +383,8 @@ def _cost_section(view: CostSection, figs: "_Figures", noise: str, metric: Metri
     if len(table):
         body.append(f"<p>Colour: recipe; marker: N:M pattern (the same on every chart of this page). Error bars: ± one "
                     f"std over seeds. Black staircase: the Pareto front (nothing else is at least as good in "
-                    f"{_e(metric.name)} and at most as costly; {metric.better}, so the best quality at cost x is "
-                    f"that of the cheapest front point at or below x). Grey ring: off the front by less than the "
+                    f"{_e(metric.name)} and at most as costly; {metric.better}, so the best quality within a cost x is "
+                    f"that of the costliest front point at or below x). Grey ring: off the front by less than the "
                     f"seed noise ({_e(_NOISE_WORDS.get(noise, noise))}). Gold star: the pick. A cost axis whose values span "
                     f"less than 5% is drawn as the change relative to dense, so simulator-level differences do "
                     f"not look like gaps; points with equal cost are spread sideways slightly (hover for exact "

@@ -206,8 +206,8 @@ def jitter(xs: Sequence[float], ys: Sequence[float], width: float, log: bool) ->
 def pareto_figure(table: ResultTable, hw: str, fr: dict, picks: Sequence[Any], style: Style, metric: MetricInfo,
                   tag: str = "", noisy: dict | None = None):
     """One figure per target: 2 x 2 panels, the metric vs latency, energy, inference and
-    training FLOPs; the front as a staircase (the best quality at cost x is that of the
-    cheapest front point <= x, whichever way the metric points), picks as stars, every panel
+    training FLOPs; the front as a staircase (the best quality within a cost x is that of
+    the costliest front point <= x, whichever way the metric points), picks as stars, every panel
     titled and labelled. ``noisy``: the noise-aware fronts (``pareto.fronts(noise=...)``); points
     on them but not on the classic front are ringed ("within seed noise of the front")."""
     import plotly.graph_objects as go
@@ -251,7 +251,7 @@ def pareto_figure(table: ResultTable, hw: str, fr: dict, picks: Sequence[Any], s
             fx = [xj[id(c)] for c in front]  # through the drawn markers
             fig.add_trace(go.Scatter(
                 x=fx, y=[c.accuracy_mean * metric.scale for c in front], mode="lines",
-                line=dict(color="black", width=1.5, shape="hv"),  # best quality at cost x: the cheapest point <= x
+                line=dict(color="black", width=1.5, shape="hv"),  # holds each point's value up to the next point's cost
                 name="Pareto front (staircase)", legendgroup="front", showlegend="front" not in legend_seen,
                 hoverinfo="skip"), row=r, col=col)
             legend_seen.add("front")
