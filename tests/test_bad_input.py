@@ -292,7 +292,7 @@ def test_two_trains_of_one_run_train_it_once(work):
     assert [p.returncode for p in procs] == [0, 0], outs
     waited = ["being trained by another process" in err and "waiting" in err for _, err in outs]
     assert sorted(waited) == [False, True], outs
-    accuracy = {out.split("final test accuracy ")[1].split()[0] for out, _ in outs}
+    accuracy = {out.split(" validation ")[1].split()[0] for out, _ in outs}  # "run ID: accuracy validation 93.75% ..."
     assert len(accuracy) == 1 and all(f"after {steps} steps" in out for out, _ in outs)
     con = sqlite3.connect(work / "lock.sqlite")
     steps_logged = [s for (s,) in con.execute("SELECT step FROM metrics WHERE run_id='twice' AND key='train_loss' "

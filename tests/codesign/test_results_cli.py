@@ -111,7 +111,7 @@ def test_pick_json_csv_and_hardware_by_path(swept, capsys):
     assert [p["hardware"] for p in doc["picks"]] == ["flex_nm_systolic", "a100_80gb"] and doc["errors"] == []
     accs = {r.recipe: r.final_accuracy for r in ResultStore(db).list_runs()}
     for p in doc["picks"]:
-        assert p["objective"] == "latency_s" and p["constraint_min_accuracy"] == 0
+        assert p["objective"] == "latency_s" and p["constraint_metric_limit"] == 0
         assert p["accuracy_mean"] == pytest.approx(accs[p["recipe"]]) and p["n_seeds"] == 1
         assert p["runner_up_label"] in ("dense", "sr-ste 2:4") and p["runner_up_label"] != p["label"]
         assert p["latency_s"] <= p["runner_up_latency_s"] * 1.01  # the pick is the fastest (ties: within 1%)
