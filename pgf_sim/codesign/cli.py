@@ -48,14 +48,18 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
 
     p = subparsers.add_parser(
         "pick", help="best N:M pattern + recipe for a hardware target under constraints",
-        description="Choose from a sweep's results: e.g. --hw a100_80gb --min-accuracy 0.9 (the fastest "
-                    "candidate with at least 90% mean accuracy), or --max-latency 2ms (the most accurate within it). The "
-                    "hardware is a target label of the sweep or the YAML file the sweep was given.")
+        description="Choose from a sweep's results, judged by its task metric on the validation split: e.g. "
+                    "--hw flex_nm_systolic --limit 2.8 (a bits-per-character task: the fastest candidate with mean "
+                    "validation bpc <= 2.8), --min-accuracy 0.9 (an accuracy task: at least 90%), or --max-latency "
+                    "2ms (the best metric within it). The hardware is a target label of the sweep or the YAML file "
+                    "the sweep was given.")
     _db_args(p)
     p.add_argument("--hw", action="append", required=True, metavar="NAME|FILE",
                    help="hardware target of the sweep: its name or its YAML file (repeatable)")
     _pick_limits(p, default_drop=None)
-    p.add_argument("--objective", help="accuracy or a cost metric (default: latency_s, or accuracy under a cost cap)")
+    p.add_argument("--objective", help="accuracy (the best task metric: highest accuracy, lowest bpc) or a cost "
+                                       "metric: latency_s, energy_j, inference_flops, weight_bytes, train_flops "
+                                       "(default: latency_s, or accuracy under a cost cap)")
     p.add_argument("--model", help="only this model label of the sweep")
     p.add_argument("--cost-model", choices=("trained", "deploy"), default="trained",
                    help="trained: the trained model's own simulated cost (default); deploy: the deployment-scale "
@@ -65,9 +69,10 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
 
     p = subparsers.add_parser(
         "report", help="write the HTML co-design report from the result database",
-        description="Write one self-contained HTML file (works offline): per target the pick with its accuracy, "
-                    "cost, speedup and runner-up, the cost per pattern, Pareto charts, training curves and the "
-                    "design-space answers; every figure also as PNG and SVG beside it (plotly + kaleido).")
+        description="Write one self-contained HTML file (works offline): per target the pick with its task metric "
+                    "(validation, test beside it), cost in ms / mJ / MB / GFLOP, speedup and runner-up, the cost per "
+                    "pattern, Pareto charts, training curves and the design-space answers; every figure also as PNG "
+                    "and SVG beside it (plotly + kaleido).")
     _db_args(p)
     p.add_argument("--out", type=Path, default=DEFAULT_REPORT, help=f"HTML path (default: {DEFAULT_REPORT})")
     _pick_limits(p, default_drop=0.01)
@@ -298,10 +303,13 @@ def _print_picks(picks, errors, cost=None) -> None:
     """A compact table (the full explanations are in the report and from `pgf-sim pick`)."""
     from ..sim.report_table import si
 
+    from .report_figures import GOALS as goals
+
     print(f"\npicks (train this for that target){f' [{cost.label}]' if cost else ''}:")
     for p in picks:
         b, r, m = p.best, p.runner_up, p.metric
-        print(f"  {p.hardware:<18} min {p.objective:<9} -> {b.label:<14} {m.name} (val) {m.fmt(b.accuracy_mean, b.accuracy_std):<22}"
+        print(f"  {p.hardware:<18} {goals.get(p.objective, 'min ' + p.objective):<12} -> {b.label:<14} "
+              f"{m.name} (val) {m.fmt(b.accuracy_mean, b.accuracy_std):<22}"
               f"  latency {si(b.latency_s, 's'):>9}  energy {si(b.energy_j, 'J'):>9}"
               f"  (runner-up: {r.label if r else '-'})")
     for p in picks[:len({q.hardware for q in picks})]:

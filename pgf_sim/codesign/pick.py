@@ -174,7 +174,8 @@ def _infeasible(hw: str, rows: ResultTable, limits: dict[str, float], metric: Me
 def explain(p: Pick) -> str:
     """A few sentences: what was chosen, why, by how much over the runner-up."""
     b, r, m = p.best, p.runner_up, p.metric
-    goal = f"best mean {m.label} (validation)" if p.objective == "accuracy" else f"lowest {p.objective}"
+    obj = _OBJECTIVE_WORDS.get(p.objective, p.objective)
+    goal = f"best mean {m.label} (validation)" if p.objective == "accuracy" else f"lowest {obj}"
     head = (f"On {p.hardware}: train {b.label}. It has the {goal} of the {p.n_feasible} of {p.n_candidates} "
             f"candidates meeting {_fmt_constraints(p.constraints, m) or 'no constraints'}: {m.label} {_fmt_acc(b, m)}, "
             f"latency {_fmt_value('latency_s', b.latency_s)}, energy {_fmt_value('energy_j', b.energy_j)}, "
@@ -187,10 +188,10 @@ def explain(p: Pick) -> str:
     else:
         bv, rv = getattr(b, p.objective), getattr(r, p.objective)
         if abs(rv - bv) <= p.tie_rtol * min(bv, rv):
-            gap = (f"tied on {p.objective} ({_fmt_value(p.objective, bv)} vs {_fmt_value(p.objective, rv)}, within "
+            gap = (f"tied on {obj} ({_fmt_value(p.objective, bv)} vs {_fmt_value(p.objective, rv)}, within "
                    f"{p.tie_rtol * 100:g}%), so the more accurate one is picked")
         else:
-            gap = f"{rv / bv:.2f}x lower {p.objective}" if bv > 0 else f"{p.objective} {bv:g} vs {rv:g}"
+            gap = f"{rv / bv:.2f}x lower {obj}" if bv > 0 else f"{obj} {bv:g} vs {rv:g}"
     tail = (f" Runner-up: {r.label} ({m.label} {_fmt_acc(r, m)}, latency {_fmt_value('latency_s', r.latency_s)}, "
             f"energy {_fmt_value('energy_j', r.energy_j)}); the pick is {gap}.")
     noise = math.hypot(b.accuracy_std, r.accuracy_std)
@@ -198,6 +199,10 @@ def explain(p: Pick) -> str:
         tail += (f" Their {m.label} difference ({m.fmt_delta(abs(b.accuracy_mean - r.accuracy_mean))}) is within "
                  f"seed noise (combined std {m.fmt_delta(noise)}).")
     return head + tail
+
+
+_OBJECTIVE_WORDS = {"latency_s": "latency", "energy_j": "energy", "inference_flops": "inference FLOPs",
+                    "weight_bytes": "weight memory", "train_flops": "training FLOPs"}
 
 
 def _fmt_acc(c: Candidate, metric: Metric = ACCURACY) -> str:

@@ -6,9 +6,12 @@ metric (mean ± std, seeds, split), its cost in ms / mJ / MB / GFLOP, speedup an
 against dense, the runner-up and whether the two are distinguishable, then the cost of every
 N:M pattern per target. Then, per cost view (the deployment-scale proxy first when the trained
 model is too small to load the hardware), one Pareto figure per target (metric vs latency,
-energy, inference and training FLOPs; see ``report_figures`` for the drawing conventions), the
-per-layer breakdowns, the training curves (validation metric and loss vs step and vs training
-FLOPs, MDGF's beta and the SDGF pattern frames), gradient noise and the design-space answers.
+energy, inference and training FLOPs; see ``report_figures`` for the drawing conventions) and
+the per-layer breakdowns (one figure per view, a menu chooses pick or dense baseline and target),
+then the training curves (validation metric and loss vs step and vs training FLOPs, MDGF's beta
+and the SDGF pattern frames), gradient noise and the design-space answers. To keep the page
+short, a trained-model view whose costs are flat (it comes second) and the gradient noise are
+folded into closed ``<details>`` sections; opening one resizes its plots.
 With ``figure_files=True`` every figure is also written as PNG and SVG beside the report
 (plotly's static export through kaleido, which drives an installed Chrome/Chromium).
 ``export_png`` screenshots the whole page with headless Chromium.
@@ -26,13 +29,15 @@ from typing import Any
 from .pareto import Candidate, ResultTable, fronts
 from .pick import Pick
 from .records import distinguishable
-from .report_figures import (COSTS, MetricInfo, Style, curves_figure, dense_reference, dse_figure, human,
+from .report_figures import (COSTS, GOALS, MetricInfo, Style, curves_figure, dense_reference, dse_figure, human,
                              layer_figure, pareto_figure, relative_span)
 from .report_png import FIG_HEIGHT_PX, chromium_command, export_png, find_chromium  # noqa: F401 (public here)
 
 #: The trained view is "too small to load the hardware" when no target's latency differs by
 #: more than this (relative) between its candidates: then the deployment proxy leads.
 FLAT_COST_SPAN = 0.05
+_NOISE_WORDS = {"sem": "one standard error of the mean", "std": "one standard deviation over seeds",
+                "none": "no noise margin"}
 
 
 @dataclass(frozen=True)
@@ -102,6 +107,8 @@ class ReportData:
     - ``dse``: ``dse.DseResult``s; ``pattern_gains``: ``dse.PatternGain``s (their statements);
       ``dse_note``: what workloads the design-space answers were computed on.
     - ``notes``: free paragraphs; ``meta``: key/value table (at the end).
+    - ``test_results``: candidate label -> (mean, std, n seeds) of the metric on the TEST split,
+      shown beside each pick (reported only; picks are made on validation).
     - ``cost_views``: ``CostSection``s; when given, picks, fronts and breakdowns come from them
       instead of the fields above.
     """
@@ -121,6 +128,7 @@ class ReportData:
     cost_views: Sequence[CostSection] = ()
     metric: MetricInfo = field(default_factory=MetricInfo)
     dse_note: str = ""
+    test_results: Mapping[str, tuple[float, float, int]] = field(default_factory=dict)
 
 
 def write_report(path: str | Path, data: ReportData, *, figure_files: bool = False) -> Path:
@@ -171,20 +179,31 @@ def render_html(data: ReportData, figs: "_Figures | None" = None) -> str:
     for v in views:
         style.register(list(_table(v)))
     body: list[str] = [f"<h1>{_e(data.title)}</h1>"]
-    body += _answer(views, data.metric)
+    body += _answer(views, data.metric, data.test_results)
+    body.append(_toc(views))
     body += [f"<p class='note'>{_e(n)}</p>" for n in data.notes]
     for i, view in enumerate(views):
-        body += _cost_section(view, figs, data.noise, data.metric, style, index=i)
+        section = _cost_section(view, figs, data.noise, data.metric, style, index=i)
+        flat = is_flat(view) if view.kind == "trained" and i > 0 else None
+        if flat is not None:  # the view the answer does not use: folded, one click away
+            body.append(f"<details class='view' id='view{i}'><summary><b>{_e(view.title)}</b>: its costs differ by at "
+                        f"most {flat * 100:.2f}% between N:M patterns (the model is too small to load the hardware); "
+                        f"click to show its Pareto fronts and per-layer costs</summary>")
+            body += section + ["</details>"]
+        else:
+            body += [f"<section id='view{i}'>"] + section + ["</section>"]
 
     body.append("<h2 id='training'>Training curves</h2>")
-    body.append(figs.add(curves_figure("Training curves (mean over seeds; band: ± std)", data.training_curves, style),
-                         "training_curves") if data.training_curves else _empty("no training curves"))
-    body.append("<h2>Gradient noise per recipe</h2>")
+    body.append(figs.add(curves_figure(f"Training curves: {data.metric.name} and loss (mean over seeds; band: ± std)",
+                                       data.training_curves, style), "training_curves")
+                if data.training_curves else _empty("no training curves"))
+    body.append("<details id='noise'><summary><b>Gradient noise per recipe</b> (click to show)</summary>")
     body.append(figs.add(curves_figure("Gradient noise per recipe (mean over seeds)", data.grad_noise, style,
                                        log_y=True, cols=2), "gradient_noise")
                 if data.grad_noise else _empty("no gradient-noise diagnostics"))
+    body.append("</details>")
 
-    body.append("<h2>Hardware design-space exploration</h2>")
+    body.append("<h2 id='dse'>Hardware design-space exploration</h2>")
     if data.dse_note:
         body.append(f"<p class='note'>{_e(data.dse_note)}</p>")
     for res in data.dse:
@@ -217,6 +236,20 @@ def is_flat(view: CostSection) -> float | None:
     return max(spans) if spans and max(spans) < FLAT_COST_SPAN else None
 
 
+def _dense_gap(view: CostSection) -> float | None:
+    """The largest speedup (or slowdown, as its inverse) of a sparse candidate over the dense
+    baseline's latency on any target of ``view``; None without a dense baseline."""
+    table = _table(view)
+    gaps = []
+    for hw in table.hardware_names():
+        dense = dense_reference(table, hw)
+        for c in table.where(hardware=hw):
+            if dense is not None and c.pattern_text != "dense" and c.latency_s > 0 and dense.latency_s > 0:
+                r = dense.latency_s / c.latency_s
+                gaps.append(max(r, 1 / r))
+    return max(gaps) if gaps else None
+
+
 def order_views(views: list[CostSection]) -> list[CostSection]:
     """The deployment-proxy view first when the trained view's costs are flat; otherwise as given."""
     trained = [v for v in views if v.kind == "trained"]
@@ -225,13 +258,16 @@ def order_views(views: list[CostSection]) -> list[CostSection]:
     return views
 
 
-def answer_rows(view: CostSection, metric: MetricInfo) -> list[dict[str, str]]:
-    """One row per pick of ``view``, in human units: the answer table of the first screen."""
+def answer_rows(view: CostSection, metric: MetricInfo,
+                test: Mapping[str, tuple[float, float, int]] | None = None) -> list[dict[str, str]]:
+    """One row per pick of ``view``, in human units: the answer table of the first screen.
+    ``test``: candidate label -> (mean, std, n) on the test split, shown beside the validation
+    number the pick was made on."""
     table = _table(view)
     rows = []
     goals: dict[tuple[str, str], list[str]] = {}
     for p in view.picks:
-        goal = {"latency_s": "fastest", "energy_j": "least energy"}.get(p.objective, f"best {p.objective}")
+        goal = GOALS.get(p.objective, f"least {p.objective}")
         goals.setdefault((p.hardware, p.best.label), []).append(goal)
     done = set()
     for p in view.picks:
@@ -249,20 +285,24 @@ def answer_rows(view: CostSection, metric: MetricInfo) -> list[dict[str, str]]:
             runner, dist = "- (only feasible candidate)", "-"
         else:
             runner = f"{r.label}: {metric.fmt(r)}, {human(r.latency_s, 's')}, {human(r.energy_j, 'J')}"
-            gap = abs(b.accuracy_mean - r.accuracy_mean) * metric.scale
-            noise = math.hypot(b.accuracy_std, r.accuracy_std) * metric.scale
-            unit = " points" if metric.unit.strip() == "%" else metric.unit
-            dist = (f"yes: {metric.name} differs by {gap:.2f}{unit} > combined std {noise:.2f}"
-                    if distinguishable(b, r) else
-                    f"no: {metric.name} differs by {gap:.2f}{unit}, within combined std {noise:.2f}")
+            gap = b.accuracy_mean - r.accuracy_mean
+            noise = math.hypot(b.accuracy_std, r.accuracy_std)
+            side = "better" if metric.oriented(gap) > 0 else "worse" if gap else "equal"
+            what = f"{metric.name} {metric.fmt_delta(gap)} {side}" if gap else f"{metric.name} equal"
+            dist = (f"yes: {what} > combined std {metric.fmt_delta(noise)}" if distinguishable(b, r) else
+                    f"no: {what}, within combined std {metric.fmt_delta(noise)}")
             if min(b.n_seeds, r.n_seeds) < 2:
                 dist += " (one seed: no spread measured)"
-        rows.append({"target": p.hardware, "goal": " and ".join(goals[(p.hardware, b.label)]),
-                     "train this": b.label, metric.name: metric.fmt(b),
-                     "latency": human(b.latency_s, "s"), "energy": human(b.energy_j, "J"),
-                     "weights": human(b.weight_bytes, "B"), "inference": human(b.inference_flops, "FLOP"),
-                     "speedup vs dense": speed, "energy saving vs dense": saving,
-                     "runner-up": runner, "distinguishable from runner-up?": dist})
+        t = (test or {}).get(b.label)
+        row = {"target": p.hardware, "goal": " and ".join(goals[(p.hardware, b.label)]),
+               "train this": b.label, metric.name: metric.fmt(b)}
+        if test is not None:
+            row["test split (reported, not used to pick)"] = metric.fmt_value(*t) if t else "-"
+        row.update({"latency": human(b.latency_s, "s"), "energy": human(b.energy_j, "J"),
+                    "weights": human(b.weight_bytes, "B"), "FLOPs per inference": human(b.inference_flops, "FLOP"),
+                    "speedup vs dense": speed, "energy saving vs dense": saving,
+                    "runner-up": runner, "distinguishable from runner-up?": dist})
+        rows.append(row)
     return rows
 
 
@@ -291,21 +331,34 @@ def _density_of(table: ResultTable, text: str) -> float:
     return next((getattr(c.pattern, "density", 0.0) for c in table if c.pattern_text == text), 0.0)
 
 
-def _answer(views: Sequence[CostSection], metric: MetricInfo) -> list[str]:
+def _toc(views: Sequence[CostSection]) -> str:
+    """One line of links to the sections below the answer."""
+    links = [f"<a href='#view{i}'>{_e(v.title.removeprefix('Cost model: ') or 'Pareto fronts')}</a>"
+             for i, v in enumerate(views)]
+    links += ["<a href='#training'>training curves</a>", "<a href='#noise'>gradient noise</a>",
+              "<a href='#dse'>design space</a>"]
+    return "<p class='toc'>Below: " + " · ".join(links) + "</p>"
+
+
+def _answer(views: Sequence[CostSection], metric: MetricInfo,
+            test: Mapping[str, tuple[float, float, int]] | None = None) -> list[str]:
     lead = views[0]
     out = ["<section id='answer'><h2>The answer per target</h2>"]
     flat = [v for v in views if v.kind == "trained" and is_flat(v) is not None]
     if flat and lead is not flat[0]:
+        dense_gap = _dense_gap(flat[0])
+        vs_dense = f"; sparse vs dense: at most {dense_gap:.2f}x" if dense_gap is not None else ""
         out.append(f"<p class='note'><b>{_e(lead.title.removeprefix('Cost model: '))}</b> leads: the trained model "
-                   f"is too small to load the hardware (its latency differs by at most {is_flat(flat[0]) * 100:.2f}% "
-                   f"between its N:M patterns on any target), so its own cost cannot separate the patterns. "
-                   f"The trained-model view follows below.</p>")
+                   f"is too small to load the hardware (on every target its sparse N:M patterns differ in latency by "
+                   f"at most {is_flat(flat[0]) * 100:.2f}%{vs_dense}), so its own cost cannot separate the patterns. "
+                   f"The trained-model view follows below, folded.</p>")
     elif lead.title:
         out.append(f"<p class='note'>Cost view: <b>{_e(lead.title.removeprefix('Cost model: '))}</b>.</p>")
     out.append(f"<p>{_e(metric.name)}: mean ± std over seeds on the {_e(metric.split)} "
-               f"({'higher' if metric.higher_is_better else 'lower'} is better). Speedup and energy saving are "
-               f"against the dense baseline on the same target.</p>")
-    rows = answer_rows(lead, metric)
+               f"({metric.better}); picks are made on it"
+               + (", and the test split's number is shown beside it" if test else "") +
+               ". Speedup and energy saving are against the dense baseline on the same target.</p>")
+    rows = answer_rows(lead, metric, test or None)
     out.append(_html_table(rows, cls="answer") if rows else _empty("no picks were requested"))
     out += [f"<p class='err'>{_e(m)}</p>" for m in lead.pick_errors]
     out.append("<h3>Cost per N:M pattern and target</h3><p>Latency (speedup vs dense) · energy per inference; "
@@ -330,15 +383,19 @@ def _cost_section(view: CostSection, figs: "_Figures", noise: str, metric: Metri
     if len(table):
         body.append(f"<p>Colour: recipe; marker: N:M pattern (the same on every chart of this page). Error bars: ± one "
                     f"std over seeds. Black staircase: the Pareto front (nothing else is at least as good in "
-                    f"{_e(metric.name)} and at most as costly). Gold star: the pick. A cost axis whose values span "
+                    f"{_e(metric.name)} and at most as costly; {metric.better}, so the best quality within a cost x is "
+                    f"that of the costliest front point at or below x). Grey ring: off the front by less than the "
+                    f"seed noise ({_e(_NOISE_WORDS.get(noise, noise))}). Gold star: the pick. A cost axis whose values span "
                     f"less than 5% is drawn as the change relative to dense, so simulator-level differences do "
                     f"not look like gaps; points with equal cost are spread sideways slightly (hover for exact "
                     f"values). Inference FLOPs are those the target executes (a pattern it cannot skip costs "
                     f"dense FLOPs).</p>")
         metrics = tuple(k for k, _, _ in COSTS)
         fr = fronts(table, metrics)
+        noisy = fronts(table, metrics, noise=noise) if noise != "none" else None
         for hw in table.hardware_names():
-            figs_html = figs.add(pareto_figure(table, hw, fr, view.picks, style, metric, tag=_e(view.title)),
+            figs_html = figs.add(pareto_figure(table, hw, fr, view.picks, style, metric, tag=_e(view.title),
+                                               noisy=noisy),
                                  f"pareto_{view.kind or index}_{hw}")
             body.append(figs_html)
         spread = [c for c in table if c.cost_spread > 1e-6]
@@ -358,8 +415,13 @@ def _cost_section(view: CostSection, figs: "_Figures", noise: str, metric: Metri
     if not view.picks and not view.pick_errors:
         body.append(_empty("no picks were requested"))
     body.append("<h3>Per-layer latency and energy</h3>")
-    body += [figs.add(layer_figure(b), f"layers_{view.kind or index}_{b.hardware}_{b.label}")
-             for b in view.layer_breakdowns] or [_empty("no per-layer data")]
+    if view.layer_breakdowns:
+        if len(view.layer_breakdowns) > 1:
+            body.append(f"<p>{len(view.layer_breakdowns)} breakdowns (each pick and its target's dense baseline): "
+                        f"choose one in the figure's menu.</p>")
+        body.append(figs.add(layer_figure(view.layer_breakdowns), f"layers_{view.kind or index}"))
+    else:
+        body.append(_empty("no per-layer data"))
     return body
 
 
@@ -415,9 +477,17 @@ table.answer {{ font-size: 14px; }}
 h2.view {{ border-top: 3px solid #444; padding-top: .4em; }}
 .note {{ max-width: 80em; background: #fff7e0; padding: .4em; }} .sub {{ font-weight: bold; margin-bottom: 0; }}
 .why {{ max-width: 80em; }} .err {{ color: #a40000; }} .empty {{ color: #888; }}
+details.view, details#noise {{ border-top: 3px solid #444; padding-top: .4em; margin: 1em 0; }}
+summary {{ cursor: pointer; }} .toc {{ font-size: 14px; }}
 pre {{ background: #f7f7f7; padding: .6em; white-space: pre-wrap; }}
 </style></head>
 <body>
 {body}
+<script>
+// a plot drawn inside a closed <details> has no width yet: size it when the section opens
+document.querySelectorAll('details').forEach(d => d.addEventListener('toggle', () => {{
+  if (d.open && window.Plotly) d.querySelectorAll('.js-plotly-plot').forEach(p => Plotly.Plots.resize(p));
+}}));
+</script>
 </body></html>
 """

@@ -86,7 +86,7 @@ def training_curves(store: Any, points: Sequence[Any], metric: Any = None) -> li
     for pt in points:
         if per_run[pt.run_id].get("train_loss"):
             series[run_label(pt)].append(per_run[pt.run_id]["train_loss"])
-    curves += mean_curves(series, "train loss vs step (per batch)", keys, y_title="cross-entropy")
+    curves += mean_curves(series, "train loss vs step (per batch)", keys, y_title="cross-entropy (nats)")
     series = defaultdict(list)
     for pt in points:
         if per_run[pt.run_id].get("beta"):

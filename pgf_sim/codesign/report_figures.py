@@ -29,6 +29,7 @@ TINY_SPAN = 0.05        # relative span of a cost axis below which it is drawn r
 MIN_REL_RANGE_PCT = 10  # such an axis covers at least this many percentage points
 JITTER_FRACTION = 0.012  # sideways spread of coinciding points, as a fraction of the axis range
 
+GOALS = {"latency_s": "fastest", "energy_j": "least energy", "accuracy": "best quality"}
 COSTS = (("latency_s", "latency", "s"), ("energy_j", "energy", "J"),
          ("inference_flops", "inference FLOPs", "FLOP"), ("train_flops", "training FLOPs", "FLOP"))
 
@@ -61,20 +62,48 @@ class MetricInfo:
     """The quality metric the candidates carry (``Candidate.accuracy_mean`` / ``_std``): its name,
     display unit and scale (0.97 -> 97 %), whether higher is better, and where it was measured."""
 
-    name: str = "test accuracy"
+    name: str = "validation accuracy"
     unit: str = "%"
     scale: float = 100.0
     higher_is_better: bool = True
-    split: str = "held-out split"
+    split: str = "validation split"
+
+    @property
+    def digits(self) -> int:
+        """Decimals shown: 2 for percent, 4 otherwise (as the console: a bpc std is thousandths)."""
+        return 2 if self.unit.strip() == "%" else 4
 
     def fmt(self, c: Candidate) -> str:
-        digits = 2 if self.unit.strip() == "%" else 3
-        return (f"{c.accuracy_mean * self.scale:.{digits}f}{self.unit} ± {c.accuracy_std * self.scale:.{digits}f} "
-                f"(n={c.n_seeds})")
+        """``"96.50% ± 0.20 (n=2)"`` or ``"2.7251 ± 0.0010 bits/char (n=2)"``."""
+        return self.fmt_value(c.accuracy_mean, c.accuracy_std, c.n_seeds)
+
+    def fmt_value(self, mean: float, std: float | None = None, n: int | None = None) -> str:
+        """A value of the metric (e.g. the test split's) in the same form as ``fmt``; NaN: ``"-"``."""
+        if mean is None or not math.isfinite(mean):
+            return "-"
+        d, pct = self.digits, self.unit.strip() == "%"
+        text = f"{mean * self.scale:.{d}f}" + (self.unit if pct else "")
+        if std is not None and math.isfinite(std):
+            text += f" ± {std * self.scale:.{d}f}"
+        return text + ("" if pct else self.unit) + (f" (n={n})" if n else "")
+
+    def fmt_delta(self, delta: float) -> str:
+        """``"0.50 points"`` (percent) or ``"0.040 bits/char"``."""
+        unit = " points" if self.unit.strip() == "%" else self.unit
+        return f"{abs(delta) * self.scale:.{self.digits}f}{unit}"
+
+    @property
+    def better(self) -> str:
+        return "higher is better" if self.higher_is_better else "lower is better"
+
+    def oriented(self, value: float) -> float:
+        """``value`` turned so that larger is better."""
+        return value if self.higher_is_better else -value
 
     @property
     def axis_title(self) -> str:
-        return f"{self.name} ({self.unit.strip() or 'value'})"
+        """``"validation bpc (bits/char, lower is better)"``: name, unit and direction on every axis."""
+        return f"{self.name} ({self.unit.strip() or 'value'}, {self.better})"
 
 
 @dataclass
@@ -108,9 +137,10 @@ def _density(c: Candidate) -> float:
 
 
 def dense_reference(table: ResultTable, hw: str) -> Candidate | None:
-    """The dense baseline on ``hw`` (the most accurate dense candidate), None without one."""
+    """The dense baseline on ``hw`` (the best dense candidate in the table metric's direction:
+    the lowest bpc, the highest accuracy), None without one."""
     dense = [c for c in table.where(hardware=hw) if c.pattern_text == "dense" and not math.isnan(c.accuracy_mean)]
-    return max(dense, key=lambda c: c.accuracy_mean) if dense else None
+    return max(dense, key=lambda c: table.metric.oriented(c.accuracy_mean)) if dense else None
 
 
 def relative_span(values: Sequence[float]) -> float:
@@ -174,9 +204,12 @@ def jitter(xs: Sequence[float], ys: Sequence[float], width: float, log: bool) ->
 
 
 def pareto_figure(table: ResultTable, hw: str, fr: dict, picks: Sequence[Any], style: Style, metric: MetricInfo,
-                  tag: str = ""):
+                  tag: str = "", noisy: dict | None = None):
     """One figure per target: 2 x 2 panels, the metric vs latency, energy, inference and
-    training FLOPs; the front as a staircase, picks as stars, every panel titled and labelled."""
+    training FLOPs; the front as a staircase (the best quality within a cost x is that of
+    the costliest front point <= x, whichever way the metric points), picks as stars, every panel
+    titled and labelled. ``noisy``: the noise-aware fronts (``pareto.fronts(noise=...)``); points
+    on them but not on the classic front are ringed ("within seed noise of the front")."""
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
@@ -205,11 +238,20 @@ def pareto_figure(table: ResultTable, hw: str, fr: dict, picks: Sequence[Any], s
                 text=[hover(c, metric) for c in cs], hovertemplate="%{text}<extra></extra>"), row=r, col=col)
             legend_seen.add(recipe)
         front = fr[(hw, key)].candidates(table) if (hw, key) in fr else []
+        ringed = [c for c in (noisy[(hw, key)].candidates(table) if noisy and (hw, key) in noisy else [])
+                  if all(c is not f for f in front)]
+        if ringed:
+            fig.add_trace(go.Scatter(
+                x=[xj[id(c)] for c in ringed], y=[c.accuracy_mean * metric.scale for c in ringed], mode="markers",
+                marker=dict(symbol="circle-open", size=20, color="#777", line=dict(width=1.5)),
+                name="within seed noise of the front", legendgroup="noisy", showlegend="noisy" not in legend_seen,
+                hoverinfo="skip"), row=r, col=col)
+            legend_seen.add("noisy")
         if front:
-            fx = axis.transform([getattr(c, key) for c in front])
+            fx = [xj[id(c)] for c in front]  # through the drawn markers
             fig.add_trace(go.Scatter(
                 x=fx, y=[c.accuracy_mean * metric.scale for c in front], mode="lines",
-                line=dict(color="black", width=1.5, shape="hv"),  # best quality at cost x: the cheapest point <= x
+                line=dict(color="black", width=1.5, shape="hv"),  # holds each point's value up to the next point's cost
                 name="Pareto front (staircase)", legendgroup="front", showlegend="front" not in legend_seen,
                 hoverinfo="skip"), row=r, col=col)
             legend_seen.add("front")
@@ -221,7 +263,7 @@ def pareto_figure(table: ResultTable, hw: str, fr: dict, picks: Sequence[Any], s
                 x=[xj[id(c)]], y=[c.accuracy_mean * metric.scale], mode="markers",
                 marker=dict(symbol="star", size=22, color="gold", line=dict(color="black", width=1.5)),
                 name=f"pick: {c.label}", legendgroup=f"pick {c.label}", showlegend=f"pick {c.label}" not in legend_seen,
-                text=[f"<b>PICK for min {p.objective}</b><br>" + hover(c, metric)],
+                text=[f"<b>PICK ({GOALS.get(p.objective, p.objective)})</b><br>" + hover(c, metric)],
                 hovertemplate="%{text}<extra></extra>", meta="pick"), row=r, col=col)
             legend_seen.add(f"pick {c.label}")
         fig.update_xaxes(title_text=axis.title, type="log" if axis.log else "linear", row=r, col=col,
@@ -283,28 +325,43 @@ def curves_figure(title: str, curves: Sequence[Any], style: Style, *, log_y: boo
     return fig
 
 
-def layer_figure(b: Any):
+def layer_figure(breakdowns: Sequence[Any], title: str = "Per-layer latency and energy"):
+    """One figure for all per-layer breakdowns (``report.LayerBreakdown``): a dropdown chooses the
+    candidate and target; latency and energy per layer as bars coloured by what bounds the layer.
+    One figure instead of one per breakdown keeps the page short."""
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
-    lat_scale, lat_unit = unit_scale(b.latency_s, "s")
-    en_scale, en_unit = unit_scale(b.energy_j, "J")
-    fig = make_subplots(rows=1, cols=2, subplot_titles=[f"latency per layer ({lat_unit})", f"energy per layer ({en_unit})"])
-    bound = list(b.bound) if b.bound is not None else ["layer"] * len(b.layers)
+    breakdowns = list(breakdowns)
+    fig = make_subplots(rows=1, cols=2, subplot_titles=["latency per layer", "energy per layer"])
     colors = {"compute": PALETTE[0], "memory": PALETTE[1], "overhead": PALETTE[8]}
-    for kind in dict.fromkeys(bound):
-        idx = [i for i, k in enumerate(bound) if k == kind]
-        name = f"{kind}-bound" if b.bound is not None else "layer"
-        for col, (vals, scale) in enumerate(((b.latency_s, lat_scale), (b.energy_j, en_scale)), start=1):
-            fig.add_trace(go.Bar(x=[b.layers[i] for i in idx], y=[vals[i] / scale for i in idx], name=name,
-                                 legendgroup=kind, showlegend=col == 1, marker_color=colors.get(kind, PALETTE[2])),
-                          row=1, col=col)
-    for col, unit in ((1, lat_unit), (2, en_unit)):  # keep the model's layer order on both panels
-        fig.update_xaxes(categoryorder="array", categoryarray=list(b.layers), tickangle=-45, title_text="layer",
-                         row=1, col=col)
-        fig.update_yaxes(title_text=unit, row=1, col=col)
-    fig.update_layout(title=f"Per-layer latency and energy: {b.label} on {b.hardware}", height=FIG_HEIGHT_PX + 80,
-                      barmode="stack")
+    owner, views = [], []
+    for i, b in enumerate(breakdowns):
+        lat_scale, lat_unit = unit_scale(b.latency_s, "s")
+        en_scale, en_unit = unit_scale(b.energy_j, "J")
+        bound = list(b.bound) if b.bound is not None else ["layer"] * len(b.layers)
+        for kind in dict.fromkeys(bound):
+            idx = [j for j, k in enumerate(bound) if k == kind]
+            name = f"{kind}-bound" if b.bound is not None else "layer"
+            for col, (vals, scale) in enumerate(((b.latency_s, lat_scale), (b.energy_j, en_scale)), start=1):
+                fig.add_trace(go.Bar(x=[b.layers[j] for j in idx], y=[vals[j] / scale for j in idx], name=name,
+                                     legendgroup=kind, showlegend=col == 1, visible=i == 0,
+                                     marker_color=colors.get(kind, PALETTE[2])), row=1, col=col)
+                owner.append(i)
+        views.append({"title.text": f"{title}: {b.label} on {b.hardware}",
+                      "xaxis.categoryarray": list(b.layers), "xaxis2.categoryarray": list(b.layers),
+                      "yaxis.title.text": f"latency ({lat_unit})", "yaxis2.title.text": f"energy ({en_unit})"})
+    for col in (1, 2):  # keep the model's layer order on both panels
+        fig.update_xaxes(categoryorder="array", tickangle=-45, title_text="layer", row=1, col=col)
+    if views:
+        fig.update_layout(**{k.replace(".", "_"): v for k, v in views[0].items()})
+    if len(breakdowns) > 1:
+        buttons = [dict(label=f"{b.label} on {b.hardware}", method="update",
+                        args=[{"visible": [o == i for o in owner]}, views[i]]) for i, b in enumerate(breakdowns)]
+        fig.update_layout(updatemenus=[dict(buttons=buttons, direction="down", x=0.0, xanchor="left", y=1.22,
+                                            yanchor="top", showactive=True)],
+                          margin=dict(t=130))
+    fig.update_layout(height=FIG_HEIGHT_PX + 80, barmode="stack")
     return fig
 
 

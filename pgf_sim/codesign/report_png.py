@@ -29,7 +29,8 @@ def export_png(html_path: str | Path, png_path: str | Path, *, width_px: int = 1
                timeout_s: float = 120.0) -> Path | None:
     """Screenshot the report with headless Chromium. Returns None (and prints why) without one.
 
-    Height defaults to an estimate from the number of figures so the whole page fits.
+    Height defaults to an estimate from the open figures (folded ``<details>`` sections stay
+    closed in the screenshot) so the whole page fits.
     """
     browser = find_chromium()
     if browser is None:
@@ -38,7 +39,7 @@ def export_png(html_path: str | Path, png_path: str | Path, *, width_px: int = 1
         return None
     html_path, png_path = Path(html_path).resolve(), Path(png_path).resolve()
     if height_px is None:  # every figure's own layout height (plotly writes "height":N into its JSON)
-        text = html_path.read_text(encoding="utf-8")
+        text = re.sub(r"<details.*?</details>", "<details>", html_path.read_text(encoding="utf-8"), flags=re.S)
         figs = text.split("<div class='fig'>")[1:]
         heights = [int(m.group(1)) if (m := re.search(r'"height":(\d+)', f)) else FIG_HEIGHT_PX for f in figs]
         height_px = 900 + sum(h + 60 for h in heights) + 30 * text.count("<tr>")

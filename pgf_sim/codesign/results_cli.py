@@ -1,7 +1,8 @@
 """``pgf-sim results``: what the result database holds, as a table, JSON or CSV.
 
 - ``pgf-sim results``: every run (sweep point or lone ``pgf-sim train`` run) with its sweep,
-  recipe, pattern, seed, status, final metric and training FLOPs;
+  recipe, pattern, seed, status, final task metric on the validation split (named per run:
+  ``metric``, e.g. ``bpc``; the store keeps it in ``final_accuracy``) and training FLOPs;
 - ``pgf-sim results --sweep NAME``: only that sweep's points;
 - ``pgf-sim results RUN_ID``: one run: its fields, final metrics, per-layer patterns and the
   simulated cost on every target of its sweeps (each cost view).
@@ -22,8 +23,9 @@ DEFAULT_DB = Path("pgf_results.sqlite")
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "results", help="list the runs and sweep points in the result database, or show one run",
-        description="Without RUN_ID: one row per run (sweep, recipe, pattern, seed, status, final test accuracy, "
-                    "training FLOPs). With RUN_ID: the run's fields, final metrics, per-layer N:M patterns and its "
+        description="Without RUN_ID: one row per run (sweep, recipe, pattern, seed, status, the task metric of "
+                    "the final model on the validation split, e.g. bits per character or accuracy, and training "
+                    "FLOPs). With RUN_ID: the run's fields, final metrics, per-layer N:M patterns and its "
                     "simulated cost on each target. --format json|csv for scripts (SI units).")
     p.add_argument("run", nargs="?", metavar="RUN_ID", help="show this run (default: list all runs)")
     p.add_argument("--db", type=Path, default=DEFAULT_DB, help=f"result database (default: {DEFAULT_DB})")
@@ -56,7 +58,9 @@ def _cmd_results(args: argparse.Namespace) -> int:
 
 def list_runs(store: Any, *, sweep: str | None = None, status: str | None = None) -> list[dict[str, Any]]:
     """One flat row per run (oldest first): ``run_id, sweep, name, recipe, pattern, seed, status,
-    final_step, final_accuracy, train_flops``; ``sweep`` lists every sweep the run is a point of."""
+    final_step, metric, final_accuracy, train_flops``; ``sweep`` lists every sweep the run is a point
+    of. ``final_accuracy`` is the run's task metric (named by ``metric``: ``accuracy``, ``bpc`` ...)
+    of the final model on the validation split."""
     member: dict[str, list[str]] = {}
     known = store.sweeps()
     if sweep is not None and sweep not in {s.sweep for s in known}:
@@ -70,10 +74,21 @@ def list_runs(store: Any, *, sweep: str | None = None, status: str | None = None
 
 
 def _run_row(run: Any, sweeps: list[str]) -> dict[str, Any]:
-    """A store ``RunRow`` as a flat record (the pattern as its text, e.g. ``1:8`` or ``dense``)."""
+    """A store ``RunRow`` as a flat record (the pattern as its text, e.g. ``1:8`` or ``dense``;
+    ``metric``: the name of the task metric ``final_accuracy`` holds)."""
+    from ..train.experiment import metric_of
+
     return {"run_id": run.run_id, "sweep": " ".join(sweeps), "name": run.name, "recipe": run.recipe,
-            "pattern": str(run.pattern), "seed": run.seed, "status": run.status, "final_step": run.final_step,
-            "final_accuracy": run.final_accuracy, "train_flops": run.train_flops}
+            "pattern": "dense" if run.pattern.is_dense else str(run.pattern), "seed": run.seed, "status": run.status, "final_step": run.final_step,
+            "metric": metric_of(run.config or {}).name, "final_accuracy": run.final_accuracy,
+            "train_flops": run.train_flops}
+
+
+def _final(row: dict[str, Any]) -> str:
+    """The final validation metric of a row in its own unit: ``2.7250 bits/char`` or ``95.68%``."""
+    from ..core.metric import get_metric
+
+    return "-" if row["final_accuracy"] is None else get_metric(row["metric"]).fmt(row["final_accuracy"])
 
 
 def run_details(store: Any, run_id: str) -> dict[str, Any]:
@@ -117,11 +132,14 @@ def _format_list(rows: list[dict[str, Any]]) -> str:
 
     if not rows:
         return "(no runs)"
-    table = [[r["run_id"], r["sweep"] or "-", r["recipe"], r["pattern"], r["seed"], r["status"],
-              "-" if r["final_accuracy"] is None else f"{r['final_accuracy'] * 100:.2f}%",
+    from ..core.metric import get_metric
+
+    names = list(dict.fromkeys(r["metric"] for r in rows))
+    head = (f"validation {get_metric(names[0]).label}" if len(names) == 1 else "validation metric")
+    table = [[r["run_id"], r["sweep"] or "-", r["recipe"], r["pattern"], r["seed"], r["status"], _final(r),
               si(r["train_flops"], "FLOP")] for r in rows]
     counts = {s: sum(r["status"] == s for r in rows) for s in ("finished", "running", "failed")}
-    return (format_columns(["run", "sweep", "recipe", "pattern", "seed", "status", "test accuracy", "training"],
+    return (format_columns(["run", "sweep", "recipe", "pattern", "seed", "status", head, "training"],
                            table, right=(4, 6, 7)) +
             "\n(" + ", ".join(f"{n} {s}" for s, n in counts.items()) + f"; `pgf-sim results RUN_ID` shows one)")
 
@@ -129,10 +147,11 @@ def _format_list(rows: list[dict[str, Any]]) -> str:
 def _format_run(doc: dict[str, Any]) -> str:
     from ..sim.report_table import format_columns, si
 
-    acc = doc["final_accuracy"]
+    from ..core.metric import get_metric
+
     lines = [f"run {doc['run_id']} ({doc['status']}): {doc['name']}, {doc['recipe']} {doc['pattern']}, seed {doc['seed']}",
              f"  sweeps: {', '.join(doc['sweeps']) or '-'}",
-             f"  final test accuracy: {'-' if acc is None else f'{acc * 100:.2f}%'} at step {doc['final_step']}",
+             f"  final validation {get_metric(doc['metric']).label}: {_final(doc)} at step {doc['final_step']}",
              f"  training FLOPs: {si(doc['train_flops'], 'FLOP')}"]
     if doc.get("message"):
         lines.append(f"  failed: {doc['message'].splitlines()[-1]}")

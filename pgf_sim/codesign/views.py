@@ -52,12 +52,12 @@ def cost_models(db: Any, sweep: str | None) -> list[CostModel]:
 
     info = _store(db).sweep_info(sweep)
     out = [CostModel("trained", info.sim_key, f"cost model: trained model ({info.sim_key})",
-                     f"Accuracy and cost both come from the trained models themselves: each run's real per-layer "
+                     f"Quality (the task metric) and cost both come from the trained models themselves: each run's real per-layer "
                      f"masks simulated per inference ({info.sim_key}).")]
     spec = spec_from_config(info.config)
     if spec is not None:
         out.append(CostModel("deploy", spec.key, f"cost model: DEPLOYMENT PROXY {spec.describe()}",
-                             f"Deployment-scale proxy: accuracy comes from the small trained model of the sweep; cost "
+                             f"Deployment-scale proxy: quality (the task metric) comes from the small trained model of the sweep; cost "
                              f"comes from the same recipe's per-role N:M patterns (MLP and q/k/v layers) applied to "
                              f"the built-in {spec.model} architecture ({spec.describe()}), which was not trained. "
                              f"The trained model is too small to load the hardware, so its own cost hardly depends "
@@ -182,13 +182,15 @@ def _same_target(given: str, spec: str) -> bool:
 def format_fronts(table: ResultTable, metric: str = "latency_s", cost: CostModel | None = None) -> str:
     """The quality-vs-``metric`` front of every target, as text (cheapest first)."""
     from ..sim.report_table import si
+    from .report_figures import COSTS
 
     lines = []
     m = table.metric
     tag = f" [{cost.label}]" if cost else ""
     for (hw, _), front in fronts(table, (metric,)).items():
+        what = {k: label for k, label, _ in COSTS}.get(metric, metric)
         lines.append(f"Pareto front on {hw}, {m.label} ({m.unit}, validation, mean ± std over seeds; "
-                     f"{'higher' if m.higher_is_better else 'lower'} is better) vs {metric}{tag}:")
+                     f"{'higher' if m.higher_is_better else 'lower'} is better) vs {what}{tag}:")
         for c in front.candidates(table):
             lines.append(f"  {c.label:<28} {m.name} {m.fmt(c.accuracy_mean, c.accuracy_std):<24} n={c.n_seeds}  "
                          f"latency {si(c.latency_s, 's'):>9}  energy {si(c.energy_j, 'J'):>9}  "
@@ -252,20 +254,26 @@ def build_report_data(db: Any, sweep: str, views: Sequence[CostViewData], patter
     meta = {"sweep": sweep, "database": str(db), "runs": f"{finished} finished of {n_runs}",
             "hardware targets": ", ".join(info.hardware)}
     meta.update({f"cost model {v.cost.name}": v.cost.key for v in views})
-    data_name = info.config.get("experiment", {}).get("data", {}).get("name", "")
+    data_name = _data_name(store, points)
     task = views[0].table.metric if views else sweep_metric(store, info.sweep)
     meta["quality metric"] = task.axis_label
-    metric = MetricInfo(name=f"validation {task.label}", unit="%" if task.unit == "%" else f" {task.unit}",
+    metric = MetricInfo(name=f"validation {task.name}", unit="%" if task.unit == "%" else f" {task.unit}",
                         scale=task.scale, higher_is_better=task.higher_is_better,
                         split=f"validation split of {data_name}" if data_name else "validation split")
+    test_results = {}
+    for v in views[:1]:  # the test number of a candidate is the same on every target and view
+        for c in v.table:
+            if c.label not in test_results:
+                mean, std = test_metric(store, c, task)
+                test_results[c.label] = (mean, std, len(c.run_ids))
     return ReportData(
         title=f"pgf_sim co-design report: {sweep}",
-        cost_views=sections, metric=metric,
+        cost_views=sections, metric=metric, test_results=test_results,
         grad_noise=grad_noise_curves(store, points), training_curves=training_curves(store, points, task),
         pattern_gains=list(pattern_gains),
         dse_note=("Native-pattern answers below are computed on the trained models of this sweep (their captured "
-                  "masks, seed 0); a deployment-scale answer comes from `pgf-sim dse --model vit_b ...`, and "
-                  "they can differ because the small trained model does not load the hardware."
+                  f"masks, seed 0); a deployment-scale answer comes from `pgf-sim dse --model {_deploy_model(info)} "
+                  "...`, and they can differ because the small trained model does not load the hardware."
                   if pattern_gains else ""),
         meta=meta,
         notes=[f"Quality is the {task.axis_label} of the final (masked) trained model "
@@ -273,6 +281,25 @@ def build_report_data(db: Any, sweep: str, views: Sequence[CostViewData], patter
                "the picks). "
                + " ".join(v.cost.note for v in views)],
     )
+
+
+def _deploy_model(info: Any) -> str:
+    """The sweep's deployment-proxy architecture (``simulate.deploy_model``), else ``vit_b``."""
+    from .sweep import spec_from_config
+
+    spec = spec_from_config(info.config)
+    return spec.model if spec is not None else "vit_b"
+
+
+def _data_name(store: Any, points: Sequence[PointRow]) -> str:
+    """The data set the sweep's runs trained on (from a run's stored config: a sweep's
+    ``experiment`` may be a file name), "" when no run has one."""
+    for pt in points:
+        run = store.get_run(pt.run_id)
+        data = (run.config or {}).get("data") if run is not None else None
+        if isinstance(data, dict) and data.get("name"):
+            return str(data["name"])
+    return ""
 
 
 def _breakdowns(store: Any, view: CostViewData) -> list:

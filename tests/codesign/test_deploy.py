@@ -106,7 +106,7 @@ def test_pick_and_report_label_both_views(tmp_path, capsys):
     assert main(["report", "--db", db, "--out", str(html_path), "--workdir", str(tmp_path / "none")]) == 0
     html = html_path.read_text()
     assert "Cost model: trained model" in html and "Cost model: DEPLOYMENT PROXY vit_b at batch 2" in html
-    assert "accuracy comes from the small trained model" in html and html.count("Plotly.newPlot") >= 5
+    assert "quality (the task metric) comes from the small trained model" in html and html.count("Plotly.newPlot") >= 5
     assert main(["report", "--db", db, "--out", str(html_path), "--cost-model", "trained",
                  "--workdir", str(tmp_path / "none")]) == 0
     assert "DEPLOYMENT PROXY" not in html_path.read_text().split("<h1>", 1)[1].split("Gradient noise")[0]

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 import subprocess
 import sys
@@ -88,7 +89,7 @@ def test_written_and_self_contained(report_html):
 def test_expected_plot_titles_and_tables(report_html):
     _, text = report_html
     for title in ("Pareto front on a100_80gb", "Pareto front on a100_native_1_8",
-                  "test accuracy vs training FLOPs", "Per-layer latency and energy: mdgf 1:8 on a100_native_1_8",
+                  "validation accuracy vs training FLOPs", "Per-layer latency and energy: mdgf 1:8 on a100_native_1_8",
                   "Gradient noise per recipe", "Training curves", "Hardware design space around a100_80gb"):
         assert title in text, title
     assert "test report &lt;&amp;&gt;" in text  # titles are escaped
@@ -123,3 +124,35 @@ def test_report_module_imports_no_plotly_or_torch():
     code = ("import sys, pgf_sim.codesign.report; "
             "bad = [m for m in ('torch', 'plotly') if m in sys.modules]; print(bad); assert not bad")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_report_data_of_a_language_model_sweep_from_the_store(tmp_path):
+    """A sweep whose ``experiment`` is a file name (as training/sweep_default.yaml): the report's
+    metric is the runs' task metric (bpc from the Shakespeare data), labelled as such, and the
+    training curves are validation bpc and loss vs step and vs training FLOPs (mean ± std over seeds)."""
+    from pgf_sim.codesign.views import build_report_data
+    from pgf_sim.store import PointRow, ResultStore
+
+    store = ResultStore(tmp_path / "lm.sqlite")
+    store.record_sweep("lm", "batch=8,dtype=fp16", [("flex_nm_systolic", "flex_nm_systolic")],
+                       {"experiment": "charlm_shakespeare.yaml", "simulate": {"batch": 8}})
+    config = {"data": {"name": "shakespeare"}, "recipe": {"name": "dense"}}
+    for seed, shift in ((0, 0.0), (1, 0.02)):
+        run_id = f"dense-s{seed}"
+        store.start_run(run_id, name="charlm", config=config, recipe="dense", pattern=NM(1, 1), seed=seed)
+        store.add_metrics(run_id, [(s, key, v) for s, b in ((0, 4.0), (600, 3.0), (1200, 2.7 + shift))
+                                   for key, v in (("val_bpc", b), ("val_loss", b * math.log(2)), ("train_flops", 1e9 * s))])
+        store.finish_run(run_id, final_step=1200, final_accuracy=2.7 + shift)
+        store.record_points("lm", [PointRow(run_id, "dense", NM(1, 1), seed, "", {})])
+    data = build_report_data(store, "lm", [])
+    assert data.metric.name == "validation bpc" and not data.metric.higher_is_better
+    assert data.metric.split == "validation split of shakespeare"
+    groups = {c.group: c for c in data.training_curves}
+    assert set(groups) == {"validation bits per character vs step", "validation bits per character vs training FLOPs",
+                           "validation loss vs step", "validation loss vs training FLOPs"}
+    bpc = groups["validation bits per character vs step"]
+    assert list(bpc.x) == [0, 600, 1200] and bpc.y[-1] == pytest.approx(2.71)  # mean of 2.70 and 2.72
+    assert bpc.y_std[-1] == pytest.approx(0.02 / math.sqrt(2))  # sample std of two values 0.02 apart
+    assert bpc.y_title == "bits per character (bits/char)"
+    flops = groups["validation bits per character vs training FLOPs"]
+    assert list(flops.x) == [0, 6e11, 1.2e12] and flops.x_unit == "FLOP"

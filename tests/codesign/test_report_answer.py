@@ -71,13 +71,14 @@ def test_answer_rows_speedup_saving_and_distinguishability():
     table = ResultTable(rows)
     p = pick(table, "npu", min_accuracy=0.95)
     (row,) = answer_rows(CostSection("", "", table, [p]), MetricInfo())
-    assert row["train this"] == "mdgf 2:4" and row["test accuracy"] == "96.50% ± 0.20 (n=2)"
+    assert row["train this"] == "mdgf 2:4" and row["validation accuracy"] == "96.50% ± 0.20 (n=2)"
+    assert "test split (reported, not used to pick)" not in row  # no test numbers given: no column
     assert row["speedup vs dense"] == "1.60x"  # 4 ms / 2.5 ms
     assert row["energy saving vs dense"] == "38%"  # 1 - 5/8
     assert row["latency"] == "2.5 ms" and row["weights"] == "1 MB"
     assert row["runner-up"].startswith("dense: 97.00%")
     # 0.5 points apart, combined std 0.28 points: distinguishable
-    assert row["distinguishable from runner-up?"].startswith("yes: test accuracy differs by 0.50 points > combined std 0.28")
+    assert row["distinguishable from runner-up?"] == "yes: validation accuracy 0.50 points worse > combined std 0.28 points"
     noisy = ResultTable([dataclasses.replace(c, accuracy_std=0.01) for c in rows])
     (row,) = answer_rows(CostSection("", "", noisy, [pick(noisy, "npu", min_accuracy=0.95)]), MetricInfo())
     assert row["distinguishable from runner-up?"].startswith("no:")
@@ -102,6 +103,9 @@ def test_flat_trained_view_puts_the_deployment_proxy_first():
     assert order_views([dataclasses.replace(trained, results=steep), deploy])[0].kind == "trained"
     html = render_html(ReportData(cost_views=[trained, deploy]))
     assert html.index("DEPLOYMENT PROXY</b> leads") < html.index("Cost model: trained model")
+    # one sparse pattern: 0% between sparse patterns; 1.000 / 0.999 ms = 1.001x sparse vs dense
+    assert "differ in latency by at most 0.00%; sparse vs dense: at most 1.00x" in html
+    assert "<details class='view' id='view1'><summary><b>Cost model: trained model</b>" in html  # folded
 
 
 def test_pareto_figure_labels_every_panel_marks_the_pick_and_keeps_styles():
@@ -132,7 +136,93 @@ def test_lower_is_better_metric_is_labelled_from_the_data():
     table = ResultTable(rows)
     html = render_html(ReportData(results=table, metric=metric, picks=[pick(table, "npu")]))
     assert "bits per character: mean ± std over seeds on the valid (lower is better)" in html
-    assert "bits per character ( bpc)" not in html and "bits per character (bpc)" in html
+    assert "bits per character ( bpc" not in html and "bits per character (bpc, lower is better)" in html
+
+
+BPC = MetricInfo(name="validation bpc", unit=" bits/char", scale=1.0, higher_is_better=False, split="validation split")
+
+
+def _bpc_table():
+    """A lower-is-better task: dense 2.685 bpc at 6 ms, 2:4 2.725 at 5 ms, 1:8 2.817 at 4.34 ms, and
+    a 1:16 run that is both worse and costlier than 1:8 (off every front)."""
+    from pgf_sim.core.metric import get_metric
+
+    rows = [cand("flex", "dense", "dense", 2.685, 0.004, 6.00e-3, 8e-3, weights=2.4e8),
+            cand("flex", "mdgf", "2:4", 2.725, 0.001, 5.08e-3, 6e-3, weights=1.6e8),
+            cand("flex", "sr-ste", "1:8", 2.817, 0.012, 4.34e-3, 5e-3, weights=1.0e8),
+            cand("flex", "sr-ste", "1:16", 2.900, 0.010, 4.50e-3, 5.5e-3, weights=0.9e8)]
+    return ResultTable(rows, get_metric("bpc"))
+
+
+def test_lower_is_better_answer_uses_the_lowest_dense_and_says_which_way():
+    from pgf_sim.codesign.report_figures import dense_reference
+
+    table = _bpc_table()
+    # a second, worse dense run must not become the baseline (the LOWEST bpc is the best dense)
+    worse_dense = dataclasses.replace(table[0], model="x", accuracy_mean=3.1, latency_s=1e-3)
+    assert dense_reference(ResultTable([*table, worse_dense], table.metric), "flex") is table[0]
+    p = pick(table, "flex", metric_limit=2.735)  # bpc <= 2.735: dense and 2:4; the faster is 2:4
+    assert p.best.label == "mdgf 2:4" and p.runner_up.label == "dense"
+    test = {"mdgf 2:4": (2.719, 0.002, 2)}
+    (row,) = answer_rows(CostSection("", "", table, [p]), BPC, test)
+    assert row["validation bpc"] == "2.7250 ± 0.0010 bits/char (n=2)"
+    assert row["test split (reported, not used to pick)"] == "2.7190 ± 0.0020 bits/char (n=2)"
+    assert row["speedup vs dense"] == "1.18x"  # 6.00 / 5.08
+    assert row["energy saving vs dense"] == "25%"  # 1 - 6/8
+    assert row["latency"] == "5.08 ms" and row["weights"] == "160 MB"
+    # 2.725 vs 2.685: 0.040 bits/char WORSE than the runner-up, combined std hypot(0.001, 0.004) = 0.004
+    assert row["distinguishable from runner-up?"] == ("yes: validation bpc 0.0400 bits/char worse > combined std "
+                                                      "0.0041 bits/char")
+
+
+def test_lower_is_better_front_is_a_descending_staircase_through_the_markers():
+    table = _bpc_table()
+    fr = fronts(table, tuple(k for k, _, _ in COSTS))
+    style = Style()
+    style.register(list(table))
+    fig = pareto_figure(table, "flex", fr, [], style, BPC)
+    (lat_front,) = [t for t in fig.data if t.name == "Pareto front (staircase)" and t.xaxis == "x"]
+    # cheapest first; each step better (lower bpc); 1:16 (worse AND costlier than 1:8) is off it
+    assert list(lat_front.y) == [2.817, 2.725, 2.685]
+    assert lat_front.line.shape == "hv"  # holds a point's bpc until the next (costlier, better) point
+    assert list(lat_front.x) == sorted(lat_front.x)
+    markers = {x for t in fig.data if t.mode == "markers" and t.xaxis == "x" and t.x[0] is not None for x in t.x}
+    assert set(lat_front.x) <= markers  # drawn through the (possibly jittered) markers
+    assert fig.layout.yaxis.title.text == "validation bpc (bits/char, lower is better)"
+    assert all(fig.layout[f"yaxis{i}"].title.text.endswith("lower is better)") for i in ("", 2, 3, 4))
+
+
+def test_points_within_noise_of_the_front_are_ringed():
+    # 1:8 at 2.817 +- 0.05 (4.34 ms) and 1:16 at 2.85 +- 0.05 (4.50 ms): 1:16 is dominated on the classic
+    # front (worse bpc, costlier) but only by 0.033 < hypot(0.05, 0.05), so the noise-aware front keeps it
+    table = _bpc_table()
+    rows = [dataclasses.replace(c, accuracy_mean=2.85, accuracy_std=0.05) if c.pattern_text == "1:16" else
+            dataclasses.replace(c, accuracy_std=0.05) if c.pattern_text == "1:8" else c for c in table]
+    table = ResultTable(rows, table.metric)
+    metrics = tuple(k for k, _, _ in COSTS)
+    fig = pareto_figure(table, "flex", fronts(table, metrics), [], Style(), BPC, noisy=fronts(table, metrics, noise="std"))
+    rings = [t for t in fig.data if t.name == "within seed noise of the front" and t.xaxis == "x"]
+    assert len(rings) == 1 and list(rings[0].y) == [2.85]
+    assert not [t for t in pareto_figure(table, "flex", fronts(table, metrics), [], Style(), BPC).data
+                if t.name == "within seed noise of the front"]
+
+
+def test_long_per_layer_section_is_one_figure_with_a_menu():
+    from pgf_sim.codesign.report import LayerBreakdown
+    from pgf_sim.codesign.report_figures import layer_figure
+
+    bs = [LayerBreakdown("flex", f"mdgf {p}", ["fc1", "fc2"], [1e-3, 2e-3], [1e-3, 3e-3], ["compute", "memory"])
+          for p in ("2:4", "1:8", "1:16")]
+    fig = layer_figure(bs)
+    (menu,) = fig.layout.updatemenus
+    assert [b.label for b in menu.buttons] == ["mdgf 2:4 on flex", "mdgf 1:8 on flex", "mdgf 1:16 on flex"]
+    # each button shows exactly its breakdown's bars (2 bound kinds x 2 panels)
+    for i, b in enumerate(menu.buttons):
+        vis = b.args[0]["visible"]
+        assert sum(vis) == 4 and all(v == (j // 4 == i) for j, v in enumerate(vis))
+    assert fig.layout.yaxis.title.text == "latency (ms)" and fig.layout.yaxis2.title.text == "energy (mJ)"
+    html = render_html(ReportData(layer_breakdowns=bs))
+    assert html.count("Plotly.newPlot") == 1
 
 
 @pytest.mark.slow  # kaleido starts a browser per image

@@ -50,6 +50,12 @@ _PROBE = """JSON.stringify({
       (gd.layout.title.text || '').startsWith('Pareto front') &&
       gd.data.some(t => t.meta === 'pick') &&
       gd.querySelectorAll('.scatterlayer .trace').length === gd.data.length).length,
+  page_height: document.documentElement.scrollHeight,
+  // plots inside closed <details> (folded sections) and the width of every plot as laid out
+  folded_plots: [...document.querySelectorAll('details:not([open]) .js-plotly-plot')].length,
+  widths: [...document.querySelectorAll('.js-plotly-plot')].map(gd => Math.round(gd.getBoundingClientRect().width)),
+  plot_widths: [...document.querySelectorAll('.js-plotly-plot')].map(gd => gd._fullLayout.width),
+  menus: [...document.querySelectorAll('.js-plotly-plot')].map(gd => (gd.layout.updatemenus || []).length),
 })"""
 
 
@@ -119,8 +125,9 @@ class DevTools:
         self._log.close()
 
 
-def open_page(path: Path, tmp: Path, *, settle_s: float = 0.5) -> dict:
-    """Load ``path``; return its DOM probe, console/exception errors and requested URLs."""
+def open_page(path: Path, tmp: Path, *, settle_s: float = 0.5, script: str | None = None) -> dict:
+    """Load ``path`` (then run ``script``, e.g. opening a folded section); return its DOM probe,
+    console/exception errors and requested URLs."""
     dt = DevTools(BROWSER, str(tmp / "profile"))
     try:
         target = dt.send("Target.createTarget", {"url": "about:blank"})["targetId"]
@@ -129,6 +136,8 @@ def open_page(path: Path, tmp: Path, *, settle_s: float = 0.5) -> dict:
             dt.send(f"{domain}.enable", session=sid)
         dt.send("Page.navigate", {"url": path.resolve().as_uri()}, session=sid)
         dt.wait(lambda m: m.get("method") == "Page.loadEventFired", timeout=60)
+        if script:
+            dt.send("Runtime.evaluate", {"expression": script}, session=sid)
         probe, last = None, None
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:  # until the rendered DOM stops changing
@@ -218,7 +227,61 @@ def test_two_cost_views_render_labelled(tmp_path):
     n_hw = len(data.results.hardware_names())
     probe = res["probe"]
     # per view: one Pareto figure per target (training FLOPs a panel of it) + the layer breakdowns
-    want = 2 * (n_hw + len(data.layer_breakdowns)) + 3
+    want = 2 * (n_hw + 1) + 3  # the per-layer breakdowns of a view are one figure (a menu chooses)
     assert probe["plots"] == probe["plots_with_svg"] == want
     titles = " | ".join(probe["titles"])
     assert "Cost model: DEPLOYMENT PROXY vit_b at batch 32" in titles and "Cost model: trained model" in titles
+
+
+def _lm_report_data():
+    """A language-model report as `pgf-sim run` writes it: bpc (lower is better), a deployment
+    view with steep costs, a trained view whose costs are flat (folded), several breakdowns."""
+    from dataclasses import replace
+
+    from pgf_sim.codesign.pareto import ResultTable
+    from pgf_sim.codesign.pick import pick
+    from pgf_sim.codesign.report import CostSection, LayerBreakdown
+    from pgf_sim.codesign.report_figures import MetricInfo
+    from pgf_sim.core.metric import get_metric
+
+    data = _sample_data()
+    bpc = get_metric("bpc")
+    # turn the sample's accuracies into bpc: better accuracy -> lower bpc
+    steep = ResultTable([replace(c, accuracy_mean=2.0 + 5 * (1 - c.accuracy_mean)) for c in data.results], bpc)
+    flat = ResultTable([replace(c, latency_s=1e-4 * (1 + 0.001 * i), energy_j=1e-5) for i, c in enumerate(steep)], bpc)
+    hws = steep.hardware_names()
+    limit = 2.0 + 5 * 0.07
+    picks = [pick(steep, h, metric_limit=limit) for h in hws]
+    flat_picks = [pick(flat, h, metric_limit=limit) for h in hws]
+    layers = [LayerBreakdown(h, f"{p.best.label} (pick)", list(b.layers), list(b.latency_s), list(b.energy_j),
+                             b.bound) for h, p in zip(hws, picks) for b in data.layer_breakdowns]
+    views = [CostSection("Cost model: trained model", "flat", flat, flat_picks, (), layers, kind="trained"),
+             CostSection("Cost model: DEPLOYMENT PROXY gpt2", "proxy", steep, picks, (), layers, kind="deploy")]
+    metric = MetricInfo("validation bpc", " bits/char", 1.0, False, "validation split of shakespeare")
+    return replace(data, results=(), picks=(), layer_breakdowns=(), cost_views=views, metric=metric,
+                   test_results={p.best.label: (p.best.accuracy_mean - 0.01, 0.002, 3) for p in picks})
+
+
+def test_language_model_report_is_short_and_folds_open(tmp_path):
+    """The bpc report: answer first, flat trained view folded, every plot drawn with titled axes and
+    the pick; opening the folded section gives its plots the page's width (not plotly's 700 px)."""
+    path = write_report(tmp_path / "lm.html", _lm_report_data())
+    res = open_page(path, tmp_path)
+    assert res["errors"] == []
+    probe = res["probe"]
+    n_hw = 2
+    assert probe["plots"] == probe["plots_with_svg"] == 2 * (n_hw + 1) + 3
+    assert probe["axes_without_title"] == [] and probe["pareto"] == probe["pareto_with_pick"] == 2 * n_hw
+    assert probe["folded_plots"] == n_hw + 1 + 1  # the trained view (fronts + layers) and the gradient noise
+    assert sorted(probe["menus"], reverse=True)[:2] == [1, 1]  # per-layer: one figure per view, with a menu
+    # a page of 9 figures of which 4 folded: the answer and 5 open figures, not 9 stacked ones
+    assert probe["page_height"] < 6500, probe["page_height"]
+    text = path.read_text()
+    assert text.index("The answer per target") < text.index("Pareto front on")
+    assert "validation bpc (bits\\u002fchar, lower is better)" in text  # an axis title (JSON escapes the /)
+    assert "test split (reported, not used to pick)" in text
+    opened = open_page(path, tmp_path, script="document.querySelectorAll('details').forEach(d => d.open = true)")
+    assert opened["errors"] == [] and opened["probe"]["folded_plots"] == 0
+    assert opened["probe"]["page_height"] > probe["page_height"] + 1000
+    widths = opened["probe"]["plot_widths"]
+    assert min(widths) > 1000, widths  # every plot resized to the 1400 px window once its section opened
