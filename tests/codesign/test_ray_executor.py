@@ -58,9 +58,9 @@ def _midway(store: ResultStore) -> set[str]:
     """Runs with a committed checkpoint well before their end (so the kill lands mid-run)."""
     out = set()
     for run in store.list_runs(status="running"):
-        steps = store.run_metrics(run["run_id"], "train_loss")
+        steps = store.run_metrics(run.run_id, "train_loss")
         if steps and 10 <= steps[-1][0] <= STEPS - 60:
-            out.add(run["run_id"])
+            out.add(run.run_id)
     return out
 
 
