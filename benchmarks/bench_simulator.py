@@ -197,10 +197,10 @@ def main() -> None:
         for h in range(len(hws)):
             for (i, pn, pm), (t_s, e_j, bnd) in zip(triples, base[h]):
                 j = pat_index.get((pn, pm), 0)
-                worst = max(worst, abs(grid.time_s[h, j, i] / t_s - 1), abs(grid.energy_j[h, j, i] / e_j - 1) if e_j else 0.0)
+                worst = max(worst, abs(grid.latency_s[h, j, i] / t_s - 1), abs(grid.energy_j[h, j, i] / e_j - 1) if e_j else 0.0)
                 bound_mismatch += int(grid.bound[h, j, i] != bnd)
         print(f"\n{name} ({kwargs['phase']}, batch 1): {table.n_ops} layers, {len(triples)} distinct layer x pattern,"
-              f" x {len(hws)} targets = {n_eval} evaluations (grid computes {grid.time_s.size})")
+              f" x {len(hws)} targets = {n_eval} evaluations (grid computes {grid.latency_s.size})")
         print(f"  vectorised evaluate_grid: {vec_s * 1e3:8.2f} ms CPU (median of {args.repeats}, min "
               f"{min(times) * 1e3:.2f}; wall median {statistics.median(walls) * 1e3:.2f})"
               f" -> {n_eval / vec_s:,.0f} layer evaluations/s")

@@ -7,7 +7,8 @@ Tables:
 - ``sweeps``: one row per sweep: its simulation settings, hardware targets and config;
 - ``sweep_points``: which run belongs to which sweep, with its grid coordinates;
 - ``sim_totals``: one row per (run_id, hw, sim_key): inference FLOPs (dense and executed),
-  latency, energy, weight and DRAM bytes of a trained model on one hardware target. ``sim_key``
+  latency, energy, weight and DRAM bytes, memory footprint and the target's capacity, of a
+  trained model on one hardware target. ``sim_key``
   names the simulation settings (batch, dtype; the deployment-scale proxy has its own key), so
   one run can be simulated under several settings without one overwriting the other;
 - ``sim_layers``: the per-layer rows behind each totals row.
@@ -31,6 +32,9 @@ at most the steps since the last checkpoint are lost.
 Every SQLite failure (a corrupt or truncated file, a read-only folder, a path that is a
 directory, a full disk) becomes a one-line ``StoreError`` naming the file; opening a database
 that must already exist (``ResultStore(path, create=False)``) never creates one.
+
+A database written by an older version is migrated on open: columns added since
+(``OPTIONAL_TOTALS``) are appended and read as ``None`` in the rows stored before.
 """
 from __future__ import annotations
 
@@ -93,6 +97,8 @@ CREATE TABLE IF NOT EXISTS sim_totals (
     dense_flops REAL NOT NULL, exec_flops REAL NOT NULL, latency_s REAL NOT NULL, energy_j REAL NOT NULL,
     weight_bytes REAL NOT NULL, dram_bytes REAL NOT NULL, train_flops REAL, n_layers INTEGER NOT NULL,
     simulated_at REAL NOT NULL,
+    footprint_bytes REAL,            -- inference memory: stored weights + peak activations + KV cache
+    dram_capacity_bytes REAL,        -- the target's memory capacity the footprint is checked against
     PRIMARY KEY (run_id, hw, sim_key)
 );
 CREATE TABLE IF NOT EXISTS sim_layers (
@@ -106,6 +112,10 @@ CREATE TABLE IF NOT EXISTS sim_layers (
 """
 
 TOTAL_METRICS = ("dense_flops", "exec_flops", "latency_s", "energy_j", "weight_bytes", "dram_bytes")
+#: totals that may be absent (NULL): written by simulations since the footprint became a cost axis
+OPTIONAL_TOTALS = ("footprint_bytes", "dram_capacity_bytes")
+_TOTALS_COLUMNS = ("run_id", "hw", "sim_key", "batch", "dtype", *TOTAL_METRICS, "train_flops", "n_layers",
+                   "simulated_at", *OPTIONAL_TOTALS)
 LAYER_FIELDS = ("layer", "kind", "role", "pattern", "exec_pattern", "dense_flops", "exec_flops",
                 "weight_bytes", "dram_bytes", "latency_s", "energy_j", "bound")
 _TEXT_FIELDS = frozenset({"layer", "kind", "role", "bound"})
@@ -193,6 +203,8 @@ class SimTotalsRow:
     train_flops: float | None
     n_layers: int
     simulated_at: float
+    footprint_bytes: float | None = None  # None: simulated before the footprint was stored
+    dram_capacity_bytes: float | None = None
 
 
 @dataclass(frozen=True)
@@ -310,11 +322,31 @@ class ResultStore:
                     if con.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
                         con.execute("PRAGMA journal_mode=WAL")
                     con.executescript(_SCHEMA)
+                self._migrate()
                 return
             except StoreError as exc:
                 if "locked" not in str(exc) or attempt == 99:
                     raise
                 time.sleep(0.02 * (1 + attempt % 10))
+
+    def _migrate(self) -> None:
+        """Bring a database written by an older version up to this schema: columns added since
+        are appended (NULL in old rows). Checked and altered in one write transaction, so two
+        processes opening an old file together add each column once."""
+        with self._connection() as con:
+            have = {r["name"] for r in con.execute("PRAGMA table_info(sim_totals)")}
+        if all(c in have for c in OPTIONAL_TOTALS):
+            return
+        try:
+            with self._write() as con:
+                have = {r["name"] for r in con.execute("PRAGMA table_info(sim_totals)")}
+                for column in OPTIONAL_TOTALS:
+                    if column not in have:
+                        con.execute(f"ALTER TABLE sim_totals ADD COLUMN {column} REAL")
+        except StoreError as exc:
+            if "read-only" not in str(exc):
+                raise
+            # an old file we may only read: its rows read with the new columns as None
 
     # --- runs -----------------------------------------------------------------------------
     def start_run(self, run_id: str, *, name: str, config: dict[str, Any], recipe: str, pattern: NM | str,
@@ -470,8 +502,8 @@ class ResultStore:
         """Store one simulation (totals + per-layer rows) in one transaction.
 
         Returns True if written, False if (run_id, hw, key) was already stored and ``replace`` is
-        False. ``totals`` needs every name of ``TOTAL_METRICS``; each layer row every name of
-        ``LAYER_FIELDS``.
+        False. ``totals`` needs every name of ``TOTAL_METRICS`` (``OPTIONAL_TOTALS``
+        are stored when given); each layer row every name of ``LAYER_FIELDS``.
         """
         missing = [k for k in TOTAL_METRICS if k not in totals]
         if missing:
@@ -481,10 +513,13 @@ class ResultStore:
             if replace:
                 con.execute("DELETE FROM sim_layers WHERE run_id=? AND hw=? AND sim_key=?", (run_id, hw, key))
                 con.execute("DELETE FROM sim_totals WHERE run_id=? AND hw=? AND sim_key=?", (run_id, hw, key))
+            # columns named: a migrated table has its newer columns in another order than a new one
             cur = con.execute(
-                "INSERT OR IGNORE INTO sim_totals VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                f"INSERT OR IGNORE INTO sim_totals ({','.join(_TOTALS_COLUMNS)}) "
+                f"VALUES ({','.join('?' * len(_TOTALS_COLUMNS))})",
                 (run_id, hw, key, int(batch), dtype, *(float(totals[k]) for k in TOTAL_METRICS),
-                 None if train_flops is None else float(train_flops), len(layer_rows), time.time()))
+                 None if train_flops is None else float(train_flops), len(layer_rows), time.time(),
+                 *(None if totals.get(k) is None else float(totals[k]) for k in OPTIONAL_TOTALS)))
             if cur.rowcount == 0:
                 return False
             con.executemany(f"INSERT INTO sim_layers VALUES ({','.join('?' * (4 + len(LAYER_FIELDS)))})", layer_rows)

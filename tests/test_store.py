@@ -73,3 +73,32 @@ def test_two_processes_write_concurrently(tmp_path):
     for i in range(2):
         assert len(store.run_metrics(f"p{i}")) == 300
         assert store.get_run(f"p{i}").status == "finished"
+
+
+_OLD_SIM_TOTALS = """CREATE TABLE sim_totals (
+    run_id TEXT NOT NULL, hw TEXT NOT NULL, sim_key TEXT NOT NULL, batch INTEGER NOT NULL, dtype TEXT NOT NULL,
+    dense_flops REAL NOT NULL, exec_flops REAL NOT NULL, latency_s REAL NOT NULL, energy_j REAL NOT NULL,
+    weight_bytes REAL NOT NULL, dram_bytes REAL NOT NULL, train_flops REAL, n_layers INTEGER NOT NULL,
+    simulated_at REAL NOT NULL, PRIMARY KEY (run_id, hw, sim_key))"""
+
+
+def test_old_database_gains_the_footprint_columns(tmp_path):
+    # a database written before footprints were stored: sim_totals without the two columns
+    path = tmp_path / "old.sqlite"
+    con = sqlite3.connect(path)
+    con.execute(_OLD_SIM_TOTALS)
+    con.execute("INSERT INTO sim_totals VALUES ('r0','npu','k',1,'fp16',2,1,1e-3,1e-4,10,20,NULL,1,0)")
+    con.commit()
+    con.close()
+    store = ResultStore(path)
+    cols = [r[1] for r in sqlite3.connect(path).execute("PRAGMA table_info(sim_totals)")]
+    assert cols[-2:] == ["footprint_bytes", "dram_capacity_bytes"]
+    (old,) = store.sim_totals("k")
+    assert old.latency_s == 1e-3 and old.footprint_bytes is None and old.dram_capacity_bytes is None
+    totals = dict(dense_flops=2, exec_flops=1, latency_s=2e-3, energy_j=1e-4, weight_bytes=10, dram_bytes=20,
+                  footprint_bytes=3e6, dram_capacity_bytes=8e9)
+    assert store.write_simulation("r1", "npu", "k", batch=1, dtype="fp16", totals=totals, layers=[])
+    new = {r.run_id: r for r in store.sim_totals("k")}["r1"]
+    assert (new.latency_s, new.footprint_bytes, new.dram_capacity_bytes) == (2e-3, 3e6, 8e9)
+    ResultStore(path)  # opening again migrates nothing twice
+    assert [r[1] for r in sqlite3.connect(path).execute("PRAGMA table_info(sim_totals)")] == cols

@@ -159,6 +159,9 @@ def _pick_limits(p: argparse.ArgumentParser, *, default_drop: float | None) -> N
                                                "minimum for accuracy, a maximum for bpc / loss / perplexity (e.g. 3.0)")
     p.add_argument("--max-latency", type=lambda s: _quantity(s, "s"), help="latency cap, e.g. 0.002 or 2ms")
     p.add_argument("--max-energy", type=lambda s: _quantity(s, "J"), help="energy cap, e.g. 0.01 or 10mJ")
+    p.add_argument("--max-footprint", type=_size, help="inference memory cap (weights + activations + KV cache), "
+                                                       "e.g. 2e9, 512MB or 16GiB (a candidate over its target's "
+                                                       "capacity is never picked, with or without it)")
     if default_drop is not None:
         p.add_argument("--max-drop", type=_drop, default="auto",
                        help="without other limits: the metric at most this much worse than the dense baseline, in "
@@ -178,6 +181,21 @@ def _quantity(text: str, unit: str) -> float:
         return float(m.group(1)) * _PREFIX[m.group(2)]
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+
+
+_SIZE = {"": 1, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40}
+
+
+def _size(text: str) -> float:
+    """``"512MB"`` -> 5.12e8 bytes, ``"16GiB"`` -> 16 * 2**30; a bare number is in bytes."""
+    m = re.fullmatch(r"\s*([0-9.eE+]+)\s*([kMGT]i?)?B?\s*", text)
+    try:
+        value = float(m.group(1)) * _SIZE[m.group(2) or ""] if m else -1.0
+    except (ValueError, KeyError):
+        value = -1.0
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive size in bytes like 2e9, 512MB or 16GiB")
+    return value
 
 
 def _drop(text: str):
@@ -272,7 +290,8 @@ def _limits(args: argparse.Namespace, metric):
     from .quality import metric_limit
     from .views import PickLimits
 
-    return PickLimits(metric_limit(args.limit, args.min_accuracy, metric), args.max_latency, args.max_energy, getattr(args, "max_drop", None))
+    return PickLimits(metric_limit(args.limit, args.min_accuracy, metric), args.max_latency, args.max_energy,
+                      getattr(args, "max_drop", None), args.max_footprint)
 
 
 def _existing_store(args: argparse.Namespace):

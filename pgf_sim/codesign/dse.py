@@ -224,7 +224,7 @@ def evaluate_variants(base_name: str, variants: Sequence[Variant], workloads: Ma
     big = _concat(tables)
     starts = np.cumsum([0] + [t.n_ops for t in tables[:-1]])
     cost = evaluate_grid(big, [v.hw for v in variants], dtype=dtype)  # (V, L_total) arrays, one pass
-    lat = np.add.reduceat(cost.time_s, starts, axis=1)  # (V, W): ops of a workload run one after another
+    lat = np.add.reduceat(cost.latency_s, starts, axis=1)  # (V, W): ops of a workload run one after another
     en = np.add.reduceat(cost.energy_j, starts, axis=1)
     area = np.array([np.nan if var.hw.area_mm2 is None else var.hw.area_mm2.value for var in variants])
     src = tuple("" if var.hw.area_mm2 is None else var.hw.area_mm2.source for var in variants)

@@ -324,11 +324,10 @@ def layer_costs(workload, layers: tuple[str, ...], patterns: tuple[NM, ...], hw,
     missing = [n for n in layers if n not in names]
     if missing:
         raise ConfigError(f"layers {missing} are not GEMM ops of the captured workload")
-    field = "time_s" if metric == "latency_s" else metric
     rows = [names.index(n) for n in layers]
     # evaluate_grid sets *every* GEMM to each pattern in turn; only the chosen layers' rows are used
-    grid = getattr(evaluate_grid(table, [hw], patterns=list(patterns)), field)  # (1, P, ops)
+    grid = getattr(evaluate_grid(table, [hw], patterns=list(patterns)), metric)  # (1, P, ops)
     cost = grid[0][:, rows].T  # (L, P)
-    const = float(np.delete(getattr(evaluate(table, hw), field), rows).sum())
+    const = float(np.delete(getattr(evaluate(table, hw), metric), rows).sum())
     return np.ascontiguousarray(cost), const
 

@@ -47,15 +47,20 @@ from ..core.metric import ACCURACY, Metric
 from ..core.pattern import NM
 
 #: Cost metrics of a candidate, all minimised. FLOPs per inference (executed, hardware aware
-#: for ``inference_flops``), seconds, joules, bytes of stored weights, FLOPs of the whole
+#: for ``inference_flops``), seconds, joules, bytes of stored weights, bytes of inference memory
+#: (stored weights + peak activations + KV cache, ``sim/footprint.py``), FLOPs of the whole
 #: training schedule.
-COST_METRICS: tuple[str, ...] = ("inference_flops", "latency_s", "energy_j", "weight_bytes", "train_flops")
+COST_METRICS: tuple[str, ...] = ("inference_flops", "latency_s", "energy_j", "weight_bytes", "footprint_bytes",
+                                 "train_flops")
+#: cost metrics a per-seed row may lack (results simulated before they were stored): NaN
+_OPTIONAL_COSTS = frozenset({"footprint_bytes"})
 
 METRIC_LABELS = {
     "inference_flops": "inference FLOPs",
     "latency_s": "latency (s)",
     "energy_j": "energy (J)",
     "weight_bytes": "weight memory (bytes)",
+    "footprint_bytes": "memory footprint (bytes)",
     "train_flops": "training FLOPs",
     "accuracy_mean": "accuracy",
 }
@@ -68,6 +73,7 @@ class Candidate:
     ``pattern`` is an ``NM`` for a uniform pattern, or a string label for a per-layer mixed
     assignment (e.g. ``"mixed:fc1=1:8,fc2=2:4"``). Accuracy is a fraction in [0, 1];
     ``accuracy_std`` is the sample std over seeds (ddof=1), 0.0 when ``n_seeds == 1``.
+    ``fits_memory`` is False when the footprint exceeds the target's capacity.
     """
 
     hardware: str
@@ -81,6 +87,8 @@ class Candidate:
     energy_j: float
     weight_bytes: float
     train_flops: float
+    footprint_bytes: float = math.nan  # inference memory; NaN: not simulated
+    dram_capacity_bytes: float = math.nan  # the target's memory; NaN: unknown (never rules a candidate out)
     model: str = ""
     run_ids: tuple[str, ...] = ()
     cost_spread: float = 0.0  # max over cost metrics of (max - min) / mean across seeds
@@ -93,6 +101,11 @@ class Candidate:
         if self.recipe == self.pattern_text == "dense":
             return f"{head}dense"
         return f"{head}{self.recipe} {self.pattern_text}"
+
+    @property
+    def fits_memory(self) -> bool:
+        """False only when both are known and the footprint exceeds the capacity."""
+        return not self.footprint_bytes > self.dram_capacity_bytes
 
     @property
     def pattern_text(self) -> str:
@@ -111,7 +124,7 @@ class Candidate:
         return out
 
 
-_FLOAT_FIELDS = ("accuracy_mean", "accuracy_std", *COST_METRICS, "cost_spread")
+_FLOAT_FIELDS = ("accuracy_mean", "accuracy_std", *COST_METRICS, "dram_capacity_bytes", "cost_spread")
 
 
 def _as_pattern(value: object) -> NM | str:
@@ -204,7 +217,7 @@ def aggregate_seeds(rows: Iterable[Mapping], metric: Metric = ACCURACY) -> Resul
     """Per-seed rows -> one ``Candidate`` per (hardware, model, recipe, pattern).
 
     A row has ``hardware, recipe, pattern, accuracy`` and the ``COST_METRICS`` (optional:
-    ``model``, ``run_id``, ``seed``). Accuracy: mean and sample std (ddof=1; 0.0 for one
+    ``model``, ``run_id``, ``seed``, ``footprint_bytes`` and ``dram_capacity_bytes``). Accuracy: mean and sample std (ddof=1; 0.0 for one
     seed), n. A NaN accuracy (a diverged or unfinished seed) makes the mean NaN on purpose:
     dropping it would make an unstable recipe look good. Costs are averaged; they are equal
     across seeds unless the captured masks differ, and ``Candidate.cost_spread`` records the
@@ -228,16 +241,23 @@ def aggregate_seeds(rows: Iterable[Mapping], metric: Metric = ACCURACY) -> Resul
         acc = np.array([np.nan if r["accuracy"] is None else r["accuracy"] for r in members], dtype=np.float64)
         n = len(members)
         std = float(np.std(acc, ddof=1)) if n > 1 else 0.0
-        vals = {m: np.array([np.nan if r[m] is None else r[m] for r in members], dtype=np.float64) for m in COST_METRICS}
+        vals = {m: np.array([np.nan if _cost(r, m) is None else _cost(r, m) for r in members], dtype=np.float64)
+                for m in COST_METRICS}
+        capacity = [r["dram_capacity_bytes"] for r in members if r.get("dram_capacity_bytes") is not None]
         spread = max((float((v.max() - v.min()) / abs(v.mean())) for v in vals.values()
                       if np.isfinite(v).all() and v.mean() != 0), default=0.0)
         out.append(Candidate(
             hardware=hw, model=model, recipe=recipe, pattern=_as_pattern(members[0]["pattern"]),
             accuracy_mean=float(np.mean(acc)), accuracy_std=std, n_seeds=n,
             run_ids=tuple(str(r["run_id"]) for r in members if r.get("run_id") is not None),
-            cost_spread=spread, **{m: float(np.mean(v)) for m, v in vals.items()},
+            cost_spread=spread, dram_capacity_bytes=float(min(capacity)) if capacity else math.nan,
+            **{m: float(np.mean(v)) for m, v in vals.items()},
         ))
     return ResultTable(out, metric)
+
+
+def _cost(row: Mapping, metric: str) -> float | None:
+    return row.get(metric) if metric in _OPTIONAL_COSTS else row[metric]
 
 
 def dominance_matrix(acc: np.ndarray, cost: np.ndarray, *, acc_std: np.ndarray | None = None,

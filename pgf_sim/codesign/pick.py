@@ -5,7 +5,11 @@ Rules (deterministic). "Quality" is the table's task metric (``table.metric``): 
 better on that metric, and the metric's values are those of the validation split.
 - Feasible: quality at least as good as ``metric_limit`` (accuracy >= limit, bpc <= limit;
   ``min_accuracy`` is the same limit for an accuracy task), ``latency_s <= max_latency_s``,
-  ``energy_j <= max_energy_j`` (every constraint given; mean over seeds; NaN never feasible).
+  ``energy_j <= max_energy_j``, ``footprint_bytes <= max_footprint_bytes`` (every constraint
+  given; mean over seeds; NaN never feasible). Always, whatever the limits: the candidate's
+  inference memory footprint fits its target's memory (``dram_capacity_bytes``); a candidate
+  that does not fit is infeasible, and the explanation (or the no-feasible error) names it.
+  An unknown footprint or capacity (results stored before footprints were) rules nothing out.
 - ``objective``: ``"accuracy"`` (best mean quality) or a cost metric of
   ``pareto.COST_METRICS`` (minimise it). Default: ``"accuracy"`` when a cost cap is given,
   else ``"latency_s"`` (the question "I need accuracy A: what is fastest?").
@@ -54,6 +58,7 @@ class Pick:
     tie_rtol: float = 0.01
     explanation: str = field(default="")
     metric: Metric = ACCURACY
+    too_big: tuple[str, ...] = ()  # labels of the candidates ruled out because they do not fit memory
 
     def to_row(self) -> dict:
         """Flat dict for tables (report, CLI); ``accuracy`` holds the task metric, named in ``metric``."""
@@ -68,6 +73,7 @@ class Pick:
             "latency_s": b.latency_s,
             "energy_j": b.energy_j,
             "weight_bytes": b.weight_bytes,
+            "footprint_bytes": b.footprint_bytes,
             "runner_up": r.label if r else "-",
             "runner_up_accuracy": _fmt_acc(r, self.metric) if r else "-",
             "runner_up_latency_s": r.latency_s if r else float("nan"),
@@ -79,12 +85,13 @@ def _limit_rule(name: str, metric: Metric) -> tuple[str, str]:
     """constraint name -> (candidate field, sense)."""
     if name == "metric_limit":
         return "accuracy_mean", ">=" if metric.higher_is_better else "<="
-    return {"max_latency_s": ("latency_s", "<="), "max_energy_j": ("energy_j", "<=")}[name]
+    return {"max_latency_s": ("latency_s", "<="), "max_energy_j": ("energy_j", "<="),
+            "max_footprint_bytes": ("footprint_bytes", "<=")}[name]
 
 
 def pick(table: ResultTable, hw: str, *, min_accuracy: float | None = None, max_latency_s: float | None = None,
          max_energy_j: float | None = None, objective: str | None = None, model: str | None = None,
-         tie_rtol: float = 0.01, metric_limit: float | None = None) -> Pick:
+         tie_rtol: float = 0.01, metric_limit: float | None = None, max_footprint_bytes: float | None = None) -> Pick:
     """Best candidate of ``table`` on hardware ``hw`` (optionally one ``model``) under the limits.
 
     ``metric_limit``: the worst acceptable value of the table's metric (``min_accuracy`` is the
@@ -110,9 +117,10 @@ def pick(table: ResultTable, hw: str, *, min_accuracy: float | None = None, max_
             raise UnknownNameError(f"no results for model {model!r} on {hw!r}; models: {', '.join(models)}")
         rows = rows.where(model=model)
     limits = {k: float(v) for k, v in (("metric_limit", metric_limit), ("max_latency_s", max_latency_s),
-                                        ("max_energy_j", max_energy_j)) if v is not None}
+                                        ("max_energy_j", max_energy_j), ("max_footprint_bytes", max_footprint_bytes))
+              if v is not None}
     if objective is None:
-        objective = "accuracy" if ("max_latency_s" in limits or "max_energy_j" in limits) else "latency_s"
+        objective = "accuracy" if set(limits) - {"metric_limit"} else "latency_s"
     if objective not in OBJECTIVES:
         raise UnknownNameError(f"unknown objective {objective!r}; valid: {', '.join(OBJECTIVES)}")
 
@@ -128,7 +136,9 @@ def pick(table: ResultTable, hw: str, *, min_accuracy: float | None = None, max_
         ranked = [lead] + [c for c in ranked if c is not lead]
     best = ranked[0]
     runner = ranked[1] if len(ranked) > 1 else None
-    result = Pick(hw, objective, limits, best, runner, len(rows), len(feasible), tie_rtol=tie_rtol, metric=metric)
+    too_big = tuple(c.label for c in rows if not c.fits_memory)
+    result = Pick(hw, objective, limits, best, runner, len(rows), len(feasible), tie_rtol=tie_rtol, metric=metric,
+                  too_big=too_big)
     return replace(result, explanation=explain(result))
 
 
@@ -139,8 +149,9 @@ def _rank_key(c: Candidate, objective: str, metric: Metric = ACCURACY) -> tuple:
 
 
 def _violation(c: Candidate, limits: dict[str, float], metric: Metric = ACCURACY) -> float:
-    """Sum of relative constraint violations (0.0 = feasible; inf for NaN values)."""
-    total = 0.0
+    """Sum of relative constraint violations (0.0 = feasible; inf for NaN values), the memory
+    capacity included."""
+    total = 0.0 if c.fits_memory else (c.footprint_bytes - c.dram_capacity_bytes) / c.dram_capacity_bytes
     for name, limit in limits.items():
         fld, sense = _limit_rule(name, metric)
         value = getattr(c, fld)
@@ -155,7 +166,11 @@ def _violation(c: Candidate, limits: dict[str, float], metric: Metric = ACCURACY
 def _infeasible(hw: str, rows: ResultTable, limits: dict[str, float], metric: Metric) -> NoFeasibleCandidate:
     scored = sorted(((_violation(c, limits, metric), c.label, c) for c in rows), key=lambda t: (t[0], t[1]))
     closest = scored[0][2] if scored and math.isfinite(scored[0][0]) else None
-    msg = f"no candidate on {hw!r} meets {_fmt_constraints(limits, metric)} ({len(rows)} candidates)"
+    too_big = [c for c in rows if not c.fits_memory]
+    needs = " and ".join(x for x in (_fmt_constraints(limits, metric), "fits the target's memory" if too_big else "") if x)
+    msg = f"no candidate on {hw!r} meets {needs} ({len(rows)} candidates)"
+    if too_big:
+        msg += f"; {len(too_big)} do not fit its memory ({_fmt_value('footprint_bytes', too_big[0].dram_capacity_bytes)})"
     if closest is None:
         return NoFeasibleCandidate(msg + "; none has finite results", None)
     misses = []
@@ -166,6 +181,9 @@ def _infeasible(hw: str, rows: ResultTable, limits: dict[str, float], metric: Me
         what = metric.name if fld == "accuracy_mean" else fld
         misses.append(f"{what} {_fmt_value(fld, value, metric)} ({'meets' if ok else 'misses'} {sense} "
                       f"{_fmt_value(fld, limit, metric)})")
+    if not closest.fits_memory:
+        misses.append(f"memory footprint {_fmt_value('footprint_bytes', closest.footprint_bytes)} exceeds the "
+                      f"target's {_fmt_value('footprint_bytes', closest.dram_capacity_bytes)}")
     return NoFeasibleCandidate(
         f"{msg}. Closest miss: {closest.label} ({'; '.join(misses)}). "
         "Relax the limit it misses, or add patterns/recipes to the sweep.", closest)
@@ -179,7 +197,12 @@ def explain(p: Pick) -> str:
     head = (f"On {p.hardware}: train {b.label}. It has the {goal} of the {p.n_feasible} of {p.n_candidates} "
             f"candidates meeting {_fmt_constraints(p.constraints, m) or 'no constraints'}: {m.label} {_fmt_acc(b, m)}, "
             f"latency {_fmt_value('latency_s', b.latency_s)}, energy {_fmt_value('energy_j', b.energy_j)}, "
-            f"weights {_fmt_value('weight_bytes', b.weight_bytes)}.")
+            f"weights {_fmt_value('weight_bytes', b.weight_bytes)}"
+            + ("" if math.isnan(b.footprint_bytes) else f", memory {_fmt_value('footprint_bytes', b.footprint_bytes)}")
+            + ".")
+    if p.too_big:
+        head += (f" Ruled out because their memory footprint exceeds the target's "
+                 f"{_fmt_value('footprint_bytes', b.dram_capacity_bytes)}: {', '.join(p.too_big)}.")
     if r is None:
         return head + " No runner-up: it is the only feasible candidate."
     if p.objective == "accuracy":
@@ -216,8 +239,12 @@ def _fmt_value(fld: str, v: float, metric: Metric = ACCURACY) -> str:
         return f"{v * 1e3:.4g} ms" if v < 1 else f"{v:.4g} s"
     if fld == "energy_j":
         return f"{v * 1e3:.4g} mJ" if v < 1 else f"{v:.4g} J"
-    if fld == "weight_bytes":
-        return f"{v / 1e6:.4g} MB" if v >= 1e6 else f"{v / 1e3:.4g} kB"
+    if fld in ("weight_bytes", "footprint_bytes"):
+        if v >= 1e9:
+            return f"{v / 1e9:.4g} GB"
+        if v >= 1e6:
+            return f"{v / 1e6:.4g} MB"
+        return f"{v / 1e3:.4g} kB" if v >= 1e3 else f"{v:.4g} B"
     return f"{v:.4g}"
 
 

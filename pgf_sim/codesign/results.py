@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..store import LAYER_FIELDS, ResultStore
+from ..store import LAYER_FIELDS, OPTIONAL_TOTALS, TOTAL_METRICS, ResultStore
 
 
 def candidate_rows(store: ResultStore, sweep: str, key: str | None = None) -> list[dict[str, Any]]:
@@ -19,7 +19,9 @@ def candidate_rows(store: ResultStore, sweep: str, key: str | None = None) -> li
     NaN and is reported off the front instead of a lucky seed standing for an unstable recipe.
     Runs not started or still running are left out (their sweep is not finished).
     ``inference_flops`` is the executed FLOPs (hardware-aware: a pattern the hardware cannot
-    skip costs its dense FLOPs). ``key``: the simulation settings whose costs are joined
+    skip costs its dense FLOPs). ``footprint_bytes`` is the inference memory footprint and
+    ``dram_capacity_bytes`` the target's memory (None for simulations stored before the footprint
+    was). ``key``: the simulation settings whose costs are joined
     (default: the sweep's trained-model key; ``deploy.DeploySpec.key`` for the proxy cost).
     """
     info = store.sweep_info(sweep)
@@ -43,6 +45,8 @@ def candidate_rows(store: ResultStore, sweep: str, key: str | None = None) -> li
                 "latency_s": t.latency_s if t else None,
                 "energy_j": t.energy_j if t else None,
                 "weight_bytes": t.weight_bytes if t else None,
+                "footprint_bytes": t.footprint_bytes if t else None,
+                "dram_capacity_bytes": t.dram_capacity_bytes if t else None,
                 "train_flops": run.train_flops,
             })
     return out
@@ -58,9 +62,8 @@ def recipe_label(recipe: str, params: dict[str, Any]) -> str:
 
 
 def from_sim_result(sim: Any) -> tuple[dict[str, float], list[dict[str, Any]]]:
-    """(totals, layer rows) in the store's column names (``latency_s``, not ``time_s``) from a ``pgf_sim.sim.simulate.SimResult``."""
+    """(totals, layer rows) in the store's column names from a ``pgf_sim.sim.simulate.SimResult``."""
     t = sim.totals
-    totals = {"dense_flops": t["dense_flops"], "exec_flops": t["exec_flops"], "latency_s": t["time_s"],
-              "energy_j": t["energy_j"], "weight_bytes": t["weight_bytes"], "dram_bytes": t["dram_bytes"]}
-    layers = [{**{k: r[k] for k in LAYER_FIELDS if k != "latency_s"}, "latency_s": r["time_s"]} for r in sim.rows]
+    totals = {k: t[k] for k in (*TOTAL_METRICS, *OPTIONAL_TOTALS)}
+    layers = [{k: r[k] for k in LAYER_FIELDS} for r in sim.rows]
     return totals, layers

@@ -117,7 +117,8 @@ def run_details(store: Any, run_id: str) -> dict[str, Any]:
             for t in store.sim_totals(key, [run_id]):
                 sims.append({"hardware": t.hw, "cost_model": view, "sim_key": key, "latency_s": t.latency_s,
                              "energy_j": t.energy_j, "exec_flops": t.exec_flops, "dense_flops": t.dense_flops,
-                             "weight_bytes": t.weight_bytes, "dram_bytes": t.dram_bytes})
+                             "weight_bytes": t.weight_bytes, "dram_bytes": t.dram_bytes,
+                             "footprint_bytes": t.footprint_bytes, "dram_capacity_bytes": t.dram_capacity_bytes})
     out = _run_row(run, [s.sweep for s in sweeps])
     out.update(started_at=run.started_at, finished_at=run.finished_at, message=run.message,
                train_flops_split=run.train_flops_split, sweeps=[s.sweep for s in sweeps], final_metrics=final,
@@ -163,9 +164,10 @@ def _format_run(doc: dict[str, Any]) -> str:
                                       for r in doc["layers"]])]
     if doc["simulations"]:
         lines += ["", format_columns(
-            ["target", "cost model", "latency", "energy", "executed", "weights"],
+            ["target", "cost model", "latency", "energy", "executed", "weights", "memory"],
             [[s["hardware"], s["cost_model"], si(s["latency_s"], "s"), si(s["energy_j"], "J"),
-              si(s["exec_flops"], "FLOP"), si(s["weight_bytes"], "B")] for s in doc["simulations"]],
-            right=(2, 3, 4, 5))]
+              si(s["exec_flops"], "FLOP"), si(s["weight_bytes"], "B"),
+              "-" if s["footprint_bytes"] is None else si(s["footprint_bytes"], "B")] for s in doc["simulations"]],
+            right=(2, 3, 4, 5, 6))]
     return "\n".join(lines)
 

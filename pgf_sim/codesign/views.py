@@ -106,18 +106,19 @@ def accuracy_floor(table: ResultTable, hw: str, max_drop: float) -> tuple[float,
 class PickLimits:
     """The constraints of a pick: ``limit``, the worst acceptable value of the task metric on
     validation (a floor for accuracy, a ceiling for bpc / loss / perplexity), cost caps (SI
-    units), and ``max_drop``, the allowed worsening relative to the dense baseline used when no
+    units; ``max_footprint_bytes`` caps the inference memory), and ``max_drop``, the allowed worsening relative to the dense baseline used when no
     other limit is given (``"auto"``: the metric's default budget)."""
 
     limit: float | None = None
     max_latency_s: float | None = None
     max_energy_j: float | None = None
     max_drop: float | str | None = None
+    max_footprint_bytes: float | None = None
 
     @property
     def explicit(self) -> bool:
         """True when an absolute limit is set (``max_drop`` is then ignored)."""
-        return any(v is not None for v in (self.limit, self.max_latency_s, self.max_energy_j))
+        return any(v is not None for v in (self.limit, self.max_latency_s, self.max_energy_j, self.max_footprint_bytes))
 
 
 def make_picks(table: ResultTable, hws: Sequence[str] | None, limits: PickLimits, *, objective: str | None = None,
@@ -138,7 +139,8 @@ def make_picks(table: ResultTable, hws: Sequence[str] | None, limits: PickLimits
             print_note = ""
         try:
             p = pick(table, hw, metric_limit=limit, max_latency_s=limits.max_latency_s,
-                     max_energy_j=limits.max_energy_j, objective=objective, model=model)
+                     max_energy_j=limits.max_energy_j, max_footprint_bytes=limits.max_footprint_bytes,
+                     objective=objective, model=model)
             test = test_metric(store, p.best, m) if store is not None else (float("nan"),) * 2
             test_note = (f"(test {m.label} of the pick, reported only, never used to choose: {m.fmt(*test)})"
                          if not math.isnan(test[0]) else "")

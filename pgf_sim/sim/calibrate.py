@@ -109,12 +109,12 @@ def _gemm_table(shapes, pattern: NM, dtype: str) -> OpTable:
 
 
 def predict_dense(hw: Hardware, cases) -> tuple[np.ndarray, np.ndarray]:
-    """(time_s, bound) of each dense case, eager profile (a timed call of one GEMM)."""
+    """(latency_s, bound) of each dense case, eager profile (a timed call of one GEMM)."""
     times, bounds = np.empty(len(cases)), np.empty(len(cases), dtype=np.int8)
     for dtype in {c.dtype for c in cases}:
         idx = [i for i, c in enumerate(cases) if c.dtype == dtype]
         cost = evaluate(_gemm_table([(cases[i].m, cases[i].n, cases[i].k) for i in idx], DENSE, dtype), hw)
-        times[idx], bounds[idx] = cost.time_s, cost.bound
+        times[idx], bounds[idx] = cost.latency_s, cost.bound
     return times, bounds
 
 
@@ -133,10 +133,10 @@ def predict_sparse(hw: Hardware, case: SparseCase) -> tuple[float, float]:
     """(dense_s, 2:4 sparse_s) predicted for one case, eager profile."""
     if case.kind == "model":
         dense, sparse = _model_tables(case.model, case.batch, case.seq_len, case.dtype)
-        return float(evaluate(dense, hw).time_s.sum()), float(evaluate(sparse, hw).time_s.sum())
+        return float(evaluate(dense, hw).latency_s.sum()), float(evaluate(sparse, hw).latency_s.sum())
     shape = [(case.m, case.n, case.k)]
-    return (float(evaluate(_gemm_table(shape, DENSE, case.dtype), hw).time_s[0]),
-            float(evaluate(_gemm_table(shape, NM(2, 4), case.dtype), hw).time_s[0]))
+    return (float(evaluate(_gemm_table(shape, DENSE, case.dtype), hw).latency_s[0]),
+            float(evaluate(_gemm_table(shape, NM(2, 4), case.dtype), hw).latency_s[0]))
 
 
 def _target_of(meas: Measurements, hw: "str | Hardware | None") -> Hardware:

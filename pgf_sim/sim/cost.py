@@ -64,7 +64,7 @@ class LayerCost(NamedTuple):
     weight_bytes: np.ndarray  # stored weight footprint (compressed when stored compressed)
     compute_time_s: np.ndarray
     memory_time_s: np.ndarray
-    time_s: np.ndarray
+    latency_s: np.ndarray
     bound: np.ndarray  # int8: 0 compute, 1 memory, 2 overhead
     energy_j: np.ndarray
     exec_pat_n: np.ndarray
@@ -378,7 +378,7 @@ def _evaluate_core(table, pat_n, pat_m, exec_n, exec_m, mode, hp: HwArrays, hw_n
     busy = busy_time(compute_time, memory_time, hide)
     weight_bytes = np.where(is_gemm, b_bytes * batch, 0.0)
     overhead = kernels * per_launch
-    time_s = busy + overhead
+    latency_s = busy + overhead
     bound = np.where(
         overhead > busy, BOUND_OVERHEAD,
         np.where(compute_time >= memory_time, BOUND_COMPUTE, BOUND_MEMORY),
@@ -389,7 +389,7 @@ def _evaluate_core(table, pat_n, pat_m, exec_n, exec_m, mode, hp: HwArrays, hw_n
         + dram_bytes * hwcol(hp.dram_byte_j)
         + onchip_bytes * hwcol(hp.onchip_byte_j)
     )
-    shape = time_s.shape
+    shape = latency_s.shape
     # Everything above is per instance; ``count`` identical instances (merged transformer
     # blocks) each have their own weights and launches, so extensive quantities scale by it.
     count = table.count.astype(np.float64)
@@ -398,6 +398,6 @@ def _evaluate_core(table, pat_n, pat_m, exec_n, exec_m, mode, hp: HwArrays, hw_n
     return LayerCost(
         dense_flops=scaled(dense_flops), exec_flops=scaled(exec_flops), dram_bytes=scaled(dram_bytes),
         weight_bytes=scaled(weight_bytes), compute_time_s=scaled(compute_time),
-        memory_time_s=scaled(memory_time), time_s=scaled(time_s), bound=bound, energy_j=scaled(energy),
+        memory_time_s=scaled(memory_time), latency_s=scaled(latency_s), bound=bound, energy_j=scaled(energy),
         exec_pat_n=full(exec_n), exec_pat_m=full(exec_m),
     )

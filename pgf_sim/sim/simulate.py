@@ -26,8 +26,8 @@ from .report_table import format_columns, rows_to_csv, si, to_json
 
 ROW_COLUMNS = ("layer", "role", "kind", "shape", "count", "pattern", "exec_pattern", "mapping",
                "dense_flops", "exec_flops", "dram_bytes", "weight_bytes", "compute_time_s",
-               "memory_time_s", "time_s", "bound", "energy_j")
-_SUMMED = ("dense_flops", "exec_flops", "dram_bytes", "weight_bytes", "time_s", "energy_j")
+               "memory_time_s", "latency_s", "bound", "energy_j")
+_SUMMED = ("dense_flops", "exec_flops", "dram_bytes", "weight_bytes", "latency_s", "energy_j")
 
 
 def _shape(op: Op) -> str:
@@ -63,18 +63,18 @@ class SimResult:
         headers = ("layer", "shape (MxNxK)", "x", "pattern", "executed", "FLOPs dense", "FLOPs exec",
                    "DRAM bytes", "time", "bound", "energy")
         body = [(r["layer"], r["shape"], r["count"], r["pattern"], r["exec_pattern"], si(r["dense_flops"]),
-                 si(r["exec_flops"]), si(r["dram_bytes"], "B"), si(r["time_s"], "s"), r["bound"],
+                 si(r["exec_flops"]), si(r["dram_bytes"], "B"), si(r["latency_s"], "s"), r["bound"],
                  si(r["energy_j"], "J")) for r in rows]
         t = self.totals
         body.append(("TOTAL", "", "", "", "", si(t["dense_flops"]), si(t["exec_flops"]), si(t["dram_bytes"], "B"),
-                     si(t["time_s"], "s"), f"{t['compute_bound_time_fraction']:.0%} compute", si(t["energy_j"], "J")))
+                     si(t["latency_s"], "s"), f"{t['compute_bound_time_fraction']:.0%} compute", si(t["energy_j"], "J")))
         head = f"{self.workload} on {self.hardware}"
         details = ", ".join(f"{k}={v}" for k, v in self.meta.items() if k in ("batch", "seq_len", "phase", "dtype", "pattern", "qkv_pattern", "profile") and v is not None)
         lines = [f"{head} ({details})" if details else head,
                  format_columns(headers, body, right=(2, 5, 6, 7, 8, 10))]
         if max_rows is not None and len(self.rows) > max_rows:
             lines.append(f"... {len(self.rows) - max_rows} more rows (use --format csv/json for all)")
-        lines.append(f"dense-weight time {si(t['dense_time_s'], 's')}, speedup from N:M {t['speedup_vs_dense']:.3f}x, "
+        lines.append(f"dense-weight time {si(t['dense_latency_s'], 's')}, speedup from N:M {t['speedup_vs_dense']:.3f}x, "
                      f"weights {si(t['weight_bytes'], 'B')}"
                      + (f", KV cache {si(self.meta['kv_cache_bytes'], 'B')}" if "kv_cache_bytes" in self.meta else ""))
         if self.meta.get("footprint"):
@@ -107,20 +107,21 @@ def simulate(workload: Workload, hw: Hardware | str, *, profile: str = "eager") 
             "dense_flops": float(cost.dense_flops[i]), "exec_flops": float(cost.exec_flops[i]),
             "dram_bytes": float(cost.dram_bytes[i]), "weight_bytes": float(cost.weight_bytes[i]),
             "compute_time_s": float(cost.compute_time_s[i]), "memory_time_s": float(cost.memory_time_s[i]),
-            "time_s": float(cost.time_s[i]), "bound": BOUND_NAMES[int(cost.bound[i])],
+            "latency_s": float(cost.latency_s[i]), "bound": BOUND_NAMES[int(cost.bound[i])],
             "energy_j": float(cost.energy_j[i]),
         })
     totals = {key: float(getattr(cost, key).sum()) for key in _SUMMED}
-    time_s = totals["time_s"]
-    totals["dense_time_s"] = float(dense_cost.time_s.sum())
+    latency_s = totals["latency_s"]
+    totals["dense_latency_s"] = float(dense_cost.latency_s.sum())
     totals["dense_energy_j"] = float(dense_cost.energy_j.sum())
-    totals["speedup_vs_dense"] = totals["dense_time_s"] / time_s if time_s > 0 else 1.0
+    totals["speedup_vs_dense"] = totals["dense_latency_s"] / latency_s if latency_s > 0 else 1.0
     for code, name in enumerate(BOUND_NAMES):
-        totals[f"{name}_bound_time_fraction"] = float(cost.time_s[cost.bound == code].sum() / time_s) if time_s > 0 else 0.0
-    totals["achieved_flops_per_s"] = totals["dense_flops"] / time_s if time_s > 0 else 0.0
+        totals[f"{name}_bound_time_fraction"] = float(cost.latency_s[cost.bound == code].sum() / latency_s) if latency_s > 0 else 0.0
+    totals["achieved_flops_per_s"] = totals["dense_flops"] / latency_s if latency_s > 0 else 0.0
     # memory footprint (a cost axis beside latency and energy) and whether it fits the target
     fp = inference_footprint(workload, hw, profile=profile)
     totals["footprint_bytes"] = fp.total_bytes
+    totals["dram_capacity_bytes"] = fp.capacity_bytes
     totals["fits_memory"] = fp.fits
     meta = dict(workload.meta, profile=profile, footprint=fp.summary())
     return SimResult(workload.name, hw.name, meta, rows, totals)
@@ -137,7 +138,7 @@ def format_summary(results: Sequence[SimResult]) -> str:
     headers = ("workload", "hardware", "pattern", "qkv", "time", "dense time", "speedup", "energy",
                "FLOPs exec", "DRAM bytes", "compute-bound")
     body = [(r.workload, r.hardware, r.meta.get("pattern", ""), r.meta.get("qkv_pattern") or "-",
-             si(r.totals["time_s"], "s"), si(r.totals["dense_time_s"], "s"), f"{r.totals['speedup_vs_dense']:.3f}x",
+             si(r.totals["latency_s"], "s"), si(r.totals["dense_latency_s"], "s"), f"{r.totals['speedup_vs_dense']:.3f}x",
              si(r.totals["energy_j"], "J"), si(r.totals["exec_flops"]), si(r.totals["dram_bytes"], "B"),
              f"{r.totals['compute_bound_time_fraction']:.0%}") for r in results]
     return format_columns(headers, body, right=(4, 5, 6, 7, 8, 9, 10))
@@ -204,15 +205,15 @@ class TrainingCost:
 
     def format_table(self) -> str:
         headers = ("steps", "state", "step time", "dense-weight step time", "FLOPs exec/step", "energy/step")
-        body = [(f"{s.start}-{s.stop}", s.description, si(s.result.totals["time_s"], "s"),
-                 si(s.result.totals["dense_time_s"], "s"), si(s.result.totals["exec_flops"]),
+        body = [(f"{s.start}-{s.stop}", s.description, si(s.result.totals["latency_s"], "s"),
+                 si(s.result.totals["dense_latency_s"], "s"), si(s.result.totals["exec_flops"]),
                  si(s.result.totals["energy_j"], "J")) for s in self.segments]
         t = self.totals
         return "\n".join([
             f"training {self.segments[0].result.meta.get('model', '')} with {self.recipe}, {self.total_steps} steps "
             f"on {self.segments[0].result.hardware}",
             format_columns(headers, body, right=(2, 3, 4, 5)),
-            f"total {si(t['time_s'], 's')} (mean step {si(t['mean_step_time_s'], 's')}), "
+            f"total {si(t['latency_s'], 's')} (mean step {si(t['mean_step_latency_s'], 's')}), "
             f"{si(t['exec_flops'])} executed of {si(t['dense_flops'])} dense, energy {si(t['energy_j'], 'J')}, "
             f"speedup vs dense training {t['speedup_vs_dense_training']:.3f}x",
         ] + ([f"training-step memory {si(t['footprint_bytes'], 'B')} (weights, gradients, AdamW state, masks, "
@@ -281,9 +282,9 @@ def training_step_cost(workload: Workload, hw: Hardware | str, recipe: RecipeCon
         else:
             out.append(TrainingSegment(a, b, desc, cache[key]))
     totals = {key: sum(s.steps * s.result.totals[key] for s in out) for key in _SUMMED}
-    totals["mean_step_time_s"] = totals["time_s"] / total_steps
-    totals["dense_training_time_s"] = dense_step.totals["time_s"] * total_steps
-    totals["speedup_vs_dense_training"] = totals["dense_training_time_s"] / totals["time_s"]
+    totals["mean_step_latency_s"] = totals["latency_s"] / total_steps
+    totals["dense_training_latency_s"] = dense_step.totals["latency_s"] * total_steps
+    totals["speedup_vs_dense_training"] = totals["dense_training_latency_s"] / totals["latency_s"]
     from .footprint import TRAIN_RECIPES, training_footprint
 
     if recipe.name in TRAIN_RECIPES:  # memory of a training step: weights, gradients, optimizer, masks

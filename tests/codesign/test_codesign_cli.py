@@ -72,6 +72,15 @@ def test_pick_prints_the_choice_and_fails_clearly_when_nothing_fits(ran, capsys)
         max(table_acc.values()) == 1.0
     assert main(["pick", "--db", str(db), "--hw", "nonexistent"]) == 2
     assert "hardware in the results: a100_80gb, flex_nm_systolic" in capsys.readouterr().err
+    # the stored footprint is a pick limit: a 1-byte cap fits nothing and the error names it
+    fp = {r.run_id: r.footprint_bytes for r in ResultStore(db).sim_totals(sim_key(1, "fp16"), hw="a100_80gb")}
+    assert all(0 < f < 80e9 for f in fp.values())
+    assert main(["pick", "--db", str(db), "--hw", "a100_80gb", "--max-footprint", "1B"]) == 1
+    assert "footprint_bytes <= 1 B" in capsys.readouterr().out
+    assert main(["pick", "--db", str(db), "--hw", "a100_80gb", "--max-footprint", "80GiB"]) == 0
+    with pytest.raises(SystemExit):
+        main(["pick", "--db", str(db), "--hw", "a100_80gb", "--max-footprint", "12XB"])
+    assert "'12XB' is not a positive size in bytes" in capsys.readouterr().err
 
 
 @pytest.mark.slow
@@ -172,7 +181,9 @@ def test_adding_a_deploy_model_costs_finished_runs_without_retraining(ran, capsy
     for row in rows:
         pattern = ResultStore(db).get_run(row.run_id).pattern  # fc1/fc2 only (the default roles)
         want = simulate(build_workload("vit_b", batch=2, pattern=pattern), load_hardware(row.hw)).totals
-        assert row.latency_s == pytest.approx(want["time_s"])
+        assert row.latency_s == pytest.approx(want["latency_s"])
+        assert row.footprint_bytes == pytest.approx(want["footprint_bytes"])
+        assert row.dram_capacity_bytes == load_hardware(row.hw).memory.dram_capacity_bytes.value
     assert main(["pick", "--db", str(db), "--hw", "flex_nm_systolic", "--min-accuracy", "0", "--cost-model", "deploy"]) == 0
     assert "DEPLOYMENT PROXY vit_b at batch 2" in capsys.readouterr().out
     assert main(["sweep", str(upgraded), "--db", str(db), "--workdir", str(workdir)]) == 0

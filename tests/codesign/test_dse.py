@@ -67,7 +67,7 @@ def test_totals_equal_direct_per_workload_evaluation(a100):
     for v, var in enumerate(vs):
         for w, name in enumerate(res.workloads):
             direct = evaluate(wl[name].table(), var.hw)
-            assert res.latency_s[v, w] == pytest.approx(direct.time_s.sum(), rel=1e-12)
+            assert res.latency_s[v, w] == pytest.approx(direct.latency_s.sum(), rel=1e-12)
             assert res.energy_j[v, w] == pytest.approx(direct.energy_j.sum(), rel=1e-12)
     # area comes from the YAML unchanged (both variants share the base's estimate and its source)
     expected = np.nan if a100.area_mm2 is None else a100.area_mm2.value

@@ -224,3 +224,26 @@ def test_pareto_and_pick_import_no_torch_or_plotly():
     code = ("import sys, pgf_sim.codesign.pareto, pgf_sim.codesign.pick; "
             "bad = [m for m in ('torch', 'plotly') if m in sys.modules]; print(bad); assert not bad")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_footprint_is_a_pareto_cost():
+    # by hand: (acc, footprint GB) = (0.95, 9), (0.93, 6), (0.90, 7), (0.96, 14), and one not stored (NaN)
+    table = ResultTable([
+        _cand("npu", "mdgf", "2:4", 0.95, 2.0, footprint_bytes=9e9),
+        _cand("npu", "mdgf", "1:8", 0.93, 1.0, footprint_bytes=6e9),
+        _cand("npu", "ste", "1:8", 0.90, 1.0, footprint_bytes=7e9),  # dominated by mdgf 1:8
+        _cand("npu", "dense", "dense", 0.96, 4.0, footprint_bytes=14e9),
+        _cand("npu", "ste", "1:16", 0.80, 0.5),  # footprint unknown: off this front, reported
+    ])
+    assert "footprint_bytes" in COST_METRICS
+    fr = fronts(table, ("footprint_bytes",))[("npu", "footprint_bytes")]
+    assert [c.label for c in fr.candidates(table)] == ["mdgf 1:8", "mdgf 2:4", "dense"]
+    assert [why for _, why in fr.excluded] == ["ste 1:16: footprint_bytes is NaN"]
+    # per-seed rows: footprint averaged like every cost; the capacity is carried, rows without both still load
+    rows = [dict(hardware="npu", recipe="mdgf", pattern="2:4", seed=s, accuracy=0.9,
+                 **{**{m: 1.0 for m in COST_METRICS}, "footprint_bytes": fp}, dram_capacity_bytes=8e9) for s, fp in ((0, 4e9), (1, 6e9))]
+    (cand,) = aggregate_seeds(rows)
+    assert cand.footprint_bytes == 5e9 and cand.dram_capacity_bytes == 8e9 and cand.fits_memory
+    old = [{k: v for k, v in r.items() if k not in ("footprint_bytes", "dram_capacity_bytes")} for r in rows]
+    (cand,) = aggregate_seeds(old)
+    assert math.isnan(cand.footprint_bytes) and cand.fits_memory

@@ -127,3 +127,56 @@ def test_pick_properties(points, floor, tie):
     mask = pareto_front([c.accuracy_mean for c in feasible], [c.latency_s for c in feasible])
     assert mask[feasible.index(best)]
     assert p.n_feasible == len(feasible) and (p.runner_up is None) == (len(feasible) == 1)
+
+
+# --- memory capacity and the footprint cap -------------------------------------------------
+# footprint in GB; the target has 16 GB. The fastest candidate (1:16 at 1.0 ms) is modelled as
+# needing 20 GB (a large KV cache, say), so it must never be picked whatever the objective.
+_MEM_ROWS = [
+    # recipe,  pattern, acc,   lat_ms, footprint_GB
+    ("dense", "dense", 0.960, 4.0, 14.0),
+    ("mdgf",  "2:4",   0.955, 2.4, 9.0),
+    ("mdgf",  "1:8",   0.940, 1.4, 6.0),
+    ("mdgf",  "1:16",  0.930, 1.0, 20.0),
+]
+MEM = ResultTable.from_records([
+    dict(hardware="npu", recipe=r, pattern=p, accuracy_mean=a, accuracy_std=0.0, n_seeds=1, inference_flops=1e9,
+         latency_s=lat * 1e-3, energy_j=lat * 1e-2, weight_bytes=1e6, train_flops=1e15, footprint_bytes=f * 1e9,
+         dram_capacity_bytes=16e9)
+    for r, p, a, lat, f in _MEM_ROWS
+])
+
+
+@pytest.mark.parametrize("objective", ["latency_s", "energy_j", "footprint_bytes", "accuracy"])
+def test_candidate_over_capacity_never_picked(objective):
+    p = pick(MEM, "npu", objective=objective, metric_limit=0.90)
+    assert p.best.pattern != NM(1, 16) and (p.runner_up is None or p.runner_up.pattern != NM(1, 16))
+    assert p.n_feasible == 3 and p.too_big == ("mdgf 1:16",)
+    assert "exceeds the target's 16 GB: mdgf 1:16" in p.explanation
+    # by hand: fastest that fits is 1:8 (1.4 ms); least memory 1:8 (6 GB); most accurate dense
+    assert p.best.label == {"latency_s": "mdgf 1:8", "energy_j": "mdgf 1:8", "footprint_bytes": "mdgf 1:8",
+                            "accuracy": "dense"}[objective]
+
+
+def test_footprint_cap_and_no_feasible_names_memory():
+    # a 10 GB cap leaves 2:4 (9 GB) and 1:8 (6 GB); the most accurate of them is 2:4
+    p = pick(MEM, "npu", max_footprint_bytes=10e9)
+    assert p.objective == "accuracy" and p.best.label == "mdgf 2:4"
+    assert "footprint_bytes <= 10 GB" in p.explanation and "memory 9 GB" in p.explanation
+    # only the candidate that does not fit meets the accuracy floor: nothing is feasible, and the
+    # error says why (the memory), not only the limits
+    over = ResultTable.from_records([dict(r.to_dict(), accuracy_mean=0.5 if r.pattern != NM(1, 16) else 0.93)
+                                     for r in MEM])
+    with pytest.raises(NoFeasibleCandidate, match=r"fits the target's memory.*1 do not fit its memory \(16 GB\)"
+                                                  r".*Closest miss: mdgf 1:16.*footprint 20 GB exceeds the "
+                                                  r"target's 16 GB") as exc:
+        pick(over, "npu", metric_limit=0.9)
+    assert exc.value.closest.label == "mdgf 1:16"
+
+
+def test_unknown_footprint_rules_nothing_out_but_fails_a_cap():
+    # results stored before footprints were (NaN) are still picked, but never under a footprint cap
+    p = pick(TABLE, "flex", min_accuracy=0.93)
+    assert p.too_big == () and "memory" not in p.explanation.split("Runner-up")[0].split("weights")[1]
+    with pytest.raises(NoFeasibleCandidate, match="none has finite results"):
+        pick(TABLE, "flex", max_footprint_bytes=1e12)

@@ -37,7 +37,7 @@ def sample_data() -> ReportData:
                 acc = 0.97 - (0.0 if nm.is_dense else (0.04 if recipe == "sr-ste" else 0.02) * np.log2(nm.m / nm.n))
                 rows.append(dict(hardware=target.name, recipe=recipe, pattern=pat, accuracy_mean=acc,
                                  accuracy_std=0.003 + 0.002 * rng.random(), n_seeds=3,
-                                 inference_flops=float(cost.exec_flops.sum()), latency_s=float(cost.time_s.sum()),
+                                 inference_flops=float(cost.exec_flops.sum()), latency_s=float(cost.latency_s.sum()),
                                  energy_j=float(cost.energy_j.sum()), weight_bytes=float(cost.weight_bytes.sum()),
                                  train_flops=1e15 * (1.0 if recipe != "mdgf" else 1.1) * (0.5 + nm.density / 2)))
     table = ResultTable.from_records(rows)
@@ -49,7 +49,7 @@ def sample_data() -> ReportData:
         errors.append(str(exc))
     wl = build_workload("vit_ti", pattern=NM(1, 8), merge_blocks=True)
     cost = evaluate(wl.table(), flex)
-    breakdown = LayerBreakdown(flex.name, "mdgf 1:8", list(wl.table().names), cost.time_s, cost.energy_j,
+    breakdown = LayerBreakdown(flex.name, "mdgf 1:8", list(wl.table().names), cost.latency_s, cost.energy_j,
                                [BOUND_NAMES[b] for b in cost.bound])
     steps = np.arange(0, 200, 10)
     noise = [Curve(r, steps, 1e-3 * (1 + i) * np.exp(-steps / 150), group=f"grad std {layer}",

@@ -59,7 +59,7 @@ def test_hand_derived_compute_bound_gemm():
     assert c.compute_time_s[0] == pytest.approx(1e-3)
     assert c.dram_bytes[0] == 6e6 and c.weight_bytes[0] == 2e6
     assert c.memory_time_s[0] == pytest.approx(6e-6)
-    assert c.time_s[0] == pytest.approx(1e-3) and c.bound[0] == BOUND_COMPUTE
+    assert c.latency_s[0] == pytest.approx(1e-3) and c.bound[0] == BOUND_COMPUTE
     # energy: 1e9 MACs x 1 pJ + 6e6 B x 10 pJ + on-chip (A x N + B x M + C with 1x1 tiles) x 1 pJ
     onchip = 2e6 * 1000 + 2e6 * 1000 + 2e6
     assert c.energy_j[0] == pytest.approx(1e9 * 1e-12 + 6e6 * 10e-12 + onchip * 1e-12)
@@ -69,13 +69,13 @@ def test_hand_derived_memory_bound_gemv_dense_and_2_4():
     # M=1, N=K=4096: weights 4096*4096*2 = 33,554,432 B; x and y 8,192 B each
     dense = evaluate(table(gemm(1, 4096, 4096)), toy())
     assert dense.dram_bytes[0] == 33_554_432 + 2 * 8_192
-    assert dense.time_s[0] == pytest.approx((33_554_432 + 16_384) / 1e12)
+    assert dense.latency_s[0] == pytest.approx((33_554_432 + 16_384) / 1e12)
     assert dense.bound[0] == BOUND_MEMORY
     sparse = evaluate(table(gemm(1, 4096, 4096, NM(2, 4))), toy())
     # 2:4 fp16: (2*16 + 2*2) / (4*16) = 56.25% of the dense weight bytes (PyTorch semi-structured)
     assert sparse.weight_bytes[0] == pytest.approx(0.5625 * 33_554_432)
     assert sparse.exec_flops[0] == dense.dense_flops[0] / 2
-    assert sparse.time_s[0] == pytest.approx((0.5625 * 33_554_432 + 16_384) / 1e12)
+    assert sparse.latency_s[0] == pytest.approx((0.5625 * 33_554_432 + 16_384) / 1e12)
 
 
 def test_a100_gemv_roofline_by_hand():
@@ -84,7 +84,7 @@ def test_a100_gemv_roofline_by_hand():
     # so all 108 SMs stream (occupancy 1).
     c = evaluate(table(gemm(1, 4096, 4096), gemm(1, 8192, 8192)), A100)
     by_hand = (2 * 4096 * 4096 + 2 * 2 * 4096) / (2.039e12 * 0.908132) + 0.5e-6 + 29.0348e-6
-    assert c.time_s[0] == pytest.approx(by_hand, rel=1e-6)
+    assert c.latency_s[0] == pytest.approx(by_hand, rel=1e-6)
     assert c.bound[0] == BOUND_OVERHEAD  # 18 us of HBM traffic < 29 us eager launch overhead
     assert c.bound[1] == BOUND_MEMORY  # 70 us of HBM traffic
     tiny = evaluate(table(gemm(8, 64, 64)), A100)
@@ -97,7 +97,7 @@ def test_a100_large_gemm_compute_time_by_hand():
     c = evaluate(table(gemm(8192, 8192, 8192)), A100)
     by_hand = 19 * (256 * 128 * 8192 / 1024) / 1.41e9 / 0.912527
     assert c.compute_time_s[0] == pytest.approx(by_hand, rel=1e-6)
-    assert c.time_s[0] == pytest.approx(by_hand + 29.0348e-6, rel=1e-6)
+    assert c.latency_s[0] == pytest.approx(by_hand + 29.0348e-6, rel=1e-6)
 
 
 def test_systolic_tile_cycles_by_hand():
@@ -192,13 +192,13 @@ def test_evaluate_does_not_mutate_and_grid_matches_single_evaluations():
             np.testing.assert_allclose(getattr(grid, name)[i], arr, rtol=1e-12, err_msg=name)
     pats = [NM(1, 1), NM(2, 4), NM(1, 8)]
     g3 = evaluate_grid(t, hws, patterns=pats)
-    assert g3.time_s.shape == (len(hws), 3, 4)
+    assert g3.latency_s.shape == (len(hws), 3, 4)
     for j, p in enumerate(pats):
         swapped = [Op(o.name, o.kind, m=o.m, n=o.n, k=o.k, batch=o.batch, elements=o.elements,
                       flops_per_element=o.flops_per_element, pattern=p if o.kind == "gemm" else o.pattern) for o in ops]
         ref = evaluate(table(*swapped), HW["flex_nm_systolic"])
         k = [h.name for h in hws].index("flex_nm_systolic")
-        np.testing.assert_allclose(g3.time_s[k, j], ref.time_s, rtol=1e-12)
+        np.testing.assert_allclose(g3.latency_s[k, j], ref.latency_s, rtol=1e-12)
 
 
 def test_fp16_on_tpu_is_a_labelled_emulation_and_missing_dtypes_are_errors():
@@ -225,19 +225,19 @@ def test_cost_invariants(m, n, k, batch, pattern, target):
     t = table(gemm(m, n, k, pattern, batch=batch))
     c = evaluate(t, hw)
     overhead = batch * hw.efficiency.launch_overhead_s.value
-    assert c.time_s[0] >= c.compute_time_s[0] and c.time_s[0] >= c.memory_time_s[0] and c.time_s[0] >= overhead
+    assert c.latency_s[0] >= c.compute_time_s[0] and c.latency_s[0] >= c.memory_time_s[0] and c.latency_s[0] >= overhead
     assert c.exec_flops[0] <= c.dense_flops[0]
     dense = evaluate(table(gemm(m, n, k, batch=batch)), hw)
-    assert dense.time_s[0] / c.time_s[0] <= pattern.m / pattern.n * (1 + 1e-9)  # speedup <= m/n
+    assert dense.latency_s[0] / c.latency_s[0] <= pattern.m / pattern.n * (1 + 1e-9)  # speedup <= m/n
     more_bw = evaluate(t, replace_field(hw, "memory.dram_bw_bytes_per_s", 2 * hw.memory.dram_bw_bytes_per_s.value))
-    assert more_bw.time_s[0] <= c.time_s[0] * (1 + 1e-12)
+    assert more_bw.latency_s[0] <= c.latency_s[0] * (1 + 1e-12)
     faster = evaluate(t, replace_field(hw, "compute.clock_hz", 1.5 * hw.compute.clock_hz.value))
-    assert faster.time_s[0] <= c.time_s[0] * (1 + 1e-12)
+    assert faster.latency_s[0] <= c.latency_s[0] * (1 + 1e-12)
     # Each unit's load path carries 1/units of the DRAM bandwidth (cost.memory_occupancy), so
     # more units are compared at the same bandwidth per unit.
     wider = evaluate(t, replace_field(replace_field(hw, "compute.units", 2 * hw.compute.units.value),
                                       "memory.dram_bw_bytes_per_s", 2 * hw.memory.dram_bw_bytes_per_s.value))
-    assert wider.time_s[0] <= c.time_s[0] * (1 + 1e-12)
+    assert wider.latency_s[0] <= c.latency_s[0] * (1 + 1e-12)
     bigger = evaluate(t, replace_field(hw, "memory.onchip_bytes", 4 * hw.memory.onchip_bytes.value))
     assert bigger.dram_bytes[0] <= c.dram_bytes[0]
 
@@ -264,7 +264,7 @@ def test_fused_profile_attention_and_launches_by_hand():
     eager = evaluate(table(*ops), hw)
     fused = evaluate(table(*ops), hw, profile="fused")
     # eager: three kernels, the 64x64 fp16 scores written and read back (8192 B each way)
-    assert eager.time_s.sum() == pytest.approx(sum(
+    assert eager.latency_s.sum() == pytest.approx(sum(
         max(c, m) for c, m in zip(eager.compute_time_s, eager.memory_time_s)) + 3e-6)
     assert eager.dram_bytes[0] == (64 * 16 + 16 * 64 + 64 * 64) * 2
     # fused: one kernel (0.25 us), S never written, P never read, causal half of the MACs
@@ -272,7 +272,7 @@ def test_fused_profile_attention_and_launches_by_hand():
     assert fused.dram_bytes[2] == (64 * 16 + 64 * 16) * 2
     assert fused.exec_flops[0] == eager.exec_flops[0] / 2 and fused.exec_flops[2] == eager.exec_flops[2] / 2
     busy = sum(max(c, m) for c, m in zip(fused.compute_time_s, fused.memory_time_s))
-    assert fused.time_s.sum() == pytest.approx(busy + 0.25e-6)
+    assert fused.latency_s.sum() == pytest.approx(busy + 0.25e-6)
     with pytest.raises(ConfigError, match="unknown execution profile 'graph'; valid: eager, fused"):
         evaluate(table(*ops), hw, profile="graph")
 
@@ -281,8 +281,8 @@ def test_sparse_kernel_terms_small_m_slowdown_and_large_m_speedup():
     # On the A100 a 1-row input is padded to 32 rows, the sparse kernel has no split-K (at most 64
     # of 108 SMs stream 4096 outputs with 64-wide tiles), and each eager call pays the fitted
     # subclass overhead: slower than dense. Large GEMMs gain, below the 2x of the datasheet.
-    one_row = evaluate(table(gemm(1, 4096, 4096)), A100).time_s[0] / evaluate(table(gemm(1, 4096, 4096, NM(2, 4))), A100).time_s[0]
-    big = evaluate(table(gemm(8192, 8192, 8192)), A100).time_s[0] / evaluate(table(gemm(8192, 8192, 8192, NM(2, 4))), A100).time_s[0]
+    one_row = evaluate(table(gemm(1, 4096, 4096)), A100).latency_s[0] / evaluate(table(gemm(1, 4096, 4096, NM(2, 4))), A100).latency_s[0]
+    big = evaluate(table(gemm(8192, 8192, 8192)), A100).latency_s[0] / evaluate(table(gemm(8192, 8192, 8192, NM(2, 4))), A100).latency_s[0]
     assert one_row < 1.0 < big < 2.0
 
 

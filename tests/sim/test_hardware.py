@@ -15,7 +15,8 @@ from pgf_sim.sim.hardware import (
     replace_field,
 )
 
-BUILTIN = ["a100_40gb", "a100_80gb", "cpu_host", "edge_npu", "flex_nm_systolic", "h100_sxm", "h200", "tpu_v4", "tpu_v5e"]
+BUILTIN = ["a100_40gb", "a100_80gb", "cpu_host", "edge_npu", "flex_nm_systolic", "h100_sxm", "h200", "tpu_v4", "tpu_v5e",
+           "vegeta_cpu"]
 
 
 def a100_dict(*overrides: str) -> dict:

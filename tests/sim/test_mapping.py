@@ -78,12 +78,12 @@ def test_replaced_native_set_changes_the_mapping():
     assert execd == [NM(1, 8), NM(1, 8)]
 
 
-HW = {name: load_hardware(name) for name in ["a100_80gb", "flex_nm_systolic", "tpu_v5e", "edge_npu"]}
+HW = {name: load_hardware(name) for name in ["a100_80gb", "flex_nm_systolic", "tpu_v5e", "edge_npu", "vegeta_cpu"]}
 pattern = st.integers(1, 32).flatmap(lambda m: st.tuples(st.integers(1, m), st.just(m)))
 
 
 @settings(max_examples=200, deadline=None)
-@given(pattern, st.sampled_from(["a100_80gb", "flex_nm_systolic", "tpu_v5e", "edge_npu"]))
+@given(pattern, st.sampled_from(sorted(HW)))
 def test_mapping_properties(pat, name):
     hw = HW[name]
     layer = NM(*pat)
@@ -96,3 +96,28 @@ def test_mapping_properties(pat, name):
     else:
         assert execd == NM(1, 1)
         assert layer.is_dense or not any(layer.complies_with(p) for p in hw.sparse.native_patterns)
+
+
+def test_vegeta_runs_1_8_and_1_16_at_its_1_4_rate():
+    # VEGETA (HPCA 2023) executes 2:4 and 1:4 tiles; 1:8 and 1:16 weights are valid 1:4 layouts
+    hw = load_hardware("vegeta_cpu")
+    pats = [NM(1, 1), NM(2, 4), NM(1, 4), NM(1, 8), NM(1, 16), NM(2, 8), NM(3, 4)]
+    execd, mode = run(hw, pats)
+    assert execd == [NM(1, 1), NM(2, 4), NM(1, 4), NM(1, 4), NM(1, 4), NM(2, 4), NM(1, 1)]
+    assert mode == [MODE_DENSE] + [MODE_NATIVE] * 5 + [MODE_DENSE_FALLBACK]
+    # cost order dense > 2:4 > 1:4-class, and the 1:4-class patterns cost the same
+    from pgf_sim.sim.cost import evaluate
+    from pgf_sim.sim.ops import Op, Workload
+
+    for m, n, k in ((4096, 4096, 4096), (512, 256, 256), (1, 4096, 4096)):
+        ops = [Op(f"g{i}", "gemm", m=m, n=n, k=k, pattern=p, dtype="fp16") for i, p in enumerate(pats[:5])]
+        t = evaluate(Workload("w", ops).table(), hw).latency_s
+        assert t[0] > t[1] > t[2] and t[2] == t[3] == t[4]
+    # a compute-bound layer reproduces the paper's 1:4 speedup over its own dense mode
+    # (3.74 / 1.09 = 3.43x) within 5%; its 2:4 (2.20 / 1.09 = 2.02x) is under-predicted, as the
+    # one fitted sparse factor states (1.71x)
+    dense, half, quarter = evaluate(Workload("w", [
+        Op(f"g{i}", "gemm", m=4096, n=4096, k=4096, pattern=p, dtype="fp16")
+        for i, p in enumerate(pats[:3])]).table(), hw).latency_s
+    assert dense / quarter == pytest.approx(3.74 / 1.09, rel=0.05)
+    assert 1.6 < dense / half < 2.02

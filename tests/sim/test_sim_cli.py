@@ -28,7 +28,7 @@ def test_csv_and_json_parse(capsys, tmp_path):
     assert rc == 0
     rows = list(csv.DictReader(io.StringIO(out)))
     layers = [r["layer"] for r in rows if r["hardware"] == "a100_80gb"]
-    assert "blocks.*.attn.kv_cache_write" in layers and all(float(r["time_s"]) > 0 for r in rows)
+    assert "blocks.*.attn.kv_cache_write" in layers and all(float(r["latency_s"]) > 0 for r in rows)
     out_file = tmp_path / "r.json"
     rc, _, err = run(capsys, "--gemm", "1024,4096,4096", "--hw", "a100_80gb", "--pattern", "dense",
                      "--pattern", "2:4", "--format", "json", "--out", str(out_file))
@@ -47,7 +47,7 @@ def test_hardware_given_as_yaml_file(capsys, tmp_path):
     rc, out, _ = run(capsys, "--gemm", "4096,4096,4096", "--hw", str(custom), "--hw", "a100_80gb", "--format", "json")
     assert rc == 0
     results = json.loads(out)["results"]
-    assert len(results) == 2 and results[0]["totals"]["time_s"] < results[1]["totals"]["time_s"]  # H100 faster
+    assert len(results) == 2 and results[0]["totals"]["latency_s"] < results[1]["totals"]["latency_s"]  # H100 faster
 
 
 def test_per_block_rows(capsys):

@@ -26,7 +26,7 @@ def test_rows_and_totals_follow_the_workload(a100):
     assert set(r.rows[0]) == set(ROW_COLUMNS)
     # dense FLOPs are the workload's own count (independent of the cost model)
     assert r.totals["dense_flops"] == pytest.approx(sum(op.dense_flops for op in wl.ops))
-    for key in ("exec_flops", "dram_bytes", "time_s", "energy_j"):
+    for key in ("exec_flops", "dram_bytes", "latency_s", "energy_j"):
         assert r.totals[key] == pytest.approx(sum(row[key] for row in r.rows))
     rows = {row["layer"]: row for row in r.rows}
     fc1 = rows["blocks.*.mlp.fc1"]
@@ -35,7 +35,7 @@ def test_rows_and_totals_follow_the_workload(a100):
     assert fc1["exec_flops"] == pytest.approx(fc1["dense_flops"] / 2)
     assert rows["blocks.*.attn.proj"]["pattern"] == "dense" and rows["blocks.*.attn.attn_score"]["kind"] == "matmul"
     assert all(row["exec_flops"] <= row["dense_flops"] + 1e-6 for row in r.rows)
-    assert all(row["time_s"] >= max(row["compute_time_s"], row["memory_time_s"]) * (1 - 1e-9) for row in r.rows)
+    assert all(row["latency_s"] >= max(row["compute_time_s"], row["memory_time_s"]) * (1 - 1e-9) for row in r.rows)
     fractions = sum(r.totals[f"{b}_bound_time_fraction"] for b in ("compute", "memory", "overhead"))
     assert fractions == pytest.approx(1.0)
 
@@ -44,10 +44,10 @@ def test_outputs_parse(a100):
     r = simulate(build_workload("gpt2", seq_len=128, pattern=NM(2, 4), merge_blocks=True), a100)
     rows = list(csv.DictReader(io.StringIO(r.to_csv())))
     assert len(rows) == len(r.rows) and list(rows[0]) == list(ROW_COLUMNS)
-    assert float(rows[0]["time_s"]) == pytest.approx(r.rows[0]["time_s"])
+    assert float(rows[0]["latency_s"]) == pytest.approx(r.rows[0]["latency_s"])
     data = json.loads(r.to_json())
     assert data["hardware"] == "a100_80gb" and len(data["rows"]) == len(r.rows)
-    assert data["totals"]["time_s"] == pytest.approx(r.totals["time_s"])
+    assert data["totals"]["latency_s"] == pytest.approx(r.totals["latency_s"])
     text = r.format_table()
     assert "TOTAL" in text and "blocks.*.mlp.fc1" in text and "speedup" in text
 
@@ -56,7 +56,7 @@ def test_dense_workload_has_speedup_one(a100):
     r = simulate(gemm_workload(4096, 4096, 4096), a100)
     assert r.totals["speedup_vs_dense"] == pytest.approx(1.0)
     sparse = simulate(gemm_workload(4096, 4096, 4096, pattern=NM(2, 4)), a100)
-    assert sparse.totals["dense_time_s"] == pytest.approx(r.totals["time_s"])
+    assert sparse.totals["dense_latency_s"] == pytest.approx(r.totals["latency_s"])
     assert 1.0 <= sparse.totals["speedup_vs_dense"] <= 2.0  # speedup <= m/n
 
 
@@ -76,10 +76,10 @@ def test_decode_reads_every_weight_and_the_kv_cache(a100):
     # embedding table is only gathered) plus the whole KV cache from DRAM
     weights = 2 * (dec.meta["params"] - 32000 * 4096)
     assert rd.totals["dram_bytes"] >= weights + dec.meta["kv_cache_bytes"]
-    assert rd.totals["time_s"] >= rd.totals["dram_bytes"] / 2039e9  # A100 80GB datasheet bandwidth
+    assert rd.totals["latency_s"] >= rd.totals["dram_bytes"] / 2039e9  # A100 80GB datasheet bandwidth
     # prefill does ~seq times the matrix FLOPs but costs far less than seq decode steps
     assert rp.totals["dense_flops"] > 0.9 * seq * rd.totals["dense_flops"] * 0.5
-    assert rp.totals["time_s"] < seq * rd.totals["time_s"]
+    assert rp.totals["latency_s"] < seq * rd.totals["latency_s"]
     assert rd.totals["memory_bound_time_fraction"] + rd.totals["overhead_bound_time_fraction"] > 0.9
     assert rp.totals["compute_bound_time_fraction"] > rd.totals["compute_bound_time_fraction"]
 
@@ -117,7 +117,7 @@ def test_training_cost_per_recipe(a100):
     sdgf = training_step_cost(wl, a100, RecipeConfig(name="sdgf", pattern=NM(1, 8)), steps)
     for cost in (dense, ste, mdgf, sdgf):
         assert sum(s.steps for s in cost.segments) == steps
-        assert cost.totals["time_s"] == pytest.approx(sum(s.steps * s.result.totals["time_s"] for s in cost.segments))
+        assert cost.totals["latency_s"] == pytest.approx(sum(s.steps * s.result.totals["latency_s"] for s in cost.segments))
     assert len(dense.segments) == 1 and dense.totals["speedup_vs_dense_training"] == pytest.approx(1.0)
     # STE: MLP forward + input gradient at half the MACs, weight gradient dense:
     # executed = dense - 2 * (1/2) * forward MLP FLOPs
@@ -175,7 +175,7 @@ def test_merged_blocks_cost_the_same_as_per_block(name, phase, hw_name):
     per_block = simulate(build_workload(name, **kw), hw_name)
     merged = simulate(build_workload(name, merge_blocks=True, **kw), hw_name)
     assert len(merged.rows) < len(per_block.rows)
-    for key in ("time_s", "dense_time_s", "dense_flops", "exec_flops", "dram_bytes", "weight_bytes", "energy_j"):
+    for key in ("latency_s", "dense_latency_s", "dense_flops", "exec_flops", "dram_bytes", "weight_bytes", "energy_j"):
         assert merged.totals[key] == pytest.approx(per_block.totals[key], rel=1e-12), key
 
 
@@ -195,10 +195,10 @@ def test_llama_7b_on_the_a100_both_profiles_against_floors_and_peers():
     # By hand: the stream at the fitted 90.81% of the bandwidth, + 257 kernels x (0.5 us graph
     # launch + 0.5 us DRAM latency), + the tiny compute-bound remainder.
     by_hand = fused["dram_bytes"] / (2.039e12 * 0.908132) + 257 * 1e-6
-    assert fused["time_s"] == pytest.approx(by_hand, rel=0.01)
-    assert floor < fused["time_s"] < 8.1e-3 < eager["time_s"]
+    assert fused["latency_s"] == pytest.approx(by_hand, rel=0.01)
+    assert floor < fused["latency_s"] < 8.1e-3 < eager["latency_s"]
     assert fused["fits_memory"] and fused["footprint_bytes"] == pytest.approx(6_738_415_616 * 2 + 2 * 32 * 2048 * 4096 * 2,
                                                                               rel=0.01)
     # Prefill: peers 95.5 (GenZ) and 105.9 ms (LLM-Viewer), FLOP floor 92 ms
-    t = simulate(prefill, hw, profile="fused").totals["time_s"]
-    assert 92e-3 < t < 115e-3 < simulate(prefill, hw).totals["time_s"]
+    t = simulate(prefill, hw, profile="fused").totals["latency_s"]
+    assert 92e-3 < t < 115e-3 < simulate(prefill, hw).totals["latency_s"]
