@@ -30,6 +30,8 @@ from pgf_sim.train.data import data_spec, load_data, steps_per_epoch
 from pgf_sim.train.diagnostics import GradNoiseMonitor
 from pgf_sim.train.experiment import ExperimentConfig, experiment_from_dict
 from pgf_sim.train.models import build_model
+from pgf_sim.train.optim import FrozenVarianceAdamW
+from pgf_sim.sparsity.schedules import phases
 
 FINAL_MODEL_NAME = "final_model.pt"
 CONFIG_NAME = "config.json"
@@ -69,6 +71,15 @@ def _param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str,
             continue
         (decay if p.ndim >= 2 and "token" not in name and "pos_embed" not in name else no_decay).append(p)
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def _optimizer(model: torch.nn.Module, cfg: ExperimentConfig, total: int) -> torch.optim.Optimizer:
+    """AdamW; for STEP (a recipe with ``frozen_variance``) the AdamW whose second moment freezes
+    after the dense precondition phase (``optim.py``)."""
+    groups = _param_groups(model, cfg.schedule.weight_decay)
+    if cfg.recipe.spec.frozen_variance:
+        return FrozenVarianceAdamW(groups, lr=cfg.schedule.lr, freeze_after=phases(cfg.recipe, total).dense_end)
+    return torch.optim.AdamW(groups, lr=cfg.schedule.lr)
 
 
 @torch.no_grad()
@@ -187,7 +198,7 @@ def train(cfg: ExperimentConfig, *, store: ResultStore, run_id: str | None = Non
                           run_dir, existing.final_step, flops, model)
 
     net = dist.wrap(model, ctx, device)
-    opt = torch.optim.AdamW(_param_groups(model, cfg.schedule.weight_decay), lr=cfg.schedule.lr)
+    opt = _optimizer(model, cfg, total)
     warmup = int(cfg.schedule.warmup_fraction * total)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, total, warmup))
 
