@@ -30,7 +30,7 @@ from ..core import NM, PgfSimError
 from ..core.metric import Metric
 from .stats import Difference, Summary, holm, summary, welch
 
-NOISE_KEYS = ("grad_var", "grad_noise_ratio", "mask_flip_rate")
+NOISE_KEYS = ("grad_var", "grad_var_kept", "grad_noise_ratio", "mask_flip_rate")
 
 
 @dataclass
