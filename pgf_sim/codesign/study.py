@@ -285,7 +285,7 @@ def figures(study: Study) -> list[tuple[str, Any]]:
     m = study.metric
     pats = study.patterns()
     labels = [l for l in study.labels() if l != "dense"]
-    palette = px.colors.qualitative.Dark24
+    palette = px.colors.qualitative.Alphabet  # 26 distinct colours
     color = {label: palette[i % len(palette)] for i, label in enumerate(study.labels())}  # same in every panel
     out = []
     fig = go.Figure()
