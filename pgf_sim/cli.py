@@ -13,7 +13,8 @@ from .core.errors import PgfSimError
 
 # Order is the order of the help text. ``simulate`` (pgf_sim.sim.cli) is registered by
 # pgf_sim.codesign.cli, which gives it the loader of training runs.
-_COMMAND_MODULES = ("pgf_sim.train.cli", "pgf_sim.sim.hw_cli", "pgf_sim.codesign.cli", "pgf_sim.codesign.results_cli")
+_COMMAND_MODULES = ("pgf_sim.train.cli", "pgf_sim.sim.hw_cli", "pgf_sim.codesign.cli", "pgf_sim.codesign.results_cli",
+                    "pgf_sim.codesign.study_cli")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -10,7 +10,10 @@ step runs three such GEMMs per layer:
 - weight gradient ``dL/dW = dL/dy^T x``: dense (every weight is updated) for STE, SR-STE,
   SDGF (straight through) and MDGF with ``grad: ste``. Only when the gradient of pruned
   weights is identically zero, MDGF ``grad: scaled`` after beta reached 0 in the sparse phase,
-  is it ``density * 2*T*O*K`` (only kept weights need a gradient).
+  is it ``density * 2*T*O*K`` (only kept weights need a gradient). The same holds for the
+  fixed-mask baselines (one-shot, gmp) outside their dense phase: pruned weights are zero and
+  never updated, so the weight gradient is counted for kept weights only (torch computes the
+  dense GEMM and masks it; hardware that skips zeros need not). STEP counts as SR-STE.
 
 The schedule is walked as constant segments (``schedules.segments``), O(frames) work per layer
 whatever the number of steps. Counts are zero-skipping ideal FLOPs; what a given accelerator
@@ -78,8 +81,9 @@ def step_densities(cfg: RecipeConfig, seg: Segment) -> tuple[float, float, float
     """(forward, input_grad, weight_grad) density of a selected layer over one schedule segment."""
     d = seg.pattern.density
     fwd = 1.0 if seg.beta_positive else d
-    zero_pruned_grad = (cfg.spec.decays and cfg.grad == "scaled" and seg.phase == "sparse"
-                        and not seg.beta_positive)
+    zero_pruned_grad = ((cfg.spec.decays and cfg.grad == "scaled" and seg.phase == "sparse"
+                         and not seg.beta_positive)
+                        or (cfg.spec.fixed_mask and seg.phase != "dense"))
     return fwd, fwd, d if zero_pruned_grad else 1.0
 
 

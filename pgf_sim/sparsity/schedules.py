@@ -38,6 +38,11 @@ class RecipeSpec:
     moving_pattern: bool  # SDGF: the pattern steps through frames toward the target
     default_dense_fraction: float = 0.0
     default_finetune_fraction: float = 0.0
+    # Fixed-mask baselines (one-shot, gmp): pruned weights are zeroed, get no gradient and stay
+    # pruned; a new mask is only ever chosen among the weights the previous mask kept.
+    fixed_mask: bool = False
+    gradual: bool = False  # gmp: the kept N shrinks on Zhu & Gupta's cubic (``gmp_n``)
+    frozen_variance: bool = False  # STEP: Adam's second moment frozen at the end of the dense phase
 
 
 RECIPES: Registry[RecipeSpec] = Registry("recipe")
@@ -61,6 +66,15 @@ _add(RecipeSpec("mdgf", sparse=True, decays=True, moving_pattern=False,  # W*(m 
 _add(RecipeSpec("sdgf", sparse=True, decays=False, moving_pattern=True))  # binary mask, its N:M moves to the target
 _add(RecipeSpec("mdgf+sdgf", sparse=True, decays=True, moving_pattern=True,  # beta decay on the SDGF frames (ours)
                 default_finetune_fraction=0.1))
+# Reviewers' baselines (docs/method.md, "Baselines"). one-shot: NVIDIA ASP's workflow in one fixed
+# budget: half the steps dense, prune once by magnitude, the other half fine-tunes the fixed mask.
+_add(RecipeSpec("one-shot", sparse=True, decays=False, moving_pattern=False, fixed_mask=True,
+                default_dense_fraction=0.5))
+# gmp: Zhu & Gupta's cubic over the SDGF window (first sdgf_frames_fraction of the sparse phase).
+_add(RecipeSpec("gmp", sparse=True, decays=False, moving_pattern=False, fixed_mask=True, gradual=True))
+# step: STEP (Lu et al. 2023) with a fixed switch point (10% dense precondition), then SR-STE.
+_add(RecipeSpec("step", sparse=True, decays=False, moving_pattern=False, frozen_variance=True,
+                default_dense_fraction=0.1))
 
 
 # ---------------------------------------------------------------------------------------- decays
@@ -114,6 +128,7 @@ class RecipeConfig:
       full dL/dW_eff. ``scaled``: plain autograd of W*(m + beta(1-m)), pruned gradients * beta.
     - SDGF: ``sdgf_schedule`` (stepwise | geometric | densify); the frames fill the first
       ``sdgf_frames_fraction`` of the sparse phase, the target pattern holds for the rest.
+      GMP's cubic ramp uses the same window (the fixed-mask twin of SDGF).
     - ``srste_lambda``: SR-STE decay strength (reference default 2e-4).
     - Layers: weight layers whose name matches a glob of ``layers`` and none of ``exclude``, and
       whose role is in ``roles`` ("*" = every role).
@@ -159,6 +174,9 @@ class RecipeConfig:
             value = getattr(self, field)
             if value is not None and not 0.0 <= value < 1.0:
                 raise ConfigError(f"{field} must be in [0, 1), got {value}")
+        if spec.frozen_variance and self.dense_fraction_ <= 0.0:
+            raise ConfigError(f"recipe {self.name!r} freezes Adam's second moment at the end of the dense "
+                              f"phase, so dense_fraction must be > 0, got {self.dense_fraction_}")
         if self.dense_fraction_ + self.finetune_fraction_ >= 1.0 and spec.sparse:
             raise ConfigError(
                 f"dense_fraction ({self.dense_fraction_}) + finetune_fraction ({self.finetune_fraction_}) "
@@ -315,7 +333,7 @@ def frame_at(cfg: RecipeConfig, step: int, total_steps: int, target: NM | None =
     last step on, so even a run shorter than the number of frames ends at the target."""
     frames = len(sdgf_patterns(target or cfg.pattern, cfg.sdgf_schedule))
     p = phases(cfg, total_steps)
-    window = max(_round(cfg.sdgf_frames_fraction * p.sparse_steps), 1)
+    window = _window(cfg, p)
     t = max(step - p.dense_end, 0)
     if t >= window - 1:  # the window's last step is at the target even when window < frames
         return frames - 1
@@ -330,7 +348,50 @@ def pattern_at(cfg: RecipeConfig, step: int, total_steps: int, target: NM | None
         return DENSE
     if cfg.spec.moving_pattern and phase_at(cfg, step, total_steps) == "sparse":
         return sdgf_patterns(target, cfg.sdgf_schedule)[frame_at(cfg, step, total_steps, target)]
+    if cfg.spec.gradual and phase_at(cfg, step, total_steps) == "sparse":
+        return NM(gmp_n(cfg, step, total_steps, target), target.m)
     return target
+
+
+def _window(cfg: RecipeConfig, p: Phases) -> int:
+    """Steps of the SDGF frames / GMP ramp: the first ``sdgf_frames_fraction`` of the sparse phase."""
+    return max(_round(cfg.sdgf_frames_fraction * p.sparse_steps), 1)
+
+
+def gmp_n(cfg: RecipeConfig, step: int, total_steps: int, target: NM | None = None) -> int:
+    """GMP's kept N at ``step`` of the sparse phase (docs/method.md, "Baselines").
+
+    Zhu & Gupta (2017) raise sparsity on a cubic, s(t) = s_f + (s_i - s_f)(1 - t/W)^3; in N:M
+    terms the kept fraction is d(t) = d_f + (1 - d_f)(1 - t/W)^3 with d_f = N/M, from d(0) = 1
+    to d(W) = N/M over the window W. N must be an integer: N(t) = ceil(M d(t)) (never prunes ahead
+    of the cubic), at most M - 1 (the first sparse step prunes one weight per group, like SDGF's
+    first frame) and N from the window's last step on."""
+    target = target or cfg.pattern
+    p = phases(cfg, total_steps)
+    window = _window(cfg, p)
+    t = max(step - p.dense_end, 0)
+    if t >= window - 1:
+        return target.n
+    d_f = target.density
+    d = d_f + (1.0 - d_f) * (1.0 - t / window) ** 3
+    return max(target.n, min(target.m - 1, math.ceil(target.m * d - 1e-9)))
+
+
+def _gmp_cuts(cfg: RecipeConfig, total_steps: int, target: NM) -> set[int]:
+    """First step of every kept-N level of GMP: the cubic inverted per level, O(M) work."""
+    p = phases(cfg, total_steps)
+    window = _window(cfg, p)
+    d_f = target.density
+    cuts = set()
+    for k in range(target.n, target.m - 1):  # first t with gmp_n <= k
+        frac = max((k / target.m - d_f) / (1.0 - d_f), 0.0)
+        t = min(max(math.ceil(window * (1.0 - frac ** (1.0 / 3.0))), 0), window - 1)
+        while t > 0 and gmp_n(cfg, p.dense_end + t - 1, total_steps, target) <= k:
+            t -= 1  # floating-point guard on the inversion: step to the exact first t
+        while gmp_n(cfg, p.dense_end + t, total_steps, target) > k:
+            t += 1
+        cuts.add(p.dense_end + t)
+    return cuts
 
 
 def patterns_used(cfg: RecipeConfig, target: NM | None = None) -> tuple[NM, ...]:
@@ -340,6 +401,8 @@ def patterns_used(cfg: RecipeConfig, target: NM | None = None) -> tuple[NM, ...]
         return ()
     if cfg.spec.moving_pattern:
         return sdgf_patterns(target, cfg.sdgf_schedule)
+    if cfg.spec.gradual:
+        return tuple(NM(k, target.m) for k in range(target.m - 1, target.n - 1, -1))
     return (target,)
 
 
@@ -396,8 +459,10 @@ def segments(cfg: RecipeConfig, total_steps: int, target: NM | None = None) -> l
     """The schedule as constant pieces, computed from O(frames) boundaries, not per step."""
     p = phases(cfg, total_steps)
     cuts = {0, p.dense_end, p.sparse_end, total_steps}
+    if cfg.spec.gradual and p.sparse_steps > 0:
+        cuts |= _gmp_cuts(cfg, total_steps, target or cfg.pattern)
     if cfg.spec.moving_pattern:
-        window = max(_round(cfg.sdgf_frames_fraction * p.sparse_steps), 1)
+        window = _window(cfg, p)
         frames = len(sdgf_patterns(target or cfg.pattern, cfg.sdgf_schedule))
         for k in range(1, frames):  # first t with frame_at >= k (see frame_at)
             cuts.add(p.dense_end + min(-(-k * window // frames), window - 1))

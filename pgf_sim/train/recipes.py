@@ -8,6 +8,8 @@ docs/method.md, "Recipes" (W dense trainable weight, m binary N:M mask, beta fro
 | ste, sdgf   | W*m              | g = dL/dW_eff (straight through)                              |
 | sr-ste      | W*m              | g + lambda*(1-m)*W                                            |
 | mdgf(+sdgf) | W*(m+beta(1-m))  | grad=ste: g to every weight; grad=scaled: g*(m + beta(1-m))   |
+| one-shot,gmp| W*m (W*(1-m)=0)  | g*m: pruned weights get nothing (the controller keeps them 0) |
+| step        | W*m              | as sr-ste; the optimizer's second moment is frozen (optim.py) |
 
 In the fine-tune phase every sparse recipe is plain STE with a binary mask (beta = 0). SDGF's
 m is the mask of the current frame's pattern (chosen by the controller, not here).
@@ -93,6 +95,20 @@ def _sr_ste(weight: torch.Tensor, state: StepState, cfg: RecipeConfig) -> torch.
     # The fine-tune phase is plain STE (docs/method.md, "Phases").
     lam = cfg.srste_lambda if state.phase == "sparse" else 0.0
     return straight_through(weight, state.mask, 0.0, lam)
+
+
+@BEHAVIOURS.register("one-shot")
+@BEHAVIOURS.register("gmp")
+def _fixed_mask(weight: torch.Tensor, state: StepState, cfg: RecipeConfig) -> torch.Tensor:
+    # Plain autograd of W*m: no straight-through gradient. The controller zeroes pruned W after
+    # every optimizer step (AdamW momentum would otherwise move them) and never regrows them.
+    return scaled(weight, state.mask, 0.0)
+
+
+@BEHAVIOURS.register("step")
+def _step(weight: torch.Tensor, state: StepState, cfg: RecipeConfig) -> torch.Tensor:
+    # STEP's mask-learning phase is SR-STE; what STEP changes is the optimizer (optim.py).
+    return _sr_ste(weight, state, cfg)
 
 
 @BEHAVIOURS.register("mdgf")

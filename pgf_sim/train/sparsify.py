@@ -75,6 +75,7 @@ class _Layer(SelectedLayer):
     beta: float = 1.0
     phase: str = "dense"
     mask: torch.Tensor | None = None  # mask of ``pattern`` for the current step (set by the controller)
+    mask_pattern: NM | None = None  # the pattern ``mask`` was chosen for (fixed-mask recipes)
     prev_mask: torch.Tensor | None = field(default=None, repr=False)
 
     def weight(self) -> torch.Tensor:
@@ -199,12 +200,34 @@ class SparseController:
         for layer in self._layers.values():
             w = layer.weight()
             groups.setdefault((layer.pattern, w.device), []).append((layer, w))
+        if self.cfg.spec.fixed_mask:
+            self._refresh_fixed(groups)
+            return
         for (pattern, _), items in groups.items():
             with torch.no_grad():
                 masks = nm_masks([w for _, w in items], pattern, names=[l.name for l, _ in items],
                                  reduction_dims=[l.reduction_dim for l, _ in items])
             for (layer, _), mask in zip(items, masks):
                 layer.mask = mask
+
+    def _refresh_fixed(self, groups: dict[tuple, list[tuple[_Layer, torch.Tensor]]]) -> None:
+        """Fixed-mask recipes (one-shot, gmp): a layer keeps its mask while its pattern holds; when
+        the pattern changes (the prune of one-shot, each kept-N step of gmp) the new mask keeps the
+        largest |W| among the weights the old mask kept (pruned W are 0, and the AND guards an
+        exactly-zero kept weight). Then pruned W are set to 0: they get no gradient, but AdamW's
+        momentum from before the prune would otherwise move them."""
+        with torch.no_grad():
+            for (pattern, _), items in groups.items():
+                todo = [(l, w) for l, w in items if l.mask_pattern != pattern or l.mask is None]
+                if todo:
+                    masks = nm_masks([w for _, w in todo], pattern, names=[l.name for l, _ in todo],
+                                     reduction_dims=[l.reduction_dim for l, _ in todo])
+                    for (layer, _), mask in zip(todo, masks):
+                        if layer.mask is not None and layer.mask_pattern is not None:
+                            mask = mask & layer.mask
+                        layer.mask, layer.mask_pattern = mask, pattern
+                for layer, w in items:
+                    w.masked_fill_(~layer.mask, 0.0)
 
     @property
     def beta(self) -> float:
@@ -285,6 +308,8 @@ class SparseController:
             # The mask is a pure function of the weights; keep the saved one as the flip-rate
             # reference so the first flip count after resume compares with the saved step.
             layer.prev_mask = entry["mask"].to(layer.weight().device)
+            if self.cfg.spec.fixed_mask and not layer.pattern.is_dense:  # a fixed mask is state, not a function
+                layer.mask, layer.mask_pattern = layer.prev_mask.clone(), layer.pattern
 
     # ------------------------------------------------------------------ end of training
     def finalize(self, *, early: bool = False) -> dict[str, torch.Tensor]:
@@ -312,6 +337,8 @@ class SparseController:
             if sparse:
                 with torch.no_grad():
                     mask = nm_mask(w, layer.pattern, name=layer.name, reduction_dim=layer.reduction_dim)
+                    if self.cfg.spec.fixed_mask and layer.mask is not None and layer.mask_pattern is not None:
+                        mask = layer.mask if layer.mask_pattern == layer.pattern else mask & layer.mask
             else:
                 mask = torch.ones(layer.shape, dtype=torch.bool, device=w.device)
             if parametrize.is_parametrized(layer.module, layer.param):

@@ -32,6 +32,8 @@ from pgf_sim.train.data import data_spec, load_data, steps_per_epoch
 from pgf_sim.train.diagnostics import GradNoiseMonitor
 from pgf_sim.train.experiment import ExperimentConfig, experiment_from_dict
 from pgf_sim.train.models import build_model
+from pgf_sim.train.optim import FrozenVarianceAdamW
+from pgf_sim.sparsity.schedules import phases
 
 FINAL_MODEL_NAME = "final_model.pt"
 CONFIG_NAME = "config.json"
@@ -73,10 +75,14 @@ def _param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str,
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
-def make_optimizer(model: torch.nn.Module, *, lr: float, weight_decay: float, total: int,
-                   warmup: int) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
-    """AdamW (no decay on biases, norms and tokens) and its ``lr_factor`` schedule over ``total`` steps."""
-    opt = torch.optim.AdamW(_param_groups(model, weight_decay), lr=lr)
+def make_optimizer(model: torch.nn.Module, *, lr: float, weight_decay: float, total: int, warmup: int,
+                   freeze_after: int | None = None) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
+    """AdamW (no decay on biases, norms and tokens) and its ``lr_factor`` schedule over ``total``
+    steps. ``freeze_after``: STEP's AdamW whose second moment freezes after that many steps (the
+    dense precondition phase; ``optim.FrozenVarianceAdamW``)."""
+    groups = _param_groups(model, weight_decay)
+    opt = (torch.optim.AdamW(groups, lr=lr) if freeze_after is None
+           else FrozenVarianceAdamW(groups, lr=lr, freeze_after=freeze_after))
     return opt, torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, total, warmup))
 
 
@@ -269,7 +275,9 @@ def _train_locked(cfg: ExperimentConfig, ctx: Any, device: torch.device, run_id:
 
     net = dist.wrap(model, ctx, device)
     opt, sched = make_optimizer(model, lr=cfg.schedule.lr, weight_decay=cfg.schedule.weight_decay, total=total,
-                                warmup=int(cfg.schedule.warmup_fraction * total))
+                                warmup=int(cfg.schedule.warmup_fraction * total),
+                                freeze_after=(phases(cfg.recipe, total).dense_end if cfg.recipe.spec.frozen_variance
+                                              else None))
 
     done = 0
     if ckpt_path.is_file():

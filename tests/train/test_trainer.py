@@ -67,7 +67,7 @@ def _final_state(run_dir):
     return torch.load(run_dir / FINAL_MODEL_NAME, weights_only=True)
 
 
-@pytest.mark.parametrize("recipe", ["mdgf", "sdgf"])
+@pytest.mark.parametrize("recipe", ["mdgf", "sdgf", "one-shot", "gmp", "step"])  # masks and the frozen Adam variance are state a resume must restore
 def test_resume_equals_uninterrupted(recipe, tmp_path, monkeypatch, tiny_cfg):
     cfg = tiny_cfg(recipe=recipe, steps=8, checkpoint_every=4, eval_every=2, diagnostics={"every": 4, "window": 2},
                    model={"name": "vit", "options": {"patch_size": 4, "dim": 32, "depth": 1, "heads": 2, "dropout": 0.1}})

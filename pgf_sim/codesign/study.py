@@ -1,0 +1,370 @@
+"""The analysis of a seed study (docs/study.md) from the result database, torch-free.
+
+For a sweep with several seeds per (recipe label, pattern) cell:
+
+- **quality**: the task metric of each finished run's final model on the validation split
+  (``RunRow.final_accuracy``), mean +- std (n) per cell;
+- **vs the reference** (default SR-STE) at the same pattern: ``mean(recipe) - mean(reference)``
+  with Welch's 95% interval and p-value, Holm-corrected over every comparison of the table
+  (``stats.py``); a verdict says *better* / *worse* when the corrected p-value is <= alpha and
+  *undecided* otherwise (direction from the task metric: lower bpc is better);
+- **iso-FLOPs**: the seed-mean validation curve of a cell against its cumulative training FLOPs
+  (the ``train_flops`` metric the trainer logs with every evaluation, from the torch-free
+  accounting of ``pgf_sim.sparsity.flops``), linearly interpolated to the first point where it
+  reaches the reference's mean final value at that pattern; reported as FLOPs and as a ratio to
+  the reference's own FLOPs. The learning-rate schedule is set by the run's full length, so
+  "reaching it earlier" is a point on a longer run, not a shorter run;
+- **gradient noise**: the trainer's diagnostics (``pgf_sim.train.diagnostics``) averaged over
+  the sparsified layers, then over the windows of a run, then over seeds; per step for the
+  figures.
+"""
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+from ..core import NM, PgfSimError
+from ..core.metric import Metric
+from .stats import Difference, Summary, holm, summary, welch
+
+NOISE_KEYS = ("grad_var", "grad_var_kept", "grad_noise_ratio", "mask_flip_rate")
+
+
+@dataclass
+class Cell:
+    label: str
+    pattern: NM
+    runs: list[Any] = field(default_factory=list)  # finished RunRows
+
+    @property
+    def values(self) -> list[float]:
+        return [r.final_accuracy for r in self.runs]
+
+
+@dataclass(frozen=True)
+class Comparison:
+    label: str
+    pattern: NM
+    cell: Summary
+    reference: Summary
+    difference: Difference
+    p_holm: float
+    verdict: str  # better | worse | undecided
+
+
+@dataclass(frozen=True)
+class IsoFlops:
+    label: str
+    pattern: NM
+    target: float  # the reference's mean final value at this pattern
+    flops_to_target: float | None  # None: the seed-mean curve never reaches it
+    reference_flops: float
+    total_flops: float
+
+    @property
+    def ratio(self) -> float | None:
+        return None if self.flops_to_target is None else self.flops_to_target / self.reference_flops
+
+
+@dataclass
+class Study:
+    sweep: str
+    metric: Metric
+    reference: str
+    alpha: float
+    cells: dict[tuple[str, NM], Cell]
+    comparisons: list[Comparison]
+    iso: list[IsoFlops]
+    curves: dict[tuple[str, NM], tuple[list[float], list[float]]]  # seed-mean (flops, value)
+    noise: dict[tuple[str, NM], dict[str, Summary]]  # per key: over seeds of the run means
+    noise_curves: dict[tuple[str, NM], dict[str, tuple[list[int], list[float]]]]
+    wall_s: float
+    unfinished: int
+
+    def labels(self) -> list[str]:
+        return list(dict.fromkeys(label for label, _ in self.cells))
+
+    def patterns(self) -> list[NM]:
+        return sorted({p for _, p in self.cells if not p.is_dense}, key=lambda p: p.density, reverse=True)
+
+
+def _metric(run: Any) -> Metric:
+    from ..train.experiment import experiment_from_dict
+
+    return experiment_from_dict(run.config, source=f"run {run.run_id}").task_metric
+
+
+def analyse(store: Any, sweep: str | None = None, *, reference: str = "sr-ste", alpha: float = 0.05,
+            confidence: float = 0.95) -> Study:
+    """The study of ``sweep`` (default: the database's only sweep) in ``store``."""
+    sweeps = [s.sweep for s in store.sweeps()]
+    if sweep is None:
+        if len(sweeps) != 1:
+            raise PgfSimError(f"the database holds sweeps {sweeps}; name one with --sweep")
+        sweep = sweeps[0]
+    elif sweep not in sweeps:
+        raise PgfSimError(f"no sweep {sweep!r} in the database; sweeps: {', '.join(sweeps) or 'none'}")
+    cells: dict[tuple[str, NM], Cell] = {}
+    unfinished = 0
+    t0, t1 = math.inf, -math.inf
+    for pt in store.sweep_points(sweep):
+        run = store.get_run(pt.run_id)
+        key = (pt.recipe, pt.pattern)
+        cells.setdefault(key, Cell(*key))
+        if run is None or run.status != "finished" or run.final_accuracy is None:
+            unfinished += 1
+            continue
+        cells[key].runs.append(run)
+        t0, t1 = min(t0, run.started_at), max(t1, run.finished_at or run.started_at)
+    runs = [r for c in cells.values() for r in c.runs]
+    if not runs:
+        raise PgfSimError(f"sweep {sweep!r} has no finished run yet")
+    metric = _metric(runs[0])
+    if not any(label == reference for label, _ in cells):
+        raise PgfSimError(f"reference recipe {reference!r} is not a label of sweep {sweep!r}; "
+                          f"labels: {', '.join(dict.fromkeys(l for l, _ in cells))}")
+    comparisons = _compare(cells, metric, reference, alpha, confidence)
+    curves = {key: _mean_curve(store, cell, metric) for key, cell in cells.items() if cell.runs}
+    iso = _iso_flops(cells, curves, metric, reference)
+    noise, noise_curves = _noise(store, cells)
+    return Study(sweep, metric, reference, alpha, cells, comparisons, iso, curves, noise, noise_curves,
+                 t1 - t0, unfinished)
+
+
+def _compare(cells, metric: Metric, reference: str, alpha: float, confidence: float) -> list[Comparison]:
+    refs = {p: c for (label, p), c in cells.items() if label == reference}
+    raw = []
+    for (label, pattern), cell in cells.items():
+        targets = [pattern] if not pattern.is_dense else list(refs)  # dense: against every pattern's reference
+        for target in targets:
+            ref = refs.get(target)
+            if label == reference or ref is None or len(cell.runs) < 2 or len(ref.runs) < 2:
+                continue
+            raw.append((label, target if pattern.is_dense else pattern, cell, ref,
+                        welch(cell.values, ref.values, confidence)))
+    adjusted = holm([d.p_value for *_, d in raw])
+    out = []
+    for (label, pattern, cell, ref, d), p in zip(raw, adjusted):
+        verdict = "undecided"
+        if p <= alpha:
+            verdict = "better" if metric.oriented(d.diff) > 0 else "worse"
+        out.append(Comparison(label, pattern, summary(cell.values), summary(ref.values), d, p, verdict))
+    return out
+
+
+def _mean_curve(store: Any, cell: Cell, metric: Metric) -> tuple[list[float], list[float]]:
+    """Seed-mean validation metric against cumulative training FLOPs at the evaluation steps every
+    seed logged (the FLOPs at a step are the same for every seed of a cell)."""
+    per_step: dict[int, list[float]] = defaultdict(list)
+    flops: dict[int, float] = {}
+    for run in cell.runs:
+        for step, key, value in store.run_metrics(run.run_id):
+            if key == f"val_{metric.name}":
+                per_step[step].append(value)
+            elif key == "train_flops":
+                flops[step] = value
+    steps = sorted(s for s, v in per_step.items() if len(v) == len(cell.runs) and s in flops)
+    return [flops[s] for s in steps], [math.fsum(per_step[s]) / len(per_step[s]) for s in steps]
+
+
+def flops_to_reach(xs: Sequence[float], ys: Sequence[float], target: float, metric: Metric) -> float | None:
+    """FLOPs where the curve (xs ascending) first reaches ``target``, linearly interpolated between
+    the two evaluations around the crossing; None if it never does. Starts from the first point."""
+    good = [metric.oriented(y) >= metric.oriented(target) for y in ys]
+    for i, ok in enumerate(good):
+        if not ok:
+            continue
+        if i == 0:
+            return float(xs[0])
+        y0, y1 = ys[i - 1], ys[i]
+        frac = (target - y0) / (y1 - y0) if y1 != y0 else 1.0
+        return float(xs[i - 1] + frac * (xs[i] - xs[i - 1]))
+    return None
+
+
+def _iso_flops(cells, curves, metric: Metric, reference: str) -> list[IsoFlops]:
+    out = []
+    for pattern in sorted({p for _, p in cells if not p.is_dense}, key=lambda p: p.density, reverse=True):
+        ref = cells.get((reference, pattern))
+        if ref is None or not ref.runs or (reference, pattern) not in curves:
+            continue
+        target = summary(ref.values).mean
+        ref_total = curves[(reference, pattern)][0][-1]
+        for (label, p), (xs, ys) in curves.items():
+            if p != pattern and not (p.is_dense and label == "dense"):
+                continue
+            if not xs:
+                continue
+            out.append(IsoFlops(label, pattern, target, flops_to_reach(xs, ys, target, metric), ref_total, xs[-1]))
+    return out
+
+
+def _noise(store: Any, cells) -> tuple[dict, dict]:
+    summaries: dict[tuple[str, NM], dict[str, Summary]] = {}
+    curves: dict[tuple[str, NM], dict[str, tuple[list[int], list[float]]]] = {}
+    for key, cell in cells.items():
+        run_means: dict[str, list[float]] = defaultdict(list)
+        by_step: dict[str, dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
+        for run in cell.runs:
+            per: dict[tuple[str, int], list[float]] = defaultdict(list)
+            for step, _layer, k, value in store.run_diagnostics(run.run_id):
+                if k in NOISE_KEYS and math.isfinite(value):
+                    per[(k, step)].append(value)
+            layer_mean = {ks: math.fsum(v) / len(v) for ks, v in per.items()}
+            for k in NOISE_KEYS:
+                vals = [v for (kk, _), v in layer_mean.items() if kk == k]
+                if vals:
+                    run_means[k].append(math.fsum(vals) / len(vals))
+                for (kk, step), v in layer_mean.items():
+                    if kk == k:
+                        by_step[k][step].append(v)
+        summaries[key] = {k: summary(v) for k, v in run_means.items()}
+        curves[key] = {k: (sorted(d), [math.fsum(d[s]) / len(d[s]) for s in sorted(d)]) for k, d in by_step.items()}
+    return summaries, curves
+
+
+# ------------------------------------------------------------------------------------ text
+def _fmt_flops(x: float | None) -> str:
+    return "not reached" if x is None else f"{x / 1e9:.3g} GFLOP"
+
+
+def markdown(study: Study) -> str:
+    """The study's tables as Markdown."""
+    m = study.metric
+    better = "higher" if m.higher_is_better else "lower"
+    lines = [f"Sweep `{study.sweep}`: validation {m.label} ({m.unit}, {better} is better), "
+             f"{sum(len(c.runs) for c in study.cells.values())} finished runs"
+             + (f", {study.unfinished} not finished" if study.unfinished else "")
+             + f", wall time {study.wall_s / 60:.0f} min from first start to last finish.", ""]
+    pats = study.patterns()
+    lines += ["### Quality per recipe and pattern (mean ± std over seeds, n)", "",
+              "| recipe | " + " | ".join(str(p) for p in pats) + " |", "|---|" + "---|" * len(pats)]
+    for label in study.labels():
+        row = []
+        for p in pats:
+            cell = study.cells.get((label, p)) or (study.cells.get((label, NM(1, 1))) if label == "dense" else None)
+            row.append(summary(cell.values).text(3) if cell and cell.runs else "—")
+        lines.append(f"| {label} | " + " | ".join(row) + " |")
+    lines += ["", f"### Difference to {study.reference} (Welch {round(study.comparisons[0].difference.confidence * 100) if study.comparisons else 95}% "
+              f"interval; Holm-corrected over {len(study.comparisons)} comparisons, alpha {study.alpha})", "",
+              f"| recipe | pattern | mean − {study.reference} | 95% interval | p | p (Holm) | verdict |",
+              "|---|---|---|---|---|---|---|"]
+    for c in study.comparisons:
+        d = c.difference
+        lines.append(f"| {c.label} | {c.pattern} | {d.diff:+.3f} | [{d.low:+.3f}, {d.high:+.3f}] | "
+                     f"{d.p_value:.3g} | {c.p_holm:.3g} | {c.verdict} |")
+    lines += ["", f"### Iso-FLOPs: training FLOPs to reach {study.reference}'s mean final value (seed-mean curve)", "",
+              f"| pattern | target | recipe | FLOPs to target | ratio to {study.reference} | run's total FLOPs |",
+              "|---|---|---|---|---|---|"]
+    for it in study.iso:
+        ratio = "—" if it.ratio is None else f"{it.ratio:.2f}"
+        lines.append(f"| {it.pattern} | {it.target:.3f} | {it.label} | {_fmt_flops(it.flops_to_target)} | {ratio} | "
+                     f"{_fmt_flops(it.total_flops)} |")
+    lines += ["", "### Gradient noise (sparsified layers; mean over layers and windows, then ± std over seeds)", "",
+              "| recipe | pattern | " + " | ".join(NOISE_KEYS) + " |", "|---|---|" + "---|" * len(NOISE_KEYS)]
+    for (label, p), per in study.noise.items():
+        if not per:
+            continue
+        lines.append(f"| {label} | {p} | " + " | ".join(
+            f"{per[k].mean:.3g} ± {per[k].std:.2g}" if k in per else "—" for k in NOISE_KEYS) + " |")
+    return "\n".join(lines) + "\n"
+
+
+# --------------------------------------------------------------------------------- figures
+def figures(study: Study) -> list[tuple[str, Any]]:
+    """(name, plotly figure): quality per cell, difference to the reference, validation vs FLOPs,
+    gradient variance over training."""
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    import plotly.express as px
+
+    m = study.metric
+    pats = study.patterns()
+    labels = [l for l in study.labels() if l != "dense"]
+    palette = px.colors.qualitative.Alphabet  # 26 distinct colours
+    color = {label: palette[i % len(palette)] for i, label in enumerate(study.labels())}  # same in every panel
+    out = []
+    fig = go.Figure()
+    for p in pats:
+        xs, ys, es = [], [], []
+        for label in labels:
+            cell = study.cells.get((label, p))
+            if cell and cell.runs:
+                s = summary(cell.values)
+                xs.append(label), ys.append(s.mean), es.append(s.std)
+        fig.add_trace(go.Scatter(x=xs, y=ys, error_y=dict(type="data", array=es), mode="markers", name=str(p),
+                                 marker=dict(size=9)))
+    dense = study.cells.get(("dense", NM(1, 1)))
+    if dense and dense.runs:
+        fig.add_hline(y=summary(dense.values).mean, line_dash="dot", annotation_text="dense")
+    fig.update_layout(title=f"Final validation {m.label} per recipe (mean ± std over seeds)",
+                      yaxis_title=m.axis_label, height=480)
+    out.append(("quality", fig))
+
+    fig = go.Figure()
+    for p in pats:
+        cs = [c for c in study.comparisons if c.pattern == p]
+        fig.add_trace(go.Scatter(
+            x=[c.difference.diff for c in cs], y=[c.label for c in cs], mode="markers", name=str(p),
+            error_x=dict(type="data", symmetric=False, array=[c.difference.high - c.difference.diff for c in cs],
+                         arrayminus=[c.difference.diff - c.difference.low for c in cs]), marker=dict(size=9)))
+    fig.add_vline(x=0.0, line_dash="dot")
+    fig.update_layout(title=f"Difference to {study.reference} with Welch 95% interval "
+                            f"({'negative' if not m.higher_is_better else 'positive'} is better)",
+                      xaxis_title=f"{m.label} − {study.reference} ({m.unit})", height=560)
+    out.append(("difference", fig))
+
+    fig = make_subplots(rows=1, cols=len(pats), subplot_titles=[str(p) for p in pats], shared_yaxes=True)
+    for j, p in enumerate(pats, start=1):
+        for (label, cp), (xs, ys) in study.curves.items():
+            if cp == p or (label == "dense" and cp.is_dense):
+                fig.add_trace(go.Scatter(x=[x / 1e9 for x in xs], y=ys, mode="lines+markers", name=label,
+                                         legendgroup=label, showlegend=j == 1, line=dict(color=color[label])),
+                              row=1, col=j)
+        ref = study.cells.get((study.reference, p))
+        if ref and ref.runs:
+            fig.add_hline(y=summary(ref.values).mean, line_dash="dot", row=1, col=j)
+        fig.update_xaxes(title_text="cumulative training GFLOP", row=1, col=j)
+    fig.update_yaxes(title_text=f"validation {m.label} ({m.unit})", row=1, col=1)
+    fig.update_layout(title=f"Iso-FLOPs: seed-mean validation {m.label} vs training FLOPs "
+                            f"(dotted: {study.reference}'s final mean)", height=520)
+    out.append(("iso_flops", fig))
+
+    fig = make_subplots(rows=1, cols=len(pats), subplot_titles=[str(p) for p in pats], shared_yaxes=True)
+    for j, p in enumerate(pats, start=1):
+        for (label, cp), per in study.noise_curves.items():
+            if "grad_var" in per and (cp == p or (label == "dense" and cp.is_dense)):
+                steps, vals = per["grad_var"]
+                fig.add_trace(go.Scatter(x=steps, y=vals, mode="lines+markers", name=label, legendgroup=label,
+                                         showlegend=j == 1, line=dict(color=color[label])), row=1, col=j)
+        fig.update_xaxes(title_text="training step", row=1, col=j)
+    fig.update_yaxes(title_text="gradient variance per weight", type="log", row=1, col=1)
+    fig.update_yaxes(type="log")
+    fig.update_layout(title="Gradient noise over training (sparsified layers, mean over layers and seeds)", height=520)
+    out.append(("grad_noise", fig))
+    return out
+
+
+def write(study: Study, out: Path) -> list[Path]:
+    """``out/study_tables.md`` (the tables) and ``out/<figure>.png`` per figure (plotly's static
+    export through kaleido, which drives an installed Chrome/Chromium)."""
+    import plotly.io as pio
+
+    from ..core.files import atomic_write
+
+    out.mkdir(parents=True, exist_ok=True)
+    md = out / "study_tables.md"
+    atomic_write(md, markdown(study))
+    figs = figures(study)
+    paths = [out / f"{name}.png" for name, _ in figs]
+    try:  # one batch: kaleido starts its browser once
+        pio.write_images([f for _, f in figs], paths, width=1300, height=[f.layout.height for _, f in figs], scale=1.5)
+    except (ImportError, ValueError, RuntimeError) as exc:
+        print(f"pgf-sim: figures skipped ({type(exc).__name__}: {str(exc).splitlines()[0]}); they need "
+              "kaleido and Chrome/Chromium (`apt-get install chromium`)")
+        return [md]
+    return [md, *paths]

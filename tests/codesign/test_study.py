@@ -1,0 +1,82 @@
+"""The seed-study analysis on a real result database filled with fixed numbers, against hand values."""
+from pathlib import Path
+
+import pytest
+
+from pgf_sim.codesign.stats import holm, welch
+from pgf_sim.codesign.study import analyse, flops_to_reach, markdown
+from pgf_sim.core import NM, PgfSimError, load_yaml
+from pgf_sim.core.metric import get_metric
+from pgf_sim.store import PointRow, ResultStore
+
+BASE = load_yaml(Path(__file__).parents[2] / "training" / "charlm_shakespeare.yaml")
+# final validation bpc per seed; the curve of every run: evaluations at steps 10 and 20
+FINAL = {("sr-ste", "1:16"): [3.0, 3.2, 3.1], ("mdgf", "1:16"): [2.8, 2.9, 2.85], ("dense", "1:1"): [2.5, 2.6, 2.55],
+         ("ste", "1:16"): [3.1, 3.0, 3.3]}
+FLOPS = {"sr-ste": 100.0, "mdgf": 160.0, "dense": 200.0, "ste": 100.0}  # cumulative at step 20
+
+
+def _fill(path: Path) -> ResultStore:
+    store = ResultStore(path)
+    store.record_sweep("s", "b8_fp16", [("a100_80gb", "a100_80gb")], {"name": "s"})
+    points = []
+    for (label, pat), finals in FINAL.items():
+        for seed, final in enumerate(finals):
+            run_id = f"{label}-{pat}-{seed}"
+            config = {**BASE, "recipe": {"name": label, "pattern": pat}, "seed": seed}
+            store.start_run(run_id, name="charlm", config=config, recipe=label, pattern=pat, seed=seed)
+            # at step 10: final + 0.4 after half the FLOPs
+            store.add_metrics(run_id, [(10, "val_bpc", final + 0.4), (10, "train_flops", FLOPS[label] / 2),
+                                       (20, "val_bpc", final), (20, "train_flops", FLOPS[label])])
+            # gradient variance of two layers at two windows: 1 and 3 (mean 2) at step 10, 5 and 7 at 20
+            store.add_diagnostics(run_id, [(10, "fc1", "grad_var", 1.0 + seed), (10, "fc2", "grad_var", 3.0 + seed),
+                                           (20, "fc1", "grad_var", 5.0 + seed), (20, "fc2", "grad_var", 7.0 + seed)])
+            store.finish_run(run_id, final_step=20, final_accuracy=final, train_flops={"forward": FLOPS[label]})
+            points.append(PointRow(run_id, label, NM.parse(pat), seed, "", {}))
+    store.record_points("s", points)
+    return store
+
+
+def test_study_tables_by_hand(tmp_path):
+    study = analyse(_fill(tmp_path / "s.sqlite"))
+    assert study.metric.name == "bpc" and study.patterns() == [NM(1, 16)]
+    cells = {c.label: c for c in study.comparisons}
+    assert set(cells) == {"mdgf", "dense", "ste"}
+    # mdgf - sr-ste: means 2.85 - 3.1 = -0.25; Welch by the helper tested on its own
+    d = cells["mdgf"].difference
+    assert d.diff == pytest.approx(-0.25)
+    assert (d.low, d.high) == pytest.approx(
+        (welch(FINAL[("mdgf", "1:16")], FINAL[("sr-ste", "1:16")]).low, welch(FINAL[("mdgf", "1:16")], FINAL[("sr-ste", "1:16")]).high))
+    raw = [c.difference.p_value for c in study.comparisons]
+    assert [c.p_holm for c in study.comparisons] == pytest.approx(holm(raw))
+    assert cells["ste"].verdict == "undecided"  # 3.133 vs 3.1 with std 0.15
+    assert cells["dense"].verdict == "better" and cells["dense"].difference.diff == pytest.approx(-0.55)
+    # iso-FLOPs: target 3.1 (sr-ste's mean). mdgf's mean curve 3.25 at 80, 2.85 at 160: reaches 3.1
+    # at 80 + (3.1 - 3.25) / (2.85 - 3.25) * 80 = 110; sr-ste's own curve reaches it at 100.
+    iso = {i.label: i for i in study.iso}
+    assert iso["mdgf"].flops_to_target == pytest.approx(110.0) and iso["mdgf"].ratio == pytest.approx(1.1)
+    assert iso["sr-ste"].flops_to_target == pytest.approx(100.0)
+    assert iso["ste"].flops_to_target is None  # 3.133 at the end: never reaches 3.1
+    # noise: per run, mean over layers and windows = (1+3+5+7)/4 + seed = 4 + seed -> 5 +- 1 over seeds
+    noise = study.noise[("mdgf", NM(1, 16))]["grad_var"]
+    assert (noise.mean, noise.std, noise.n) == pytest.approx((5.0, 1.0, 3))
+    assert study.noise_curves[("mdgf", NM(1, 16))]["grad_var"] == ([10, 20], [pytest.approx(3.0), pytest.approx(7.0)])
+    text = markdown(study)
+    assert "| mdgf | 2.850 ± 0.050 (n=3) |" in text and "| dense | 1:16 | -0.550 |" in text
+    assert "| 1:16 | 3.100 | mdgf | 1.1e-07 GFLOP | 1.10 |" in text
+
+
+def test_flops_to_reach_interpolates_and_respects_direction():
+    bpc, acc = get_metric("bpc"), get_metric("accuracy")
+    assert flops_to_reach([1, 2, 3], [4.0, 3.0, 2.0], 2.5, bpc) == pytest.approx(2.5)
+    assert flops_to_reach([1, 2, 3], [4.0, 3.0, 2.0], 4.5, bpc) == 1.0  # already there at the first point
+    assert flops_to_reach([1, 2], [0.5, 0.7], 0.65, acc) == pytest.approx(1.75)
+    assert flops_to_reach([1, 2], [0.5, 0.7], 0.9, acc) is None
+
+
+def test_study_errors_name_the_problem(tmp_path):
+    store = _fill(tmp_path / "s.sqlite")
+    with pytest.raises(PgfSimError, match="no sweep 'x'"):
+        analyse(store, "x")
+    with pytest.raises(PgfSimError, match="reference recipe 'step'"):
+        analyse(store, reference="step")
