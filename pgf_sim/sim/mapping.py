@@ -1,6 +1,6 @@
 """Which N:M pattern the hardware actually executes for a layer's weight pattern.
 
-Rule (issue 3): a layer runs at the rate of the *best* native hardware pattern it complies with
+Rule: a layer runs at the rate of the *best* native hardware pattern it complies with
 (``NM.complies_with``: every tensor with the layer's pattern is also a valid layout of the
 hardware pattern, e.g. 1:8 is a valid 2:4 layout, so an A100 runs a 1:8 layer at its 2:4
 rate). Best = fewest executed MACs (lowest density), ties broken by smaller storage. When no

@@ -86,6 +86,14 @@ def make_optimizer(model: torch.nn.Module, *, lr: float, weight_decay: float, to
     return opt, torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, total, warmup))
 
 
+
+def optimizer_for(model: torch.nn.Module, cfg: ExperimentConfig, total: int):
+    """An experiment's optimizer and LR schedule over ``total`` steps: AdamW, or for STEP (a recipe
+    with ``frozen_variance``) the AdamW whose second moment freezes after the dense phase."""
+    freeze = phases(cfg.recipe, total).dense_end if cfg.recipe.spec.frozen_variance else None
+    return make_optimizer(model, lr=cfg.schedule.lr, weight_decay=cfg.schedule.weight_decay, total=total,
+                          warmup=int(cfg.schedule.warmup_fraction * total), freeze_after=freeze)
+
 @dataclass(frozen=True)
 class StepStats:
     """One completed optimiser step: its 0-based index, the (all-reduced) loss and gradient norm
@@ -274,10 +282,7 @@ def _train_locked(cfg: ExperimentConfig, ctx: Any, device: torch.device, run_id:
                           run_dir, existing.final_step, flops, model)
 
     net = dist.wrap(model, ctx, device)
-    opt, sched = make_optimizer(model, lr=cfg.schedule.lr, weight_decay=cfg.schedule.weight_decay, total=total,
-                                warmup=int(cfg.schedule.warmup_fraction * total),
-                                freeze_after=(phases(cfg.recipe, total).dense_end if cfg.recipe.spec.frozen_variance
-                                              else None))
+    opt, sched = optimizer_for(model, cfg, total)
 
     done = 0
     if ckpt_path.is_file():

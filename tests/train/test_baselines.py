@@ -208,13 +208,13 @@ def test_trainer_uses_the_frozen_optimizer_for_step_only():
 
     from pgf_sim.core import load_yaml
     from pgf_sim.train.experiment import experiment_from_dict
-    from pgf_sim.train.trainer import _optimizer
+    from pgf_sim.train.trainer import optimizer_for
 
     base = load_yaml(Path(__file__).parents[2] / "training" / "charlm_shakespeare.yaml")
     model = nn.Linear(4, 2)
     for name, cls, freeze in (("step", FrozenVarianceAdamW, 10), ("sr-ste", torch.optim.AdamW, None)):
         cfg = experiment_from_dict({**base, "recipe": {"name": name, "pattern": "1:16"}})
-        opt = _optimizer(model, cfg, 100)
+        opt, _ = optimizer_for(model, cfg, 100)
         assert type(opt) is cls
         if freeze is not None:
             assert {g["freeze_after"] for g in opt.param_groups} == {freeze}
