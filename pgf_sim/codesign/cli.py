@@ -308,11 +308,12 @@ def _default_picks(table, args, cost=None):
     from .views import make_picks
 
     limits = _limits(args, table.metric)
+    store = _existing_store(args)
     if limits.explicit:
-        return make_picks(table, None, limits, cost=cost, store=_existing_store(args))
+        return make_picks(table, None, limits, cost=cost, store=store)
     picks, errors = [], []
     for objective in ("latency_s", "energy_j"):
-        p, e = make_picks(table, None, limits, objective=objective, cost=cost, store=_existing_store(args))
+        p, e = make_picks(table, None, limits, objective=objective, cost=cost, store=store)
         picks += p
         errors += e
     return picks, errors
