@@ -111,6 +111,8 @@ class ReportData:
       shown beside each pick (reported only; picks are made on validation).
     - ``cost_views``: ``CostSection``s; when given, picks, fronts and breakdowns come from them
       instead of the fields above.
+    - ``study``: the ``study.Study`` of a sweep with several seeds per cell (verdicts against
+      SR-STE, Welch intervals, iso-FLOPs, gradient noise; ``report_study``), shown after the answer.
     """
 
     title: str = "pgf_sim co-design report"
@@ -129,6 +131,7 @@ class ReportData:
     metric: MetricInfo = field(default_factory=MetricInfo)
     dse_note: str = ""
     test_results: Mapping[str, tuple[float, float, int]] = field(default_factory=dict)
+    study: Any = None  # study.Study of a seed sweep: its section follows the answer
 
 
 def write_report(path: str | Path, data: ReportData, *, figure_files: bool = False) -> Path:
@@ -180,8 +183,12 @@ def render_html(data: ReportData, figs: "_Figures | None" = None) -> str:
         style.register(list(_table(v)))
     body: list[str] = [f"<h1>{_e(data.title)}</h1>"]
     body += _answer(views, data.metric, data.test_results)
-    body.append(_toc(views))
+    body.append(_toc(views, study=data.study is not None))
     body += [f"<p class='note'>{_e(n)}</p>" for n in data.notes]
+    if data.study is not None:
+        from .report_study import study_section
+
+        body += study_section(data.study, figs.add, _html_table)
     for i, view in enumerate(views):
         section = _cost_section(view, figs, data.noise, data.metric, style, index=i)
         flat = is_flat(view) if view.kind == "trained" and i > 0 else None
@@ -331,9 +338,10 @@ def _density_of(table: ResultTable, text: str) -> float:
     return next((getattr(c.pattern, "density", 0.0) for c in table if c.pattern_text == text), 0.0)
 
 
-def _toc(views: Sequence[CostSection]) -> str:
+def _toc(views: Sequence[CostSection], *, study: bool = False) -> str:
     """One line of links to the sections below the answer."""
-    links = [f"<a href='#view{i}'>{_e(v.title.removeprefix('Cost model: ') or 'Pareto fronts')}</a>"
+    links = ["<a href='#study'>recipe comparison over seeds</a>"] if study else []
+    links += [f"<a href='#view{i}'>{_e(v.title.removeprefix('Cost model: ') or 'Pareto fronts')}</a>"
              for i, v in enumerate(views)]
     links += ["<a href='#training'>training curves</a>", "<a href='#noise'>gradient noise</a>",
               "<a href='#dse'>design space</a>"]

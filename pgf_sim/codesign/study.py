@@ -231,46 +231,99 @@ def _fmt_flops(x: float | None) -> str:
     return "not reached" if x is None else f"{x / 1e9:.3g} GFLOP"
 
 
-def markdown(study: Study) -> str:
-    """The study's tables as Markdown."""
+def _cell(study: Study, label: str, pattern: NM) -> Cell | None:
+    """The cell of ``label`` at ``pattern``; the dense baseline's one cell stands in at every pattern."""
+    cell = study.cells.get((label, pattern))
+    if cell is None and label == "dense":
+        cell = study.cells.get((label, NM(1, 1)))
+    return cell
+
+
+def quality_rows(study: Study) -> list[dict[str, str]]:
+    """Per recipe label: mean ± std (n) of the final metric at every pattern ("—": no finished run)."""
+    rows = []
+    for label in study.labels():
+        row = {"recipe": label}
+        for p in study.patterns():
+            cell = _cell(study, label, p)
+            row[str(p)] = summary(cell.values).text(3) if cell and cell.runs else "—"
+        rows.append(row)
+    return rows
+
+
+def comparison_rows(study: Study) -> list[dict[str, str]]:
+    """Per comparison with the reference: difference, Welch interval, raw and Holm p, verdict."""
+    ref = study.reference
+    return [{"recipe": c.label, "pattern": str(c.pattern), f"mean − {ref}": f"{c.difference.diff:+.3f}",
+             f"{_confidence(study)}% interval": f"[{c.difference.low:+.3f}, {c.difference.high:+.3f}]",
+             "p": f"{c.difference.p_value:.3g}", "p (Holm)": f"{c.p_holm:.3g}", "verdict": c.verdict}
+            for c in study.comparisons]
+
+
+def iso_rows(study: Study) -> list[dict[str, str]]:
+    """Per pattern and recipe: training FLOPs to reach the reference's mean final value."""
+    ref = study.reference
+    return [{"pattern": str(it.pattern), "target": f"{it.target:.3f}", "recipe": it.label,
+             "FLOPs to target": _fmt_flops(it.flops_to_target),
+             f"ratio to {ref}": "—" if it.ratio is None else f"{it.ratio:.2f}",
+             "run's total FLOPs": _fmt_flops(it.total_flops)} for it in study.iso]
+
+
+def noise_rows(study: Study) -> list[dict[str, str]]:
+    """Per cell with diagnostics: each noise statistic, mean ± std over seeds."""
+    return [{"recipe": label, "pattern": str(p),
+             **{k: f"{per[k].mean:.3g} ± {per[k].std:.2g}" if k in per else "—" for k in NOISE_KEYS}}
+            for (label, p), per in study.noise.items() if per]
+
+
+def _confidence(study: Study) -> int:
+    return round(study.comparisons[0].difference.confidence * 100) if study.comparisons else 95
+
+
+def caption(study: Study) -> str:
+    """One sentence: what the study holds (runs, wall time, metric and its direction)."""
     m = study.metric
     better = "higher" if m.higher_is_better else "lower"
-    lines = [f"Sweep `{study.sweep}`: validation {m.label} ({m.unit}, {better} is better), "
-             f"{sum(len(c.runs) for c in study.cells.values())} finished runs"
-             + (f", {study.unfinished} not finished" if study.unfinished else "")
-             + f", wall time {study.wall_s / 60:.0f} min from first start to last finish.", ""]
-    pats = study.patterns()
-    lines += ["### Quality per recipe and pattern (mean ± std over seeds, n)", "",
-              "| recipe | " + " | ".join(str(p) for p in pats) + " |", "|---|" + "---|" * len(pats)]
-    for label in study.labels():
-        row = []
-        for p in pats:
-            cell = study.cells.get((label, p)) or (study.cells.get((label, NM(1, 1))) if label == "dense" else None)
-            row.append(summary(cell.values).text(3) if cell and cell.runs else "—")
-        lines.append(f"| {label} | " + " | ".join(row) + " |")
-    lines += ["", f"### Difference to {study.reference} (Welch {round(study.comparisons[0].difference.confidence * 100) if study.comparisons else 95}% "
-              f"interval; Holm-corrected over {len(study.comparisons)} comparisons, alpha {study.alpha})", "",
-              f"| recipe | pattern | mean − {study.reference} | 95% interval | p | p (Holm) | verdict |",
-              "|---|---|---|---|---|---|---|"]
+    return (f"Sweep `{study.sweep}`: validation {m.label} ({m.unit}, {better} is better), "
+            f"{sum(len(c.runs) for c in study.cells.values())} finished runs"
+            + (f", {study.unfinished} not finished" if study.unfinished else "")
+            + f", wall time {study.wall_s / 60:.0f} min from first start to last finish.")
+
+
+def verdicts(study: Study) -> dict[str, list[str]]:
+    """``better`` / ``worse`` / ``undecided`` -> the "recipe pattern" comparisons with that verdict."""
+    out: dict[str, list[str]] = {"better": [], "worse": [], "undecided": []}
     for c in study.comparisons:
-        d = c.difference
-        lines.append(f"| {c.label} | {c.pattern} | {d.diff:+.3f} | [{d.low:+.3f}, {d.high:+.3f}] | "
-                     f"{d.p_value:.3g} | {c.p_holm:.3g} | {c.verdict} |")
-    lines += ["", f"### Iso-FLOPs: training FLOPs to reach {study.reference}'s mean final value (seed-mean curve)", "",
-              f"| pattern | target | recipe | FLOPs to target | ratio to {study.reference} | run's total FLOPs |",
-              "|---|---|---|---|---|---|"]
-    for it in study.iso:
-        ratio = "—" if it.ratio is None else f"{it.ratio:.2f}"
-        lines.append(f"| {it.pattern} | {it.target:.3f} | {it.label} | {_fmt_flops(it.flops_to_target)} | {ratio} | "
-                     f"{_fmt_flops(it.total_flops)} |")
-    lines += ["", "### Gradient noise (sparsified layers; mean over layers and windows, then ± std over seeds)", "",
-              "| recipe | pattern | " + " | ".join(NOISE_KEYS) + " |", "|---|---|" + "---|" * len(NOISE_KEYS)]
-    for (label, p), per in study.noise.items():
-        if not per:
-            continue
-        lines.append(f"| {label} | {p} | " + " | ".join(
-            f"{per[k].mean:.3g} ± {per[k].std:.2g}" if k in per else "—" for k in NOISE_KEYS) + " |")
-    return "\n".join(lines) + "\n"
+        out[c.verdict].append(f"{c.label} {c.pattern}")
+    return out
+
+
+def headings(study: Study) -> dict[str, str]:
+    """The titles of the four tables (shared by the Markdown and the HTML report)."""
+    ref = study.reference
+    return {"quality": "Quality per recipe and pattern (mean ± std over seeds, n)",
+            "difference": (f"Difference to {ref} (Welch {_confidence(study)}% interval; Holm-corrected over "
+                           f"{len(study.comparisons)} comparisons, alpha {study.alpha})"),
+            "iso": f"Iso-FLOPs: training FLOPs to reach {ref}'s mean final value (seed-mean curve)",
+            "noise": "Gradient noise (sparsified layers; mean over layers and windows, then ± std over seeds)"}
+
+
+def _md_table(rows: Sequence[dict[str, str]]) -> list[str]:
+    if not rows:
+        return ["(none)"]
+    keys = list(rows[0])
+    return (["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
+            + ["| " + " | ".join(r[k] for k in keys) + " |" for r in rows])
+
+
+def markdown(study: Study) -> str:
+    """The study's tables as Markdown."""
+    head = headings(study)
+    lines = [caption(study), ""]
+    for key, rows in (("quality", quality_rows(study)), ("difference", comparison_rows(study)),
+                      ("iso", iso_rows(study)), ("noise", noise_rows(study))):
+        lines += [f"### {head[key]}", "", *_md_table(rows), ""]
+    return "\n".join(lines[:-1]) + "\n"
 
 
 # --------------------------------------------------------------------------------- figures

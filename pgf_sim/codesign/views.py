@@ -277,12 +277,31 @@ def build_report_data(db: Any, sweep: str, views: Sequence[CostViewData], patter
                   f"masks, seed 0); a deployment-scale answer comes from `pgf-sim dse --model {_deploy_model(info)} "
                   "...`, and they can differ because the small trained model does not load the hardware."
                   if pattern_gains else ""),
-        meta=meta,
+        meta=meta, study=_seed_study(store, info.sweep),
         notes=[f"Quality is the {task.axis_label} of the final (masked) trained model "
                "on the validation split, mean ± std over seeds (picks are made on it; test numbers are reported beside "
                "the picks). "
                + " ".join(v.cost.note for v in views)],
     )
+
+
+def _seed_study(store: Any, sweep: str):
+    """The seed-study analysis (``study.analyse``) of a sweep with an SR-STE cell and at least two
+    finished seeds in some cell, else None (a one-seed sweep has no spread to compare)."""
+    from .study import analyse
+
+    study = analyse(store, sweep) if _has_study(store, sweep) else None
+    return study if study is not None and study.comparisons else None
+
+
+def _has_study(store: Any, sweep: str) -> bool:
+    per_cell: dict[tuple[str, str], int] = {}
+    for pt in store.sweep_points(sweep):
+        run = store.get_run(pt.run_id)
+        if run is not None and run.status == "finished" and run.final_accuracy is not None:
+            key = (pt.recipe, str(pt.pattern))
+            per_cell[key] = per_cell.get(key, 0) + 1
+    return any(label == "sr-ste" for label, _ in per_cell) and max(per_cell.values(), default=0) >= 2
 
 
 def _deploy_model(info: Any) -> str:

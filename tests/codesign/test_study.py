@@ -16,12 +16,12 @@ FINAL = {("sr-ste", "1:16"): [3.0, 3.2, 3.1], ("mdgf", "1:16"): [2.8, 2.9, 2.85]
 FLOPS = {"sr-ste": 100.0, "mdgf": 160.0, "dense": 200.0, "ste": 100.0}  # cumulative at step 20
 
 
-def _fill(path: Path) -> ResultStore:
+def _fill(path: Path, seeds: int = 3) -> ResultStore:
     store = ResultStore(path)
     store.record_sweep("s", "b8_fp16", [("a100_80gb", "a100_80gb")], {"name": "s"})
     points = []
     for (label, pat), finals in FINAL.items():
-        for seed, final in enumerate(finals):
+        for seed, final in enumerate(finals[:seeds]):
             run_id = f"{label}-{pat}-{seed}"
             config = {**BASE, "recipe": {"name": label, "pattern": pat}, "seed": seed}
             store.start_run(run_id, name="charlm", config=config, recipe=label, pattern=pat, seed=seed)
@@ -80,3 +80,35 @@ def test_study_errors_name_the_problem(tmp_path):
         analyse(store, "x")
     with pytest.raises(PgfSimError, match="reference recipe 'step'"):
         analyse(store, reference="step")
+
+
+def test_report_of_a_seed_study_shows_the_verdicts_tables_and_figures(tmp_path):
+    from pgf_sim.codesign.report import ReportData, _Figures, render_html
+
+    study = analyse(_fill(tmp_path / "s.sqlite"))
+    figs = _Figures()
+    page = render_html(ReportData(study=study), figs)
+    section = page[page.index("<section id='study'>"):]
+    section = section[:section.index("</section>")]
+    # the verdict line: dense beats sr-ste at 1:16 after Holm (raw p 0.0037, x3 comparisons = 0.011), mdgf and ste do not
+    verdict = section[:section.index("</p>")]
+    assert "<b>better</b>: dense 1:16; <b>worse</b>: none; 2 undecided" in verdict
+    # the same numbers as the Markdown tables, as HTML cells
+    assert "<td>mdgf</td><td>2.850 ± 0.050 (n=3)</td>" in section
+    assert "<td>dense</td><td>1:16</td><td>-0.550</td>" in section
+    assert "<td>1:16</td><td>3.100</td><td>mdgf</td><td>1.1e-07 GFLOP</td><td>1.10</td>" in section
+    assert [name for name, _ in figs.items if name.startswith("study_")] == [
+        "study_quality", "study_difference", "study_iso_flops", "study_grad_noise"]
+    assert "href='#study'" in page  # linked from the line under the answer
+    assert "<details><summary>Only" not in section  # 3 seeds: shown open
+
+
+def test_report_study_folds_with_two_seeds_and_build_report_data_skips_one_seed(tmp_path):
+    from pgf_sim.codesign.report import ReportData, render_html
+    from pgf_sim.codesign.views import _seed_study
+
+    two = _fill(tmp_path / "two.sqlite", seeds=2)
+    page = render_html(ReportData(study=_seed_study(two, "s")))
+    assert "<details><summary>Only 2 seeds per cell: intervals are wide." in page
+    assert _seed_study(_fill(tmp_path / "one.sqlite", seeds=1), "s") is None  # no spread: no section
+    assert "id='study'" not in render_html(ReportData())
