@@ -2,16 +2,16 @@
 (``study.py``), shown in the HTML page of a sweep with several seeds per cell.
 
 It opens with the verdicts against the reference recipe (which comparisons hold after Holm's
-correction, which are undecided), then the four tables (quality per cell, differences with
-Welch intervals, iso-FLOPs, gradient noise) and the four figures of ``study.figures``.
+correction, which are undecided), then the tables (quality per cell, differences with
+Welch intervals, iso-FLOPs, gradient noise by pattern and in full) and the four figures of ``study.figures``.
 """
 from __future__ import annotations
 
 import html
 from typing import Any, Callable, Mapping, Sequence
 
-from .study import (Study, caption, comparison_rows, figures, headings, iso_rows, noise_rows, quality_rows,
-                    verdicts)
+from .study import (Study, caption, comparison_rows, figures, headings, iso_rows, noise_rows, noise_trend_rows,
+                    quality_rows, verdicts)
 
 SECTION_ID = "study"
 #: With fewer seeds than this in its best-covered cell the section is folded: two seeds give an
@@ -56,6 +56,9 @@ def study_section(study: Study, add_figure: Callable[[Any, str], str],
             "point on a longer run, not the result of a shorter one.</p>",
             html_table(iso_rows(study)), add_figure(figs["iso_flops"], "study_iso_flops")]
     noise = noise_rows(study)
+    trend = noise_trend_rows(study)
+    if trend:
+        out += [f"<h3>{e(head['trend'])}</h3>", html_table(trend)]
     out += [f"<details><summary><b>{e(head['noise'])}</b> (click to show)</summary>",
             html_table(noise) if noise else "<p class='empty'>no gradient-noise diagnostics</p>",
             add_figure(figs["grad_noise"], "study_grad_noise") if noise else "", "</details>"]

@@ -276,6 +276,22 @@ def noise_rows(study: Study) -> list[dict[str, str]]:
             for (label, p), per in study.noise.items() if per]
 
 
+def noise_trend_rows(study: Study, key: str = "grad_var_kept") -> list[dict[str, str]]:
+    """Per recipe label: one noise statistic (mean over seeds) at every pattern, densest first, so
+    a row reads as "how the gradient noise changes with sparsity" (dense: its one value)."""
+    rows = []
+    for label in study.labels():
+        row, seen = {"recipe": label}, False
+        for p in study.patterns():
+            cell = _cell(study, label, p)
+            per = study.noise.get((cell.label, cell.pattern), {}) if cell else {}
+            row[str(p)] = f"{per[key].mean:.3g}" if key in per else "—"
+            seen = seen or key in per
+        if seen:
+            rows.append(row)
+    return rows
+
+
 def _confidence(study: Study) -> int:
     return round(study.comparisons[0].difference.confidence * 100) if study.comparisons else 95
 
@@ -305,7 +321,9 @@ def headings(study: Study) -> dict[str, str]:
             "difference": (f"Difference to {ref} (Welch {_confidence(study)}% interval; Holm-corrected over "
                            f"{len(study.comparisons)} comparisons, alpha {study.alpha})"),
             "iso": f"Iso-FLOPs: training FLOPs to reach {ref}'s mean final value (seed-mean curve)",
-            "noise": "Gradient noise (sparsified layers; mean over layers and windows, then ± std over seeds)"}
+            "noise": "Gradient noise (sparsified layers; mean over layers and windows, then ± std over seeds)",
+            "trend": ("Gradient variance of the kept weights by pattern (grad_var_kept, mean over seeds): "
+                      "does it grow with sparsity?")}
 
 
 def _md_table(rows: Sequence[dict[str, str]]) -> list[str]:
@@ -321,7 +339,7 @@ def markdown(study: Study) -> str:
     head = headings(study)
     lines = [caption(study), ""]
     for key, rows in (("quality", quality_rows(study)), ("difference", comparison_rows(study)),
-                      ("iso", iso_rows(study)), ("noise", noise_rows(study))):
+                      ("iso", iso_rows(study)), ("trend", noise_trend_rows(study)), ("noise", noise_rows(study))):
         lines += [f"### {head[key]}", "", *_md_table(rows), ""]
     return "\n".join(lines[:-1]) + "\n"
 

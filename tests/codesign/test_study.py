@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 
 from pgf_sim.codesign.stats import holm, welch
-from pgf_sim.codesign.study import analyse, flops_to_reach, markdown
+from pgf_sim.codesign.study import analyse, flops_to_reach, markdown, noise_trend_rows
 from pgf_sim.core import NM, PgfSimError, load_yaml
 from pgf_sim.core.metric import get_metric
 from pgf_sim.store import PointRow, ResultStore
@@ -61,6 +61,10 @@ def test_study_tables_by_hand(tmp_path):
     noise = study.noise[("mdgf", NM(1, 16))]["grad_var"]
     assert (noise.mean, noise.std, noise.n) == pytest.approx((5.0, 1.0, 3))
     assert study.noise_curves[("mdgf", NM(1, 16))]["grad_var"] == ([10, 20], [pytest.approx(3.0), pytest.approx(7.0)])
+    # the trend table: one row per recipe, one column per pattern; dense's one cell stands at 1:16
+    trend = {r["recipe"]: r for r in noise_trend_rows(study, "grad_var")}
+    assert trend["mdgf"] == {"recipe": "mdgf", "1:16": "5"} and trend["dense"]["1:16"] == "5"
+    assert noise_trend_rows(study) == []  # no grad_var_kept was logged: no empty table
     text = markdown(study)
     assert "| mdgf | 2.850 ± 0.050 (n=3) |" in text and "| dense | 1:16 | -0.550 |" in text
     assert "| 1:16 | 3.100 | mdgf | 1.1e-07 GFLOP | 1.10 |" in text
