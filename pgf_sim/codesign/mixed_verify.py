@@ -132,7 +132,7 @@ class MixedResult:
 
     def format(self) -> str:
         s, pats, q = self.sensitivity, self.sensitivity.patterns, self.quality
-        unit = "us" if self.metric == "latency_s" else "uJ"
+        unit = "µs" if self.metric == "latency_s" else "µJ"
         if q.higher_is_better:
             calib = (f"calibration: {s.n_calib} training targets, {s.base_errors} errors at the start; budget "
                      f"{q.fmt_delta(self.budget)} = {self.budget_errors} extra errors")

@@ -12,11 +12,11 @@ import math
 from typing import Any, Iterable, Sequence
 
 _PREFIXES = ((1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k"), (1.0, ""))
-_SMALL = ((1.0, ""), (1e-3, "m"), (1e-6, "u"), (1e-9, "n"), (1e-12, "p"))
+_SMALL = ((1.0, ""), (1e-3, "m"), (1e-6, "µ"), (1e-9, "n"), (1e-12, "p"))
 
 
 def si(value: float, unit: str = "") -> str:
-    """``1.5e9, "FLOP"`` -> ``1.50 GFLOP``; ``2.3e-5, "s"`` -> ``23.0 us``."""
+    """``1.5e9, "FLOP"`` -> ``1.50 GFLOP``; ``2.3e-5, "s"`` -> ``23.0 µs`` (the report's prefixes)."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "-"
     if value == 0:
