@@ -9,7 +9,7 @@ two are distinguishable, then the cost of every N:M pattern per target (its foot
 proxy first when the trained model is too small to load the hardware), one Pareto figure per
 target (metric vs latency, energy, memory footprint, inference and training FLOPs; fronts over
 the candidates that fit the target's memory, those that do not crossed out in red; see
-``report_figures`` for the drawing conventions) and
+``report_pareto`` and ``report_figures`` for the drawing conventions) and
 the per-layer breakdowns (one figure per view, a menu chooses pick or dense baseline and target),
 then the training curves (validation metric and loss vs step and vs training FLOPs, MDGF's beta
 and the SDGF pattern frames), gradient noise and the design-space answers. To keep the page
@@ -32,8 +32,9 @@ from typing import Any
 from .pareto import Candidate, ResultTable, fronts
 from .pick import Pick
 from .records import distinguishable
-from .report_figures import (COSTS, GOALS, MetricInfo, Style, curves_figure, dense_reference, drawn_costs, dse_figure,
-                             human, layer_figure, memory_text, pareto_figure, relative_span)
+from .report_figures import (COSTS, GOALS, MetricInfo, Style, curves_figure, dense_reference, dse_figure, human,
+                             layer_figure, relative_span)
+from .report_pareto import drawn_costs, memory_text, pareto_figure
 from .report_png import FIG_HEIGHT_PX, chromium_command, export_png, find_chromium  # noqa: F401 (public here)
 
 #: The trained view is "too small to load the hardware" when no target's latency differs by

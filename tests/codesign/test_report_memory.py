@@ -12,7 +12,8 @@ import pytest
 from pgf_sim.codesign.pareto import Candidate, ResultTable, fronts
 from pgf_sim.codesign.pick import pick
 from pgf_sim.codesign.report import CostSection, ReportData, answer_rows, pattern_cost_rows, render_html
-from pgf_sim.codesign.report_figures import COSTS, MetricInfo, Style, pareto_figure
+from pgf_sim.codesign.report_figures import COSTS, MetricInfo, Style
+from pgf_sim.codesign.report_pareto import pareto_figure
 from pgf_sim.codesign.views import format_fronts
 from pgf_sim.core import NM
 
