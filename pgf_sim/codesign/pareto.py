@@ -45,6 +45,7 @@ import numpy as np
 from ..core.errors import ConfigError
 from ..core.metric import ACCURACY, Metric
 from ..core.pattern import NM
+from ..sim.report_table import si
 
 #: Cost metrics of a candidate, all minimised. FLOPs per inference (executed, hardware aware
 #: for ``inference_flops``), seconds, joules, bytes of stored weights, bytes of inference memory
@@ -346,11 +347,15 @@ class Front:
 
 
 def fronts(table: ResultTable, metrics: Sequence[str] = COST_METRICS, *,
-           noise: Literal["none", "std", "sem"] = "none", k: float = 1.0, tol: float = 0.0) -> dict[tuple[str, str], Front]:
+           noise: Literal["none", "std", "sem"] = "none", k: float = 1.0, tol: float = 0.0,
+           fits_only: bool = False) -> dict[tuple[str, str], Front]:
     """Fronts per (hardware, metric) over a ``ResultTable``; NaN rows excluded and reported.
 
     ``noise``: ``"none"`` classic Pareto; ``"std"`` noise-aware with the per-seed std;
     ``"sem"`` noise-aware with the standard error of the mean (std / sqrt(n_seeds)).
+    ``fits_only``: the fronts of what can run on each target: a candidate whose memory footprint
+    exceeds its target's capacity (``Candidate.fits_memory`` False, infeasible in ``pick``) is
+    left off every front and reported in ``excluded``, so it cannot hide a candidate that fits.
     """
     for m in metrics:
         if m not in COST_METRICS:
@@ -361,9 +366,14 @@ def fronts(table: ResultTable, metrics: Sequence[str] = COST_METRICS, *,
     acc_all = table.quality()  # oriented: larger is better, whatever the metric
     std_all = {"none": None, "std": table.column("accuracy_std"),
                "sem": table.column("accuracy_std") / np.sqrt(np.maximum(table.column("n_seeds"), 1))}[noise]
+    fits = np.array([c.fits_memory or not fits_only for c in table], dtype=bool)
     out: dict[tuple[str, str], Front] = {}
     for hw in table.hardware_names():
-        rows = np.flatnonzero(hw_col == hw)
+        on_hw = hw_col == hw
+        rows = np.flatnonzero(on_hw & fits)
+        too_big = tuple((int(r), f"{table[int(r)].label}: memory footprint {si(table[int(r)].footprint_bytes, 'B')} "
+                                 f"exceeds the target's {si(table[int(r)].dram_capacity_bytes, 'B')} (does not fit)")
+                        for r in np.flatnonzero(on_hw & ~fits))
         for metric in metrics:
             cost = table.column(metric)[rows]
             acc = acc_all[rows]
@@ -373,7 +383,7 @@ def fronts(table: ResultTable, metrics: Sequence[str] = COST_METRICS, *,
                 (int(r), f"{table[int(r)].label}: " + (f"{table.metric.name} is NaN (a seed diverged or has no result)"
                                                        if math.isnan(acc_all[r]) else f"{metric} is NaN"))
                 for r in rows[np.isnan(acc) | np.isnan(cost)]
-            )
+            ) + too_big
             on = rows[mask]
             order = sorted(on.tolist(), key=lambda r: (getattr(table[r], metric), -acc_all[r], table[r].label))
             out[(hw, metric)] = Front(hw, metric, tuple(int(r) for r in order), excluded,

@@ -224,7 +224,8 @@ def explain(p: Pick) -> str:
     return head + tail
 
 
-_OBJECTIVE_WORDS = {"latency_s": "latency", "energy_j": "energy", "inference_flops": "inference FLOPs",
+_OBJECTIVE_WORDS = {"latency_s": "latency", "energy_j": "energy", "footprint_bytes": "memory footprint",
+                    "inference_flops": "inference FLOPs",
                     "weight_bytes": "weight memory", "train_flops": "training FLOPs"}
 
 

@@ -2,11 +2,14 @@
 
 ``write_report(path, data)`` takes a ``ReportData`` bundle (filled from the result store by
 the co-design CLI, or by hand). The page opens with the answer: per target the pick with its
-metric (mean ± std, seeds, split), its cost in ms / mJ / MB / GFLOP, speedup and energy saving
-against dense, the runner-up and whether the two are distinguishable, then the cost of every
-N:M pattern per target. Then, per cost view (the deployment-scale proxy first when the trained
-model is too small to load the hardware), one Pareto figure per target (metric vs latency,
-energy, inference and training FLOPs; see ``report_figures`` for the drawing conventions) and
+metric (mean ± std, seeds, split), its cost in ms / mJ / MB / GFLOP, its memory footprint of
+the target's memory, speedup and energy saving against dense, the runner-up and whether the
+two are distinguishable, then the cost of every N:M pattern per target (its footprint marked
+"does not fit" where it exceeds the target's memory). Then, per cost view (the deployment-scale
+proxy first when the trained model is too small to load the hardware), one Pareto figure per
+target (metric vs latency, energy, memory footprint, inference and training FLOPs; fronts over
+the candidates that fit the target's memory, those that do not crossed out in red; see
+``report_pareto`` and ``report_figures`` for the drawing conventions) and
 the per-layer breakdowns (one figure per view, a menu chooses pick or dense baseline and target),
 then the training curves (validation metric and loss vs step and vs training FLOPs, MDGF's beta
 and the SDGF pattern frames), gradient noise and the design-space answers. To keep the page
@@ -30,7 +33,8 @@ from .pareto import Candidate, ResultTable, fronts
 from .pick import Pick
 from .records import distinguishable
 from .report_figures import (COSTS, GOALS, MetricInfo, Style, curves_figure, dense_reference, dse_figure, human,
-                             layer_figure, pareto_figure, relative_span)
+                             layer_figure, relative_span)
+from .report_pareto import drawn_costs, memory_text, pareto_figure
 from .report_png import FIG_HEIGHT_PX, chromium_command, export_png, find_chromium  # noqa: F401 (public here)
 
 #: The trained view is "too small to load the hardware" when no target's latency differs by
@@ -271,6 +275,7 @@ def answer_rows(view: CostSection, metric: MetricInfo,
     ``test``: candidate label -> (mean, std, n) on the test split, shown beside the validation
     number the pick was made on."""
     table = _table(view)
+    memory = _has_footprint(table)
     rows = []
     goals: dict[tuple[str, str], list[str]] = {}
     for p in view.picks:
@@ -306,7 +311,8 @@ def answer_rows(view: CostSection, metric: MetricInfo,
         if test is not None:
             row["test split (reported, not used to pick)"] = metric.fmt_value(*t) if t else "-"
         row.update({"latency": human(b.latency_s, "s"), "energy": human(b.energy_j, "J"),
-                    "weights": human(b.weight_bytes, "B"), "FLOPs per inference": human(b.inference_flops, "FLOP"),
+                    "weights": human(b.weight_bytes, "B"), **({"memory": memory_text(b)} if memory else {}),
+                    "FLOPs per inference": human(b.inference_flops, "FLOP"),
                     "speedup vs dense": speed, "energy saving vs dense": saving,
                     "runner-up": runner, "distinguishable from runner-up?": dist})
         rows.append(row)
@@ -315,7 +321,9 @@ def answer_rows(view: CostSection, metric: MetricInfo,
 
 def pattern_cost_rows(view: CostSection) -> list[dict[str, str]]:
     """Cost of each N:M pattern per target (the cheapest recipe of the pattern; in the deployment
-    proxy all recipes of a pattern cost the same), with the ratio to dense."""
+    proxy all recipes of a pattern cost the same), with the ratio to dense: latency (speedup) ·
+    energy, and where footprints were simulated · memory footprint of the target's capacity,
+    marked "does not fit" when it exceeds it."""
     table = _table(view)
     out = []
     patterns = sorted({c.pattern_text for c in table}, key=lambda t: (t != "dense", -_density_of(table, t)))
@@ -330,8 +338,15 @@ def pattern_cost_rows(view: CostSection) -> list[dict[str, str]]:
             dense = dense_reference(table, hw)
             rel = f" ({dense.latency_s / c.latency_s:.2f}x)" if dense is not None and pat != "dense" else ""
             row[hw] = f"{human(c.latency_s, 's')}{rel} · {human(c.energy_j, 'J')}"
+            if math.isfinite(c.footprint_bytes):
+                row[hw] += f" · {memory_text(c)}"
         out.append(row)
     return out
+
+
+def _has_footprint(candidates: Sequence[Candidate]) -> bool:
+    """Whether any candidate has a simulated memory footprint (old databases have none)."""
+    return any(math.isfinite(c.footprint_bytes) for c in candidates)
 
 
 def _density_of(table: ResultTable, text: str) -> float:
@@ -369,7 +384,9 @@ def _answer(views: Sequence[CostSection], metric: MetricInfo,
     rows = answer_rows(lead, metric, test or None)
     out.append(_html_table(rows, cls="answer") if rows else _empty("no picks were requested"))
     out += [f"<p class='err'>{_e(m)}</p>" for m in lead.pick_errors]
-    out.append("<h3>Cost per N:M pattern and target</h3><p>Latency (speedup vs dense) · energy per inference; "
+    memory = (" · memory footprint of the target's memory (\"does not fit\" where it exceeds it)"
+              if any(_has_footprint(_table(v)) for v in views) else "")
+    out.append(f"<h3>Cost per N:M pattern and target</h3><p>Latency (speedup vs dense) · energy per inference{memory}; "
                "per pattern the cheapest recipe.</p>")
     for v in views:
         if len(views) > 1:
@@ -397,10 +414,10 @@ def _cost_section(view: CostSection, figs: "_Figures", noise: str, metric: Metri
                     f"less than 5% is drawn as the change relative to dense, so simulator-level differences do "
                     f"not look like gaps; points with equal cost are spread sideways slightly (hover for exact "
                     f"values). Inference FLOPs are those the target executes (a pattern it cannot skip costs "
-                    f"dense FLOPs).</p>")
+                    f"dense FLOPs).{_e(_memory_note(table))}</p>")
         metrics = tuple(k for k, _, _ in COSTS)
-        fr = fronts(table, metrics)
-        noisy = fronts(table, metrics, noise=noise) if noise != "none" else None
+        fr = fronts(table, metrics, fits_only=True)
+        noisy = fronts(table, metrics, noise=noise, fits_only=True) if noise != "none" else None
         for hw in table.hardware_names():
             figs_html = figs.add(pareto_figure(table, hw, fr, view.picks, style, metric, tag=_e(view.title),
                                                noisy=noisy),
@@ -411,7 +428,8 @@ def _cost_section(view: CostSection, figs: "_Figures", noise: str, metric: Metri
             body.append("<p class='err'>Simulated cost differs between the seeds of: " + "; ".join(
                 f"{_e(c.label)} on {_e(c.hardware)} ({c.cost_spread * 100:.2g}%)" for c in spread) +
                 ". Their captured per-layer patterns differ; the plots show the mean cost.</p>")
-        excluded = {row: why for f in fr.values() for row, why in f.excluded}
+        drawn = {(hw, key) for hw in table.hardware_names() for key, _, _ in drawn_costs(list(table.where(hardware=hw)))}
+        excluded = {row: why for f in fr.values() if (f.hardware, f.metric) in drawn for row, why in f.excluded}
         if excluded:
             body.append("<p class='err'>Left off the fronts: " + "; ".join(_e(w) for w in excluded.values()) + "</p>")
     else:
@@ -431,6 +449,24 @@ def _cost_section(view: CostSection, figs: "_Figures", noise: str, metric: Metri
     else:
         body.append(_empty("no per-layer data"))
     return body
+
+
+def _memory_note(table: ResultTable) -> str:
+    """The Pareto caption's sentence on memory: the footprint panel, and the red cross on the
+    candidates that do not fit (empty for results stored before footprints were)."""
+    if not _has_footprint(table):
+        return ""
+    text = (" Memory footprint: inference memory, i.e. the stored weights (N:M compressed where the target stores "
+            "them so) + peak live activations + KV cache, against the target's memory.")
+    too_big: dict[str, list[str]] = {}
+    for c in table:
+        if not c.fits_memory:
+            too_big.setdefault(c.hardware, []).append(c.label)
+    if too_big:
+        where = "; ".join(f"on {hw}: {', '.join(labels)}" for hw, labels in too_big.items())
+        text += (f" Red X: the footprint exceeds the target's memory ({where}); such a candidate is left off the "
+                 f"fronts and never picked.")
+    return text
 
 
 class _Figures:

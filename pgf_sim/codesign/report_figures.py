@@ -1,9 +1,9 @@
-"""The co-design report's figures (plotly imported inside each function) and the human units
-they and the report's tables share.
+"""The co-design report's figures (plotly imported inside each function; the Pareto figure is in
+``report_pareto``) and the human units they and the report's tables share.
 
 Conventions held across the whole page (``Style``): one colour per recipe, one marker per N:M
 pattern (and one dash per pattern on line plots), the pick a gold star, the Pareto front a
-black staircase. Axes are in SI-prefixed units (ms, mJ, GFLOP, ...) chosen from the data; a
+black staircase, a candidate whose memory footprint exceeds its target's memory a red cross. Axes are in SI-prefixed units (ms, mJ, GFLOP, ...) chosen from the data; a
 cost axis whose values span less than ``TINY_SPAN`` (relative) is drawn as the change relative
 to the target's dense baseline, on a range of at least ``MIN_REL_RANGE_PCT`` percentage
 points, so that simulator-level differences of a fraction of a percent do not fill the plot.
@@ -29,8 +29,10 @@ TINY_SPAN = 0.05        # relative span of a cost axis below which it is drawn r
 MIN_REL_RANGE_PCT = 10  # such an axis covers at least this many percentage points
 JITTER_FRACTION = 0.012  # sideways spread of coinciding points, as a fraction of the axis range
 
-GOALS = {"latency_s": "fastest", "energy_j": "least energy", "accuracy": "best quality"}
-COSTS = (("latency_s", "latency", "s"), ("energy_j", "energy", "J"),
+GOALS = {"latency_s": "fastest", "energy_j": "least energy", "footprint_bytes": "least memory",
+         "accuracy": "best quality"}
+#: (candidate field, panel label, unit) of each Pareto panel, in drawing order
+COSTS = (("latency_s", "latency", "s"), ("energy_j", "energy", "J"), ("footprint_bytes", "memory footprint", "B"),
          ("inference_flops", "inference FLOPs", "FLOP"), ("train_flops", "training FLOPs", "FLOP"))
 
 _UP = ((1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k"), (1.0, ""))
@@ -127,12 +129,13 @@ class Style:
         """Assign in a stable order (dense first, then densest patterns first)."""
         for c in sorted(candidates, key=lambda c: (c.recipe != "dense", c.recipe)):
             self.color(c.recipe)
-        for c in sorted(candidates, key=lambda c: -_density(c)):
+        for c in sorted(candidates, key=lambda c: -pattern_density(c)):
             self.symbol(c.pattern_text)
             self.dash(c.pattern_text)
 
 
-def _density(c: Candidate) -> float:
+def pattern_density(c: Candidate) -> float:
+    """The fraction of weights a candidate's pattern keeps (1.0 dense; 0.0 for a mixed assignment)."""
     return getattr(c.pattern, "density", 0.0)
 
 
@@ -201,87 +204,6 @@ def jitter(xs: Sequence[float], ys: Sequence[float], width: float, log: bool) ->
             off = (k - (len(idx) - 1) / 2) * JITTER_FRACTION
             out[i] = xs[i] * 10 ** (off * 2) if log and xs[i] > 0 else xs[i] + off * width
     return out
-
-
-def pareto_figure(table: ResultTable, hw: str, fr: dict, picks: Sequence[Any], style: Style, metric: MetricInfo,
-                  tag: str = "", noisy: dict | None = None):
-    """One figure per target: 2 x 2 panels, the metric vs latency, energy, inference and
-    training FLOPs; the front as a staircase (the best quality within a cost x is that of
-    the costliest front point <= x, whichever way the metric points), picks as stars, every panel
-    titled and labelled. ``noisy``: the noise-aware fronts (``pareto.fronts(noise=...)``); points
-    on them but not on the classic front are ringed ("within seed noise of the front")."""
-    import plotly.graph_objects as go
-    from plotly.subplots import make_subplots
-
-    rows = [c for c in table.where(hardware=hw) if not math.isnan(c.accuracy_mean)]
-    dense = dense_reference(table, hw)
-    fig = make_subplots(rows=2, cols=2, subplot_titles=[f"{metric.name} vs {label}" for _, label, _ in COSTS],
-                        horizontal_spacing=0.09, vertical_spacing=0.2)
-    picked = {p.best.label: p for p in picks if p.hardware == hw}
-    legend_seen: set[str] = set()
-    for k, (key, label, unit) in enumerate(COSTS):
-        r, col = k // 2 + 1, k % 2 + 1
-        axis = cost_axis([getattr(c, key) for c in rows], label, unit, getattr(dense, key, None))
-        xs_all = axis.transform([getattr(c, key) for c in rows])
-        finite = [x for x in xs_all if math.isfinite(x)]
-        width = (axis.range[1] - axis.range[0]) if axis.range else (max(finite) - min(finite) if finite else 1.0) or 1.0
-        ys_all = [c.accuracy_mean * metric.scale for c in rows]
-        xj = dict(zip(map(id, rows), jitter(xs_all, ys_all, width, axis.log)))
-        for recipe in dict.fromkeys(c.recipe for c in rows):
-            cs = [c for c in rows if c.recipe == recipe]
-            fig.add_trace(go.Scatter(
-                x=[xj[id(c)] for c in cs], y=[c.accuracy_mean * metric.scale for c in cs], mode="markers",
-                name=recipe, legendgroup=f"recipe {recipe}", showlegend=recipe not in legend_seen,
-                error_y=dict(type="data", array=[c.accuracy_std * metric.scale for c in cs], thickness=1, width=3),
-                marker=dict(color=style.color(recipe), size=11, symbol=[style.symbol(c.pattern_text) for c in cs],
-                            line=dict(color="white", width=1)),
-                text=[hover(c, metric) for c in cs], hovertemplate="%{text}<extra></extra>"), row=r, col=col)
-            legend_seen.add(recipe)
-        front = fr[(hw, key)].candidates(table) if (hw, key) in fr else []
-        ringed = [c for c in (noisy[(hw, key)].candidates(table) if noisy and (hw, key) in noisy else [])
-                  if all(c is not f for f in front)]
-        if ringed:
-            fig.add_trace(go.Scatter(
-                x=[xj[id(c)] for c in ringed], y=[c.accuracy_mean * metric.scale for c in ringed], mode="markers",
-                marker=dict(symbol="circle-open", size=20, color="#777", line=dict(width=1.5)),
-                name="within seed noise of the front", legendgroup="noisy", showlegend="noisy" not in legend_seen,
-                hoverinfo="skip"), row=r, col=col)
-            legend_seen.add("noisy")
-        if front:
-            fx = [xj[id(c)] for c in front]  # through the drawn markers
-            fig.add_trace(go.Scatter(
-                x=fx, y=[c.accuracy_mean * metric.scale for c in front], mode="lines",
-                line=dict(color="black", width=1.5, shape="hv"),  # holds each point's value up to the next point's cost
-                name="Pareto front (staircase)", legendgroup="front", showlegend="front" not in legend_seen,
-                hoverinfo="skip"), row=r, col=col)
-            legend_seen.add("front")
-        for c in rows:
-            p = picked.get(c.label)
-            if p is None:
-                continue
-            fig.add_trace(go.Scatter(
-                x=[xj[id(c)]], y=[c.accuracy_mean * metric.scale], mode="markers",
-                marker=dict(symbol="star", size=22, color="gold", line=dict(color="black", width=1.5)),
-                name=f"pick: {c.label}", legendgroup=f"pick {c.label}", showlegend=f"pick {c.label}" not in legend_seen,
-                text=[f"<b>PICK ({GOALS.get(p.objective, p.objective)})</b><br>" + hover(c, metric)],
-                hovertemplate="%{text}<extra></extra>", meta="pick"), row=r, col=col)
-            legend_seen.add(f"pick {c.label}")
-        fig.update_xaxes(title_text=axis.title, type="log" if axis.log else "linear", row=r, col=col,
-                         **({"range": list(axis.range)} if axis.range else {}))
-        fig.update_yaxes(title_text=metric.axis_title, row=r, col=col)
-    for pat in dict.fromkeys(c.pattern_text for c in sorted(rows, key=lambda c: -_density(c))):
-        fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", name=f"pattern {pat}", legendgroup=f"pat {pat}",
-                                 marker=dict(symbol=style.symbol(pat), color="#555", size=10)), row=1, col=1)
-    fig.update_layout(title=f"Pareto front on {hw}: {metric.name} (mean ± std over seeds) vs cost"
-                            + (f"<br><sub>{tag}</sub>" if tag else ""),
-                      height=2 * FIG_HEIGHT_PX - 40, margin=dict(t=120), legend=dict(orientation="v", x=1.02, y=1))
-    return fig
-
-
-def hover(c: Candidate, metric: MetricInfo) -> str:
-    return (f"<b>{c.label}</b><br>{metric.name} {metric.fmt(c)}<br>latency {human(c.latency_s, 's')}<br>"
-            f"energy {human(c.energy_j, 'J')}<br>inference {human(c.inference_flops, 'FLOP')}<br>"
-            f"training {human(c.train_flops, 'FLOP')}<br>weights {human(c.weight_bytes, 'B')}")
 
 
 def curves_figure(title: str, curves: Sequence[Any], style: Style, *, log_y: bool = False, cols: int = 2):

@@ -182,14 +182,15 @@ def _same_target(given: str, spec: str) -> bool:
 
 
 def format_fronts(table: ResultTable, metric: str = "latency_s", cost: CostModel | None = None) -> str:
-    """The quality-vs-``metric`` front of every target, as text (cheapest first)."""
+    """The quality-vs-``metric`` front of every target, as text (cheapest first); candidates that do
+    not fit the target's memory are left off and listed (as in the picks and the report)."""
     from ..sim.report_table import si
     from .report_figures import COSTS
 
     lines = []
     m = table.metric
     tag = f" [{cost.label}]" if cost else ""
-    for (hw, _), front in fronts(table, (metric,)).items():
+    for (hw, _), front in fronts(table, (metric,), fits_only=True).items():  # what can run on each target
         what = {k: label for k, label, _ in COSTS}.get(metric, metric)
         lines.append(f"Pareto front on {hw}, {m.label} ({m.unit}, validation, mean ± std over seeds; "
                      f"{'higher' if m.higher_is_better else 'lower'} is better) vs {what}{tag}:")

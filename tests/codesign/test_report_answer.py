@@ -15,7 +15,8 @@ from pgf_sim.codesign.pick import pick
 from pgf_sim.codesign.report import (CostSection, ReportData, answer_rows, order_views, pattern_cost_rows,
                                      render_html, write_report)
 from pgf_sim.codesign.report_figures import (COSTS, JITTER_FRACTION, MIN_REL_RANGE_PCT, MetricInfo, Style, cost_axis,
-                                            human, jitter, pareto_figure, unit_scale)
+                                            human, jitter, unit_scale)
+from pgf_sim.codesign.report_pareto import pareto_figure
 from pgf_sim.core import NM
 
 

@@ -285,3 +285,22 @@ def test_language_model_report_is_short_and_folds_open(tmp_path):
     assert opened["probe"]["page_height"] > probe["page_height"] + 1000
     widths = opened["probe"]["plot_widths"]
     assert min(widths) > 1000, widths  # every plot resized to the 1400 px window once its section opened
+
+
+def test_memory_footprint_figures_render_with_every_axis_titled(tmp_path):
+    """Results with footprints: each target's figure has five panels (2 x 3, the sixth slot a
+    caption), all drawn with titled axes, the pick and, on the small target, the red crosses."""
+    from pgf_sim.codesign.pick import pick
+    from pgf_sim.codesign.report import ReportData
+
+    spec = importlib.util.spec_from_file_location("report_memory", Path(__file__).with_name("test_report_memory.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    table = module.table()
+    picks = [pick(table, hw) for hw in table.hardware_names()]
+    res = open_page(write_report(tmp_path / "memory.html", ReportData(results=table, picks=picks)), tmp_path)
+    assert res["errors"] == []
+    probe = res["probe"]
+    assert probe["plots"] == probe["plots_with_svg"] == 2
+    assert probe["axes"] == 2 * 10 and probe["axes_without_title"] == []  # 5 panels x (x, y) per target
+    assert probe["pareto"] == probe["pareto_with_pick"] == 2
