@@ -5,7 +5,11 @@ Measurements come from a file (``measurements.py``): the published A100 set
 dense pairs from PyTorch / torchao / cuSPARSELt threads) or one written by ``pgf-sim measure``
 on the machine at hand. Rules:
 
-- Every case is predicted in absolute time. A case whose predicted dense time is off by more
+- Every case is predicted in absolute time, in the profile its ``timing`` describes: an
+  ``eager`` case (one timed call) with the eager per-kernel cost ``launch_overhead_s``, a
+  ``kernel`` case (device time of back-to-back calls) with the fused profile's per-kernel cost.
+  A file without eager cases says nothing about ``launch_overhead_s``: it is not fitted.
+- A case whose predicted dense time is off by more
   than ``SETUP_DIFFERS`` (2x) either way was measured in a setup the model does not describe
   (a different harness, a training step instead of a forward): it is flagged, reported, and
   never fitted on. Flags are decided with the target as loaded, before any fit.
@@ -108,12 +112,19 @@ def _gemm_table(shapes, pattern: NM, dtype: str) -> OpTable:
                              for i, (m, n, k) in enumerate(shapes)])
 
 
+# The execution profile that predicts a dense case of each ``timing`` (measurements.TIMINGS):
+# a kernel-timed case hides the host's launch behind the GPU's work, as a CUDA graph does.
+TIMING_PROFILE = {"eager": "eager", "kernel": "fused"}
+LAUNCH_FIELD = "efficiency.launch_overhead_s"  # the eager per-kernel cost: only eager cases see it
+
+
 def predict_dense(hw: Hardware, cases) -> tuple[np.ndarray, np.ndarray]:
-    """(latency_s, bound) of each dense case, eager profile (a timed call of one GEMM)."""
+    """(latency_s, bound) of each dense case, in the profile of its timing (``TIMING_PROFILE``)."""
     times, bounds = np.empty(len(cases)), np.empty(len(cases), dtype=np.int8)
-    for dtype in {c.dtype for c in cases}:
-        idx = [i for i, c in enumerate(cases) if c.dtype == dtype]
-        cost = evaluate(_gemm_table([(cases[i].m, cases[i].n, cases[i].k) for i in idx], DENSE, dtype), hw)
+    for dtype, timing in {(c.dtype, c.timing) for c in cases}:
+        idx = [i for i, c in enumerate(cases) if (c.dtype, c.timing) == (dtype, timing)]
+        cost = evaluate(_gemm_table([(cases[i].m, cases[i].n, cases[i].k) for i in idx], DENSE, dtype), hw,
+                        profile=TIMING_PROFILE[timing])
         times[idx], bounds[idx] = cost.latency_s, cost.bound
     return times, bounds
 
@@ -167,7 +178,8 @@ def validate(hw: "str | Hardware | None" = None, measurements: "str | Measuremen
                                      s / case.sparse_s - 1.0, _flagged(d_err)))
     kept = [r.error for r in dense_rows if not r.flagged]
     mape = float(np.mean(np.abs(kept))) if kept else float("nan")
-    loo = leave_one_out(target, meas) if held_out and len(meas.dense) > len(dense_fit_fields(target)) + 1 else None
+    loo = (leave_one_out(target, meas)
+           if held_out and len(meas.dense) > len(dense_fit_fields(target, meas.dense)) + 1 else None)
     return Validation(target.name, meas.path, dense_rows, sparse_rows, mape, loo)
 
 
@@ -192,15 +204,19 @@ def _current(h: Hardware, field: str) -> float:
     return (0.0 if q is None else q.value) / _SCALE.get(field, 1.0)
 
 
-def dense_fit_fields(base: Hardware) -> tuple[str, ...]:
-    """``DENSE_FIT_FIELDS``, plus the compute/memory overlap where the target states one."""
-    return DENSE_FIT_FIELDS + ((OVERLAP_FIELD,) if base.efficiency.compute_memory_overlap is not None else ())
+def dense_fit_fields(base: Hardware, cases=()) -> tuple[str, ...]:
+    """``DENSE_FIT_FIELDS``, plus the compute/memory overlap where the target states one, less
+    ``launch_overhead_s`` when ``cases`` are given and none of them is eager-timed (none sees it)."""
+    fields = DENSE_FIT_FIELDS + ((OVERLAP_FIELD,) if base.efficiency.compute_memory_overlap is not None else ())
+    if cases and all(c.timing != "eager" for c in cases):
+        fields = tuple(f for f in fields if f != LAUNCH_FIELD)
+    return fields
 
 
 def fit_dense(base: Hardware, cases: tuple[DenseCase, ...]) -> dict[str, float]:
     """The dense factors minimising squared relative time error over ``cases``."""
     measured = np.array([c.measured_s for c in cases])
-    fields = dense_fit_fields(base)
+    fields = dense_fit_fields(base, cases)
     # keep sparse <= dense (a load invariant) satisfiable while the dense fraction moves
     sparse_cap = base.efficiency.sparse_compute_fraction.value
 
@@ -209,15 +225,15 @@ def fit_dense(base: Hardware, cases: tuple[DenseCase, ...]) -> dict[str, float]:
         values["efficiency.sparse_compute_fraction"] = min(sparse_cap, x[0])
         return predict_dense(with_values(base, values), cases)[0] / measured - 1.0
 
-    x0 = [0.8, 0.8, _current(base, DENSE_FIT_FIELDS[2]) or 10.0] + [0.5] * (len(fields) - 3)
-    return _least_squares(residuals, fields, x0)
+    start = {LAUNCH_FIELD: _current(base, LAUNCH_FIELD) or 10.0, OVERLAP_FIELD: 0.5}
+    return _least_squares(residuals, fields, [start.get(f, 0.8) for f in fields])
 
 
 def fit_cases(base: Hardware, meas: Measurements) -> tuple[DenseCase, ...]:
     """The dense cases a fit uses: a first fit on every case, then those within ``SETUP_DIFFERS``
     of it (so a fresh target with rough starting factors still finds its consistent cases, and
     a case from another setup never pulls the factors)."""
-    if len(meas.dense) <= len(dense_fit_fields(base)):
+    if len(meas.dense) <= len(dense_fit_fields(base, meas.dense)):
         return meas.dense
     first = with_values(base, fit_dense(base, meas.dense))
     t, _ = predict_dense(first, meas.dense)
@@ -267,12 +283,14 @@ def leave_one_out(hw: "str | Hardware | None" = None,
 def format_validation(v: Validation) -> str:
     lines = [f"{v.hardware} vs {v.measurements}"]
     if v.dense:
-        lines += ["Dense GEMMs (eager, one timed call; predicted vs measured):",
-                  f"{'M':>6} {'N':>6} {'K':>6} {'dtype':>5} {'measured ms':>12} {'predicted ms':>13} {'error':>8}  bound"]
+        lines += ["Dense GEMMs, predicted vs measured (timing eager: one timed call, host launch included; "
+                  "kernel: device time of back-to-back calls):",
+                  f"{'M':>6} {'N':>6} {'K':>6} {'dtype':>5} {'timing':>6} {'measured ms':>12} {'predicted ms':>13} "
+                  f"{'error':>8}  bound"]
         for r in v.dense:
             c = r.case
             flag = "  SETUP DIFFERS (>2x): not fitted" if r.flagged else ""
-            lines.append(f"{c.m:>6} {c.n:>6} {c.k:>6} {c.dtype:>5} {c.measured_s * 1e3:>12.4f} "
+            lines.append(f"{c.m:>6} {c.n:>6} {c.k:>6} {c.dtype:>5} {c.timing:>6} {c.measured_s * 1e3:>12.4f} "
                          f"{r.predicted_s * 1e3:>13.4f} {r.error * 100:>+7.1f}%  {r.bound}{flag}")
         lines.append(f"In-sample MAPE (unflagged): {v.dense_mape * 100:.1f}%")
         if v.held_out is not None:

@@ -5,8 +5,13 @@ One YAML file per device, written by ``pgf-sim measure`` or collected from publi
 cases and checks the sparse ones. Format::
 
     device: {name: "...", target: a100_80gb, description: "..."}
-    dense:  [{m, n, k, dtype, time_s, source}, ...]
+    dense:  [{m, n, k, dtype, time_s, source[, timing]}, ...]
     sparse: [{name, kind: gemm|model, m, n, k | model, batch, seq_len, dtype, dense_s, sparse_s, source}, ...]
+
+A dense case's ``timing`` says what its time covers: ``eager`` (the default) is one timed call
+from PyTorch, host dispatch and launch included (the LLMCompass harness, ``pgf-sim measure``);
+``kernel`` is device time of back-to-back calls (CUDA events around many launches, a CUDA graph
+replay, Triton's ``do_bench``), where the host's launch cost is hidden behind the GPU's work.
 
 Read with ``yaml.safe_load``; an unknown or missing key is an error naming the file and entry.
 """
@@ -29,6 +34,7 @@ class DenseCase:
     dtype: str
     measured_s: float
     source: str
+    timing: str = "eager"  # one of TIMINGS
 
 
 @dataclass(frozen=True)
@@ -65,8 +71,10 @@ class Measurements:
         return str(self.device.get("target", ""))
 
 
+TIMINGS = ("eager", "kernel")  # what a dense case's time covers (module docstring)
 _DEVICE_KEYS = {"name", "target", "description"}
-_DENSE_KEYS = {"m", "n", "k", "dtype", "time_s", "source"}
+_DENSE_REQUIRED = {"m", "n", "k", "dtype", "time_s", "source"}
+_DENSE_KEYS = _DENSE_REQUIRED | {"timing"}
 _SPARSE_KEYS = {"name", "kind", "m", "n", "k", "model", "batch", "seq_len", "dtype", "dense_s", "sparse_s", "source"}
 
 
@@ -91,6 +99,10 @@ def _entry(path: str, where: str, raw: Any, allowed: set[str], required: set[str
             raise ConfigError(f"{path}: {where}: field '{key}': {raw[key]!r} must be an integer >= 1")
     if "dtype" in raw and raw["dtype"] not in DTYPES:
         raise ConfigError(f"{path}: {where}: field 'dtype': {raw['dtype']!r}; valid: {', '.join(DTYPES)}")
+    if "timing" in raw and raw["timing"] not in TIMINGS:
+        raise ConfigError(f"{path}: {where}: field 'timing': {raw['timing']!r}; valid: {', '.join(TIMINGS)}")
+    if "source" in raw and not str(raw["source"]).strip():
+        raise ConfigError(f"{path}: {where}: field 'source' is empty; say where the number comes from")
     return raw
 
 
@@ -110,8 +122,9 @@ def load_measurements(path: "str | Path") -> Measurements:
     device = _entry(src, "device", data.get("device"), _DEVICE_KEYS, {"name"})
     dense = []
     for i, raw in enumerate(data.get("dense") or []):
-        e = _entry(src, f"dense[{i}]", raw, _DENSE_KEYS, _DENSE_KEYS)
-        dense.append(DenseCase(e["m"], e["n"], e["k"], e["dtype"], float(e["time_s"]), str(e["source"])))
+        e = _entry(src, f"dense[{i}]", raw, _DENSE_KEYS, _DENSE_REQUIRED)
+        dense.append(DenseCase(e["m"], e["n"], e["k"], e["dtype"], float(e["time_s"]), str(e["source"]),
+                               e.get("timing", "eager")))
     sparse = []
     for i, raw in enumerate(data.get("sparse") or []):
         e = _entry(src, f"sparse[{i}]", raw, _SPARSE_KEYS, {"name", "kind", "dtype", "dense_s", "sparse_s", "source"})

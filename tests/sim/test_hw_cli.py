@@ -39,7 +39,7 @@ def test_hw_validate_accepts_good_and_rejects_bad_files(tmp_path, capsys):
 def test_validate_prints_absolute_errors_flags_and_sides(capsys):
     assert main(["validate", "--no-loo", "--strict"]) == 0
     out = capsys.readouterr().out
-    assert "    64  12288  12288  fp16       0.1900" in out and "In-sample MAPE (unflagged)" in out
+    assert "    64  12288  12288  fp16  eager       0.1900" in out and "In-sample MAPE (unflagged)" in out
     assert "setup differs (dense >2x off): not fitted" in out
     assert "Speedup on the same side of 1.0 as measured: 9/9" in out and "Targets met: yes" in out
     # the LLMCompass measurements are from the 80GB part; on the 40GB config (1555 vs 2039 GB/s)
