@@ -40,6 +40,7 @@ from .report_png import FIG_HEIGHT_PX, chromium_command, export_png, find_chromi
 #: The trained view is "too small to load the hardware" when no target's latency differs by
 #: more than this (relative) between its candidates: then the deployment proxy leads.
 FLAT_COST_SPAN = 0.05
+_FIGURE_FILE = re.compile(r"^\d{2}_[\w.+-]*\.(png|svg)$")
 _NOISE_WORDS = {"sem": "one standard error of the mean", "std": "one standard deviation over seeds",
                 "none": "no noise margin"}
 
@@ -154,13 +155,17 @@ def write_report(path: str | Path, data: ReportData, *, figure_files: bool = Fal
 
 def export_figures(items: Sequence[tuple[str, Any]], folder: Path) -> list[Path]:
     """Each (name, plotly figure) as ``folder/NN_name.png`` (2x scale) and ``.svg`` via plotly's
-    static export (kaleido, which needs Chrome or Chromium installed). Without them: one line
+    static export (kaleido, which needs Chrome or Chromium installed). Figure files of an earlier
+    report in ``folder`` (``NN_*.png`` / ``.svg``) are removed first; other files are left alone. Without them: one line
     saying what is missing, and nothing written."""
     import plotly.io as pio
 
     if not items:
         return []
     folder.mkdir(parents=True, exist_ok=True)
+    for old in folder.iterdir():  # an earlier report's figures: their numbers and names no longer match
+        if old.is_file() and _FIGURE_FILE.match(old.name):
+            old.unlink()
     figs, paths, widths, heights = [], [], [], []
     for i, (name, fig) in enumerate(items):
         for ext in ("png", "svg"):

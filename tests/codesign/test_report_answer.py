@@ -231,8 +231,12 @@ def test_long_per_layer_section_is_one_figure_with_a_menu():
                     reason="plotly's static export (kaleido) needs Chrome/Chromium: apt-get install chromium")
 def test_every_figure_is_also_written_as_png_and_svg(tmp_path):
     pytest.importorskip("kaleido", reason="pip install kaleido")
-    path = write_report(tmp_path / "rep.html", _sample(), figure_files=True)
     folder = tmp_path / "rep_figures"
+    folder.mkdir()  # an earlier report's figure (its number and name no longer match) and a user's file
+    (folder / "21_pareto_trained_old_target.png").write_bytes(b"old")
+    (folder / "my_notes.txt").write_text("keep")
+    path = write_report(tmp_path / "rep.html", _sample(), figure_files=True)
+    assert not (folder / "21_pareto_trained_old_target.png").exists() and (folder / "my_notes.txt").exists()
     pngs, svgs = sorted(folder.glob("*.png")), sorted(folder.glob("*.svg"))
     assert len(pngs) == len(svgs) == path.read_text().count("Plotly.newPlot") == 6
     assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and p.stat().st_size > 20_000 for p in pngs)
