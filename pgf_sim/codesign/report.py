@@ -389,7 +389,7 @@ def _answer(views: Sequence[CostSection], metric: MetricInfo,
     rows = answer_rows(lead, metric, test or None)
     out.append(_html_table(rows, cls="answer") if rows else _empty("no picks were requested"))
     out += [f"<p class='err'>{_e(m)}</p>" for m in lead.pick_errors]
-    memory = (" · memory footprint of the target's memory (\"does not fit\" where it exceeds it)"
+    memory = (" · memory footprint and the target's memory (\"does not fit\" where it exceeds it)"
               if any(_has_footprint(_table(v)) for v in views) else "")
     out.append(f"<h3>Cost per N:M pattern and target</h3><p>Latency (speedup vs dense) · energy per inference{memory}; "
                "per pattern the cheapest recipe.</p>")

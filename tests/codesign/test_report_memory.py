@@ -146,7 +146,7 @@ def test_the_page_agrees_with_the_pick_explanation():
     assert ("Left off the fronts: dense: memory footprint 240 MB exceeds the target&#x27;s 100 MB (does not fit); "
             "mdgf 2:4: memory footprint 160 MB exceeds the target&#x27;s 100 MB (does not fit)") in html
     assert "Red X: the footprint exceeds the target&#x27;s memory (on npu: dense, mdgf 2:4)" in html
-    assert "<th>memory</th>" in html and "energy per inference · memory footprint of the target's memory" in html
+    assert "<th>memory</th>" in html and "energy per inference · memory footprint and the target's memory" in html
 
 
 def test_results_without_footprints_keep_the_four_panel_figure_and_no_memory_column():
