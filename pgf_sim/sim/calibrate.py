@@ -13,6 +13,9 @@ on the machine at hand. Rules:
   than ``SETUP_DIFFERS`` (2x) either way was measured in a setup the model does not describe
   (a different harness, a training step instead of a forward): it is flagged, reported, and
   never fitted on. Flags are decided with the target as loaded, before any fit.
+- A case the measurement file marks ``exclude_from_fit`` (a regime the model has no term for,
+  with the reason) is predicted and reported but never fitted on; MAPEs are given over the
+  fitted cases and over all unflagged ones.
 - Dense factors (``DENSE_FIT_FIELDS``) minimise squared relative time error over the dense
   cases within 2x of a first fit on all of them (``fit_cases``); sparse factors (``SPARSE_FIT_FIELDS``) then minimise squared speedup
   error over the unflagged sparse cases.
@@ -87,8 +90,9 @@ class Validation(NamedTuple):
     measurements: str
     dense: list[DenseRow]
     sparse: list[SparseRow]
-    dense_mape: float  # in-sample, unflagged cases
+    dense_mape: float  # in-sample, unflagged cases the fit uses (not excluded from it)
     held_out: list[float] | None  # leave-one-out errors of the unflagged dense cases
+    all_mape: float = float("nan")  # every unflagged case, those excluded from the fit included
 
     @property
     def held_out_mape(self) -> float:
@@ -176,11 +180,13 @@ def validate(hw: "str | Hardware | None" = None, measurements: "str | Measuremen
         d_err = d / case.dense_s - 1.0
         sparse_rows.append(SparseRow(case, d, s, d / s, d / s - case.measured_speedup, d_err,
                                      s / case.sparse_s - 1.0, _flagged(d_err)))
-    kept = [r.error for r in dense_rows if not r.flagged]
+    kept = [r.error for r in dense_rows if not r.flagged and not r.case.exclude_from_fit]
     mape = float(np.mean(np.abs(kept))) if kept else float("nan")
+    unflagged = [r.error for r in dense_rows if not r.flagged]
+    all_mape = float(np.mean(np.abs(unflagged))) if unflagged else float("nan")
     loo = (leave_one_out(target, meas)
            if held_out and len(meas.dense) > len(dense_fit_fields(target, meas.dense)) + 1 else None)
-    return Validation(target.name, meas.path, dense_rows, sparse_rows, mape, loo)
+    return Validation(target.name, meas.path, dense_rows, sparse_rows, mape, loo, all_mape)
 
 
 def with_values(h: Hardware, values: dict[str, float]) -> Hardware:
@@ -230,14 +236,15 @@ def fit_dense(base: Hardware, cases: tuple[DenseCase, ...]) -> dict[str, float]:
 
 
 def fit_cases(base: Hardware, meas: Measurements) -> tuple[DenseCase, ...]:
-    """The dense cases a fit uses: a first fit on every case, then those within ``SETUP_DIFFERS``
-    of it (so a fresh target with rough starting factors still finds its consistent cases, and
+    """The dense cases a fit uses: a first fit on every case not marked ``exclude_from_fit``, then
+    those within ``SETUP_DIFFERS`` of it (so a fresh target with rough starting factors still finds its consistent cases, and
     a case from another setup never pulls the factors)."""
-    if len(meas.dense) <= len(dense_fit_fields(base, meas.dense)):
-        return meas.dense
-    first = with_values(base, fit_dense(base, meas.dense))
-    t, _ = predict_dense(first, meas.dense)
-    return tuple(c for c, p in zip(meas.dense, t) if not _flagged(p / c.measured_s - 1.0))
+    usable = tuple(c for c in meas.dense if not c.exclude_from_fit)
+    if len(usable) <= len(dense_fit_fields(base, usable)):
+        return usable
+    first = with_values(base, fit_dense(base, usable))
+    t, _ = predict_dense(first, usable)
+    return tuple(c for c, p in zip(usable, t) if not _flagged(p / c.measured_s - 1.0))
 
 
 def fit(hw: "str | Hardware | None" = None, measurements: "str | Measurements" = DEFAULT_MEASUREMENTS) -> dict[str, float]:
@@ -289,10 +296,14 @@ def format_validation(v: Validation) -> str:
                   f"{'error':>8}  bound"]
         for r in v.dense:
             c = r.case
-            flag = "  SETUP DIFFERS (>2x): not fitted" if r.flagged else ""
+            flag = ("  SETUP DIFFERS (>2x): not fitted" if r.flagged else
+                    f"  not fitted: {c.exclude_from_fit}" if c.exclude_from_fit else "")
             lines.append(f"{c.m:>6} {c.n:>6} {c.k:>6} {c.dtype:>5} {c.timing:>6} {c.measured_s * 1e3:>12.4f} "
                          f"{r.predicted_s * 1e3:>13.4f} {r.error * 100:>+7.1f}%  {r.bound}{flag}")
         lines.append(f"In-sample MAPE (unflagged): {v.dense_mape * 100:.1f}%")
+        if any(r.case.exclude_from_fit for r in v.dense):
+            lines[-1] = (f"In-sample MAPE (unflagged cases the fit uses): {v.dense_mape * 100:.1f}%; over every "
+                         f"unflagged case, those excluded from the fit included: {v.all_mape * 100:.1f}%")
         if v.held_out is not None:
             lines.append(f"Held-out (leave-one-out, the dense factors refitted without the case): "
                          f"MAPE {v.held_out_mape * 100:.1f}%, worst {max(v.held_out, key=abs) * 100:+.1f}% "

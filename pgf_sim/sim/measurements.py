@@ -5,13 +5,16 @@ One YAML file per device, written by ``pgf-sim measure`` or collected from publi
 cases and checks the sparse ones. Format::
 
     device: {name: "...", target: a100_80gb, description: "..."}
-    dense:  [{m, n, k, dtype, time_s, source[, timing]}, ...]
+    dense:  [{m, n, k, dtype, time_s, source[, timing][, exclude_from_fit]}, ...]
     sparse: [{name, kind: gemm|model, m, n, k | model, batch, seq_len, dtype, dense_s, sparse_s, source}, ...]
 
 A dense case's ``timing`` says what its time covers: ``eager`` (the default) is one timed call
 from PyTorch, host dispatch and launch included (the LLMCompass harness, ``pgf-sim measure``);
 ``kernel`` is device time of back-to-back calls (CUDA events around many launches, a CUDA graph
 replay, Triton's ``do_bench``), where the host's launch cost is hidden behind the GPU's work.
+``exclude_from_fit: "<reason>"`` keeps a dense case out of every fit (it is still predicted and
+reported): for a regime the model has no term for, so that it does not bend the factors the
+other cases need. The reason is printed beside the case.
 
 Read with ``yaml.safe_load``; an unknown or missing key is an error naming the file and entry.
 """
@@ -35,6 +38,7 @@ class DenseCase:
     measured_s: float
     source: str
     timing: str = "eager"  # one of TIMINGS
+    exclude_from_fit: str = ""  # non-empty: why this case is validation-only (module docstring)
 
 
 @dataclass(frozen=True)
@@ -74,7 +78,7 @@ class Measurements:
 TIMINGS = ("eager", "kernel")  # what a dense case's time covers (module docstring)
 _DEVICE_KEYS = {"name", "target", "description"}
 _DENSE_REQUIRED = {"m", "n", "k", "dtype", "time_s", "source"}
-_DENSE_KEYS = _DENSE_REQUIRED | {"timing"}
+_DENSE_KEYS = _DENSE_REQUIRED | {"timing", "exclude_from_fit"}
 _SPARSE_KEYS = {"name", "kind", "m", "n", "k", "model", "batch", "seq_len", "dtype", "dense_s", "sparse_s", "source"}
 
 
@@ -101,6 +105,9 @@ def _entry(path: str, where: str, raw: Any, allowed: set[str], required: set[str
         raise ConfigError(f"{path}: {where}: field 'dtype': {raw['dtype']!r}; valid: {', '.join(DTYPES)}")
     if "timing" in raw and raw["timing"] not in TIMINGS:
         raise ConfigError(f"{path}: {where}: field 'timing': {raw['timing']!r}; valid: {', '.join(TIMINGS)}")
+    if "exclude_from_fit" in raw and not (isinstance(raw["exclude_from_fit"], str) and raw["exclude_from_fit"].strip()):
+        raise ConfigError(f"{path}: {where}: field 'exclude_from_fit': {raw['exclude_from_fit']!r} must be the reason, "
+                          f"a non-empty text (leave the field out to fit on the case)")
     if "source" in raw and not str(raw["source"]).strip():
         raise ConfigError(f"{path}: {where}: field 'source' is empty; say where the number comes from")
     return raw
@@ -124,7 +131,7 @@ def load_measurements(path: "str | Path") -> Measurements:
     for i, raw in enumerate(data.get("dense") or []):
         e = _entry(src, f"dense[{i}]", raw, _DENSE_KEYS, _DENSE_REQUIRED)
         dense.append(DenseCase(e["m"], e["n"], e["k"], e["dtype"], float(e["time_s"]), str(e["source"]),
-                               e.get("timing", "eager")))
+                               e.get("timing", "eager"), e.get("exclude_from_fit", "")))
     sparse = []
     for i, raw in enumerate(data.get("sparse") or []):
         e = _entry(src, f"sparse[{i}]", raw, _SPARSE_KEYS, {"name", "kind", "dtype", "dense_s", "sparse_s", "source"})
