@@ -98,8 +98,10 @@ def _metric(run: Any) -> Metric:
 
 
 def analyse(store: Any, sweep: str | None = None, *, reference: str = "sr-ste", alpha: float = 0.05,
-            confidence: float = 0.95) -> Study:
-    """The study of ``sweep`` (default: the database's only sweep) in ``store``."""
+            confidence: float = 0.95, patterns: Sequence[NM] | None = None) -> Study:
+    """The study of ``sweep`` (default: the database's only sweep) in ``store``. ``patterns``: only
+    these N:M patterns (and the dense baseline), so the Holm family is the comparisons at them
+    (e.g. the paper's high-sparsity claims at 1:16 and 1:32); default every pattern of the sweep."""
     sweeps = [s.sweep for s in store.sweeps()]
     if sweep is None:
         if len(sweeps) != 1:
@@ -110,7 +112,15 @@ def analyse(store: Any, sweep: str | None = None, *, reference: str = "sr-ste", 
     cells: dict[tuple[str, NM], Cell] = {}
     unfinished = 0
     t0, t1 = math.inf, -math.inf
-    for pt in store.sweep_points(sweep):
+    points = store.sweep_points(sweep)
+    if patterns is not None:
+        have = {pt.pattern for pt in points if not pt.pattern.is_dense}
+        missing = [str(p) for p in patterns if p not in have]
+        if missing:
+            raise PgfSimError(f"pattern(s) {', '.join(missing)} not in sweep {sweep!r}; its patterns: "
+                              f"{', '.join(str(p) for p in sorted(have, key=lambda p: -p.density))}")
+        points = [pt for pt in points if pt.pattern.is_dense or pt.pattern in set(patterns)]
+    for pt in points:
         run = store.get_run(pt.run_id)
         key = (pt.recipe, pt.pattern)
         cells.setdefault(key, Cell(*key))

@@ -16,6 +16,8 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--sweep", help="sweep name (default: the database's only sweep)")
     p.add_argument("--reference", default="sr-ste", help="recipe label every other is compared with (default: sr-ste)")
     p.add_argument("--alpha", type=float, default=0.05, help="family-wise error rate for the Holm verdicts (default 0.05)")
+    p.add_argument("--patterns", help="only these patterns (and dense), e.g. 1:16,1:32: the Holm family is then the "
+                                       "comparisons at them (default: every pattern of the sweep)")
     p.add_argument("--out", type=Path, help="folder for study_tables.md and the figures (PNG)")
     p.set_defaults(func=_cmd_study)
 
@@ -27,7 +29,13 @@ def _cmd_study(args: argparse.Namespace) -> int:
 
     if not 0.0 < args.alpha < 1.0:
         raise PgfSimError(f"--alpha must be in (0, 1), got {args.alpha}")
-    study = analyse(ResultStore(args.db, create=False), args.sweep, reference=args.reference, alpha=args.alpha)
+    from ..core import NM
+
+    patterns = None
+    if args.patterns:
+        patterns = [NM.parse(t.strip()) for t in args.patterns.split(",") if t.strip()]
+    study = analyse(ResultStore(args.db, create=False), args.sweep, reference=args.reference, alpha=args.alpha,
+                    patterns=patterns)
     print(markdown(study))
     if args.out is not None:
         for path in write(study, args.out):

@@ -16,11 +16,11 @@ FINAL = {("sr-ste", "1:16"): [3.0, 3.2, 3.1], ("mdgf", "1:16"): [2.8, 2.9, 2.85]
 FLOPS = {"sr-ste": 100.0, "mdgf": 160.0, "dense": 200.0, "ste": 100.0}  # cumulative at step 20
 
 
-def _fill(path: Path, seeds: int = 3) -> ResultStore:
+def _fill(path: Path, seeds: int = 3, final: dict | None = None) -> ResultStore:
     store = ResultStore(path)
     store.record_sweep("s", "b8_fp16", [("a100_80gb", "a100_80gb")], {"name": "s"})
     points = []
-    for (label, pat), finals in FINAL.items():
+    for (label, pat), finals in (final or FINAL).items():
         for seed, final in enumerate(finals[:seeds]):
             run_id = f"{label}-{pat}-{seed}"
             config = {**BASE, "recipe": {"name": label, "pattern": pat}, "seed": seed}
@@ -116,3 +116,20 @@ def test_report_study_folds_with_two_seeds_and_build_report_data_skips_one_seed(
     assert "<details><summary>Only 2 seeds per cell: intervals are wide." in page
     assert _seed_study(_fill(tmp_path / "one.sqlite", seeds=1), "s") is None  # no spread: no section
     assert "id='study'" not in render_html(ReportData())
+
+
+def test_study_restricted_to_patterns_sets_the_holm_family(tmp_path):
+    two = {**FINAL, ("sr-ste", "1:8"): [2.9, 2.95, 3.0], ("mdgf", "1:8"): [2.7, 2.75, 2.8]}
+    store = _fill(tmp_path / "two.sqlite", final=two)
+    full, only = analyse(store), analyse(store, patterns=[NM(1, 16)])
+    assert len(full.comparisons) == 5 and len(only.comparisons) == 3  # dense and mdgf at 1:8 drop out
+    assert only.patterns() == [NM(1, 16)]
+    # Holm over the 3 comparisons at 1:16 alone: smaller adjusted p-values than in the family of 5
+    raw = [c.difference.p_value for c in only.comparisons]
+    assert [c.p_holm for c in only.comparisons] == pytest.approx(holm(raw))
+    in_full = {(c.label, c.pattern): c.p_holm for c in full.comparisons}
+    assert all(c.p_holm <= in_full[(c.label, c.pattern)] for c in only.comparisons)
+    assert any(c.p_holm < in_full[(c.label, c.pattern)] for c in only.comparisons)
+    store = _fill(tmp_path / "s.sqlite")
+    with pytest.raises(PgfSimError, match=r"pattern\(s\) 1:8 not in sweep 's'; its patterns: 1:16"):
+        analyse(store, patterns=[NM(1, 8)])
