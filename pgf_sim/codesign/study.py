@@ -411,8 +411,13 @@ def figures(study: Study) -> list[tuple[str, Any]]:
             fig.add_hline(y=summary(ref.values).mean, line_dash="dot", row=1, col=j)
         fig.update_xaxes(title_text="cumulative training GFLOP", row=1, col=j)
     fig.update_yaxes(title_text=f"validation {m.label} ({m.unit})", row=1, col=1)
+    window = iso_y_range([y for _, ys in study.curves.values() for y in ys], m)
+    if window is not None:
+        fig.update_yaxes(range=list(window))
     fig.update_layout(title=f"Iso-FLOPs: seed-mean validation {m.label} vs training FLOPs "
-                            f"(dotted: {study.reference}'s final mean)", height=520)
+                            f"(dotted: {study.reference}'s final mean"
+                            + ("; early and post-pruning spikes run off the axis" if window is not None else "")
+                            + ")", height=520)
     out.append(("iso_flops", fig))
 
     fig = make_subplots(rows=1, cols=len(pats), subplot_titles=[str(p) for p in pats], shared_yaxes=True)
@@ -428,6 +433,22 @@ def figures(study: Study) -> list[tuple[str, Any]]:
     fig.update_layout(title="Gradient noise over training (sparsified layers, mean over layers and seeds)", height=520)
     out.append(("grad_noise", fig))
     return out
+
+
+def iso_y_range(values: Sequence[float], metric: Metric, keep: float = 0.8) -> tuple[float, float] | None:
+    """The y window of the iso-FLOPs panels: from the best value to the ``keep`` quantile towards
+    the worst (plus 5% margins), so that the first evaluations and the spike after a one-shot
+    prune, far worse than where the curves meet, do not squash the region the comparison is
+    about. None when nothing would be cut."""
+    ys = sorted((v for v in values if math.isfinite(v)), key=metric.oriented, reverse=True)  # best first
+    if len(ys) < 5:
+        return None
+    best, edge = ys[0], ys[min(len(ys) - 1, int(keep * (len(ys) - 1)))]
+    if edge == ys[-1]:
+        return None
+    pad = 0.05 * abs(edge - best)
+    lo, hi = sorted((best, edge))
+    return lo - pad, hi + pad
 
 
 def write(study: Study, out: Path) -> list[Path]:

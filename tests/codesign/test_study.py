@@ -133,3 +133,16 @@ def test_study_restricted_to_patterns_sets_the_holm_family(tmp_path):
     store = _fill(tmp_path / "s.sqlite")
     with pytest.raises(PgfSimError, match=r"pattern\(s\) 1:8 not in sweep 's'; its patterns: 1:16"):
         analyse(store, patterns=[NM(1, 8)])
+
+
+def test_iso_y_range_cuts_the_spikes_and_follows_the_metric_direction():
+    from pgf_sim.codesign.study import iso_y_range
+
+    bpc, acc = get_metric("bpc"), get_metric("accuracy")
+    values = [3.0, 2.9, 2.8, 2.7, 2.6, 2.5, 2.4, 2.3, 2.2, 2.1, 4.6]  # lower is better; one spike at 4.6
+    lo, hi = iso_y_range(values, bpc)
+    # best 2.1; the 80% quantile towards the worst of 11 sorted values (index 8) is 2.9; margin 5% of 0.8
+    assert (lo, hi) == pytest.approx((2.1 - 0.04, 2.9 + 0.04))
+    lo, hi = iso_y_range([0.5, 0.6, 0.7, 0.8, 0.9, 0.1], acc)  # higher is better: cut at the low end
+    assert hi == pytest.approx(0.9 + 0.02) and lo == pytest.approx(0.5 - 0.02)
+    assert iso_y_range([1.0, 2.0, 3.0], bpc) is None  # too few points to cut
