@@ -199,8 +199,8 @@ def _iso_flops(cells, curves, metric: Metric, reference: str) -> list[IsoFlops]:
     out = []
     for pattern in sorted({p for _, p in cells if not p.is_dense}, key=lambda p: p.density, reverse=True):
         ref = cells.get((reference, pattern))
-        if ref is None or not ref.runs or (reference, pattern) not in curves:
-            continue
+        if ref is None or not ref.runs or not curves.get((reference, pattern), ((), ()))[0]:
+            continue  # no evaluation curve logged for the reference: nothing to reach
         target = summary(ref.values).mean
         ref_total = curves[(reference, pattern)][0][-1]
         for (label, p), (xs, ys) in curves.items():
@@ -252,28 +252,29 @@ def _cell(study: Study, label: str, pattern: NM) -> Cell | None:
 def quality_rows(study: Study) -> list[dict[str, str]]:
     """Per recipe label: mean ± std (n) of the final metric at every pattern ("—": no finished run)."""
     rows = []
+    k, digits = study.metric.scale, _digits(study)
     for label in study.labels():
         row = {"recipe": label}
         for p in study.patterns():
             cell = _cell(study, label, p)
-            row[str(p)] = summary(cell.values).text(3) if cell and cell.runs else "—"
+            row[str(p)] = summary([v * k for v in cell.values]).text(digits) if cell and cell.runs else "—"
         rows.append(row)
     return rows
 
 
 def comparison_rows(study: Study) -> list[dict[str, str]]:
     """Per comparison with the reference: difference, Welch interval, raw and Holm p, verdict."""
-    ref = study.reference
-    return [{"recipe": c.label, "pattern": str(c.pattern), f"mean − {ref}": f"{c.difference.diff:+.3f}",
-             f"{_confidence(study)}% interval": f"[{c.difference.low:+.3f}, {c.difference.high:+.3f}]",
+    ref, k, n = study.reference, study.metric.scale, _digits(study)
+    return [{"recipe": c.label, "pattern": str(c.pattern), f"mean − {ref}": f"{c.difference.diff * k:+.{n}f}",
+             f"{_confidence(study)}% interval": f"[{c.difference.low * k:+.{n}f}, {c.difference.high * k:+.{n}f}]",
              "p": f"{c.difference.p_value:.3g}", "p (Holm)": f"{c.p_holm:.3g}", "verdict": c.verdict}
             for c in study.comparisons]
 
 
 def iso_rows(study: Study) -> list[dict[str, str]]:
     """Per pattern and recipe: training FLOPs to reach the reference's mean final value."""
-    ref = study.reference
-    return [{"pattern": str(it.pattern), "target": f"{it.target:.3f}", "recipe": it.label,
+    ref, k, n = study.reference, study.metric.scale, _digits(study)
+    return [{"pattern": str(it.pattern), "target": f"{it.target * k:.{n}f}", "recipe": it.label,
              "FLOPs to target": _fmt_flops(it.flops_to_target),
              f"ratio to {ref}": "—" if it.ratio is None else f"{it.ratio:.2f}",
              "run's total FLOPs": _fmt_flops(it.total_flops)} for it in study.iso]
@@ -300,6 +301,11 @@ def noise_trend_rows(study: Study, key: str = "grad_var_kept") -> list[dict[str,
         if seen:
             rows.append(row)
     return rows
+
+
+def _digits(study: Study) -> int:
+    """Decimals of the displayed metric: 3 for bpc / loss, 2 for accuracy shown in percent."""
+    return 2 if study.metric.scale != 1.0 else 3
 
 
 def _confidence(study: Study) -> int:
@@ -375,13 +381,13 @@ def figures(study: Study) -> list[tuple[str, Any]]:
         for label in labels:
             cell = study.cells.get((label, p))
             if cell and cell.runs:
-                s = summary(cell.values)
+                s = summary([v * m.scale for v in cell.values])
                 xs.append(label), ys.append(s.mean), es.append(s.std)
         fig.add_trace(go.Scatter(x=xs, y=ys, error_y=dict(type="data", array=es), mode="markers", name=str(p),
                                  marker=dict(size=9)))
     dense = study.cells.get(("dense", NM(1, 1)))
     if dense and dense.runs:
-        fig.add_hline(y=summary(dense.values).mean, line_dash="dot", annotation_text="dense")
+        fig.add_hline(y=summary(dense.values).mean * m.scale, line_dash="dot", annotation_text="dense")
     fig.update_layout(title=f"Final validation {m.label} per recipe (mean ± std over seeds)",
                       yaxis_title=m.axis_label, height=480)
     out.append(("quality", fig))
@@ -390,9 +396,11 @@ def figures(study: Study) -> list[tuple[str, Any]]:
     for p in pats:
         cs = [c for c in study.comparisons if c.pattern == p]
         fig.add_trace(go.Scatter(
-            x=[c.difference.diff for c in cs], y=[c.label for c in cs], mode="markers", name=str(p),
-            error_x=dict(type="data", symmetric=False, array=[c.difference.high - c.difference.diff for c in cs],
-                         arrayminus=[c.difference.diff - c.difference.low for c in cs]), marker=dict(size=9)))
+            x=[c.difference.diff * m.scale for c in cs], y=[c.label for c in cs], mode="markers", name=str(p),
+            error_x=dict(type="data", symmetric=False,
+                         array=[(c.difference.high - c.difference.diff) * m.scale for c in cs],
+                         arrayminus=[(c.difference.diff - c.difference.low) * m.scale for c in cs]),
+            marker=dict(size=9)))
     fig.add_vline(x=0.0, line_dash="dot")
     fig.update_layout(title=f"Difference to {study.reference} with Welch 95% interval "
                             f"({'negative' if not m.higher_is_better else 'positive'} is better)",
@@ -403,15 +411,16 @@ def figures(study: Study) -> list[tuple[str, Any]]:
     for j, p in enumerate(pats, start=1):
         for (label, cp), (xs, ys) in study.curves.items():
             if cp == p or (label == "dense" and cp.is_dense):
-                fig.add_trace(go.Scatter(x=[x / 1e9 for x in xs], y=ys, mode="lines+markers", name=label,
+                fig.add_trace(go.Scatter(x=[x / 1e9 for x in xs], y=[y * m.scale for y in ys], mode="lines+markers",
+                                         name=label,
                                          legendgroup=label, showlegend=j == 1, line=dict(color=color[label])),
                               row=1, col=j)
         ref = study.cells.get((study.reference, p))
         if ref and ref.runs:
-            fig.add_hline(y=summary(ref.values).mean, line_dash="dot", row=1, col=j)
+            fig.add_hline(y=summary(ref.values).mean * m.scale, line_dash="dot", row=1, col=j)
         fig.update_xaxes(title_text="cumulative training GFLOP", row=1, col=j)
     fig.update_yaxes(title_text=f"validation {m.label} ({m.unit})", row=1, col=1)
-    window = iso_y_range([y for _, ys in study.curves.values() for y in ys], m)
+    window = iso_y_range([y * m.scale for _, ys in study.curves.values() for y in ys], m)
     if window is not None:
         fig.update_yaxes(range=list(window))
     fig.update_layout(title=f"Iso-FLOPs: seed-mean validation {m.label} vs training FLOPs "

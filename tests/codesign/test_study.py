@@ -16,14 +16,14 @@ FINAL = {("sr-ste", "1:16"): [3.0, 3.2, 3.1], ("mdgf", "1:16"): [2.8, 2.9, 2.85]
 FLOPS = {"sr-ste": 100.0, "mdgf": 160.0, "dense": 200.0, "ste": 100.0}  # cumulative at step 20
 
 
-def _fill(path: Path, seeds: int = 3, final: dict | None = None) -> ResultStore:
+def _fill(path: Path, seeds: int = 3, final: dict | None = None, base: dict | None = None) -> ResultStore:
     store = ResultStore(path)
     store.record_sweep("s", "b8_fp16", [("a100_80gb", "a100_80gb")], {"name": "s"})
     points = []
     for (label, pat), finals in (final or FINAL).items():
         for seed, final in enumerate(finals[:seeds]):
             run_id = f"{label}-{pat}-{seed}"
-            config = {**BASE, "recipe": {"name": label, "pattern": pat}, "seed": seed}
+            config = {**(base or BASE), "recipe": {"name": label, "pattern": pat}, "seed": seed}
             store.start_run(run_id, name="charlm", config=config, recipe=label, pattern=pat, seed=seed)
             # at step 10: final + 0.4 after half the FLOPs
             store.add_metrics(run_id, [(10, "val_bpc", final + 0.4), (10, "train_flops", FLOPS[label] / 2),
@@ -146,3 +146,16 @@ def test_iso_y_range_cuts_the_spikes_and_follows_the_metric_direction():
     lo, hi = iso_y_range([0.5, 0.6, 0.7, 0.8, 0.9, 0.1], acc)  # higher is better: cut at the low end
     assert hi == pytest.approx(0.9 + 0.02) and lo == pytest.approx(0.5 - 0.02)
     assert iso_y_range([1.0, 2.0, 3.0], bpc) is None  # too few points to cut
+
+
+def test_accuracy_studies_are_shown_in_percent(tmp_path):
+    """An accuracy task's study reads in percent (the metric's display scale), like the report."""
+    digits = load_yaml(Path(__file__).parents[2] / "training" / "digits_vit.yaml")
+    acc = {("sr-ste", "1:16"): [0.80, 0.82, 0.81], ("dense", "1:1"): [0.90, 0.91, 0.92]}
+    study = analyse(_fill(tmp_path / "a.sqlite", final=acc, base=digits))
+    assert study.metric.higher_is_better and study.metric.scale == 100
+    text = markdown(study)
+    assert "| dense | 91.00 ± 1.00 (n=3) |" in text and "| sr-ste | 81.00 ± 1.00 (n=3) |" in text
+    # dense - sr-ste = +10 points; the interval in points too
+    (row,) = [r for r in text.splitlines() if r.startswith("| dense | 1:16 |")]
+    assert row.startswith("| dense | 1:16 | +10.00 | [") and row.endswith("| better |")
