@@ -19,6 +19,15 @@ SECTION_ID = "study"
 FOLD_BELOW_SEEDS = 3
 
 
+def _grouped(items: Sequence[str]) -> str:
+    """["mdgf 1:16", "mdgf 1:32", "gmp 1:32"] -> "mdgf (1:16, 1:32), gmp (1:32)"; "none" for none."""
+    by_label: dict[str, list[str]] = {}
+    for item in items:
+        label, _, pattern = item.rpartition(" ")
+        by_label.setdefault(label, []).append(pattern)
+    return ", ".join(f"{label} ({', '.join(pats)})" for label, pats in by_label.items()) or "none"
+
+
 def study_section(study: Study, add_figure: Callable[[Any, str], str],
                   html_table: Callable[[Sequence[Mapping[str, Any]]], str]) -> list[str]:
     """HTML blocks of the section; ``add_figure(fig, name)`` embeds a plotly figure and returns its
@@ -34,8 +43,8 @@ def study_section(study: Study, add_figure: Callable[[Any, str], str],
     if n:
         lead.append(f"<p>Against <b>{e(study.reference)}</b> at the same pattern, {n} comparisons, Holm-corrected "
                    f"(family-wise error {study.alpha:g}): "
-                   f"<b>better</b>: {e(', '.join(v['better']) or 'none')}; "
-                   f"<b>worse</b>: {e(', '.join(v['worse']) or 'none')}; "
+                   f"<b>better</b>: {e(_grouped(v['better']))}; "
+                   f"<b>worse</b>: {e(_grouped(v['worse']))}; "
                    f"{len(v['undecided'])} undecided (the seeds cannot tell them from {e(study.reference)}).</p>")
     else:
         lead.append(f"<p class='empty'>No comparison with {e(study.reference)}: it needs at least 2 finished seeds "

@@ -96,7 +96,9 @@ def test_report_of_a_seed_study_shows_the_verdicts_tables_and_figures(tmp_path):
     section = section[:section.index("</section>")]
     # the verdict line: dense beats sr-ste at 1:16 after Holm (raw p 0.0037, x3 comparisons = 0.011), mdgf and ste do not
     verdict = section[:section.index("</p>")]
-    assert "<b>better</b>: dense 1:16; <b>worse</b>: none; 2 undecided" in verdict
+    assert "<b>better</b>: dense (1:16); <b>worse</b>: none; 2 undecided" in verdict
+    from pgf_sim.codesign.report_study import _grouped
+    assert _grouped(["mdgf 1:16", "mdgf 1:32", "mdgf+sdgf 1:32"]) == "mdgf (1:16, 1:32), mdgf+sdgf (1:32)"
     # the same numbers as the Markdown tables, as HTML cells
     assert "<td>mdgf</td><td>2.850 ± 0.050 (n=3)</td>" in section
     assert "<td>dense</td><td>1:16</td><td>-0.550</td>" in section
