@@ -97,7 +97,7 @@ def test_results_lists_runs_and_shows_one(swept, capsys):
     assert doc["final_metrics"]["val_accuracy"] == pytest.approx(sr["final_accuracy"])
     assert main(["results", sr["run_id"], "--db", str(db)]) == 0
     text = capsys.readouterr().out
-    assert "flex_nm_systolic" in text and re.search(r"\d [mun]?s\b", text)
+    assert "flex_nm_systolic" in text and re.search(r"\d [mµn]?s\b", text)
     assert main(["results", "nope", "--db", str(db)]) == 2
     assert "no run 'nope'" in capsys.readouterr().err
     assert main(["results", "--db", str(db), "--sweep", "other"]) == 2
