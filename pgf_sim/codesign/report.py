@@ -34,7 +34,7 @@ from .pick import Pick
 from .records import distinguishable
 from .report_figures import (COSTS, GOALS, MetricInfo, Style, curves_figure, dense_reference, dse_figure, human,
                              layer_figure, relative_span)
-from .report_pareto import drawn_costs, memory_text, pareto_figure
+from .report_pareto import drawn_costs, has_footprint, memory_text, pareto_figure
 from .report_png import FIG_HEIGHT_PX, chromium_command, export_png, find_chromium  # noqa: F401 (public here)
 
 #: The trained view is "too small to load the hardware" when no target's latency differs by
@@ -280,7 +280,7 @@ def answer_rows(view: CostSection, metric: MetricInfo,
     ``test``: candidate label -> (mean, std, n) on the test split, shown beside the validation
     number the pick was made on."""
     table = _table(view)
-    memory = _has_footprint(table)
+    memory = has_footprint(table)
     rows = []
     goals: dict[tuple[str, str], list[str]] = {}
     for p in view.picks:
@@ -349,11 +349,6 @@ def pattern_cost_rows(view: CostSection) -> list[dict[str, str]]:
     return out
 
 
-def _has_footprint(candidates: Sequence[Candidate]) -> bool:
-    """Whether any candidate has a simulated memory footprint (old databases have none)."""
-    return any(math.isfinite(c.footprint_bytes) for c in candidates)
-
-
 def _density_of(table: ResultTable, text: str) -> float:
     return next((getattr(c.pattern, "density", 0.0) for c in table if c.pattern_text == text), 0.0)
 
@@ -390,7 +385,7 @@ def _answer(views: Sequence[CostSection], metric: MetricInfo,
     out.append(_html_table(rows, cls="answer") if rows else _empty("no picks were requested"))
     out += [f"<p class='err'>{_e(m)}</p>" for m in lead.pick_errors]
     memory = (" · memory footprint and the target's memory (\"does not fit\" where it exceeds it)"
-              if any(_has_footprint(_table(v)) for v in views) else "")
+              if any(has_footprint(_table(v)) for v in views) else "")
     out.append(f"<h3>Cost per N:M pattern and target</h3><p>Latency (speedup vs dense) · energy per inference{memory}; "
                "per pattern the cheapest recipe.</p>")
     for v in views:
@@ -459,7 +454,7 @@ def _cost_section(view: CostSection, figs: "_Figures", noise: str, metric: Metri
 def _memory_note(table: ResultTable) -> str:
     """The Pareto caption's sentence on memory: the footprint panel, and the red cross on the
     candidates that do not fit (empty for results stored before footprints were)."""
-    if not _has_footprint(table):
+    if not has_footprint(table):
         return ""
     text = (" Memory footprint: inference memory, i.e. the stored weights (N:M compressed where the target stores "
             "them so) + peak live activations + KV cache, against the target's memory.")

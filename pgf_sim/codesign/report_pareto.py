@@ -19,10 +19,16 @@ from .report_png import FIG_HEIGHT_PX
 NOFIT_COLOR = "#d00000"  # the "does not fit in the target's memory" cross and capacity line
 
 
+def has_footprint(candidates: Sequence[Candidate]) -> bool:
+    """Whether any candidate has a simulated memory footprint (results simulated before
+    footprints were stored have none)."""
+    return any(math.isfinite(c.footprint_bytes) for c in candidates)
+
+
 def drawn_costs(candidates: Sequence[Candidate]) -> tuple[tuple[str, str, str], ...]:
     """The ``COSTS`` a target's Pareto figure draws: all of them, less the memory footprint when
-    no candidate has one (results simulated before footprints were stored)."""
-    known = any(math.isfinite(c.footprint_bytes) for c in candidates)
+    no candidate has one."""
+    known = has_footprint(candidates)
     return tuple(cost for cost in COSTS if cost[0] != "footprint_bytes" or known)
 
 

@@ -39,21 +39,18 @@ def study_section(study: Study, add_figure: Callable[[Any, str], str],
     seeds = max((len(c.runs) for c in study.cells.values()), default=0)
     folded = seeds < FOLD_BELOW_SEEDS
     out = [f"<section id='{SECTION_ID}'><h2>Recipe comparison over seeds</h2>"]
-    lead = []
     if n:
-        lead.append(f"<p>Against <b>{e(study.reference)}</b> at the same pattern, {n} comparisons, Holm-corrected "
+        out.append(f"<p>Against <b>{e(study.reference)}</b> at the same pattern, {n} comparisons, Holm-corrected "
                    f"(family-wise error {study.alpha:g}): "
                    f"<b>better</b>: {e(_grouped(v['better']))}; "
                    f"<b>worse</b>: {e(_grouped(v['worse']))}; "
                    f"{len(v['undecided'])} undecided (the seeds cannot tell them from {e(study.reference)}).</p>")
     else:
-        lead.append(f"<p class='empty'>No comparison with {e(study.reference)}: it needs at least 2 finished seeds "
+        out.append(f"<p class='empty'>No comparison with {e(study.reference)}: it needs at least 2 finished seeds "
                    f"in both cells of a pattern.</p>")
     if folded:
-        out += lead + [f"<details><summary>Only {seeds} seeds per cell: intervals are wide. Click to show the "
-                       f"tables and figures</summary>"]
-    else:
-        out += lead
+        out.append(f"<details><summary>Only {seeds} seeds per cell: intervals are wide. Click to show the "
+                   f"tables and figures</summary>")
     out.append(f"<p class='note'>{e(caption(study).replace('`', ''))}</p>")
     figs = dict(figures(study))
     out += [f"<h3>{e(head['quality'])}</h3>", html_table(quality_rows(study)),

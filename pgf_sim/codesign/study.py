@@ -119,7 +119,8 @@ def analyse(store: Any, sweep: str | None = None, *, reference: str = "sr-ste", 
         if missing:
             raise PgfSimError(f"pattern(s) {', '.join(missing)} not in sweep {sweep!r}; its patterns: "
                               f"{', '.join(str(p) for p in sorted(have, key=lambda p: -p.density))}")
-        points = [pt for pt in points if pt.pattern.is_dense or pt.pattern in set(patterns)]
+        wanted = set(patterns)
+        points = [pt for pt in points if pt.pattern.is_dense or pt.pattern in wanted]
     for pt in points:
         run = store.get_run(pt.run_id)
         key = (pt.recipe, pt.pattern)

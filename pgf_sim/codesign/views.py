@@ -287,22 +287,17 @@ def build_report_data(db: Any, sweep: str, views: Sequence[CostViewData], patter
 
 
 def _seed_study(store: Any, sweep: str):
-    """The seed-study analysis (``study.analyse``) of a sweep with an SR-STE cell and at least two
-    finished seeds in some cell, else None (a one-seed sweep has no spread to compare)."""
+    """The seed-study analysis (``study.analyse``) of a sweep with SR-STE and another recipe at
+    two or more finished seeds each, else None (without SR-STE, or with one seed, there is nothing
+    to compare)."""
+    from ..core.errors import PgfSimError
     from .study import analyse
 
-    study = analyse(store, sweep) if _has_study(store, sweep) else None
-    return study if study is not None and study.comparisons else None
-
-
-def _has_study(store: Any, sweep: str) -> bool:
-    per_cell: dict[tuple[str, str], int] = {}
-    for pt in store.sweep_points(sweep):
-        run = store.get_run(pt.run_id)
-        if run is not None and run.status == "finished" and run.final_accuracy is not None:
-            key = (pt.recipe, str(pt.pattern))
-            per_cell[key] = per_cell.get(key, 0) + 1
-    return any(label == "sr-ste" for label, _ in per_cell) and max(per_cell.values(), default=0) >= 2
+    try:
+        study = analyse(store, sweep)
+    except PgfSimError:  # no finished run yet, or no SR-STE cell
+        return None
+    return study if study.comparisons else None
 
 
 def _deploy_model(info: Any) -> str:
