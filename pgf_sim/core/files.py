@@ -11,6 +11,7 @@ from __future__ import annotations
 import errno
 import os
 import shutil
+import stat
 import tempfile
 from pathlib import Path
 from typing import BinaryIO, Callable
@@ -18,6 +19,44 @@ from typing import BinaryIO, Callable
 from .errors import PgfSimError
 
 _NO_SPACE = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
+
+
+MAX_INPUT_BYTES = 64 * 2**20  # a config, hardware, measurement or run-config file; far above any real one
+
+
+class FileReadError(PgfSimError):
+    """An input file is not a regular file, too large, or unreadable."""
+
+
+def read_limited(path: str | Path, what: str, *, limit: int = MAX_INPUT_BYTES) -> bytes:
+    """The bytes of the regular file ``path`` (``what`` names it in errors), at most ``limit``.
+
+    A device (``/dev/zero``), FIFO or directory is refused before reading, so an input can
+    neither hang nor fill memory; the size is checked on the open file, not on its name."""
+    path = Path(path)
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except OSError as exc:
+        raise FileReadError(f"{path}: cannot read {what}: {exc.strerror or exc}") from None
+    with os.fdopen(fd, "rb") as fh:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise FileReadError(f"{path}: {what} must be a regular file, not {_kind(st.st_mode)}")
+        if st.st_size > limit:
+            raise FileReadError(f"{path}: {what} is {st.st_size} bytes, over the {limit} byte limit")
+        data = fh.read(limit + 1)
+    if len(data) > limit:
+        raise FileReadError(f"{path}: {what} is over the {limit} byte limit")
+    return data
+
+
+def _kind(mode: int) -> str:
+    for test, name in ((stat.S_ISDIR, "a directory"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"),
+                       (stat.S_ISLNK, "a symbolic link")):
+        if test(mode):
+            return name
+    return "a special file"
 
 
 class FileWriteError(PgfSimError):
