@@ -27,7 +27,7 @@ def check_factory_path(path: Any, field: str) -> tuple[str, str]:
         shown = repr(path)[:120] if isinstance(path, str) else f"{type(path).__name__} {str(path)[:60]!r}"
         raise ConfigError(f"{field}: {shown} is not an import path; expected 'package.module:function'")
     module_name, _, attr_path = path.partition(":")
-    check_module_name(module_name, field)
+    check_module_name(module_name, field, path)
     if any(part.startswith("__") for part in attr_path.split(".")):
         raise ConfigError(f"{field}: {path!r} names a private attribute; a factory is a plain function")
     return module_name, attr_path

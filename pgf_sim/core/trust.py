@@ -97,14 +97,15 @@ def policy(*, trust_stored: bool = False, modules: tuple[str, ...] | list[str] =
             os.environ[ENV_MODULES] = before[2]
 
 
-def check_module_name(module: str, field: str) -> None:
+def check_module_name(module: str, field: str, path: str | None = None) -> None:
     """Refuse, by name and before any import, a module that is never a factory's home."""
     top = module.split(".")[0]
     if top in _NEVER:
         what = ("part of the Python standard library" if top in sys.stdlib_module_names or top == "builtins"
                 else "an installer, not your code")
-        raise UntrustedError(f"{field}: module {module!r} is {what}; a factory must be your own function "
-                             "(see docs/security.md)")
+        named = f" of {path!r}" if path else ""
+        raise UntrustedError(f"{field}: module {module!r}{named} is {what}; a factory must be your own function, "
+                             "nothing was imported (see docs/security.md)")
 
 
 def _in_trusted_module(module: str) -> bool:

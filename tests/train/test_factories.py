@@ -105,7 +105,7 @@ def test_user_model_and_data_train_through_a_sweep_with_worker_processes(tmp_pat
 @pytest.mark.parametrize("field, path, message", [
     ("model", "no_such_module_xyz:build", "model.factory: cannot import module 'no_such_module_xyz'"),
     ("data", "no_such_module_xyz:load", "data.factory: cannot import module 'no_such_module_xyz'"),
-    ("model", "os:no_such_function", "model.factory: module 'os' is part of the Python standard library"),
+    ("model", "os:no_such_function", "model.factory: module 'os' of 'os:no_such_function' is part of the Python standard library"),
     ("model", "USER:TwoLayer.__init__", "names a private attribute"),
     ("model", "USER:TwoLayer", "is not a declared factory"),
     ("data", "not a path", "data.factory: 'not a path' is not an import path"),
