@@ -299,7 +299,7 @@ def _existing_store(args: argparse.Namespace):
     from ..store import ResultStore
 
     db = getattr(args, "db", None)
-    return ResultStore(db, create=False) if db is not None and Path(db).is_file() else None
+    return ResultStore(db, create=False, read_only=True) if db is not None and Path(db).is_file() else None
 
 
 def _default_picks(table, args, cost=None):

@@ -83,9 +83,33 @@ def check_output_dir(path: str | Path) -> Path:
     if not parent.is_dir():
         what = "is not a directory" if parent.exists() else "does not exist"
         raise FileWriteError(f"cannot write {path}: directory {parent} {what}")
-    if path.is_dir():
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return path
+    except OSError as exc:
+        raise write_error(exc, path) from None
+    if stat.S_ISDIR(st.st_mode):
         raise FileWriteError(f"cannot write {path}: it is a directory; give a file name")
+    if not stat.S_ISREG(st.st_mode):
+        # replacing a device, FIFO or symbolic link with a regular file is never what was meant
+        # (as root this once replaced /dev/full); the target must be a plain file or absent
+        raise FileWriteError(f"cannot write {path}: it is {_kind(st.st_mode)}, not a regular file; "
+                             "not replacing it (give a regular file's path)")
     return path
+
+
+def _umask() -> int:
+    """The process's umask, read without changing it where Linux tells it (``/proc``)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)  # elsewhere: read it by setting it, and put it back at once
+    os.umask(mask)
+    return mask
 
 
 def refuse_overwrite(path: str | Path, *, force: bool, flag: str = "--force") -> None:
@@ -142,11 +166,16 @@ def atomic_write(path: str | Path, content: bytes | str | Callable[[BinaryIO], N
             else:
                 recorder.write(content.encode("utf-8") if isinstance(content, str) else content)
             fh.flush()
+            os.fchmod(fh.fileno(), 0o666 & ~_umask())  # mkstemp's 0600 -> what open() would give
             os.fsync(fh.fileno())
+        check_output_dir(path)  # still not a device, FIFO or link that appeared meanwhile
         os.replace(tmp, path)  # atomic on POSIX: readers see the old or the new file, never half
     except OSError as exc:
         Path(tmp).unlink(missing_ok=True)
         raise write_error(exc, path) from None
+    except FileWriteError:
+        Path(tmp).unlink(missing_ok=True)
+        raise
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         if recorder is not None and recorder.error is not None:
