@@ -10,6 +10,7 @@ import importlib
 import sys
 
 from .core import trust
+from .core.bounds import check_flags
 from .core.errors import PgfSimError, printable
 
 # Order is the order of the help text. ``simulate`` (pgf_sim.sim.cli) is registered by
@@ -76,6 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parse(parser, argv)
     try:
+        check_flags(args)
         with trust.policy(trust_stored=getattr(args, "trust", False), modules=getattr(args, "trust_module", [])):
             result = args.func(args)
     except PgfSimError as exc:

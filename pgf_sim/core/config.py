@@ -7,6 +7,7 @@ naming the file, the field and the value (and the valid values for a ``Literal``
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 import types
 import typing
@@ -215,9 +216,10 @@ def _convert(tp: Any, value: Any, source: str, path: str) -> Any:
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
             if isinstance(value, float) and value.is_integer():
-                return int(value)
-            raise ConfigError(f"{source}: field '{path}': expected an integer, got {value!r}")
-        return value
+                value = int(value)
+            else:
+                raise ConfigError(f"{source}: field '{path}': expected an integer, got {value!r}")
+        return value  # ranges are each field's own (a seed's differs from a step count's)
     if tp is float:
         if isinstance(value, bool):
             raise ConfigError(f"{source}: field '{path}': expected a number, got {value!r}")
@@ -228,7 +230,13 @@ def _convert(tp: Any, value: Any, source: str, path: str) -> Any:
                 pass
         if not isinstance(value, (int, float)):
             raise ConfigError(f"{source}: field '{path}': expected a number, got {value!r}")
-        return float(value)
+        try:
+            number = float(value)
+        except OverflowError:
+            number = math.inf
+        if not math.isfinite(number):
+            raise ConfigError(f"{source}: field '{path}': {str(value)[:40]} is not a finite number")
+        return number
     if tp is str:
         if not isinstance(value, str):
             raise ConfigError(f"{source}: field '{path}': expected a string, got {value!r}")
