@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import signal
 import sys
 
 from .core import trust
@@ -76,6 +77,7 @@ def parse(parser: argparse.ArgumentParser, argv: list[str] | None = None) -> arg
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parse(parser, argv)
+    previous = _sigterm_as_interrupt()
     try:
         check_flags(args)
         with trust.policy(trust_stored=getattr(args, "trust", False), modules=getattr(args, "trust_module", [])):
@@ -93,7 +95,23 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("pgf-sim: interrupted; saved progress is kept and the command resumes from it", file=sys.stderr)
         return 130
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     return int(result or 0)
+
+
+def _sigterm_as_interrupt():
+    """SIGTERM (``kill``, a scheduler's time limit, ``docker stop``) is handled like Ctrl-C: the
+    sweep checkpoints, marks its runs interrupted and exits 130 with a message, instead of
+    dying at once with runs left 'running'. Returns the previous handler (None: not the main thread)."""
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    try:
+        return signal.signal(signal.SIGTERM, interrupt)
+    except ValueError:  # not the main thread (an embedding application): leave signals alone
+        return None
 
 
 if __name__ == "__main__":

@@ -312,6 +312,9 @@ def _train_locked(cfg: ExperimentConfig, ctx: Any, device: torch.device, run_id:
     opt, sched = optimizer_for(model, cfg, total)
 
     done = 0
+    if ctx.is_main and run_dir.is_dir():  # temp files of a write killed midway (the run lock is held)
+        for stale in run_dir.glob(".*.tmp"):
+            stale.unlink(missing_ok=True)
     if ckpt_path.is_file():
         state = load_checkpoint(ckpt_path, config=identity)  # CPU: RNG states must stay CPU tensors;
         # load_state_dict copies weights and optimiser state onto the parameters' device
