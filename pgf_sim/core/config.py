@@ -225,7 +225,7 @@ def _convert(tp: Any, value: Any, source: str, path: str) -> Any:
             raise ConfigError(f"{source}: field '{path}': expected a number, got {value!r}")
         if isinstance(value, str):  # YAML 1.1 reads "1e-4" as a string
             try:
-                return float(value)
+                value = float(value)
             except ValueError:
                 pass
         if not isinstance(value, (int, float)):

@@ -38,10 +38,11 @@ def read_limited(path: str | Path, what: str, *, limit: int = MAX_INPUT_BYTES) -
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
     except OSError as exc:
         raise FileReadError(f"{path}: cannot read {what}: {exc.strerror or exc}") from None
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):
+        os.close(fd)
+        raise FileReadError(f"{path}: {what} must be a regular file, not {_kind(st.st_mode)}")
     with os.fdopen(fd, "rb") as fh:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise FileReadError(f"{path}: {what} must be a regular file, not {_kind(st.st_mode)}")
         if st.st_size > limit:
             raise FileReadError(f"{path}: {what} is {st.st_size} bytes, over the {limit} byte limit")
         data = fh.read(limit + 1)
