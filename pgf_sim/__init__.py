@@ -15,6 +15,8 @@ from .core.version import VERSION as __version__
 
 # public name -> module that defines it (imported lazily by __getattr__)
 _PUBLIC = {
+    # the trust boundary: a function a config may name as model.factory / data.factory
+    "factory": "pgf_sim.core.trust",
     # training backend (torch)
     "RecipeConfig": "pgf_sim.sparsity.schedules",
     "sparsify": "pgf_sim.train.sparsify",

@@ -7,9 +7,12 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import signal
 import sys
 
-from .core.errors import PgfSimError
+from .core import trust
+from .core.bounds import check_flags
+from .core.errors import PgfSimError, printable
 
 # Order is the order of the help text. ``simulate`` (pgf_sim.sim.cli) is registered by
 # pgf_sim.codesign.cli, which gives it the loader of training runs.
@@ -35,7 +38,25 @@ def build_parser() -> argparse.ArgumentParser:
                 continue
             raise
         module.add_commands(sub)
+    for command in sub.choices.values():
+        _add_trust_flags(command)
     return parser
+
+
+def _add_trust_flags(parser: argparse.ArgumentParser) -> None:
+    """``--trust`` and ``--trust-module`` on every command (and nested command): the trust
+    boundary of ``pgf_sim.core.trust`` (docs/security.md)."""
+    nested = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]  # noqa: SLF001
+    for action in nested:
+        for child in action.choices.values():
+            _add_trust_flags(child)
+    if nested:
+        return
+    group = parser.add_argument_group("trust (docs/security.md)")
+    group.add_argument("--trust", action="store_true",
+                       help="trust the run directories and databases given: a model/data factory they name may run")
+    group.add_argument("--trust-module", action="append", default=[], metavar="MODULE",
+                       help="every function of MODULE (your own package) may be named as a factory; repeatable")
 
 
 def parse(parser: argparse.ArgumentParser, argv: list[str] | None = None) -> argparse.Namespace:
@@ -56,22 +77,41 @@ def parse(parser: argparse.ArgumentParser, argv: list[str] | None = None) -> arg
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parse(parser, argv)
+    previous = _sigterm_as_interrupt()
     try:
-        result = args.func(args)
+        check_flags(args)
+        with trust.policy(trust_stored=getattr(args, "trust", False), modules=getattr(args, "trust_module", [])):
+            result = args.func(args)
     except PgfSimError as exc:
-        print(f"pgf-sim: error: {exc}", file=sys.stderr)
+        print(f"pgf-sim: error: {printable(str(exc))}", file=sys.stderr)
         return 2
     except OSError as exc:  # the environment, not the input: a full disk, a missing or read-only path
         import errno
 
         where = f"{exc.filename}: " if exc.filename is not None else ""
         reason = "disk full" if exc.errno == errno.ENOSPC else (exc.strerror or str(exc))
-        print(f"pgf-sim: error: {where}{reason}", file=sys.stderr)
+        print(f"pgf-sim: error: {printable(where + reason)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("pgf-sim: interrupted; saved progress is kept and the command resumes from it", file=sys.stderr)
         return 130
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     return int(result or 0)
+
+
+def _sigterm_as_interrupt():
+    """SIGTERM (``kill``, a scheduler's time limit, ``docker stop``) is handled like Ctrl-C: the
+    sweep checkpoints, marks its runs interrupted and exits 130 with a message, instead of
+    dying at once with runs left 'running'. Returns the previous handler (None: not the main thread)."""
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    try:
+        return signal.signal(signal.SIGTERM, interrupt)
+    except ValueError:  # not the main thread (an embedding application): leave signals alone
+        return None
 
 
 if __name__ == "__main__":

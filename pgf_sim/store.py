@@ -33,8 +33,13 @@ Every SQLite failure (a corrupt or truncated file, a read-only folder, a path th
 directory, a full disk) becomes a one-line ``StoreError`` naming the file; opening a database
 that must already exist (``ResultStore(path, create=False)``) never creates one.
 
-A database written by an older version is migrated on open: columns added since
-(``OPTIONAL_TOTALS``) are appended and read as ``None`` in the rows stored before.
+The schema version is ``PRAGMA user_version`` (``SCHEMA_VERSION``), checked on open before
+anything is written: a newer one is refused (upgrade pgf-sim), an older one is migrated (columns
+added since, ``OPTIONAL_TOTALS``, are appended and read as ``None`` in the rows stored before),
+and a database that is not a pgf-sim store (another application's tables) is refused untouched.
+``read_only=True`` (the reading commands: results, pick, report, study) opens the file with
+SQLite's ``mode=ro``: nothing is created, migrated or switched to WAL, and a file on a
+read-only medium or without write permission can still be read.
 """
 from __future__ import annotations
 
@@ -111,6 +116,10 @@ CREATE TABLE IF NOT EXISTS sim_layers (
 );
 """
 
+SCHEMA_VERSION = 1  # PRAGMA user_version; 0: a store written before the version was recorded
+_OUR_TABLES = frozenset({"runs", "metrics", "layers", "diagnostics", "sweeps", "sweep_points", "sim_totals",
+                         "sim_layers"})
+
 TOTAL_METRICS = ("dense_flops", "exec_flops", "latency_s", "energy_j", "weight_bytes", "dram_bytes")
 #: totals that may be absent (NULL): written by simulations since the footprint became a cost axis
 OPTIONAL_TOTALS = ("footprint_bytes", "dram_capacity_bytes")
@@ -120,6 +129,16 @@ LAYER_FIELDS = ("layer", "kind", "role", "pattern", "exec_pattern", "dense_flops
                 "weight_bytes", "dram_bytes", "latency_s", "energy_j", "bound")
 _TEXT_FIELDS = frozenset({"layer", "kind", "role", "bound"})
 _PATTERN_FIELDS = frozenset({"pattern", "exec_pattern"})
+
+
+def _required_columns() -> dict[str, set[str]]:
+    """table -> the columns every pgf-sim store has (all but those a migration appends)."""
+    con = sqlite3.connect(":memory:")
+    try:
+        con.executescript(_SCHEMA)
+        return {t: {r[1] for r in con.execute(f"PRAGMA table_info({t})")} - set(OPTIONAL_TOTALS) for t in _OUR_TABLES}
+    finally:
+        con.close()
 
 
 class StoreError(PgfSimError):
@@ -231,20 +250,27 @@ class ResultStore:
     """The result database at ``path``. ``create=False``: the file must exist already (commands
     that only read results, such as ``pick`` and ``report``, never leave an empty file behind)."""
 
-    def __init__(self, path: str | Path, *, busy_timeout_s: float = 60.0, create: bool = True) -> None:
+    def __init__(self, path: str | Path, *, busy_timeout_s: float = 60.0, create: bool = True,
+                 read_only: bool = False) -> None:
         self.path = Path(path)
         self.busy_timeout_s = busy_timeout_s
+        self.read_only = read_only
+        self._immutable = False
         if self.path.is_dir():
             raise StoreError(f"result database {self.path}: is a directory, not a database file")
+        if self.path.exists() and not self.path.is_file():
+            raise StoreError(f"result database {self.path}: is not a regular file")
         if not self.path.exists():
-            if not create:
+            if not create or read_only:
                 raise StoreError(f"result database {self.path} does not exist; run `pgf-sim sweep` or "
                                  f"`pgf-sim run` first, or point --db at an existing one")
             try:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
                 raise StoreError(f"result database {self.path}: cannot create its folder ({exc.strerror})") from None
-        self._init_schema()
+        self._check_identity()
+        if not read_only:
+            self._init_schema()
 
     def __repr__(self) -> str:
         return f"ResultStore({str(self.path)!r})"
@@ -277,11 +303,48 @@ class ResultStore:
             return False
         return fs.f_bavail * fs.f_frsize < 1 << 20
 
+    def _check_identity(self) -> None:
+        """Refuse, before anything is written, a database of a newer schema or of another
+        application; a file that is empty or new is ours to create."""
+        if not self.path.exists() or self.path.stat().st_size == 0:
+            return
+        with self._connection(read_only=True, immutable=True) as con:  # no side file, no lock: untouched
+            version = con.execute("PRAGMA user_version").fetchone()[0]
+            tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+            columns = {t: {r["name"] for r in con.execute(f"PRAGMA table_info({t})")} for t in tables & _OUR_TABLES}
+        if version > SCHEMA_VERSION:
+            raise StoreError(f"result database {self.path}: schema version {version} is newer than this pgf-sim "
+                             f"reads ({SCHEMA_VERSION}); upgrade pgf-sim, nothing was changed")
+        foreign = sorted(tables - _OUR_TABLES - {"sqlite_sequence", "sqlite_stat1"})
+        foreign += sorted(t for t, have in columns.items() if not _required_columns()[t] <= have)
+        if foreign:
+            shown = ", ".join(foreign[:5])
+            raise StoreError(f"result database {self.path}: is not a pgf-sim result database (tables: {shown}); "
+                             "nothing was changed, point --db at another file")
+
     @contextmanager
-    def _connection(self) -> Iterator[sqlite3.Connection]:
+    def _connection(self, read_only: bool | None = None, immutable: bool = False) -> Iterator[sqlite3.Connection]:
         # isolation_level=None: transactions are explicit (``_write`` issues BEGIN IMMEDIATE)
+        read_only = self.read_only if read_only is None else read_only
         try:
-            con = sqlite3.connect(self.path, timeout=self.busy_timeout_s, isolation_level=None)
+            if read_only:
+                # mode=ro never creates or writes; immutable=1 (the file's folder is read-only, so
+                # SQLite cannot make the WAL index beside it) reads it as a fixed file
+                flag = "immutable=1" if self._immutable or immutable else "mode=ro"
+                con = sqlite3.connect(f"{self.path.resolve().as_uri()}?{flag}", uri=True,
+                                      timeout=self.busy_timeout_s, isolation_level=None)
+                if flag == "mode=ro":
+                    try:
+                        con.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
+                    except sqlite3.OperationalError as exc:
+                        if "unable to open" not in str(exc) and "readonly" not in str(exc).lower():
+                            raise
+                        con.close()
+                        self._immutable = True
+                        con = sqlite3.connect(f"{self.path.resolve().as_uri()}?immutable=1", uri=True,
+                                              timeout=self.busy_timeout_s, isolation_level=None)
+            else:
+                con = sqlite3.connect(self.path, timeout=self.busy_timeout_s, isolation_level=None)
         except sqlite3.Error as exc:
             raise self._error(exc) from None
         try:
@@ -296,6 +359,8 @@ class ResultStore:
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
         """One short write transaction that takes the write lock at once."""
+        if self.read_only:
+            raise StoreError(f"result database {self.path}: opened read-only by this command")
         with self._connection() as con:
             con.execute("BEGIN IMMEDIATE")
             try:
@@ -323,6 +388,9 @@ class ResultStore:
                         con.execute("PRAGMA journal_mode=WAL")
                     con.executescript(_SCHEMA)
                 self._migrate()
+                with self._connection() as con:
+                    if con.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION:
+                        con.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
                 return
             except StoreError as exc:
                 if "locked" not in str(exc) or attempt == 99:

@@ -299,7 +299,7 @@ def _existing_store(args: argparse.Namespace):
     from ..store import ResultStore
 
     db = getattr(args, "db", None)
-    return ResultStore(db, create=False) if db is not None and Path(db).is_file() else None
+    return ResultStore(db, create=False, read_only=True) if db is not None and Path(db).is_file() else None
 
 
 def _default_picks(table, args, cost=None):
@@ -373,7 +373,11 @@ def _cmd_report(args: argparse.Namespace) -> int:
     from .report import export_png, write_report
     from .views import CostViewData, build_report_data, cost_model, cost_models, load_table, native_gains
 
-    name = ResultStore(args.db, create=False).sweep_info(args.sweep).sweep
+    from ..core.files import check_output_dir
+
+    if Path(args.out).parent.is_dir():
+        check_output_dir(args.out)  # a device, FIFO or link as --out: refused before any work
+    name = ResultStore(args.db, create=False, read_only=True).sweep_info(args.sweep).sweep
     costs = cost_models(args.db, name) if args.cost_model == "both" else [cost_model(args.db, name, args.cost_model)]
     views = []
     for cost in costs:

@@ -78,7 +78,8 @@ def execute_point(task: PointTask) -> PointResult:
         todo = tuple((label, spec) for label, spec in task.hardware if label not in done)
         if todo:
             simulate_run(store, task.run_id, workdir / task.run_id, todo, batch=task.batch, dtype=task.dtype,
-                         key=task.sim_key, train_flops=run.train_flops, replace=task.resimulate)
+                         key=task.sim_key, train_flops=run.train_flops, replace=task.resimulate,
+                         cfg=task.experiment)
         if task.deploy is not None:  # the proxy reads the patterns stored just above; no torch needed
             from .deploy import simulate_deploy
 
@@ -91,13 +92,15 @@ def execute_point(task: PointTask) -> PointResult:
 
 
 def simulate_run(store: ResultStore, run_id: str, run_dir: Path, hardware: tuple[tuple[str, Hardware], ...], *,
-                 batch: int, dtype: str, key: str, train_flops: float | None, replace: bool = False) -> None:
-    """Capture the trained model (its real per-layer N:M structure) and store its cost on each target."""
+                 batch: int, dtype: str, key: str, train_flops: float | None, replace: bool = False,
+                 cfg: Any = None) -> None:
+    """Capture the trained model (its real per-layer N:M structure) and store its cost on each target.
+    ``cfg``: the run's experiment from the sweep's own YAML (its ``config.json`` is then not read)."""
     from ..sim.simulate import simulate
     from . import results
     from .trained import capture_run
 
-    workload, _ = capture_run(run_dir, batch=batch, dtype=dtype)
+    workload, _ = capture_run(run_dir, batch=batch, dtype=dtype, cfg=cfg)
     for label, hw in hardware:
         sim = simulate(workload, hw)
         totals, layers = results.from_sim_result(sim)

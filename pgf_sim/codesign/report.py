@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import html
 import math
+import os
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -145,27 +146,52 @@ def write_report(path: str | Path, data: ReportData, *, figure_files: bool = Fal
     ``<stem>_figures/NN_<name>.png`` and ``.svg`` (see ``export_figures``)."""
     from ..core.files import atomic_write
 
+    from ..core.files import check_output_dir
+
     path = Path(path)
+    if path.parent.is_dir():
+        check_output_dir(path)  # a device, FIFO or link as --out: refused before any work
     figs = _Figures()
-    atomic_write(path, render_html(data, figs), make_parents=True)
-    if figure_files:
+    html = render_html(data, figs)
+    if figure_files:  # figures first: a report killed meanwhile keeps its old HTML and old figures
         export_figures(figs.items, path.parent / f"{path.stem}_figures")
+    atomic_write(path, html, make_parents=True)
     return path
 
 
 def export_figures(items: Sequence[tuple[str, Any]], folder: Path) -> list[Path]:
     """Each (name, plotly figure) as ``folder/NN_name.png`` (2x scale) and ``.svg`` via plotly's
     static export (kaleido, which needs Chrome or Chromium installed). Figure files of an earlier
-    report in ``folder`` (``NN_*.png`` / ``.svg``) are removed first; other files are left alone. Without them: one line
-    saying what is missing, and nothing written."""
+    report in ``folder`` (``NN_*.png`` / ``.svg``) are replaced by the new set only once every new
+    figure is written (into a temporary folder beside it): a report killed mid-export keeps the
+    old set whole. Other files are left alone. Without kaleido or a browser: one line saying what
+    is missing, and nothing written."""
+    import shutil
+    import tempfile
+
     import plotly.io as pio
 
     if not items:
         return []
     folder.mkdir(parents=True, exist_ok=True)
-    for old in folder.iterdir():  # an earlier report's figures: their numbers and names no longer match
-        if old.is_file() and _FIGURE_FILE.match(old.name):
-            old.unlink()
+    for stale in folder.parent.glob(f".{folder.name}.*.tmp"):  # left by a report that was killed
+        shutil.rmtree(stale, ignore_errors=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".tmp", dir=folder.parent))
+    try:
+        written = _write_figures(pio, items, staging)
+        if not written:
+            return []
+        for old in folder.iterdir():  # an earlier report's figures: their numbers and names no longer match
+            if old.is_file() and _FIGURE_FILE.match(old.name):
+                old.unlink()
+        for new in written:
+            os.replace(new, folder / new.name)
+        return [folder / p.name for p in written]
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _write_figures(pio: Any, items: Sequence[tuple[str, Any]], folder: Path) -> list[Path]:
     figs, paths, widths, heights = [], [], [], []
     for i, (name, fig) in enumerate(items):
         for ext in ("png", "svg"):

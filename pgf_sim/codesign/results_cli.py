@@ -43,12 +43,12 @@ def _cmd_results(args: argparse.Namespace) -> int:
         raise ConfigError(f"no result database at {args.db}; run `pgf-sim train`, `pgf-sim sweep` or `pgf-sim run` first")
     from ..store import ResultStore
 
-    store = ResultStore(args.db)
+    store = ResultStore(args.db, create=False, read_only=True)
     if args.run:
         doc = run_details(store, args.run)
         records = [{"run_id": doc["run_id"], "hardware": s["hardware"], "cost_model": s["cost_model"],
                     **{k: v for k, v in s.items() if k not in ("hardware", "cost_model")}}
-                   for s in doc["simulations"]] or [_run_row(doc, doc["sweeps"])]
+                   for s in doc["simulations"]] or [{k: doc[k] for k in _RUN_KEYS}]  # trained, never simulated
         print(emit(records, args.format, table=_format_run(doc), document=doc))
         return 0
     rows = list_runs(store, sweep=args.sweep, status=args.status)
@@ -71,6 +71,10 @@ def list_runs(store: Any, *, sweep: str | None = None, status: str | None = None
             member.setdefault(pt.run_id, []).append(s.sweep)
     rows = [_run_row(r, member.get(r.run_id, [])) for r in store.list_runs(status=status)]
     return [r for r in rows if sweep is None or sweep in r["sweep"].split(" ")]
+
+
+_RUN_KEYS = ("run_id", "sweep", "name", "recipe", "pattern", "seed", "status", "final_step", "metric",
+             "final_accuracy", "train_flops")
 
 
 def _run_row(run: Any, sweeps: list[str]) -> dict[str, Any]:

@@ -92,9 +92,9 @@ class Study:
 
 
 def _metric(run: Any) -> Metric:
-    from ..train.experiment import experiment_from_dict
+    from ..train.experiment import metric_of
 
-    return experiment_from_dict(run.config, source=f"run {run.run_id}").task_metric
+    return metric_of(run.config)  # read without building the experiment: no factory is imported
 
 
 def analyse(store: Any, sweep: str | None = None, *, reference: str = "sr-ste", alpha: float = 0.05,

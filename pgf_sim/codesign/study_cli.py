@@ -34,7 +34,7 @@ def _cmd_study(args: argparse.Namespace) -> int:
     patterns = None
     if args.patterns:
         patterns = [NM.parse(t.strip()) for t in args.patterns.split(",") if t.strip()]
-    study = analyse(ResultStore(args.db, create=False), args.sweep, reference=args.reference, alpha=args.alpha,
+    study = analyse(ResultStore(args.db, create=False, read_only=True), args.sweep, reference=args.reference, alpha=args.alpha,
                     patterns=patterns)
     print(markdown(study))
     if args.out is not None:

@@ -13,14 +13,16 @@ from ..core.errors import ConfigError
 
 
 def capture_run(run_dir: str | Path, *, batch: int | None = 1, dtype: str = "fp16",
-                name: str | None = None) -> tuple[Any, Any]:
+                name: str | None = None, cfg: Any = None) -> tuple[Any, Any]:
     """(Workload, ExperimentConfig) of the finished run in ``run_dir``: the finalised model traced
     at ``batch`` inputs (None: the run's training batch size), patterns read from its weights;
-    the workload is called ``name`` (default: the experiment's name)."""
+    the workload is called ``name`` (default: the experiment's name). ``cfg``: the run's
+    experiment when the caller holds it (a sweep, from the user's YAML); else the run's
+    ``config.json`` is read at the trust boundary (``load_trained``)."""
     from ..sim.capture import capture
     from ..train.trainer import example_input, load_trained
 
-    model, cfg = load_trained(Path(run_dir))
+    model, cfg = load_trained(Path(run_dir), cfg)
     rows = cfg.schedule.batch_size if batch is None else batch
     return capture(model, (example_input(cfg, rows),), dtype=dtype, name=name or cfg.name), cfg
 

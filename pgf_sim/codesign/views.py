@@ -27,7 +27,7 @@ def _store(db: Any):
     """The existing result database ``db`` (a path or an open ``ResultStore``); never creates one."""
     from ..store import ResultStore
 
-    return db if isinstance(db, ResultStore) else ResultStore(db, create=False)
+    return db if isinstance(db, ResultStore) else ResultStore(db, create=False, read_only=True)
 
 
 COST_MODELS = ("trained", "deploy")

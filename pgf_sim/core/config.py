@@ -7,6 +7,7 @@ naming the file, the field and the value (and the valid values for a ``Literal``
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 import types
 import typing
@@ -24,17 +25,43 @@ _NM_TEXT = re.compile(r"^\s*\d+\s*:\s*\d+\s*$")
 
 def load_yaml(path: str | Path) -> dict[str, Any]:
     """Read a YAML mapping with ``yaml.safe_load``; errors name the file."""
+    from .files import FileReadError, read_limited
+
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_limited(path, "a YAML file").decode("utf-8")
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{path}: not a text YAML file (byte {exc.start} is not UTF-8)") from None
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    except FileReadError as exc:
+        raise ConfigError(str(exc)) from None
     data = safe_yaml(text, str(path))
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
     return data
+
+
+class DuplicateKeyError(yaml.YAMLError):
+    pass
+
+
+class StrictSafeLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` (the loader of ``yaml.safe_load``: plain data only) that refuses a
+    key given twice in one mapping: YAML keeps the last one silently, so a pasted second
+    ``dram_bw_bytes_per_s`` would replace the first without a word."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            line = key_node.start_mark.line + 1
+            try:
+                if key in seen:
+                    raise DuplicateKeyError(f"line {line}: key {str(key)[:80]!r} is given twice (first on line "
+                                            f"{seen[key]}); remove one")
+                seen[key] = line
+            except TypeError:  # an unhashable key: SafeLoader's own error follows
+                continue
+        return super().construct_mapping(node, deep=deep)
 
 
 def safe_yaml(text: str, source: str) -> Any:
@@ -49,7 +76,9 @@ def safe_yaml(text: str, source: str) -> Any:
                 line = event.start_mark.line + 1
                 raise ConfigError(f"{source}: line {line}: YAML anchors and aliases (&name / *name) are not "
                                   "accepted; write the values out")
-        return yaml.safe_load(text)
+        return yaml.load(text, Loader=StrictSafeLoader)  # noqa: S506 - yaml.SafeLoader, plus duplicate keys refused
+    except DuplicateKeyError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
     except yaml.YAMLError as exc:
         first = " ".join(str(exc).split())
         raise ConfigError(f"{source}: not valid YAML: {first}") from None
@@ -187,20 +216,27 @@ def _convert(tp: Any, value: Any, source: str, path: str) -> Any:
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
             if isinstance(value, float) and value.is_integer():
-                return int(value)
-            raise ConfigError(f"{source}: field '{path}': expected an integer, got {value!r}")
-        return value
+                value = int(value)
+            else:
+                raise ConfigError(f"{source}: field '{path}': expected an integer, got {value!r}")
+        return value  # ranges are each field's own (a seed's differs from a step count's)
     if tp is float:
         if isinstance(value, bool):
             raise ConfigError(f"{source}: field '{path}': expected a number, got {value!r}")
         if isinstance(value, str):  # YAML 1.1 reads "1e-4" as a string
             try:
-                return float(value)
+                value = float(value)
             except ValueError:
                 pass
         if not isinstance(value, (int, float)):
             raise ConfigError(f"{source}: field '{path}': expected a number, got {value!r}")
-        return float(value)
+        try:
+            number = float(value)
+        except OverflowError:
+            number = math.inf
+        if not math.isfinite(number):
+            raise ConfigError(f"{source}: field '{path}': {str(value)[:40]} is not a finite number")
+        return number
     if tp is str:
         if not isinstance(value, str):
             raise ConfigError(f"{source}: field '{path}': expected a string, got {value!r}")

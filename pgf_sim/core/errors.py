@@ -1,4 +1,14 @@
 """Exception types a user can act on. Every message says what, where and what would be valid."""
+import re
+
+# C0 and C1 control characters and DEL (ESC starts terminal commands: clear screen, set the
+# title), plus the line and paragraph separators that would split a one-line message.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def printable(text: str) -> str:
+    """``text`` with control characters shown as escapes (``\\x1b``), safe to print on a terminal."""
+    return _CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
 
 
 class PgfSimError(Exception):

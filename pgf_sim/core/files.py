@@ -11,6 +11,7 @@ from __future__ import annotations
 import errno
 import os
 import shutil
+import stat
 import tempfile
 from pathlib import Path
 from typing import BinaryIO, Callable
@@ -18,6 +19,45 @@ from typing import BinaryIO, Callable
 from .errors import PgfSimError
 
 _NO_SPACE = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
+
+
+MAX_INPUT_BYTES = 64 * 2**20  # a config, hardware, measurement or run-config file; far above any real one
+
+
+class FileReadError(PgfSimError):
+    """An input file is not a regular file, too large, or unreadable."""
+
+
+def read_limited(path: str | Path, what: str, *, limit: int = MAX_INPUT_BYTES) -> bytes:
+    """The bytes of the regular file ``path`` (``what`` names it in errors), at most ``limit``.
+
+    A device (``/dev/zero``), FIFO or directory is refused before reading, so an input can
+    neither hang nor fill memory; the size is checked on the open file, not on its name."""
+    path = Path(path)
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except OSError as exc:
+        raise FileReadError(f"{path}: cannot read {what}: {exc.strerror or exc}") from None
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):
+        os.close(fd)
+        raise FileReadError(f"{path}: {what} must be a regular file, not {_kind(st.st_mode)}")
+    with os.fdopen(fd, "rb") as fh:
+        if st.st_size > limit:
+            raise FileReadError(f"{path}: {what} is {st.st_size} bytes, over the {limit} byte limit")
+        data = fh.read(limit + 1)
+    if len(data) > limit:
+        raise FileReadError(f"{path}: {what} is over the {limit} byte limit")
+    return data
+
+
+def _kind(mode: int) -> str:
+    for test, name in ((stat.S_ISDIR, "a directory"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"),
+                       (stat.S_ISLNK, "a symbolic link")):
+        if test(mode):
+            return name
+    return "a special file"
 
 
 class FileWriteError(PgfSimError):
@@ -44,9 +84,33 @@ def check_output_dir(path: str | Path) -> Path:
     if not parent.is_dir():
         what = "is not a directory" if parent.exists() else "does not exist"
         raise FileWriteError(f"cannot write {path}: directory {parent} {what}")
-    if path.is_dir():
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return path
+    except OSError as exc:
+        raise write_error(exc, path) from None
+    if stat.S_ISDIR(st.st_mode):
         raise FileWriteError(f"cannot write {path}: it is a directory; give a file name")
+    if not stat.S_ISREG(st.st_mode):
+        # replacing a device, FIFO or symbolic link with a regular file is never what was meant
+        # (as root this once replaced /dev/full); the target must be a plain file or absent
+        raise FileWriteError(f"cannot write {path}: it is {_kind(st.st_mode)}, not a regular file; "
+                             "not replacing it (give a regular file's path)")
     return path
+
+
+def _umask() -> int:
+    """The process's umask, read without changing it where Linux tells it (``/proc``)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)  # elsewhere: read it by setting it, and put it back at once
+    os.umask(mask)
+    return mask
 
 
 def refuse_overwrite(path: str | Path, *, force: bool, flag: str = "--force") -> None:
@@ -103,11 +167,16 @@ def atomic_write(path: str | Path, content: bytes | str | Callable[[BinaryIO], N
             else:
                 recorder.write(content.encode("utf-8") if isinstance(content, str) else content)
             fh.flush()
+            os.fchmod(fh.fileno(), 0o666 & ~_umask())  # mkstemp's 0600 -> what open() would give
             os.fsync(fh.fileno())
+        check_output_dir(path)  # still not a device, FIFO or link that appeared meanwhile
         os.replace(tmp, path)  # atomic on POSIX: readers see the old or the new file, never half
     except OSError as exc:
         Path(tmp).unlink(missing_ok=True)
         raise write_error(exc, path) from None
+    except FileWriteError:
+        Path(tmp).unlink(missing_ok=True)
+        raise
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         if recorder is not None and recorder.error is not None:

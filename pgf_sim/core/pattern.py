@@ -7,6 +7,7 @@ pruned weights (Wanda, torch.ao's zeros_per_block) are converted at the boundary
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -14,6 +15,8 @@ from .errors import ConfigError
 
 MAX_M = 1024  # largest group size accepted anywhere (patterns, hardware YAML, schedules)
 
+
+_DIGITS = re.compile(r"[0-9]{1,18}")
 
 @dataclass(frozen=True, order=True)
 class NM:
@@ -39,19 +42,25 @@ class NM:
         if isinstance(value, NM):
             return value
         if isinstance(value, (tuple, list)) and len(value) == 2:
-            return cls(int(value[0]), int(value[1]))
-        if isinstance(value, str):
+            # whole numbers only: int() would turn [2.9, 4.1] into 2:4 and [true, 4] into 1:4
+            if all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+                return cls(value[0], value[1])
+        if isinstance(value, str) and len(value) <= 64:
             text = value.strip().lower()
             if text == "dense":
                 return DENSE
             parts = text.split(":")
-            if len(parts) == 2 and all(p.strip().isdigit() for p in parts):
+            # ASCII digits only: str.isdigit() also accepts '²', '٢' and '２', which int() either
+            # rejects with a traceback or silently reads as 2
+            if len(parts) == 2 and all(_DIGITS.fullmatch(p.strip()) for p in parts):
                 return cls(int(parts[0]), int(parts[1]))
         hint = ""
         if isinstance(value, int) and not isinstance(value, bool):
             # YAML 1.1 reads an unquoted 1:8 as a base-60 integer (1*60 + 8 = 68).
             hint = "; in YAML quote patterns (\"1:8\"): unquoted, 1:8 is read as the number 68"
-        raise ConfigError(f"cannot parse N:M pattern {value!r}: expected 'N:M' (e.g. '2:4') or 'dense'{hint}")
+        shown = repr(value)[:80].encode("ascii", "backslashreplace").decode("ascii")
+        raise ConfigError(f"cannot parse N:M pattern {shown}: expected 'N:M' with ASCII digits (e.g. '2:4'), "
+                          f"[N, M] whole numbers, or 'dense'{hint}")
 
     @property
     def density(self) -> float:

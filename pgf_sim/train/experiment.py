@@ -241,6 +241,7 @@ class ImageFolderOptions:
             raise ConfigError(f"image_size must be >= 1, got {self.image_size}")
 
 
+MAX_STEPS = 100_000_000  # optimiser steps (or epochs) of one run
 MAX_SEED = 2**32 - 1  # NumPy's RandomState and the per-epoch batch generators take seeds up to this
 
 
@@ -329,8 +330,11 @@ class ScheduleConfig:
             raise ConfigError(f"give exactly one of steps or epochs (got steps={self.steps}, epochs={self.epochs})")
         if (self.steps is not None and self.steps < 1) or (self.epochs is not None and self.epochs < 1):
             raise ConfigError("steps / epochs must be >= 1")
-        if self.batch_size < 1:
-            raise ConfigError(f"batch_size must be >= 1, got {self.batch_size}")
+        # beyond these, a schedule is built for days before step 1 (and no run could finish)
+        if (self.steps or 0) > MAX_STEPS or (self.epochs or 0) > MAX_STEPS:
+            raise ConfigError(f"steps / epochs must be <= {MAX_STEPS}, got {self.steps or self.epochs}")
+        if not 1 <= self.batch_size <= 2**31 - 1:
+            raise ConfigError(f"batch_size must be in [1, 2147483647], got {self.batch_size}")
         if not self.lr > 0:
             raise ConfigError(f"lr must be > 0, got {self.lr}")
         if not 0.0 <= self.warmup_fraction < 1.0:

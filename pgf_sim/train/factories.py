@@ -25,6 +25,7 @@ from torch import nn
 from pgf_sim.core import ConfigError
 from pgf_sim.core.imports import resolve_factory
 from pgf_sim.train.data_types import DataSpec, TensorData
+from pgf_sim.train.datacheck import check_splits
 from pgf_sim.train.experiment import DataConfig, ModelConfig
 
 
@@ -33,10 +34,7 @@ def model_from_factory(cfg: ModelConfig, spec: DataSpec) -> nn.Module:
     kwargs = dict(cfg.options)
     if "spec" in _parameters(fn):
         kwargs["spec"] = spec
-    try:
-        model = fn(**kwargs)
-    except TypeError as exc:
-        raise ConfigError(f"model.factory {cfg.factory!r} rejected model.options {sorted(cfg.options)}: {exc}") from None
+    model = _call(fn, kwargs, "model", cfg.factory, cfg.options)
     if not isinstance(model, nn.Module):
         raise ConfigError(f"model.factory {cfg.factory!r} returned a {type(model).__name__}, not a torch nn.Module")
     return model
@@ -44,10 +42,7 @@ def model_from_factory(cfg: ModelConfig, spec: DataSpec) -> nn.Module:
 
 def data_from_factory(cfg: DataConfig) -> TensorData:
     fn = resolve_factory(cfg.factory, "data.factory")
-    try:
-        out = fn(**dict(cfg.options))
-    except TypeError as exc:
-        raise ConfigError(f"data.factory {cfg.factory!r} rejected data.options {sorted(cfg.options)}: {exc}") from None
+    out = _call(fn, dict(cfg.options), "data", cfg.factory, cfg.options)
     if isinstance(out, TensorData):
         return out
     if not isinstance(out, Mapping) or "train" not in out or "test" not in out:
@@ -58,15 +53,42 @@ def data_from_factory(cfg: DataConfig) -> TensorData:
         raise ConfigError(f"data.factory {cfg.factory!r}: unknown key(s) {unknown}; valid: train, val, test, "
                           "num_classes, vocab_size")
     splits = {k: _tensors(out[k], f"data.factory {cfg.factory!r} split {k!r}") for k in ("train", "val", "test") if k in out}
+    where = f"data.factory {cfg.factory!r}"
+    declared = {k: _count(out.get(k), f"{where} {k}") for k in ("num_classes", "vocab_size")}
+    check_splits(splits, declared["num_classes"], where)
     tr_x, tr_y = splits["train"]
     kind = _kind(tr_x, tr_y)
     ys = torch.cat([y.reshape(-1) for _, y in splits.values()])
-    num_classes = int(out.get("num_classes") or int(ys.max()) + 1)
-    vocab = int(out.get("vocab_size") or (int(max(x.max() for x, _ in splits.values())) + 1
-                                          if kind in ("tokens", "lm") else 0))
+    num_classes = declared["num_classes"] or int(ys.max()) + 1
+    vocab = declared["vocab_size"] or (int(max(x.max() for x, _ in splits.values())) + 1
+                                       if kind in ("tokens", "lm") else 0)
     spec = DataSpec(kind, tuple(tr_x.shape[1:]), num_classes, vocab_size=vocab)
     val = splits.get("val", (None, None))
-    return TensorData(spec, tr_x, tr_y, *splits["test"], val_x=val[0], val_y=val[1])
+    te_x, te_y = splits["test"]
+    return TensorData(spec, tr_x, tr_y.long(), te_x, te_y.long(), val_x=val[0],
+                      val_y=None if val[1] is None else val[1].long())
+
+
+def _call(fn: Any, kwargs: dict[str, Any], section: str, path: str, options: Any) -> Any:
+    """``fn(**kwargs)``; whatever it raises is one line naming the factory (the user's code)."""
+    try:
+        return fn(**kwargs)
+    except TypeError as exc:
+        raise ConfigError(f"{section}.factory {path!r} rejected {section}.options {sorted(options)}: {exc}") from None
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except Exception as exc:  # noqa: BLE001 - the user's factory failed: name it, keep one line
+        first = (str(exc).splitlines() or [""])[0][:200]
+        raise ConfigError(f"{section}.factory {path!r} raised {type(exc).__name__}: {first}") from None
+
+
+def _count(value: Any, where: str) -> int | None:
+    """A declared ``num_classes`` / ``vocab_size``: a whole number in [1, 2**31 - 1], or absent."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 2**31 - 1:
+        raise ConfigError(f"{where} must be a whole number in [1, 2147483647], got {value!r}")
+    return value
 
 
 def _parameters(fn: Any) -> set[str]:
@@ -104,9 +126,9 @@ def _tensors(obj: Any, where: str) -> tuple[torch.Tensor, torch.Tensor]:
                           f"got {type(obj).__name__}")
     if len(x) != len(y):
         raise ConfigError(f"{where}: {len(x)} inputs but {len(y)} labels")
-    if y.is_floating_point():
+    if y.is_floating_point() or y.is_complex() or y.dtype == torch.bool:
         raise ConfigError(f"{where}: labels must be integer class ids (cross-entropy), got {y.dtype}")
-    return x, y.long()
+    return x, y
 
 
 def _pair(item: Any, where: str) -> tuple[Any, Any]:

@@ -184,17 +184,19 @@ def example_input(cfg: ExperimentConfig, batch: int = 1, *, spec=None) -> torch.
     return torch.zeros((batch, *spec.input_shape))
 
 
-def load_trained(run_dir: str | Path) -> tuple[torch.nn.Module, ExperimentConfig]:
-    """The finalised model of a finished run (plain modules, pruned weights are zeros) + its config."""
+def load_trained(run_dir: str | Path, cfg: ExperimentConfig | None = None) -> tuple[torch.nn.Module, ExperimentConfig]:
+    """The finalised model of a finished run (plain modules, pruned weights are zeros) + its config.
+
+    ``cfg``: the experiment the caller already holds (from the user's own YAML); else the run's
+    ``config.json`` is read, and a factory it names is refused unless the user passed
+    ``--trust`` (``pgf_sim.core.trust.check_stored``): a run directory may come from elsewhere."""
     run_dir = Path(run_dir)
     path = run_dir / FINAL_MODEL_NAME
     if not path.is_file():
         raise PgfSimError(f"{run_dir} has no {FINAL_MODEL_NAME}: the run has not finished (train it to the end first)")
     cfg_path = run_dir / CONFIG_NAME
-    try:
-        cfg = experiment_from_dict(json.loads(cfg_path.read_text()), source=str(cfg_path))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise PgfSimError(f"{cfg_path}: cannot read the run's config ({exc}); the run directory is damaged") from None
+    if cfg is None:
+        cfg = read_run_config(cfg_path)
     model = build_model(cfg.model, data_spec(cfg.data))
     state = safe_torch_load(path, "trained model")
     try:
@@ -203,6 +205,26 @@ def load_trained(run_dir: str | Path) -> tuple[torch.nn.Module, ExperimentConfig
         first = (str(exc).splitlines() or [""])[0]
         raise PgfSimError(f"{path}: does not hold the model of {cfg_path} ({first[:160]})") from None
     return model.eval(), cfg
+
+
+def read_run_config(cfg_path: Path) -> ExperimentConfig:
+    """The experiment of a run directory's ``config.json``, checked at the trust boundary first."""
+    from pgf_sim.core.files import read_limited
+    from pgf_sim.core.trust import check_stored
+
+    try:
+        data = json.loads(read_limited(cfg_path, "the run's config"), parse_constant=_no_constant)
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise PgfSimError(f"{cfg_path}: cannot read the run's config ({str(exc)[:160]}); the run directory is damaged") from None
+    if not isinstance(data, dict):
+        raise PgfSimError(f"{cfg_path}: the run's config is a JSON {type(data).__name__}, not an object; "
+                          "the run directory is damaged")
+    check_stored(data, str(cfg_path))
+    return experiment_from_dict(data, source=str(cfg_path))
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a number JSON allows")
 
 
 def _plain_state_dict(trained: torch.nn.Module, cfg: ExperimentConfig) -> dict[str, torch.Tensor]:
@@ -262,6 +284,11 @@ def _train_locked(cfg: ExperimentConfig, ctx: Any, device: torch.device, run_id:
         raise PgfSimError(f"metric {metric.name!r} needs next-token data; data gives {data.spec.kind} data "
                           "(use accuracy or loss)")
     model = build_model(cfg.model, data.spec)
+    if cfg.model.factory is not None or cfg.data.factory is not None:
+        from pgf_sim.train.datacheck import check_model_output
+
+        check_model_output(model, data, f"model {cfg.model.factory or cfg.model.name!r} on data "
+                                        f"{cfg.data.factory or cfg.data.name!r}")
     gemms = gemm_layers(model, example_input(cfg, 1, spec=data.spec), cfg.schedule.batch_size)
     flops = training_flops(cfg.recipe, gemms, tokens=0, total_steps=total)
 
@@ -277,7 +304,7 @@ def _train_locked(cfg: ExperimentConfig, ctx: Any, device: torch.device, run_id:
     if existing and existing.status == "finished" and (run_dir / FINAL_MODEL_NAME).is_file():
         if existing.config != json.loads(json.dumps(identity, sort_keys=True)):
             raise PgfSimError(_config_differs(run_id, existing.config, identity))
-        model, _ = load_trained(run_dir)
+        model, _ = load_trained(run_dir, cfg)
         return RunSummary(run_id, existing.final_accuracy, layer_info, ckpt_path, cfg.model.name,
                           run_dir, existing.final_step, flops, model)
 
@@ -285,6 +312,9 @@ def _train_locked(cfg: ExperimentConfig, ctx: Any, device: torch.device, run_id:
     opt, sched = optimizer_for(model, cfg, total)
 
     done = 0
+    if ctx.is_main and run_dir.is_dir():  # temp files of a write killed midway (the run lock is held)
+        for stale in run_dir.glob(".*.tmp"):
+            stale.unlink(missing_ok=True)
     if ckpt_path.is_file():
         state = load_checkpoint(ckpt_path, config=identity)  # CPU: RNG states must stay CPU tensors;
         # load_state_dict copies weights and optimiser state onto the parameters' device
