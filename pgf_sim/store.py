@@ -171,7 +171,7 @@ class RunRow:
     final_step: int | None
     final_accuracy: float | None   # test accuracy in [0, 1] of the final (masked) model
     train_flops: float | None      # total training FLOPs over the schedule
-    train_flops_split: dict[str, float] | None  # forward / input_grad / weight_grad
+    train_flops_split: dict[str, float] | None  # forward / input_grad / weight_grad (+ attention)
     message: str | None            # why a run failed
 
 

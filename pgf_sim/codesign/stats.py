@@ -6,6 +6,13 @@ Holm-Bonferroni correction over a family of comparisons.
   (unequal variances; Welch-Satterthwaite degrees of freedom) and its p-value. Needs n >= 2 in
   both samples; when both samples have zero variance the interval is the point and the p-value
   is 0 (different means) or 1 (equal means).
+- ``bootstrap``: a percentile bootstrap interval of the same difference (Efron & Tibshirani
+  1993, ch. 13): each sample resampled with replacement on its own, ``B`` = 10000 times, from a
+  fixed NumPy seed (0), so the interval is reproducible; the interval is the ``(1 - c)/2`` and
+  ``(1 + c)/2`` quantiles of the resampled differences. It assumes nothing about normality, but
+  with n = 3-5 seeds it is *narrower* than it should be (a resample of 5 values sees at most 5
+  distinct values, and the plug-in spread is biased low by sqrt((n-1)/n)), so it is reported
+  beside Welch's interval, not instead of it; verdicts stay Welch + Holm.
 - ``holm``: Holm's step-down adjusted p-values (Holm 1979): sort the m p-values ascending,
   ``adj_(i) = max_{j <= i} min(1, (m - j + 1) p_(j))``; a comparison holds at level alpha when
   its adjusted p-value is <= alpha. Controls the family-wise error rate like Bonferroni, with
@@ -71,6 +78,35 @@ def welch(a: Sequence[float], b: Sequence[float], confidence: float = 0.95) -> D
     half = float(stats.t.ppf(0.5 + confidence / 2.0, df)) * se
     p = float(2.0 * stats.t.sf(abs(diff) / se, df))
     return Difference(diff, diff - half, diff + half, p, df, confidence)
+
+
+BOOTSTRAP_RESAMPLES = 10_000
+BOOTSTRAP_SEED = 0
+
+
+@dataclass(frozen=True)
+class Interval:
+    low: float
+    high: float
+    confidence: float
+    resamples: int
+
+
+def bootstrap(a: Sequence[float], b: Sequence[float], confidence: float = 0.95, *,
+              resamples: int = BOOTSTRAP_RESAMPLES, seed: int = BOOTSTRAP_SEED) -> Interval:
+    """Percentile bootstrap interval of ``mean(a) - mean(b)`` (module docstring)."""
+    import numpy as np
+
+    if not 0.0 < confidence < 1.0:
+        raise PgfSimError(f"confidence must be in (0, 1), got {confidence}")
+    xa, xb = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if xa.size < 1 or xb.size < 1:
+        raise PgfSimError(f"a bootstrap interval needs values in both samples, got {xa.size} and {xb.size}")
+    rng = np.random.default_rng(seed)
+    ma = xa[rng.integers(0, xa.size, (resamples, xa.size))].mean(axis=1)
+    mb = xb[rng.integers(0, xb.size, (resamples, xb.size))].mean(axis=1)
+    low, high = np.quantile(ma - mb, [(1.0 - confidence) / 2.0, (1.0 + confidence) / 2.0])
+    return Interval(float(low), float(high), confidence, resamples)
 
 
 def holm(p_values: Sequence[float]) -> list[float]:

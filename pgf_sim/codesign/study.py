@@ -14,6 +14,14 @@ For a sweep with several seeds per (recipe label, pattern) cell:
   reaches the reference's mean final value at that pattern; reported as FLOPs and as a ratio to
   the reference's own FLOPs. The learning-rate schedule is set by the run's full length, so
   "reaching it earlier" is a point on a longer run, not a shorter run;
+- **bootstrap**: beside each Welch interval, a percentile bootstrap interval of the same
+  difference (``stats.bootstrap``: B = 10000 resamples, NumPy seed 0); verdicts stay Welch + Holm;
+- **views of a swept parameter** (e.g. the learning rate of an lr grid): ``fix`` keeps only the
+  points with given values (the *untuned* view: one fixed lr for every recipe); ``tune`` picks,
+  per (recipe label, pattern), the value whose runs have the best mean validation quality and
+  keeps only those runs (the *tuned* view: each recipe at its own best lr). The pick and the
+  reported quality use the same validation runs, so the tuned means are optimistic by the
+  winner's-curse margin of a 3-way pick (small next to the lr effects it corrects);
 - **gradient noise**: the trainer's diagnostics (``pgf_sim.train.diagnostics``) averaged over
   the sparsified layers, then over the windows of a run, then over seeds; per step for the
   figures.
@@ -28,7 +36,7 @@ from typing import Any, Sequence
 
 from ..core import NM, PgfSimError
 from ..core.metric import Metric
-from .stats import Difference, Summary, holm, summary, welch
+from .stats import Difference, Interval, Summary, bootstrap, holm, summary, welch
 
 NOISE_KEYS = ("grad_var", "grad_var_kept", "grad_noise_ratio", "mask_flip_rate")
 
@@ -53,6 +61,7 @@ class Comparison:
     difference: Difference
     p_holm: float
     verdict: str  # better | worse | undecided
+    bootstrap: Interval  # percentile bootstrap interval of the same difference
 
 
 @dataclass(frozen=True)
@@ -69,6 +78,14 @@ class IsoFlops:
         return None if self.flops_to_target is None else self.flops_to_target / self.reference_flops
 
 
+@dataclass(frozen=True)
+class TunedChoice:
+    """The value of the tuned parameter picked for one cell, and every value's summary."""
+
+    value: Any
+    candidates: dict[Any, Summary]  # value -> validation quality of its finished runs
+
+
 @dataclass
 class Study:
     sweep: str
@@ -83,6 +100,9 @@ class Study:
     noise_curves: dict[tuple[str, NM], dict[str, tuple[list[int], list[float]]]]
     wall_s: float
     unfinished: int
+    fixed: dict[str, Any] = field(default_factory=dict)  # parameter -> the one value kept
+    tuned_param: str | None = None
+    tuned: dict[tuple[str, NM], TunedChoice] = field(default_factory=dict)
 
     def labels(self) -> list[str]:
         return list(dict.fromkeys(label for label, _ in self.cells))
@@ -98,10 +118,14 @@ def _metric(run: Any) -> Metric:
 
 
 def analyse(store: Any, sweep: str | None = None, *, reference: str = "sr-ste", alpha: float = 0.05,
-            confidence: float = 0.95, patterns: Sequence[NM] | None = None) -> Study:
+            confidence: float = 0.95, patterns: Sequence[NM] | None = None,
+            fix: dict[str, Any] | None = None, tune: str | None = None) -> Study:
     """The study of ``sweep`` (default: the database's only sweep) in ``store``. ``patterns``: only
     these N:M patterns (and the dense baseline), so the Holm family is the comparisons at them
-    (e.g. the paper's high-sparsity claims at 1:16 and 1:32); default every pattern of the sweep."""
+    (e.g. the paper's high-sparsity claims at 1:16 and 1:32); default every pattern of the sweep.
+    ``fix``: swept parameter -> value, only points with these values (the untuned view);
+    ``tune``: a swept parameter whose best value (by mean validation quality) is picked per
+    (recipe label, pattern) (the tuned view). A parameter in both is tuned."""
     sweeps = [s.sweep for s in store.sweeps()]
     if sweep is None:
         if len(sweeps) != 1:
@@ -121,19 +145,27 @@ def analyse(store: Any, sweep: str | None = None, *, reference: str = "sr-ste", 
                               f"{', '.join(str(p) for p in sorted(have, key=lambda p: -p.density))}")
         wanted = set(patterns)
         points = [pt for pt in points if pt.pattern.is_dense or pt.pattern in wanted]
+    fixed = {k: v for k, v in (fix or {}).items() if k != tune}
+    points = _select(points, sweep, fixed, tune)
+    by_value: dict[tuple[str, NM], dict[Any, Cell]] = {}
     for pt in points:
         run = store.get_run(pt.run_id)
         key = (pt.recipe, pt.pattern)
         cells.setdefault(key, Cell(*key))
+        if tune is not None:  # the runs of each value apart; the best value's become the cell below
+            by_value.setdefault(key, {}).setdefault(pt.params[tune], Cell(*key))
         if run is None or run.status != "finished" or run.final_accuracy is None:
             unfinished += 1
             continue
-        cells[key].runs.append(run)
+        (by_value[key][pt.params[tune]] if tune is not None else cells[key]).runs.append(run)
         t0, t1 = min(t0, run.started_at), max(t1, run.finished_at or run.started_at)
-    runs = [r for c in cells.values() for r in c.runs]
+    runs = [r for c in [*cells.values(), *(c for v in by_value.values() for c in v.values())] for r in c.runs]
     if not runs:
         raise PgfSimError(f"sweep {sweep!r} has no finished run yet")
     metric = _metric(runs[0])
+    tuned = {key: _pick(values, metric) for key, values in by_value.items() if any(c.runs for c in values.values())}
+    for key, choice in tuned.items():
+        cells[key] = by_value[key][choice.value]
     if not any(label == reference for label, _ in cells):
         raise PgfSimError(f"reference recipe {reference!r} is not a label of sweep {sweep!r}; "
                           f"labels: {', '.join(dict.fromkeys(l for l, _ in cells))}")
@@ -142,7 +174,38 @@ def analyse(store: Any, sweep: str | None = None, *, reference: str = "sr-ste", 
     iso = _iso_flops(cells, curves, metric, reference)
     noise, noise_curves = _noise(store, cells)
     return Study(sweep, metric, reference, alpha, cells, comparisons, iso, curves, noise, noise_curves,
-                 t1 - t0, unfinished)
+                 t1 - t0, unfinished, fixed, tune, tuned)
+
+
+def _select(points: list, sweep: str, fixed: dict[str, Any], tune: str | None) -> list:
+    """The points with the ``fixed`` values; errors name the sweep's parameters and values."""
+    swept: dict[str, set] = defaultdict(set)
+    for pt in points:
+        for k, v in pt.params.items():
+            swept[k].add(v)
+    for key in [*fixed, *([tune] if tune else [])]:
+        if key not in swept:
+            raise PgfSimError(f"sweep {sweep!r} does not sweep {key!r}; its swept parameters: "
+                              f"{', '.join(sorted(swept)) or 'none'}")
+    for key, value in fixed.items():
+        if value not in swept[key]:
+            raise PgfSimError(f"sweep {sweep!r} has no point with {key}={value!r}; its values: "
+                              f"{', '.join(repr(v) for v in sorted(swept[key]))}")
+    # seeds of different parameter values are not replicates: a cell must not pool them
+    pooled = [k for k, vs in swept.items() if len(vs) > 1 and k not in fixed and k != tune]
+    if pooled:
+        key = pooled[0]
+        raise PgfSimError(f"sweep {sweep!r} sweeps {key} over {len(swept[key])} values "
+                          f"({', '.join(repr(v) for v in sorted(swept[key]))}); a cell would pool their runs as if "
+                          f"they were seeds: choose a view, --fix {key}=VALUE (untuned) or --tune {key}")
+    return [pt for pt in points if all(pt.params.get(k) == v for k, v in fixed.items())]
+
+
+def _pick(values: dict[Any, Cell], metric: Metric) -> TunedChoice:
+    """The value with the best mean validation quality (ties: the first in sorted order)."""
+    candidates = {v: summary(c.values) for v, c in sorted(values.items()) if c.runs}
+    best = max(candidates, key=lambda v: metric.oriented(candidates[v].mean))
+    return TunedChoice(best, candidates)
 
 
 def _compare(cells, metric: Metric, reference: str, alpha: float, confidence: float) -> list[Comparison]:
@@ -162,7 +225,8 @@ def _compare(cells, metric: Metric, reference: str, alpha: float, confidence: fl
         verdict = "undecided"
         if p <= alpha:
             verdict = "better" if metric.oriented(d.diff) > 0 else "worse"
-        out.append(Comparison(label, pattern, summary(cell.values), summary(ref.values), d, p, verdict))
+        out.append(Comparison(label, pattern, summary(cell.values), summary(ref.values), d, p, verdict,
+                              bootstrap(cell.values, ref.values, confidence)))
     return out
 
 
@@ -268,6 +332,7 @@ def comparison_rows(study: Study) -> list[dict[str, str]]:
     ref, k, n = study.reference, study.metric.scale, _digits(study)
     return [{"recipe": c.label, "pattern": str(c.pattern), f"mean − {ref}": f"{c.difference.diff * k:+.{n}f}",
              f"{_confidence(study)}% interval": f"[{c.difference.low * k:+.{n}f}, {c.difference.high * k:+.{n}f}]",
+             f"bootstrap {_confidence(study)}%": f"[{c.bootstrap.low * k:+.{n}f}, {c.bootstrap.high * k:+.{n}f}]",
              "p": f"{c.difference.p_value:.3g}", "p (Holm)": f"{c.p_holm:.3g}", "verdict": c.verdict}
             for c in study.comparisons]
 
@@ -279,6 +344,18 @@ def iso_rows(study: Study) -> list[dict[str, str]]:
              "FLOPs to target": _fmt_flops(it.flops_to_target),
              f"ratio to {ref}": "—" if it.ratio is None else f"{it.ratio:.2f}",
              "run's total FLOPs": _fmt_flops(it.total_flops)} for it in study.iso]
+
+
+def tuned_rows(study: Study) -> list[dict[str, str]]:
+    """Per tuned cell: the value picked and every value's mean ± std (n) of the validation quality."""
+    k, digits = study.metric.scale, _digits(study)
+    values = sorted({v for c in study.tuned.values() for v in c.candidates})
+    def text(s: Summary) -> str:
+        return Summary(s.mean * k, s.std * k, s.n).text(digits)
+
+    return [{"recipe": label, "pattern": "dense" if p.is_dense else str(p), f"best {study.tuned_param}": f"{c.value:g}",
+             **{f"{v:g}": text(c.candidates[v]) if v in c.candidates else "—" for v in values}}
+            for (label, p), c in study.tuned.items()]
 
 
 def noise_rows(study: Study) -> list[dict[str, str]]:
@@ -317,7 +394,14 @@ def caption(study: Study) -> str:
     """One sentence: what the study holds (runs, wall time, metric and its direction)."""
     m = study.metric
     better = "higher" if m.higher_is_better else "lower"
-    return (f"Sweep `{study.sweep}`: validation {m.label} ({m.unit}, {better} is better), "
+    view = ""
+    if study.tuned_param:
+        view += f"tuned view: each recipe and pattern at its best {study.tuned_param} (validation), "
+    if study.fixed:
+        view += ("untuned view: " if not study.tuned_param else "with ") + ", ".join(
+            f"{k} = {v:g}" if isinstance(v, float) else f"{k} = {v}" for k, v in study.fixed.items()) + ", "
+    return (f"Sweep `{study.sweep}` ({view.rstrip(', ')}): " if view else f"Sweep `{study.sweep}`: ") + (
+            f"validation {m.label} ({m.unit}, {better} is better), "
             f"{sum(len(c.runs) for c in study.cells.values())} finished runs"
             + (f", {study.unfinished} not finished" if study.unfinished else "")
             + f", wall time {study.wall_s / 60:.0f} min from first start to last finish.")
@@ -336,7 +420,10 @@ def headings(study: Study) -> dict[str, str]:
     ref = study.reference
     return {"quality": "Quality per recipe and pattern (mean ± std over seeds, n)",
             "difference": (f"Difference to {ref} (Welch {_confidence(study)}% interval; Holm-corrected over "
-                           f"{len(study.comparisons)} comparisons, alpha {study.alpha})"),
+                           f"{len(study.comparisons)} comparisons, alpha {study.alpha}; percentile bootstrap "
+                           f"interval beside it, B = 10000, seed 0)"),
+            "tuned": (f"Tuned {study.tuned_param}: the value with the best mean validation quality per recipe and "
+                      "pattern (mean ± std (n) of every value)"),
             "iso": f"Iso-FLOPs: training FLOPs to reach {ref}'s mean final value (seed-mean curve)",
             "noise": "Gradient noise (sparsified layers; mean over layers and windows, then ± std over seeds)",
             "trend": ("Gradient variance of the kept weights by pattern (grad_var_kept, mean over seeds): "
@@ -355,7 +442,8 @@ def markdown(study: Study) -> str:
     """The study's tables as Markdown."""
     head = headings(study)
     lines = [caption(study), ""]
-    for key, rows in (("quality", quality_rows(study)), ("difference", comparison_rows(study)),
+    tables = [("tuned", tuned_rows(study))] if study.tuned else []
+    for key, rows in (*tables, ("quality", quality_rows(study)), ("difference", comparison_rows(study)),
                       ("iso", iso_rows(study)), ("trend", noise_trend_rows(study)), ("noise", noise_rows(study))):
         lines += [f"### {head[key]}", "", *_md_table(rows), ""]
     return "\n".join(lines[:-1]) + "\n"

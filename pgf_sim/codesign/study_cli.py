@@ -18,6 +18,13 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--alpha", type=float, default=0.05, help="family-wise error rate for the Holm verdicts (default 0.05)")
     p.add_argument("--patterns", help="only these patterns (and dense), e.g. 1:16,1:32: the Holm family is then the "
                                        "comparisons at them (default: every pattern of the sweep)")
+    p.add_argument("--fix", action="append", default=[], metavar="KEY=VALUE",
+                   help="keep only the points of a swept parameter's value, e.g. schedule.lr=0.003 (the untuned "
+                        "view: one learning rate for every recipe); repeatable")
+    p.add_argument("--tune", metavar="KEY",
+                   help="a swept parameter (e.g. schedule.lr) whose best value by mean validation quality is "
+                        "picked per recipe and pattern (the tuned view); printed after the --fix view, which it "
+                        "keeps beside it (--out writes it to OUT/tuned)")
     p.add_argument("--out", type=Path, help="folder for study_tables.md and the figures (PNG)")
     p.set_defaults(func=_cmd_study)
 
@@ -34,10 +41,27 @@ def _cmd_study(args: argparse.Namespace) -> int:
     patterns = None
     if args.patterns:
         patterns = [NM.parse(t.strip()) for t in args.patterns.split(",") if t.strip()]
-    study = analyse(ResultStore(args.db, create=False, read_only=True), args.sweep, reference=args.reference, alpha=args.alpha,
-                    patterns=patterns)
-    print(markdown(study))
-    if args.out is not None:
-        for path in write(study, args.out):
-            print(f"wrote {path}")
+    from ..core.config import safe_yaml
+
+    fix = {}
+    for item in args.fix:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise PgfSimError(f"--fix {item!r} must look like KEY=VALUE, e.g. schedule.lr=0.003")
+        fix[key.strip()] = safe_yaml(raw, f"--fix {item!r}")
+    store = ResultStore(args.db, create=False, read_only=True)
+    views = []
+    if args.tune is None or fix:
+        views.append((analyse(store, args.sweep, reference=args.reference, alpha=args.alpha, patterns=patterns,
+                              fix=fix), args.out))
+    if args.tune is not None:
+        views.append((analyse(store, args.sweep, reference=args.reference, alpha=args.alpha, patterns=patterns,
+                              fix=fix, tune=args.tune), None if args.out is None else args.out / "tuned"))
+    for i, (study, out) in enumerate(views):
+        if len(views) > 1:
+            print(("## Untuned" if i == 0 else "## Tuned") + "\n")
+        print(markdown(study))
+        if out is not None:
+            for path in write(study, out):
+                print(f"wrote {path}")
     return 0

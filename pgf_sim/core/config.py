@@ -94,7 +94,11 @@ def to_dict(obj: Any) -> Any:
     if isinstance(obj, NM):
         return str(obj)
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return {f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+        # OMIT_AT_DEFAULT: fields added after results were stored, left out while at their default
+        # so that stored configs (and the run ids hashed from them) stay what they were
+        omit = getattr(type(obj), "OMIT_AT_DEFAULT", ())
+        return {f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)
+                if not (f.name in omit and getattr(obj, f.name) == f.default)}
     if isinstance(obj, (list, tuple)):
         return [to_dict(v) for v in obj]
     if isinstance(obj, dict):

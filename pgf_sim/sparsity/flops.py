@@ -15,6 +15,16 @@ step runs three such GEMMs per layer:
   never updated, so the weight gradient is counted for kept weights only (torch computes the
   dense GEMM and masks it; hardware that skips zeros need not). STEP counts as SR-STE.
 
+Attention's own matmuls (``Q K^T`` and ``A V``, activation x activation) are never weight-sparse:
+every recipe pays them in full (``ActivationMatmul``). A matmul ``(b, m, k) x (b, k, n)`` costs
+``2*b*m*k*n`` FLOPs forward; its backward computes the gradient of both operands, two matmuls of
+the same size, so training costs 3 x forward, for every recipe and every step. A causal
+attention computes only the lower triangle of the ``T x T`` score matrix: it is counted as half
+the square (``causal=True`` halves the count; FlashAttention's benchmarks use the same
+convention; the exact number of unmasked pairs is ``T(T+1)/2``, 0.8% more at T = 64). Counts are
+algorithmic: a kernel that recomputes the forward in the backward (FlashAttention) executes more.
+They are reported as one more entry, ``"attention"``, beside the three weight-GEMM passes.
+
 The schedule is walked as constant segments (``schedules.segments``), O(frames) work per layer
 whatever the number of steps. Counts are zero-skipping ideal FLOPs; what a given accelerator
 actually executes is the simulator's business (``pgf_sim.sim.cost``).
@@ -40,6 +50,26 @@ class LayerShape(NamedTuple):
     tokens: int | None = None
 
 
+class ActivationMatmul(NamedTuple):
+    """One activation x activation matmul of a training step: ``(batch, m, k) x (batch, k, n)``
+    summed over the step's examples and heads (``batch`` = examples x heads). Attention gives
+    two: ``Q K^T`` (m = queries, k = head dim, n = keys) and ``A V`` (m = queries, k = keys,
+    n = value dim). ``causal``: only the lower triangle of the score matrix is computed, counted
+    as half (module docstring)."""
+
+    name: str
+    batch: int
+    m: int
+    k: int
+    n: int
+    causal: bool = False
+
+    @property
+    def forward_flops(self) -> float:
+        """FLOPs of the forward pass of one step: 2*batch*m*k*n, halved when causal."""
+        return 2.0 * self.batch * self.m * self.k * self.n * (0.5 if self.causal else 1.0)
+
+
 @dataclass(frozen=True)
 class LayerFlops:
     name: str
@@ -58,10 +88,18 @@ class LayerFlops:
 class FlopsReport:
     layers: tuple[LayerFlops, ...]
     total_steps: int
+    # attention's activation matmuls (forward + both operand gradients) over the counted steps;
+    # None: the caller passed none (a model without attention, or weight GEMMs only)
+    attention: float | None = None
+    attention_per_step: float = 0.0  # their 3 passes in one step (the dense reference's share)
 
     def totals(self) -> dict[str, float]:
-        """{"forward", "input_grad", "weight_grad"} summed over layers and the whole schedule."""
-        return {p: float(sum(getattr(l, p) for l in self.layers)) for p in PHASES}
+        """{"forward", "input_grad", "weight_grad"} summed over layers and the whole schedule,
+        and ``"attention"`` when activation matmuls were counted."""
+        out = {p: float(sum(getattr(l, p) for l in self.layers)) for p in PHASES}
+        if self.attention is not None:
+            out["attention"] = float(self.attention)
+        return out
 
     @property
     def total(self) -> float:
@@ -69,8 +107,9 @@ class FlopsReport:
 
     @property
     def dense_total(self) -> float:
-        """The same layers trained dense for the same steps: 3 passes of 2*T*O*K per step."""
-        return float(sum(3 * l.dense_per_pass for l in self.layers) * self.total_steps)
+        """The same layers trained dense for the same steps: 3 passes of 2*T*O*K per step (plus
+        the attention matmuls, which every recipe pays in full)."""
+        return float((sum(3 * l.dense_per_pass for l in self.layers) + self.attention_per_step) * self.total_steps)
 
     @property
     def ratio_to_dense(self) -> float:
@@ -94,10 +133,12 @@ def _layer_items(layers: Mapping[str, object] | Iterable[tuple[str, object]]) ->
 
 
 def training_flops_report(cfg: RecipeConfig, layers, *, tokens: int, total_steps: int,
-                          until: int | None = None) -> FlopsReport:
+                          until: int | None = None,
+                          attention: Iterable[ActivationMatmul] | None = None) -> FlopsReport:
     """Per-layer FLOPs of training ``layers`` (name -> ``LayerShape`` or ``(shape, role[, tokens])``)
     with ``tokens`` rows per step for ``total_steps`` steps under ``cfg``; ``until``: only the
-    first ``until`` steps of that schedule (the cumulative count the training curves use)."""
+    first ``until`` steps of that schedule (the cumulative count the training curves use);
+    ``attention``: the step's activation x activation matmuls (dense for every recipe, 3 passes)."""
     until = total_steps if until is None else min(max(until, 0), total_steps)
     out = []
     for name, spec in _layer_items(layers):
@@ -113,11 +154,16 @@ def training_flops_report(cfg: RecipeConfig, layers, *, tokens: int, total_steps
             for i, density in enumerate(step_densities(cfg, seg)):
                 sums[i] += density * per_pass * steps
         out.append(LayerFlops(name, target, *sums, per_pass))
-    return FlopsReport(tuple(out), total_steps)
+    if attention is None:
+        return FlopsReport(tuple(out), total_steps)
+    per_step = 3.0 * math.fsum(a.forward_flops for a in attention)  # forward + 2 operand gradients
+    return FlopsReport(tuple(out), total_steps, per_step * until, per_step)
 
 
 def training_flops(cfg: RecipeConfig, layers, *, tokens: int, total_steps: int,
-                   until: int | None = None) -> dict[str, float]:
-    """{"forward", "input_grad", "weight_grad"}: training FLOPs over the whole schedule (or its
-    first ``until`` steps)."""
-    return training_flops_report(cfg, layers, tokens=tokens, total_steps=total_steps, until=until).totals()
+                   until: int | None = None,
+                   attention: Iterable[ActivationMatmul] | None = None) -> dict[str, float]:
+    """{"forward", "input_grad", "weight_grad"} (+ ``"attention"`` when ``attention`` is given):
+    training FLOPs over the whole schedule (or its first ``until`` steps)."""
+    return training_flops_report(cfg, layers, tokens=tokens, total_steps=total_steps, until=until,
+                                 attention=attention).totals()

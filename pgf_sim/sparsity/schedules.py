@@ -129,6 +129,12 @@ class RecipeConfig:
     - SDGF: ``sdgf_schedule`` (stepwise | geometric | densify); the frames fill the first
       ``sdgf_frames_fraction`` of the sparse phase, the target pattern holds for the rest.
       GMP's cubic ramp uses the same window (the fixed-mask twin of SDGF).
+      ``sdgf_target``: ``in_window`` (default, the paper's frame count): the target is the
+      window's last frame; ``after_window`` (the authors' code): the denser frames share the
+      window and the target holds only from its end (with ``sdgf_frames_fraction: 1.0``, from
+      the end of the sparse phase). ``frame_clock``: ``step`` (default) or ``epoch`` (the
+      authors' code: frames change on epoch boundaries only; the window is counted in whole
+      epochs of ``steps_per_epoch`` steps, which the trainer fills from the data and batch size).
     - ``srste_lambda``: SR-STE decay strength (reference default 2e-4).
     - Layers: weight layers whose name matches a glob of ``layers`` and none of ``exclude``, and
       whose role is in ``roles`` ("*" = every role).
@@ -154,6 +160,9 @@ class RecipeConfig:
     grad: Literal["ste", "scaled"] = "ste"
     sdgf_schedule: Literal["stepwise", "geometric", "densify"] = "stepwise"
     sdgf_frames_fraction: float = 0.7
+    sdgf_target: Literal["in_window", "after_window"] = "in_window"
+    frame_clock: Literal["step", "epoch"] = "step"
+    steps_per_epoch: int | None = None
     srste_lambda: float = 2e-4
     layers: tuple[str, ...] = ("*",)
     exclude: tuple[str, ...] = ()
@@ -190,11 +199,17 @@ class RecipeConfig:
         if not DECAYS.get(self.decay).min_beta_end <= end < 1.0:
             raise ConfigError(f"beta_end={end} is out of range for the {self.decay} decay "
                               f"(exponential never reaches 0; use 0 < beta_end < 1)")
+        if self.steps_per_epoch is not None and self.steps_per_epoch < 1:
+            raise ConfigError(f"steps_per_epoch must be >= 1, got {self.steps_per_epoch}")
         if self.srste_lambda < 0:
             raise ConfigError(f"srste_lambda must be >= 0, got {self.srste_lambda}")
         bad = [r for r in self.roles if r != "*" and r not in ROLES]
         if bad:
             raise ConfigError(f"unknown role(s) {bad}; valid: *, {', '.join(ROLES)}")
+
+    # Fields added after runs were stored: left out of the config dict (and so of run ids) while
+    # at their default, so the runs of earlier sweeps keep their identity (core.config.to_dict).
+    OMIT_AT_DEFAULT = ("sdgf_target", "frame_clock", "steps_per_epoch")
 
     def __hash__(self) -> int:  # frozen, but layer_patterns is a dict: hash its items in order
         return hash(tuple((f, tuple(v.items()) if f == "layer_patterns" else v)
@@ -328,16 +343,39 @@ def sdgf_patterns(target: NM, schedule: str = "stepwise") -> tuple[NM, ...]:
 
 
 def frame_at(cfg: RecipeConfig, step: int, total_steps: int, target: NM | None = None) -> int:
-    """Index of the SDGF frame at ``step``: the first ``sdgf_frames_fraction`` of the sparse phase
-    (the window) is cut into equal frames; the last frame (the target) holds from the window's
-    last step on, so even a run shorter than the number of frames ends at the target."""
+    """Index of the SDGF frame at ``step`` (docs/method.md, "Frame timing").
+
+    ``sdgf_target: in_window``: the first ``sdgf_frames_fraction`` of the sparse phase (the
+    window) is cut into equal frames; the last frame (the target) holds from the window's last
+    step on, so even a run shorter than the number of frames ends at the target.
+    ``after_window`` (the authors' code): the frames before the target share the window and the
+    target holds from the window's end. ``frame_clock: epoch``: the sparse clock and the window
+    are counted in whole epochs, so frames change on epoch boundaries only."""
     frames = len(sdgf_patterns(target or cfg.pattern, cfg.sdgf_schedule))
     p = phases(cfg, total_steps)
-    window = _window(cfg, p)
-    t = max(step - p.dense_end, 0)
+    unit = _frame_unit(cfg)
+    window = _frame_window(cfg, p, unit)
+    t = max(step - p.dense_end, 0) // unit
+    if cfg.sdgf_target == "after_window" and frames > 1:
+        return frames - 1 if t >= window else t * (frames - 1) // window
     if t >= window - 1:  # the window's last step is at the target even when window < frames
         return frames - 1
     return t * frames // window
+
+
+def _frame_unit(cfg: RecipeConfig) -> int:
+    """Steps per tick of the frame clock: 1, or an epoch's steps for ``frame_clock: epoch``."""
+    if cfg.frame_clock == "step":
+        return 1
+    if cfg.steps_per_epoch is None:
+        raise ConfigError("frame_clock: epoch needs steps_per_epoch (the trainer fills it from the training "
+                          "set and the batch size; a Python caller gives it)")
+    return cfg.steps_per_epoch
+
+
+def _frame_window(cfg: RecipeConfig, p: Phases, unit: int) -> int:
+    """The SDGF window in ticks of the frame clock (steps, or whole epochs)."""
+    return max(_round(cfg.sdgf_frames_fraction * p.sparse_steps / unit), 1)
 
 
 def pattern_at(cfg: RecipeConfig, step: int, total_steps: int, target: NM | None = None) -> NM:
@@ -461,11 +499,17 @@ def segments(cfg: RecipeConfig, total_steps: int, target: NM | None = None) -> l
     cuts = {0, p.dense_end, p.sparse_end, total_steps}
     if cfg.spec.gradual and p.sparse_steps > 0:
         cuts |= _gmp_cuts(cfg, total_steps, target or cfg.pattern)
-    if cfg.spec.moving_pattern:
-        window = _window(cfg, p)
+    if cfg.spec.moving_pattern and p.sparse_steps > 0:
         frames = len(sdgf_patterns(target or cfg.pattern, cfg.sdgf_schedule))
-        for k in range(1, frames):  # first t with frame_at >= k (see frame_at)
-            cuts.add(p.dense_end + min(-(-k * window // frames), window - 1))
+        for k in range(1, frames):  # frame_at never decreases: bisect the first step of frame >= k
+            lo, hi = p.dense_end, p.sparse_end
+            while lo < hi:
+                mid = (lo + hi) // 2
+                if frame_at(cfg, mid, total_steps, target) >= k:
+                    hi = mid
+                else:
+                    lo = mid + 1
+            cuts.add(lo)
     if cfg.spec.decays and p.sparse_steps > 0:
         lo, hi = p.dense_end, p.sparse_end  # beta is non-increasing: bisect its first zero
         while lo < hi:

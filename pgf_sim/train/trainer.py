@@ -14,7 +14,7 @@ import json
 import math
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -268,17 +268,21 @@ def _train_locked(cfg: ExperimentConfig, ctx: Any, device: torch.device, run_id:
     from tqdm import tqdm
 
     from pgf_sim.sparsity.flops import training_flops
+    from pgf_sim.train.activation_matmuls import activation_matmuls
     from pgf_sim.train.sparsify import sparsify
 
     run_dir = Path(workdir) / run_id
     ckpt_path = run_dir / CHECKPOINT_NAME
-    config_dict = cfg.to_dict()  # what config.json holds (an experiment)
-    identity = run_identity(config_dict, ctx.world)  # what the store and checkpoint compare
-
     torch.manual_seed(cfg.seed)
     data = load_data(cfg.data)
     total = cfg.schedule.total_steps(data.n_train)
-    steps_per_epoch(data.n_train, cfg.schedule.batch_size)  # validates batch_size <= n_train
+    epoch_steps = steps_per_epoch(data.n_train, cfg.schedule.batch_size)  # validates batch_size <= n_train
+    if cfg.recipe.frame_clock == "epoch" and cfg.recipe.steps_per_epoch is None:
+        # SDGF frames on epoch boundaries (the authors' code); stored with the run, so the
+        # report and the simulator can redraw its schedule from the config alone
+        cfg = replace(cfg, recipe=replace(cfg.recipe, steps_per_epoch=epoch_steps))
+    config_dict = cfg.to_dict()  # what config.json holds (an experiment)
+    identity = run_identity(config_dict, ctx.world)  # what the store and checkpoint compare
     metric = cfg.task_metric
     if metric.name in ("bpc", "perplexity") and data.spec.kind != "lm":
         raise PgfSimError(f"metric {metric.name!r} needs next-token data; data gives {data.spec.kind} data "
@@ -289,11 +293,15 @@ def _train_locked(cfg: ExperimentConfig, ctx: Any, device: torch.device, run_id:
 
         check_model_output(model, data, f"model {cfg.model.factory or cfg.model.name!r} on data "
                                         f"{cfg.data.factory or cfg.data.name!r}")
-    gemms = gemm_layers(model, example_input(cfg, 1, spec=data.spec), cfg.schedule.batch_size)
-    flops = training_flops(cfg.recipe, gemms, tokens=0, total_steps=total)
+    example = example_input(cfg, 1, spec=data.spec)
+    gemms = gemm_layers(model, example, cfg.schedule.batch_size)
+    # attention's Q K^T and A V (never weight-sparse); None when the model has none
+    attention = activation_matmuls(model, example, cfg.schedule.batch_size) or None
+    flops = training_flops(cfg.recipe, gemms, tokens=0, total_steps=total, attention=attention)
 
     def flops_so_far(step: int) -> float:  # logged with each evaluation: curves vs training FLOPs
-        return sum(training_flops(cfg.recipe, gemms, tokens=0, total_steps=total, until=step).values())
+        return sum(training_flops(cfg.recipe, gemms, tokens=0, total_steps=total, until=step,
+                                  attention=attention).values())
     controller = sparsify(model, cfg.recipe, total)
     model.to(device)
     # the target patterns (what finalize() leaves), not the schedule's pattern at step 0
@@ -423,7 +431,7 @@ def gemm_layers(model: torch.nn.Module, example: torch.Tensor, batch: int) -> di
     fused inference kernel that calls no hook. A layer called twice (weight tying, a shared
     block) counts both calls; one never called counts 0.
     Attention score/AV matmuls (activation x activation, never weight-sparse) are not weight
-    GEMMs and are not counted here."""
+    GEMMs: ``activation_matmuls`` counts them."""
     from pgf_sim.train.sparsify import infer_roles, weight_params
 
     params = weight_params(model)
@@ -517,8 +525,6 @@ def _diverged(store: ResultStore | None, run_id: str, step: int, loss: float, gr
 def _diagnostic_layers(model: torch.nn.Module, controller: Any, cfg: ExperimentConfig) -> dict[str, tuple[torch.nn.Parameter, NM]]:
     """Layers to measure -> (trainable weight, target pattern). For the dense baseline: the layers
     the same recipe settings would sparsify at ``cfg.recipe.pattern``."""
-    from dataclasses import replace
-
     from pgf_sim.sparsity.schedules import layer_target
     from pgf_sim.train.sparsify import infer_roles
 

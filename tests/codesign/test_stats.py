@@ -52,3 +52,24 @@ def test_holm_by_hand():
     assert adj == pytest.approx([0.03, 0.06, 0.06, 0.02])
     assert [a <= 0.05 for a in adj] == [True, False, False, True]
     assert holm([0.5, 0.9]) == pytest.approx([1.0, 1.0]) and holm([]) == []
+
+
+def test_bootstrap_interval_against_the_exact_resampling_distribution():
+    """a = [0, 1, 2], b = [0, 0, 0]: the mean of 3 draws from {0, 1, 2} is k/3 with counts
+    1, 3, 6, 7, 6, 3, 1 (of 27) for k = 0..6. P(0) = 1/27 = 3.7% and P(<= 1/3) = 14.8%, so the
+    5% quantile is 1/3; P(<= 4/3) = 85.2% and P(<= 5/3) = 96.3%, so the 95% quantile is 5/3.
+    For 95%: P(0) = 3.7% > 2.5% gives 0, P(<= 5/3) = 96.3% < 97.5% gives 2."""
+    from pgf_sim.codesign.stats import bootstrap
+
+    iv = bootstrap([0.0, 1.0, 2.0], [0.0, 0.0, 0.0], 0.90)
+    assert (iv.low, iv.high) == pytest.approx((1 / 3, 5 / 3))
+    assert (iv.resamples, iv.confidence) == (10_000, 0.90)
+    iv = bootstrap([0.0, 1.0, 2.0], [0.0, 0.0, 0.0], 0.95)
+    assert (iv.low, iv.high) == pytest.approx((0.0, 2.0))
+    # the difference is symmetric in the samples, and reproducible (fixed seed)
+    flip = bootstrap([0.0, 0.0, 0.0], [0.0, 1.0, 2.0], 0.90)
+    assert (flip.low, flip.high) == pytest.approx((-5 / 3, -1 / 3))
+    assert bootstrap([1.0, 2.5, 2.0], [0.5, 0.7], 0.95) == bootstrap([1.0, 2.5, 2.0], [0.5, 0.7], 0.95)
+    # no spread: the interval is the point
+    iv = bootstrap([2.0, 2.0], [0.5, 0.5])
+    assert iv.low == iv.high == 1.5

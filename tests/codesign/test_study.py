@@ -161,3 +161,49 @@ def test_accuracy_studies_are_shown_in_percent(tmp_path):
     # dense - sr-ste = +10 points; the interval in points too
     (row,) = [r for r in text.splitlines() if r.startswith("| dense | 1:16 |")]
     assert row.startswith("| dense | 1:16 | +10.00 | [") and row.endswith("| better |")
+
+
+def _fill_lr_grid(path: Path) -> ResultStore:
+    """An lr grid of two values: sr-ste is best at lr 0.001 (mean 3.0 vs 3.2), mdgf at 0.003
+    (2.9 vs 3.3), dense at 0.003 (2.5 vs 2.6)."""
+    finals = {("sr-ste", "1:16", 0.001): [2.9, 3.0, 3.1], ("sr-ste", "1:16", 0.003): [3.1, 3.2, 3.3],
+              ("mdgf", "1:16", 0.001): [3.2, 3.3, 3.4], ("mdgf", "1:16", 0.003): [2.8, 2.9, 3.0],
+              ("dense", "1:1", 0.001): [2.5, 2.6, 2.7], ("dense", "1:1", 0.003): [2.4, 2.5, 2.6]}
+    store = ResultStore(path)
+    store.record_sweep("s", "b8_fp16", [("a100_80gb", "a100_80gb")], {"name": "s"})
+    points = []
+    for (label, pat, lr), values in finals.items():
+        for seed, final in enumerate(values):
+            run_id = f"{label}-{pat}-{lr}-{seed}"
+            config = {**BASE, "recipe": {"name": label, "pattern": pat}, "seed": seed,
+                      "schedule": {**BASE["schedule"], "lr": lr}}
+            store.start_run(run_id, name="charlm", config=config, recipe=label, pattern=pat, seed=seed)
+            store.add_metrics(run_id, [(20, "val_bpc", final), (20, "train_flops", 100.0)])
+            store.finish_run(run_id, final_step=20, final_accuracy=final, train_flops={"forward": 100.0})
+            points.append(PointRow(run_id, label, NM.parse(pat), seed, "", {"schedule.lr": lr}))
+    store.record_points("s", points)
+    return store
+
+
+def test_tuned_and_untuned_views_of_an_lr_grid(tmp_path):
+    store = _fill_lr_grid(tmp_path / "s.sqlite")
+    untuned = analyse(store, fix={"schedule.lr": 0.003})
+    cells = {c.label: c for c in untuned.comparisons}
+    assert cells["mdgf"].difference.diff == pytest.approx(2.9 - 3.2)  # both at lr 0.003
+    assert cells["dense"].difference.diff == pytest.approx(2.5 - 3.2)
+    tuned = analyse(store, tune="schedule.lr", fix={"schedule.lr": 0.003})  # a tuned key ignores its fix
+    assert {k[0]: c.value for k, c in tuned.tuned.items()} == {"sr-ste": 0.001, "mdgf": 0.003, "dense": 0.003}
+    assert tuned.tuned[("mdgf", NM(1, 16))].candidates[0.001].mean == pytest.approx(3.3)
+    cells = {c.label: c for c in tuned.comparisons}
+    assert cells["mdgf"].difference.diff == pytest.approx(2.9 - 3.0)  # each at its own best lr
+    assert cells["dense"].difference.diff == pytest.approx(2.5 - 3.0)
+    assert all(len(c.runs) == 3 for c in tuned.cells.values())
+    text = markdown(tuned)
+    assert "tuned view" in text and "| sr-ste | 1:16 | 0.001 | 3.000 ± 0.100 (n=3) | 3.200 ± 0.100 (n=3) |" in text
+    assert "bootstrap 95%" in text
+    with pytest.raises(PgfSimError, match="no point with schedule.lr=0.002"):
+        analyse(store, fix={"schedule.lr": 0.002})
+    with pytest.raises(PgfSimError, match="does not sweep 'seed'.*schedule.lr"):
+        analyse(store, tune="seed")
+    with pytest.raises(PgfSimError, match=r"sweeps schedule.lr over 2 values.*--fix schedule.lr=VALUE"):
+        analyse(store)  # runs at different lrs are not seeds of one cell

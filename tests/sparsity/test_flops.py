@@ -157,3 +157,21 @@ def test_flops_until_is_the_cumulative_count_of_the_first_steps():
         # the head (dense, 3 passes of 2*4*10*32 every step) contributes linearly
         per_step = [b - a for a, b in zip(cum, cum[1:])]
         assert min(per_step) >= 3 * 2 * 4 * 10 * 32
+
+
+def test_attention_matmuls_are_dense_for_every_recipe_and_count_in_the_dense_reference():
+    """Attention Q K^T (batch 4, 10 x 8 x 10, causal: half) and A V: 2*4*10*8*10/2 = 3200 FLOPs
+    each forward, 3 passes: 19200 per step, whatever the recipe."""
+    from pgf_sim.sparsity.flops import ActivationMatmul
+
+    attn = [ActivationMatmul("qk", 4, 10, 8, 10, True), ActivationMatmul("av", 4, 10, 10, 8, True)]
+    cfg = RecipeConfig(name="ste", pattern=NM(1, 4))
+    report = training_flops_report(cfg, LAYERS, tokens=10, total_steps=T, attention=attn)
+    assert report.totals()["attention"] == 19200 * T
+    weights = training_flops(cfg, LAYERS, tokens=10, total_steps=T)
+    assert report.total == pytest.approx(sum(weights.values()) + 19200 * T)
+    assert report.dense_total == (3 * (SPARSE_PASS + HEAD_PASS) + 19200) * T
+    # the cumulative count: attention grows linearly with the steps counted
+    assert training_flops(cfg, LAYERS, tokens=10, total_steps=T, until=7, attention=attn)["attention"] == 19200 * 7
+    # attention makes sparsity save a smaller share: the ratio to dense rises
+    assert report.ratio_to_dense > training_flops_report(cfg, LAYERS, tokens=10, total_steps=T).ratio_to_dense
