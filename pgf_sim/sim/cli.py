@@ -38,6 +38,19 @@ class CapturedRun(NamedTuple):
 RunLoader = Callable[[Path, "int | None", str], CapturedRun]
 
 
+RUNTIME_HELP = ("execution runtime the costs assume: eager (framework eager mode: per-op host cost, overlapped "
+                "with the GPU), graph (CUDA graphs / torch.compile reduce-overhead: no host cost), fused (a serving "
+                "engine: graph replay, fused epilogues, FlashAttention); docs/simulator.md, 'Runtimes'")
+
+
+def add_runtime_flag(p: argparse.ArgumentParser, *, default: str | None = "eager", help_suffix: str = "") -> None:
+    """``--runtime`` (and its former name ``--profile``) on a command that prices ops."""
+    from .cost import RUNTIMES
+
+    p.add_argument("--runtime", "--profile", dest="runtime", choices=RUNTIMES, default=default,
+                   help=RUNTIME_HELP + (f" (default {default})" if default else "") + help_suffix)
+
+
 def add_simulate_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """The ``simulate`` subcommand's arguments; the caller sets ``func`` (see ``run_simulate``)."""
     p = sub.add_parser(
@@ -59,8 +72,7 @@ def add_simulate_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentPar
     p.add_argument("--phase", choices=PHASES, default="forward",
                    help="forward pass, inference prefill/decode (decoder models), or a training run")
     p.add_argument("--dtype", default="fp16", help="operand dtype (fp16, bf16, int8, fp8, tf32, fp32)")
-    p.add_argument("--profile", choices=("eager", "fused"), default="eager",
-                   help="execution profile: eager (one kernel per op) or fused (CUDA graphs, fused epilogues, FlashAttention)")
+    add_runtime_flag(p)
     p.add_argument("--recipe", help="training recipe for --phase train (default sr-ste; a run directory: its own)")
     p.add_argument("--steps", type=int, help=f"training steps for --phase train (default {DEFAULT_TRAIN_STEPS}; "
                                              "a run directory: its own when given in steps)")
@@ -188,7 +200,7 @@ def run_simulate(args: argparse.Namespace, *, load_run: RunLoader | None = None)
     if args.phase == "train":
         text = _train(args, jobs, hws)
     else:
-        results = [simulate(wl, hw, profile=args.profile) for wl, _, _ in jobs for hw in hws]
+        results = [simulate(wl, hw, runtime=args.runtime) for wl, _, _ in jobs for hw in hws]
         if args.format == "json":
             text = to_json({"results": [r.to_dict() for r in results],
                             "summary": [{"workload": r.workload, "hardware": r.hardware,

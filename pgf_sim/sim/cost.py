@@ -15,21 +15,28 @@ Pure, vectorised NumPy over layers (``evaluate``) and over hardware x patterns x
   if larger. DRAM bytes = compressed weights (values + metadata) + activations in/out, plus
   re-reads when the working set exceeds on-chip memory (``tiling.dram_traffic``).
 - Time = max(compute, memory) (+ the unhidden part of the shorter, ``compute_memory_overlap``)
-  + kernels x per-kernel cost (roofline, Williams et al. CACM 2009, plus a fixed per-kernel
-  cost: ``launch_overhead_s`` eager, ``graph_launch_overhead_s`` fused). Memory time adds the
-  first-byte DRAM latency once per kernel and divides by the occupancy of the units
-  (``tiling.memory_occupancy``: split-K for dense kernels, none for sparse ones). Sparse
-  kernels add ``sparse_tile_overhead_cycles`` per output tile and, eager, a per-call
-  ``sparse_call_overhead_s``. Bound: whichever term is largest. Every term, its source and
-  the validation: docs/simulator.md.
+  (roofline, Williams et al. CACM 2009) + a per-kernel device floor (``graph_launch_overhead_s``).
+  Memory time adds the first-byte DRAM latency once per kernel and divides by the occupancy of
+  the units (``tiling.memory_occupancy``: split-K for dense kernels, none for sparse ones).
+  Native sparse kernels read their compressed weights at ``sparse_memory_bw_fraction`` of the
+  DRAM bandwidth (``memory_bw_fraction`` where unset) and add ``sparse_tile_overhead_cycles``
+  per output tile.
+- The runtime (``RUNTIMES``) decides what else an op pays. ``graph``: nothing (CUDA graphs, every
+  op its own kernel). ``fused``: as graph, with element-wise ops in their producer's epilogue and
+  FlashAttention. ``eager``: the host issues each op for ``launch_overhead_s`` (+
+  ``sparse_call_overhead_s`` per native sparse call) while the GPU runs the previous ones, so an
+  op costs max(host, device time), not their sum; bound "overhead" when the host is longer.
+  Every term, its source and the validation: docs/simulator.md.
 - Energy = executed MACs x energy/MAC + element-wise FLOPs x energy/FLOP + DRAM bytes x
   energy/byte + on-chip bytes x energy/byte (the Accelergy/Sparseloop style action counts).
 
 Approximations, stated so they can be judged: a GEMM's ``batch`` is that many separate
 launches; a matmul's ``batch`` is one batched launch; an op's ``count`` identical instances
-(merged transformer blocks) are costed once and scaled, launches included; in the eager
-profile element-wise ops are one launch each, in the fused profile they run in their
-producer's epilogue; sparse kernels pad rows and K only on native sparse execution;
+(merged transformer blocks) are costed once and scaled, launches included; in the eager and
+graph runtimes element-wise ops are one kernel each, in the fused runtime they run in their
+producer's epilogue; the eager max(host, device) is taken per op (a host that fell behind
+on tiny ops does not catch up on a later long kernel); sparse kernels pad rows and K only on
+native sparse execution;
 static/idle power is not modelled (energy is dynamic only).
 """
 from __future__ import annotations
@@ -47,12 +54,17 @@ from .tiling import compute_cycles, dram_traffic, k_steps, memory_occupancy, onc
 
 BOUND_COMPUTE, BOUND_MEMORY, BOUND_OVERHEAD = 0, 1, 2
 BOUND_NAMES = ("compute", "memory", "overhead")
-# Execution profiles. eager: one kernel per op, launched from Python one at a time (PyTorch
-# eager); attention materialises the full S^2 score matrix. fused: a serving stack -- CUDA
-# graphs (launch cost per kernel only), element-wise ops fused into their producer GEMM's
-# epilogue, FlashAttention-style attention (one kernel, scores never leave the chip, a causal
-# mask skips the masked half of the products: Dao et al., FlashAttention, NeurIPS 2022).
-PROFILES = ("eager", "fused")
+# Execution runtimes (docs/simulator.md, "Runtimes").
+# eager: framework eager mode (PyTorch): one kernel per op, each issued by the host for
+#   launch_overhead_s (+ sparse_call_overhead_s per native sparse call) while the GPU runs the
+#   previous one, so an op costs max(host, device); attention materialises the S^2 scores.
+# graph: CUDA graphs / torch.compile(mode="reduce-overhead"): the same kernels, no host cost,
+#   a per-kernel device floor (graph_launch_overhead_s).
+# fused: a serving engine: graph replay, element-wise ops fused into their producer GEMM's
+#   epilogue, FlashAttention-style attention (one kernel, scores never leave the chip, a causal
+#   mask skips the masked half of the products: Dao et al., FlashAttention, NeurIPS 2022).
+RUNTIMES = ("eager", "graph", "fused")
+PROFILES = RUNTIMES  # the former name (pgf-sim simulate --profile), kept as an alias
 
 
 class LayerCost(NamedTuple):
@@ -94,8 +106,10 @@ class HwArrays(NamedTuple):
     eff_dense: np.ndarray
     eff_sparse: np.ndarray
     eff_memory: np.ndarray
-    launch_s: np.ndarray  # eager per-kernel cost
-    graph_launch_s: np.ndarray  # fused-profile per-kernel cost (launch_s where the target has none)
+    eff_sparse_memory: np.ndarray  # native sparse kernels' DRAM fraction (eff_memory where unset)
+    launch_s: np.ndarray  # eager host cost per op
+    graph_launch_s: np.ndarray  # device floor per kernel (launch_s where the target has none)
+    has_graph_floor: np.ndarray  # bool: the target states graph_launch_overhead_s
     dram_latency_s: np.ndarray  # 0 where the target has none
     sparse_call_s: np.ndarray  # 0 where none
     sparse_tile_cycles: np.ndarray  # 0 where none
@@ -148,8 +162,10 @@ def hw_arrays(hws: Sequence[Hardware], dtype: str | None = None) -> HwArrays:
         eff_dense=col(lambda h: eff(h).dense_compute_fraction),
         eff_sparse=col(lambda h: eff(h).sparse_compute_fraction),
         eff_memory=col(lambda h: eff(h).memory_bw_fraction),
+        eff_sparse_memory=col(lambda h: opt(eff(h).sparse_memory_bw_fraction, eff(h).memory_bw_fraction.value)),
         launch_s=col(lambda h: eff(h).launch_overhead_s),
         graph_launch_s=col(lambda h: opt(eff(h).graph_launch_overhead_s, eff(h).launch_overhead_s.value)),
+        has_graph_floor=np.array([eff(h).graph_launch_overhead_s is not None for h in hws], dtype=bool),
         dram_latency_s=col(lambda h: opt(eff(h).dram_latency_s, 0.0)),
         sparse_call_s=col(lambda h: opt(eff(h).sparse_call_overhead_s, 0.0)),
         sparse_tile_cycles=col(lambda h: opt(eff(h).sparse_tile_overhead_cycles, 0.0)),
@@ -174,20 +190,36 @@ def _with_dtype(table: OpTable, dtype: str | None) -> OpTable:
                           value_bits=np.full_like(table.value_bits, DTYPE_BITS[dtype]))
 
 
-def _check_profile(profile: str) -> None:
-    if profile not in PROFILES:
-        raise ConfigError(f"unknown execution profile {profile!r}; valid: {', '.join(PROFILES)}")
+def check_runtime(runtime: str) -> str:
+    """``runtime`` itself, or an error naming the valid ones."""
+    if runtime not in RUNTIMES:
+        raise ConfigError(f"unknown runtime {runtime!r}; valid: {', '.join(RUNTIMES)} (docs/simulator.md, 'Runtimes')")
+    return runtime
 
 
-def evaluate(table: OpTable, hw: Hardware, *, dtype: str | None = None, profile: str = "eager") -> LayerCost:
+# Calibration only (not a deployment runtime): one call timed alone between synchronisations,
+# so the host cost and the kernel add up (calibrate.TIMING_RUNTIME, timing "call").
+CALL_RUNTIME = "call"
+
+
+def _runtime(runtime: str | None, profile: str | None) -> str:
+    if profile is not None and runtime is not None and profile != runtime:
+        raise ConfigError(f"runtime {runtime!r} and profile {profile!r} disagree; give one (profile is the old name)")
+    chosen = runtime or profile or "eager"
+    return chosen if chosen == CALL_RUNTIME else check_runtime(chosen)
+
+
+def evaluate(table: OpTable, hw: Hardware, *, dtype: str | None = None, runtime: str | None = None,
+             profile: str | None = None) -> LayerCost:
     """Cost of every op of ``table`` on ``hw``; arrays of shape (L,).
 
-    ``dtype`` replaces every op's dtype (rate and bytes); ``profile`` is one of ``PROFILES``."""
-    _check_profile(profile)
+    ``dtype`` replaces every op's dtype (rate and bytes); ``runtime`` is one of ``RUNTIMES``
+    (default eager; ``profile`` is its former name)."""
+    runtime = _runtime(runtime, profile)
     table = _with_dtype(table, dtype)
     exec_n, exec_m, mode = map_patterns(table.pat_n, table.pat_m, hw)
     out = _evaluate_core(table, table.pat_n, table.pat_m, exec_n[None], exec_m[None], mode[None],
-                         hw_arrays([hw], dtype), [hw.name], profile == "fused")
+                         hw_arrays([hw], dtype), [hw.name], runtime)
     return LayerCost(*(a[0] for a in out))
 
 
@@ -197,7 +229,8 @@ def evaluate_grid(
     *,
     patterns: Sequence[NM] | None = None,
     dtype: str | None = None,
-    profile: str = "eager",
+    runtime: str | None = None,
+    profile: str | None = None,
 ) -> LayerCost:
     """Cost over hardware x (patterns x) layers in one vectorised pass.
 
@@ -207,12 +240,11 @@ def evaluate_grid(
     its own (as training's ``skip_indivisible`` leaves such layers alone); matmuls and
     element-wise ops are never weight-sparse.
     """
-    _check_profile(profile)
+    runtime = _runtime(runtime, profile)
     table = _with_dtype(table, dtype)
     hp = hw_arrays(hws, dtype)
-    fused = profile == "fused"
     if patterns is None:
-        return _grid(table, table.pat_n, table.pat_m, hws, hp, fused)
+        return _grid(table, table.pat_n, table.pat_m, hws, hp, runtime)
     # Ops without a weight pattern (matmuls, element-wise) do not change with the pattern:
     # cost them once per target and broadcast over the pattern axis. Element-wise ops are a
     # group of their own so that they skip the tile search of the matrix arrays.
@@ -228,9 +260,9 @@ def evaluate_grid(
         if kind == OpCode.GEMM:
             applies = sub.k[None, :] % pm == 0
             part = _grid(sub, np.where(applies, pn, sub.pat_n[None, :]), np.where(applies, pm, sub.pat_m[None, :]),
-                         hws, hp, fused)
+                         hws, hp, runtime)
         else:
-            part = _grid(sub, sub.pat_n[None, :], sub.pat_m[None, :], hws, hp, fused)
+            part = _grid(sub, sub.pat_n[None, :], sub.pat_m[None, :], hws, hp, runtime)
         if out is None:
             out = [np.empty((len(hws), len(patterns), table.n_ops), dtype=a.dtype) for a in part]
         for dest, src in zip(out, part):
@@ -239,19 +271,20 @@ def evaluate_grid(
 
 
 def _grid(table: OpTable, pat_n: np.ndarray, pat_m: np.ndarray, hws: Sequence[Hardware], hp: HwArrays,
-          fused: bool) -> LayerCost:
+          runtime: str) -> LayerCost:
     if (table.kind == OpCode.GEMM).any():
         exec_n, exec_m, mode = map_patterns_many(pat_n, pat_m, hws)
     else:  # nothing weight-sparse: everything executes dense
         exec_n = exec_m = np.ones((len(hws),) + pat_n.shape, dtype=np.int64)
         mode = np.zeros(exec_n.shape, dtype=np.int8)
-    return _evaluate_core(table, pat_n, pat_m, exec_n, exec_m, mode, hp, [h.name for h in hws], fused)
+    return _evaluate_core(table, pat_n, pat_m, exec_n, exec_m, mode, hp, [h.name for h in hws], runtime)
 
 
-def _evaluate_core(table, pat_n, pat_m, exec_n, exec_m, mode, hp: HwArrays, hw_names, fused: bool) -> LayerCost:
+def _evaluate_core(table, pat_n, pat_m, exec_n, exec_m, mode, hp: HwArrays, hw_names, runtime: str) -> LayerCost:
     """Shapes: layer columns (L,); pat_* (L,) or (P, L); exec_*/mode (H, ..., L); hp fields (H,)."""
     nd = exec_n.ndim
     H = len(hw_names)
+    fused = runtime == "fused"
 
     def hwcol(a: np.ndarray) -> np.ndarray:  # (H,) -> (H, 1, ..., 1) broadcasting over layers
         return a.reshape((H,) + (1,) * (nd - 1))
@@ -328,7 +361,7 @@ def _evaluate_core(table, pat_n, pat_m, exec_n, exec_m, mode, hp: HwArrays, hw_n
         is_mat, dram_traffic(a_bytes, b_bytes, c_bytes, m, n, bytes_el, onchip_bytes=hwcol(hp.onchip_bytes)) * batch,
         ew_bytes,
     )
-    dram_time = dram_bytes / (hwcol(hp.dram_bw) * hwcol(hp.eff_memory))
+    dram_time = dram_bytes / (hwcol(hp.dram_bw) * np.where(native, hwcol(hp.eff_sparse_memory), hwcol(hp.eff_memory)))
     steps = k_steps(k_run, hwcol(hp.tile_k))
     macs_unit = hwcol(hp.arrays_per_unit) * macs_arr
     s_per_cycle = 1.0 / (hwcol(hp.clock_hz) * eff)
@@ -338,10 +371,8 @@ def _evaluate_core(table, pat_n, pat_m, exec_n, exec_m, mode, hp: HwArrays, hw_n
         # one launch per kernel: AV and softmax are inside the attention kernel, element-wise
         # ops inside their producer's epilogue
         kernels = np.where((table.attn == ATTN_AV) | (table.attn == ATTN_SOFTMAX) | ~is_mat, 0.0, launches)
-        per_launch = hwcol(hp.graph_launch_s)
     else:
         kernels = launches
-        per_launch = hwcol(hp.launch_s) + np.where(native, hwcol(hp.sparse_call_s), 0.0)
     # First-byte DRAM latency once per kernel: a kernel cannot finish before its first load returns.
     latency = kernels * hwcol(hp.dram_latency_s)
     dram_time = dram_time + np.where(is_mat, 0.0, latency)
@@ -377,10 +408,22 @@ def _evaluate_core(table, pat_n, pat_m, exec_n, exec_m, mode, hp: HwArrays, hw_n
     onchip_bytes = np.where(is_mat, mat_onchip, ew_bytes)
     busy = busy_time(compute_time, memory_time, hide)
     weight_bytes = np.where(is_gemm, b_bytes * batch, 0.0)
-    overhead = kernels * per_launch
-    latency_s = busy + overhead
+    if runtime in ("eager", CALL_RUNTIME):
+        # The host issues op i+1 while the GPU runs op i: max(host, device). A target without a
+        # separate device floor keeps the host cost on the device side too (busy + host: the
+        # sum model, which its factors were fitted with).
+        host = kernels * (hwcol(hp.launch_s) + np.where(native, hwcol(hp.sparse_call_s), 0.0))
+        has_floor = hwcol(hp.has_graph_floor)
+        device = busy + np.where(has_floor, kernels * hwcol(hp.graph_launch_s), host)
+        latency_s = np.maximum(host, device) if runtime == "eager" else np.where(has_floor, host + device, device)
+        overhead = latency_s - busy
+        overhead_bound = np.where(has_floor & (runtime == "eager"), host > device, overhead > busy)
+    else:
+        overhead = kernels * hwcol(hp.graph_launch_s)
+        latency_s = busy + overhead
+        overhead_bound = overhead > busy
     bound = np.where(
-        overhead > busy, BOUND_OVERHEAD,
+        overhead_bound, BOUND_OVERHEAD,
         np.where(compute_time >= memory_time, BOUND_COMPUTE, BOUND_MEMORY),
     ).astype(np.int8)
     energy = (

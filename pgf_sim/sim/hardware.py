@@ -106,6 +106,11 @@ class Sparse:
     # both 128-byte rows; a 1-row input is padded to 32 rows (pytorch issue 111339).
     pad_rows: Optional[Q] = None
     pad_k_bytes: Optional[Q] = None
+    # Which library PyTorch's to_sparse_semi_structured uses on this architecture (e.g. on
+    # Hopper cuSPARSELt: its CUTLASS path supports compute capability 8.x only), with its source.
+    # Descriptive: the efficiency.sparse_* factors are fitted on that backend's kernels.
+    torch_backend: Optional[str] = None
+    torch_backend_source: str = ""
 
     def __post_init__(self) -> None:  # "2:4" strings from Python callers (the YAML loader parses its own)
         object.__setattr__(self, "native_patterns", tuple(NM.parse(p) for p in self.native_patterns))
@@ -134,14 +139,19 @@ class Efficiency:
     dense_compute_fraction: Q  # of the dense matrix peak, in full tiles
     sparse_compute_fraction: Q  # of the sparse matrix rate (dense peak x m/n) in full tiles
     memory_bw_fraction: Q  # of DRAM bandwidth
-    launch_overhead_s: Q  # per kernel launch in the eager profile (host dispatch + launch)
+    launch_overhead_s: Q  # host cost per op in the eager runtime (framework dispatch + launch)
     # Kernel-level terms (see cost.py); None switches a term off for targets that lack a figure.
-    graph_launch_overhead_s: Optional[Q] = None  # per kernel in the fused profile (CUDA graphs)
+    graph_launch_overhead_s: Optional[Q] = None  # device floor per kernel, every runtime (CUDA graphs)
     dram_latency_s: Optional[Q] = None  # first-byte DRAM latency, once per kernel
-    # Sparse kernels: host work per sparse GEMM call in the eager profile (tensor-subclass
+    # Sparse kernels: host work per sparse GEMM call in the eager runtime (tensor-subclass
     # dispatch, input pad/transpose), and fixed cycles per output tile (metadata + epilogue).
     sparse_call_overhead_s: Optional[Q] = None
     sparse_tile_overhead_cycles: Optional[Q] = None
+    # Fraction of DRAM bandwidth a native sparse kernel reaches on its compressed weights and
+    # metadata (None: memory_bw_fraction). Small-M sparse GEMMs are memory-bound, and vendor
+    # sparse kernels read far below the dense GEMV's bandwidth (cuSPARSELt 2:4 on an H200 at
+    # M = 1: about a third of it, docs/simulator.md).
+    sparse_memory_bw_fraction: Optional[Q] = None
     # Fraction of the shorter of compute and memory time hidden under the longer (1: the
     # roofline's max(); a CPU core issues its own loads and FMAs, so it overlaps less).
     compute_memory_overlap: Optional[Q] = None
@@ -277,9 +287,9 @@ def validate_hardware(hw: Hardware, *, source: str = "<hardware>", check_datashe
         positive(f"energy.{name}", getattr(e, name), allow_zero=True)
     for name in ("dram_bw_bytes_per_s", "dram_capacity_bytes", "onchip_bytes", "onchip_bw_bytes_per_s"):
         positive(f"memory.{name}", getattr(m, name))
-    for name in ("dense_compute_fraction", "sparse_compute_fraction", "memory_bw_fraction"):
+    for name in ("dense_compute_fraction", "sparse_compute_fraction", "memory_bw_fraction", "sparse_memory_bw_fraction"):
         q = getattr(f, name)
-        if not 0 < q.value <= 1:
+        if q is not None and not 0 < q.value <= 1:
             raise ConfigError(f"{source}: field 'efficiency.{name}': value {q.value!r} must be in (0, 1]")
     positive("efficiency.launch_overhead_s", f.launch_overhead_s, allow_zero=True)
     for name in ("graph_launch_overhead_s", "dram_latency_s", "sparse_call_overhead_s", "sparse_tile_overhead_cycles"):
@@ -304,6 +314,8 @@ def validate_hardware(hw: Hardware, *, source: str = "<hardware>", check_datashe
     positive("sparse.metadata_bits_per_value", s.metadata_bits_per_value, allow_zero=True)
     positive("sparse.pad_rows", s.pad_rows)
     positive("sparse.pad_k_bytes", s.pad_k_bytes)
+    if s.torch_backend is not None and not s.torch_backend_source.strip():
+        raise ConfigError(f"{source}: field 'sparse.torch_backend_source': say where {s.torch_backend!r} comes from")
     if any(p.is_dense for p in s.native_patterns):
         raise ConfigError(f"{source}: field 'sparse.native_patterns': list sparse patterns only (dense always runs)")
     positive("area_mm2", hw.area_mm2)

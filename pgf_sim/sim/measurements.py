@@ -6,13 +6,18 @@ cases and checks the sparse ones. Format::
 
     device: {name: "...", target: a100_80gb, description: "..."}
     dense:  [{m, n, k, dtype, time_s, source[, timing][, exclude_from_fit]}, ...]
-    sparse: [{name, kind: gemm|model, m, n, k | model, batch, seq_len, dtype, dense_s, sparse_s, source}, ...]
+    sparse: [{name, kind: gemm|model, m, n, k | model, batch, seq_len, dtype, dense_s, sparse_s, source[, timing]}, ...]
 
-A dense case's ``timing`` says what its time covers: ``eager`` (the default) is one timed call
-from PyTorch, host dispatch and launch included (the LLMCompass harness, ``pgf-sim measure``);
-``kernel`` is device time of back-to-back calls (CUDA events around many launches, a CUDA graph
+A case's ``timing`` says what its time covers: ``eager`` (the default) is the wall time per call
+of a loop of eager PyTorch calls ending in one synchronisation (host dispatch included, but
+the host issues the next call while the GPU runs this one: ``pgf-sim measure``); ``call`` is
+one call timed alone between synchronisations, so host cost and kernel add up (the LLMCompass
+harness); ``kernel`` is device time of back-to-back calls (CUDA events around many launches, a CUDA graph
 replay, Triton's ``do_bench``), where the host's launch cost is hidden behind the GPU's work.
-``exclude_from_fit: "<reason>"`` keeps a dense case out of every fit (it is still predicted and
+A sparse (2:4 vs dense) case takes the same ``timing`` for both of its times: ``eager`` pairs
+are predicted in the eager runtime (the per-call host cost of the sparse path included),
+``kernel`` pairs in the graph runtime.
+``exclude_from_fit: "<reason>"`` keeps a dense case (or a sparse pair) out of every fit (it is still predicted and
 reported): for a regime the model has no term for, so that it does not bend the factors the
 other cases need. The reason is printed beside the case.
 
@@ -57,6 +62,8 @@ class SparseCase:
     model: str = ""
     batch: int = 1
     seq_len: int = 0
+    timing: str = "eager"  # one of TIMINGS, for both times
+    exclude_from_fit: str = ""  # non-empty: why this pair is validation-only
 
     @property
     def measured_speedup(self) -> float:
@@ -75,11 +82,12 @@ class Measurements:
         return str(self.device.get("target", ""))
 
 
-TIMINGS = ("eager", "kernel")  # what a dense case's time covers (module docstring)
+TIMINGS = ("eager", "kernel", "call")  # what a case's time covers (module docstring)
 _DEVICE_KEYS = {"name", "target", "description"}
 _DENSE_REQUIRED = {"m", "n", "k", "dtype", "time_s", "source"}
 _DENSE_KEYS = _DENSE_REQUIRED | {"timing", "exclude_from_fit"}
-_SPARSE_KEYS = {"name", "kind", "m", "n", "k", "model", "batch", "seq_len", "dtype", "dense_s", "sparse_s", "source"}
+_SPARSE_KEYS = {"name", "kind", "m", "n", "k", "model", "batch", "seq_len", "dtype", "dense_s", "sparse_s", "source",
+                "timing", "exclude_from_fit"}
 
 
 def measurements_dir() -> Path:
@@ -143,7 +151,8 @@ def load_measurements(path: "str | Path") -> Measurements:
             raise ConfigError(f"{src}: sparse[{i}]: field 'kind': {e['kind']!r}; valid: gemm, model")
         sparse.append(SparseCase(str(e["name"]), e["kind"], e["dtype"], float(e["dense_s"]), float(e["sparse_s"]),
                                  str(e["source"]), e.get("m", 0), e.get("n", 0), e.get("k", 0), e.get("model", ""),
-                                 e.get("batch", 1), e.get("seq_len", 0)))
+                                 e.get("batch", 1), e.get("seq_len", 0), e.get("timing", "eager"),
+                                 e.get("exclude_from_fit", "")))
     if not dense and not sparse:
         raise ConfigError(f"{src}: no measurements (give 'dense' and/or 'sparse' entries)")
     return Measurements(src, dict(device), tuple(dense), tuple(sparse))

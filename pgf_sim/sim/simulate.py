@@ -69,7 +69,7 @@ class SimResult:
         body.append(("TOTAL", "", "", "", "", si(t["dense_flops"]), si(t["exec_flops"]), si(t["dram_bytes"], "B"),
                      si(t["latency_s"], "s"), f"{t['compute_bound_time_fraction']:.0%} compute", si(t["energy_j"], "J")))
         head = f"{self.workload} on {self.hardware}"
-        details = ", ".join(f"{k}={v}" for k, v in self.meta.items() if k in ("batch", "seq_len", "phase", "dtype", "pattern", "qkv_pattern", "profile") and v is not None)
+        details = ", ".join(f"{k}={v}" for k, v in self.meta.items() if k in ("batch", "seq_len", "phase", "dtype", "pattern", "qkv_pattern", "runtime") and v is not None)
         lines = [f"{head} ({details})" if details else head,
                  format_columns(headers, body, right=(2, 5, 6, 7, 8, 10))]
         if max_rows is not None and len(self.rows) > max_rows:
@@ -85,16 +85,20 @@ class SimResult:
 
 
 
-def simulate(workload: Workload, hw: Hardware | str, *, profile: str = "eager") -> SimResult:
+def simulate(workload: Workload, hw: Hardware | str, *, runtime: str | None = None,
+             profile: str | None = None) -> SimResult:
     """Cost of every op of ``workload`` on ``hw`` (a ``Hardware`` or a name / YAML path) in the
-    ``profile`` execution profile (``cost.PROFILES``), with its memory footprint."""
+    ``runtime`` (``cost.RUNTIMES``, default eager; ``profile`` is its former name), with its
+    memory footprint."""
+    from .cost import _runtime
     from .footprint import inference_footprint
 
+    runtime = _runtime(runtime, profile)
     hw = load_hardware(hw) if isinstance(hw, str) else hw
     table = workload.table()
-    cost = evaluate(table, hw, profile=profile)
+    cost = evaluate(table, hw, runtime=runtime)
     ones = np.ones_like(table.pat_n)
-    dense_cost = evaluate(table._replace(pat_n=ones, pat_m=ones), hw, profile=profile)
+    dense_cost = evaluate(table._replace(pat_n=ones, pat_m=ones), hw, runtime=runtime)
     _, _, mode = map_patterns(table.pat_n, table.pat_m, hw)
     rows = []
     for i, op in enumerate(workload.ops):
@@ -119,18 +123,19 @@ def simulate(workload: Workload, hw: Hardware | str, *, profile: str = "eager") 
         totals[f"{name}_bound_time_fraction"] = float(cost.latency_s[cost.bound == code].sum() / latency_s) if latency_s > 0 else 0.0
     totals["achieved_flops_per_s"] = totals["dense_flops"] / latency_s if latency_s > 0 else 0.0
     # memory footprint (a cost axis beside latency and energy) and whether it fits the target
-    fp = inference_footprint(workload, hw, profile=profile)
+    fp = inference_footprint(workload, hw, profile=runtime)
     totals["footprint_bytes"] = fp.total_bytes
     totals["dram_capacity_bytes"] = fp.capacity_bytes
     totals["fits_memory"] = fp.fits
-    meta = dict(workload.meta, profile=profile, footprint=fp.summary())
+    meta = dict(workload.meta, runtime=runtime, footprint=fp.summary())
     return SimResult(workload.name, hw.name, meta, rows, totals)
 
 
-def simulate_many(workloads: Iterable[Workload], hardware: Iterable[Hardware | str]) -> list[SimResult]:
+def simulate_many(workloads: Iterable[Workload], hardware: Iterable[Hardware | str], *,
+                  runtime: str = "eager") -> list[SimResult]:
     """Every workload on every target (workload-major order)."""
     hws = [load_hardware(h) if isinstance(h, str) else h for h in hardware]
-    return [simulate(w, h) for w in workloads for h in hws]
+    return [simulate(w, h, runtime=runtime) for w in workloads for h in hws]
 
 
 def format_summary(results: Sequence[SimResult]) -> str:

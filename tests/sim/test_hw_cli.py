@@ -37,11 +37,17 @@ def test_hw_validate_accepts_good_and_rejects_bad_files(tmp_path, capsys):
 
 
 def test_validate_prints_absolute_errors_flags_and_sides(capsys):
-    assert main(["validate", "--no-loo", "--strict"]) == 0
+    assert main(["validate", "--strict"]) == 1
     out = capsys.readouterr().out
-    assert "    64  12288  12288  fp16  eager       0.1900" in out and "In-sample MAPE (unflagged)" in out
+    assert "    64  12288  12288  fp16   call       0.1900" in out and "In-sample MAPE (unflagged)" in out
     assert "setup differs (dense >2x off): not fitted" in out
-    assert "Speedup on the same side of 1.0 as measured: 9/9" in out and "Targets met: yes" in out
+    assert "Speedup on the same side of 1.0 as measured: 9/9" in out
+    # the dense model holds held out, but the published 2:4 pairs' absolute times do not (the
+    # cuSPARSELt sample's 4096^3 is 20% / 28% slower than predicted): targets not met, and said so
+    assert "MAPE 3.4%" in out and "Dense and 2:4 absolute times both within 25%: 1/3 unflagged cases" in out
+    assert "Targets met: NO" in out
+    assert main(["validate", "--no-loo", "--strict"]) == 1
+    assert "Held-out: none" in capsys.readouterr().out
     # the LLMCompass measurements are from the 80GB part; on the 40GB config (1555 vs 2039 GB/s)
     # the memory-bound cases are slower, and the report says so case by case
     assert main(["validate", "--no-loo", "--hw", "a100_40gb"]) == 0

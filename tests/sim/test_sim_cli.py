@@ -139,6 +139,6 @@ def test_simulate_fused_profile_prints_footprint_and_strict_dtype_errors(capsys)
     assert main(["simulate", "--hw", "a100_80gb", "--hw", "edge_npu", "--model", "llama_7b", "--phase", "decode",
                  "--seq-len", "2048", "--profile", "fused"]) == 0
     out = capsys.readouterr().out
-    assert "profile=fused" in out and "of 80.0 GB: fits" in out and "DOES NOT FIT" in out
+    assert "runtime=fused" in out and "of 80.0 GB: fits" in out and "DOES NOT FIT" in out
     assert main(["simulate", "--hw", "a100_80gb", "--gemm", "64,64,64", "--dtype", "fp8"]) == 2
     assert "no matrix rate for dtype 'fp8'" in capsys.readouterr().err
