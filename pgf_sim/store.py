@@ -151,9 +151,10 @@ def pattern_text(pattern: NM | str) -> str:
     return "dense" if p.is_dense else str(p)
 
 
-def sim_key(batch: int, dtype: str) -> str:
-    """The name of one set of simulation settings, part of the ``sim_totals`` key."""
-    return f"batch={batch},dtype={dtype}"
+def sim_key(batch: int, dtype: str, runtime: str = "eager") -> str:
+    """The name of one set of simulation settings, part of the ``sim_totals`` key. The eager
+    runtime's key has no runtime part (every key stored before runtimes existed was eager)."""
+    return f"batch={batch},dtype={dtype}" + ("" if runtime == "eager" else f",runtime={runtime}")
 
 
 # ------------------------------------------------------------------------------------ rows

@@ -19,7 +19,7 @@ def default_sweep_path() -> Path:
 
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
-    from ..sim.cli import add_simulate_parser
+    from ..sim.cli import add_runtime_flag, add_simulate_parser
 
     # The simulator's command, given the loader of training runs (the simulator knows no runs).
     add_simulate_parser(subparsers).set_defaults(func=_cmd_simulate)
@@ -64,6 +64,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--cost-model", choices=("trained", "deploy"), default="trained",
                    help="trained: the trained model's own simulated cost (default); deploy: the deployment-scale "
                         "proxy (the run's N:M patterns on the sweep's simulate.deploy_model, e.g. vit_b)")
+    add_runtime_flag(p, default=None, help_suffix="; one the sweep priced (its simulate.runtime; default: the first)")
     _format_arg(p)
     p.set_defaults(func=_cmd_pick)
 
@@ -80,6 +81,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--cost-model", choices=("trained", "deploy", "both"), default="both",
                    help="which simulated cost the picks and fronts use: the trained model's own, the "
                         "deployment-scale proxy, or both views (default; the proxy only when the sweep has one)")
+    add_runtime_flag(p, default=None, help_suffix="; only this one of the sweep's runtimes (default: every one it priced)")
     p.add_argument("--workdir", type=Path, default=DEFAULT_WORKDIR,
                    help="run directories: the trained models for the native-pattern section (skipped if absent)")
     p.set_defaults(func=_cmd_report)
@@ -95,6 +97,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--pattern", action="append", default=[], help="N:M pattern of the built-in models (repeatable)")
     p.add_argument("--batch", type=int, default=1)
     p.add_argument("--seq-len", type=int)
+    add_runtime_flag(p)
     p.add_argument("--trained", action="store_true", help="add the trained models of a sweep (seed-0 run per "
                                                           "recipe and pattern, real masks)")
     p.add_argument("--native", help="also answer: is native support of this N:M pattern worth it? (e.g. 1:8)")
@@ -120,6 +123,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
                    help="how much worse the task metric may get, in its unit: an accuracy drop as a fraction "
                         "(default 0.01), or bits per character / nats / perplexity for a language model (e.g. 0.05)")
     p.add_argument("--metric", choices=("latency_s", "energy_j"), default="latency_s")
+    add_runtime_flag(p)
     p.add_argument("--finetune-steps", type=int, default=100, help="steps of masked fine-tuning to verify (0: none)")
     p.add_argument("--no-train", action="store_true",
                    help="skip verifying the assignment by training it from scratch (one run per seed)")
@@ -347,24 +351,29 @@ def _cmd_pick(args: argparse.Namespace) -> int:
     from .records import emit, pick_record
     from .views import cost_model, cost_models, load_table, make_picks, resolve_targets
 
-    cost = cost_model(args.db, args.sweep, args.cost_model)
+    cost = cost_model(args.db, args.sweep, args.cost_model, args.runtime)
     table = load_table(args.db, args.sweep, cost)
     hws = resolve_targets(args.db, args.sweep, args.hw)
     picks, errors = make_picks(table, hws, _limits(args, table.metric), objective=args.objective, model=args.model,
                                cost=cost, store=_existing_store(args))
     if args.format != "table":
-        records = [pick_record(p, cost.name) for p in picks]
-        print(emit(records, args.format, document={"picks": records, "errors": list(errors), "cost_model": cost.name}))
+        records = [pick_record(p, cost.name, cost.runtime) for p in picks]
+        print(emit(records, args.format, document={"picks": records, "errors": list(errors), "cost_model": cost.name,
+                                                   "runtime": cost.runtime, "cost_view": cost.label}))
         if args.format == "csv":  # csv has no place for the errors: stderr keeps stdout parseable
             for e in errors:
                 print(e, file=sys.stderr)
         return 0 if picks and not errors else 1
-    for p in picks:
+    for p in picks:  # each explanation ends with the cost view and its runtime
         print(p.explanation)
     for e in errors:
         print(e)
-    if cost.name == "trained" and len(cost_models(args.db, args.sweep)) > 1:
+    others = [c for c in cost_models(args.db, args.sweep) if (c.name, c.runtime) != (cost.name, cost.runtime)]
+    if cost.name == "trained" and any(c.name == "deploy" for c in others):
         print("(this sweep also has a deployment-scale proxy cost: add --cost-model deploy)")
+    other_runtimes = sorted({c.runtime for c in others} - {cost.runtime})
+    if other_runtimes:
+        print(f"(this sweep was also priced in the {', '.join(other_runtimes)} runtime: add --runtime NAME)")
     return 0 if picks and not errors else 1
 
 
@@ -378,7 +387,14 @@ def _cmd_report(args: argparse.Namespace) -> int:
     if Path(args.out).parent.is_dir():
         check_output_dir(args.out)  # a device, FIFO or link as --out: refused before any work
     name = ResultStore(args.db, create=False, read_only=True).sweep_info(args.sweep).sweep
-    costs = cost_models(args.db, name) if args.cost_model == "both" else [cost_model(args.db, name, args.cost_model)]
+    if args.cost_model == "both":
+        costs = cost_models(args.db, name)
+        if args.runtime is not None:
+            costs = [c for c in costs if c.runtime == args.runtime] or [cost_model(args.db, name, "trained", args.runtime)]
+    else:
+        costs = ([cost_model(args.db, name, args.cost_model, args.runtime)] if args.runtime is not None else
+                 [c for c in cost_models(args.db, name) if c.name == args.cost_model]
+                 or [cost_model(args.db, name, args.cost_model)])
     views = []
     for cost in costs:
         table = load_table(args.db, name, cost)
@@ -401,6 +417,7 @@ def _cmd_dse(args: argparse.Namespace) -> int:
 
     res, gain = explore_dse(load_hardware(args.hw), [parse_set(s) for s in args.sets], models=args.model,
                             patterns=[NM.parse(p) for p in args.pattern], batch=args.batch, seq_len=args.seq_len,
+                            runtime=args.runtime,
                             trained=TrainedSource(args.db, args.sweep, args.workdir) if args.trained else None,
                             native=NM.parse(args.native) if args.native else None)
     records = dse_records(res)
@@ -422,7 +439,8 @@ def _cmd_mixed(args: argparse.Namespace) -> int:
     (hw,) = resolve_targets(args.db, args.sweep, [args.hw])  # a target label or the sweep's YAML path
     res = run_mixed(db=args.db, sweep=args.sweep, workdir=args.workdir, hw=hw, run_id=args.run,
                     recipe=args.recipe, patterns=patterns, budget=args.budget, metric=args.metric,
-                    finetune_steps=args.finetune_steps, train=not args.no_train, progress=args.progress)
+                    finetune_steps=args.finetune_steps, train=not args.no_train, progress=args.progress,
+                    runtime=args.runtime)
     layers, doc = mixed_records(res)
     print(emit(layers, args.format, table=res.format(), document=doc))
     return 0

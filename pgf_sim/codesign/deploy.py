@@ -40,26 +40,33 @@ class DeploySpec:
     batch: int
     seq_len: int | None
     dtype: str
+    phase: str = "forward"  # forward (every token, every logit), or a decoder's prefill / decode step
+    runtime: str = "eager"  # sim.cost.RUNTIMES
 
     @property
     def key(self) -> str:
         """The ``sim_key`` of the proxy rows (distinct from every trained-model key)."""
-        return deploy_key(self.model, self.batch, self.seq_len, self.dtype)
+        return deploy_key(self.model, self.batch, self.seq_len, self.dtype, self.phase, self.runtime)
 
     def describe(self) -> str:
-        seq = "" if self.seq_len is None else f", sequence length {self.seq_len}"
-        return f"{self.model} at batch {self.batch}{seq}, {self.dtype}"
+        seq = "" if self.seq_len is None else (f", context {self.seq_len}" if self.phase == "decode"
+                                                else f", sequence length {self.seq_len}")
+        phase = "" if self.phase == "forward" else f" {self.phase}"
+        return f"{self.model}{phase} at batch {self.batch}{seq}, {self.dtype}, {self.runtime} runtime"
 
 
-def deploy_key(model: str, batch: int, seq_len: int | None, dtype: str) -> str:
-    return f"deploy={model},batch={batch},seq_len={'default' if seq_len is None else seq_len},dtype={dtype}"
+def deploy_key(model: str, batch: int, seq_len: int | None, dtype: str, phase: str = "forward",
+               runtime: str = "eager") -> str:
+    """Forward-phase eager keys are those stored before phases and runtimes existed."""
+    return (f"deploy={model},batch={batch},seq_len={'default' if seq_len is None else seq_len},dtype={dtype}"
+            + ("" if phase == "forward" else f",phase={phase}") + ("" if runtime == "eager" else f",runtime={runtime}"))
 
 
 def check_model(spec: DeploySpec) -> None:
     """Fail before any training when the proxy architecture or its setting is invalid."""
     from ..sim.workloads import build_workload
 
-    build_workload(spec.model, batch=spec.batch, seq_len=spec.seq_len, dtype=spec.dtype)
+    build_workload(spec.model, batch=spec.batch, seq_len=spec.seq_len, dtype=spec.dtype, phase=spec.phase)
 
 
 def role_patterns(layers: Iterable[SimLayerRow], *, run_id: str = "") -> tuple[NM, NM | None]:
@@ -106,10 +113,10 @@ def simulate_deploy(store: ResultStore, run_id: str, hardware: Iterable[tuple[st
         raise ConfigError(f"run {run_id} has no trained-model simulation under {trained_key} to read its patterns from")
     pattern, qkv = role_patterns(store.sim_layers(run_id, stored[0], trained_key), run_id=run_id)
     workload = build_workload(spec.model, batch=spec.batch, seq_len=spec.seq_len, pattern=pattern,
-                              qkv_pattern=qkv, dtype=spec.dtype)
+                              qkv_pattern=qkv, dtype=spec.dtype, phase=spec.phase)
     written = []
     for label, hw in hardware:
-        totals, layers = results.from_sim_result(simulate(workload, hw))
+        totals, layers = results.from_sim_result(simulate(workload, hw, runtime=spec.runtime))
         if store.write_simulation(run_id, label, spec.key, batch=spec.batch, dtype=spec.dtype,
                                     totals=totals, layers=layers, train_flops=train_flops, replace=replace):
             written.append(label)

@@ -164,6 +164,7 @@ class DseResult:
     energy_j: np.ndarray
     area_mm2: np.ndarray
     area_source: tuple[str, ...]
+    runtime: str = "eager"  # sim.cost.RUNTIMES: how every op was priced
 
     def best(self, workload: str, metric: str = "latency_s") -> Variant:
         """The variant with the lowest ``metric`` (latency_s | energy_j) for one workload."""
@@ -180,7 +181,7 @@ class DseResult:
         for v, var in enumerate(self.variants):
             for w, name in enumerate(self.workloads):
                 out.append({
-                    "variant": var.name, "workload": name,
+                    "variant": var.name, "workload": name, "runtime": self.runtime,
                     "latency_s": float(self.latency_s[v, w]), "energy_j": float(self.energy_j[v, w]),
                     "speedup_vs_first": float(self.latency_s[0, w] / self.latency_s[v, w]),
                     "energy_vs_first": float(self.energy_j[v, w] / self.energy_j[0, w]),
@@ -192,7 +193,8 @@ class DseResult:
         rows = self.rows()
         vw = max(len("variant"), *(len(r["variant"]) for r in rows))
         ww = max(len("workload"), *(len(r["workload"]) for r in rows))
-        lines = [f"design space around {self.base}: {len(self.variants)} variants x {len(self.workloads)} workloads",
+        lines = [f"design space around {self.base}: {len(self.variants)} variants x {len(self.workloads)} workloads, "
+                 f"{self.runtime} runtime",
                  f"{'variant':<{vw}}  {'workload':<{ww}}  {'latency':>12}  {'energy':>12}  {'speedup':>8}  {'area mm2':>9}"]
         for r in rows:
             area = "-" if math.isnan(r["area_mm2"]) else f"{r['area_mm2']:.1f}"
@@ -205,13 +207,14 @@ class DseResult:
 
 
 def explore(base: Hardware, axes: Sequence[Axis | str], workloads: Mapping[str, OpTable | Workload], *,
-            dtype: str | None = None) -> DseResult:
-    """Cost ``workloads`` on every variant of ``base`` along ``axes`` (see module docstring)."""
-    return evaluate_variants(base.name, make_variants(base, axes), workloads, dtype=dtype)
+            dtype: str | None = None, runtime: str = "eager") -> DseResult:
+    """Cost ``workloads`` on every variant of ``base`` along ``axes`` (see module docstring), every
+    op priced in ``runtime`` (``sim.cost.RUNTIMES``)."""
+    return evaluate_variants(base.name, make_variants(base, axes), workloads, dtype=dtype, runtime=runtime)
 
 
 def evaluate_variants(base_name: str, variants: Sequence[Variant], workloads: Mapping[str, OpTable | Workload], *,
-                      dtype: str | None = None) -> DseResult:
+                      dtype: str | None = None, runtime: str = "eager") -> DseResult:
     from ..sim.cost import evaluate_grid  # the cost model; imported here so parsing needs no simulator
 
     if not workloads:
@@ -223,12 +226,12 @@ def evaluate_variants(base_name: str, variants: Sequence[Variant], workloads: Ma
         raise ConfigError(f"workload(s) without ops: {', '.join(empty)}")
     big = _concat(tables)
     starts = np.cumsum([0] + [t.n_ops for t in tables[:-1]])
-    cost = evaluate_grid(big, [v.hw for v in variants], dtype=dtype)  # (V, L_total) arrays, one pass
+    cost = evaluate_grid(big, [v.hw for v in variants], dtype=dtype, runtime=runtime)  # (V, L_total) arrays, one pass
     lat = np.add.reduceat(cost.latency_s, starts, axis=1)  # (V, W): ops of a workload run one after another
     en = np.add.reduceat(cost.energy_j, starts, axis=1)
     area = np.array([np.nan if var.hw.area_mm2 is None else var.hw.area_mm2.value for var in variants])
     src = tuple("" if var.hw.area_mm2 is None else var.hw.area_mm2.source for var in variants)
-    return DseResult(base_name, tuple(variants), names, lat, en, area, src)
+    return DseResult(base_name, tuple(variants), names, lat, en, area, src, runtime)
 
 
 @dataclass(frozen=True)
@@ -288,7 +291,7 @@ class PatternGain:
 
 def native_pattern_gain(base: Hardware, pattern: NM | str, workloads: Mapping[str, OpTable | Workload], *,
                         dtype: str | None = None, area_with_mm2: float | None = None,
-                        area_source: str = "") -> PatternGain:
+                        area_source: str = "", runtime: str = "eager") -> PatternGain:
     """Cost ``workloads`` on ``base`` without ``pattern`` native and with it added.
 
     The workloads carry their own per-layer patterns (e.g. models trained at 1:8 with MDGF).
@@ -314,7 +317,7 @@ def native_pattern_gain(base: Hardware, pattern: NM | str, workloads: Mapping[st
         note = (f"base area {area_base:.1f} mm2 ({base.area_mm2.source}); no estimate of the extra area for "
                 f"native {pattern} was given, so the gain is per unchanged area")
     res = evaluate_variants(base.name, [without, Variant(f"with {pattern}", (("sparse.native_patterns",
-                            [str(p) for p in with_ps]),), with_hw)], workloads, dtype=dtype)
+                            [str(p) for p in with_ps]),), with_hw)], workloads, dtype=dtype, runtime=runtime)
     area_with = area_base if area_with_mm2 is None else float(area_with_mm2)
     uses = np.array([_uses(_as_table(workloads[w]), pattern) for w in res.workloads], dtype=bool)
     return PatternGain(pattern, base.name, others, with_ps, res.workloads, res.latency_s[0], res.latency_s[1],

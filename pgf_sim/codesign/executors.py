@@ -43,7 +43,8 @@ class PointTask:
     threads: int
     progress: bool = False
     resimulate: bool = False
-    deploy: DeploySpec | None = None  # the deployment-scale proxy cost
+    deploys: tuple[DeploySpec, ...] = ()  # the deployment-scale proxy cost, one per runtime
+    runtimes: tuple[str, ...] = ("eager",)  # sim_key is the first's; the others' keys follow from it
 
 
 @dataclass(frozen=True)
@@ -74,38 +75,48 @@ def execute_point(task: PointTask) -> PointResult:
             status = "resumed" if (workdir / task.run_id / "checkpoint.pt").exists() else "trained"
             train(task.experiment, store=store, run_id=task.run_id, workdir=workdir, progress=task.progress)
             run = store.get_run(task.run_id)
-        done = set() if task.resimulate else {hw for _, hw in store.simulated(task.sim_key, [task.run_id])}
-        todo = tuple((label, spec) for label, spec in task.hardware if label not in done)
-        if todo:
-            simulate_run(store, task.run_id, workdir / task.run_id, todo, batch=task.batch, dtype=task.dtype,
+        from ..store import sim_key
+
+        todo_by_runtime = {}
+        for runtime in task.runtimes:
+            key = task.sim_key if runtime == task.runtimes[0] else sim_key(task.batch, task.dtype, runtime)
+            done = set() if task.resimulate else {hw for _, hw in store.simulated(key, [task.run_id])}
+            todo_by_runtime[runtime] = (key, tuple((label, spec) for label, spec in task.hardware if label not in done))
+        if any(todo for _, todo in todo_by_runtime.values()):
+            simulate_run(store, task.run_id, workdir / task.run_id, (), batch=task.batch, dtype=task.dtype,
                          key=task.sim_key, train_flops=run.train_flops, replace=task.resimulate,
-                         cfg=task.experiment)
-        if task.deploy is not None:  # the proxy reads the patterns stored just above; no torch needed
+                         cfg=task.experiment, per_runtime=todo_by_runtime)
+        for deploy in task.deploys:  # the proxy reads the patterns stored just above; no torch needed
             from .deploy import simulate_deploy
 
-            have = set() if task.resimulate else {hw for _, hw in store.simulated(task.deploy.key, [task.run_id])}
+            have = set() if task.resimulate else {hw for _, hw in store.simulated(deploy.key, [task.run_id])}
             missing = [(label, spec) for label, spec in task.hardware if label not in have]
             if missing:
-                simulate_deploy(store, task.run_id, missing, task.deploy, trained_key=task.sim_key,
+                simulate_deploy(store, task.run_id, missing, deploy, trained_key=task.sim_key,
                                 train_flops=run.train_flops, replace=task.resimulate)
+    todo = todo_by_runtime[task.runtimes[0]][1]
     return PointResult(task.run_id, status, run.final_accuracy, tuple(label for label, _ in todo), time.time() - t0)
 
 
 def simulate_run(store: ResultStore, run_id: str, run_dir: Path, hardware: tuple[tuple[str, Hardware], ...], *,
                  batch: int, dtype: str, key: str, train_flops: float | None, replace: bool = False,
-                 cfg: Any = None) -> None:
-    """Capture the trained model (its real per-layer N:M structure) and store its cost on each target.
+                 cfg: Any = None, runtime: str = "eager",
+                 per_runtime: dict[str, tuple[str, tuple[tuple[str, Hardware], ...]]] | None = None) -> None:
+    """Capture the trained model (its real per-layer N:M structure) once and store its cost on each
+    target: ``hardware`` under ``key`` in ``runtime``, or ``per_runtime`` {runtime: (key, targets)}.
     ``cfg``: the run's experiment from the sweep's own YAML (its ``config.json`` is then not read)."""
     from ..sim.simulate import simulate
     from . import results
     from .trained import capture_run
 
+    jobs = per_runtime if per_runtime is not None else {runtime: (key, hardware)}
     workload, _ = capture_run(run_dir, batch=batch, dtype=dtype, cfg=cfg)
-    for label, hw in hardware:
-        sim = simulate(workload, hw)
-        totals, layers = results.from_sim_result(sim)
-        store.write_simulation(run_id, label, key, batch=batch, dtype=dtype, totals=totals, layers=layers,
-                                 train_flops=train_flops, replace=replace)
+    for rt, (rt_key, targets) in jobs.items():
+        for label, hw in targets:
+            sim = simulate(workload, hw, runtime=rt)
+            totals, layers = results.from_sim_result(sim)
+            store.write_simulation(run_id, label, rt_key, batch=batch, dtype=dtype, totals=totals, layers=layers,
+                                   train_flops=train_flops, replace=replace)
 
 
 def _set_threads(threads: int) -> None:

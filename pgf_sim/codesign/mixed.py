@@ -314,9 +314,10 @@ def measure_sensitivity(model, x, y, layers: tuple[str, ...], patterns: tuple[NM
                        RESOLUTION if lower else 0.0, base_value)
 
 
-def layer_costs(workload, layers: tuple[str, ...], patterns: tuple[NM, ...], hw, metric: str) -> tuple[np.ndarray, float]:
+def layer_costs(workload, layers: tuple[str, ...], patterns: tuple[NM, ...], hw, metric: str,
+                runtime: str = "eager") -> tuple[np.ndarray, float]:
     """(cost (L, P), constant): the simulated ``metric`` of each layer's op at each pattern on
-    ``hw``, and the summed cost of every other op at its own (captured) pattern."""
+    ``hw`` in ``runtime``, and the summed cost of every other op at its own (captured) pattern."""
     from ..sim.cost import evaluate, evaluate_grid
 
     table = workload.table()
@@ -326,8 +327,8 @@ def layer_costs(workload, layers: tuple[str, ...], patterns: tuple[NM, ...], hw,
         raise ConfigError(f"layers {missing} are not GEMM ops of the captured workload")
     rows = [names.index(n) for n in layers]
     # evaluate_grid sets *every* GEMM to each pattern in turn; only the chosen layers' rows are used
-    grid = getattr(evaluate_grid(table, [hw], patterns=list(patterns)), metric)  # (1, P, ops)
+    grid = getattr(evaluate_grid(table, [hw], patterns=list(patterns), runtime=runtime), metric)  # (1, P, ops)
     cost = grid[0][:, rows].T  # (L, P)
-    const = float(np.delete(getattr(evaluate(table, hw), metric), rows).sum())
+    const = float(np.delete(getattr(evaluate(table, hw, runtime=runtime), metric), rows).sum())
     return np.ascontiguousarray(cost), const
 

@@ -81,7 +81,8 @@ def mixed_experiment(cfg: Any, assignment: LayerPatterns, seed: int) -> Any:
 
 
 def train_assignment(cfg: Any, assignment: LayerPatterns, *, seeds: tuple[int, ...], store: Any, workdir: Any,
-                     hw: str, metric: str, batch: int, dtype: str = "fp16", progress: bool = False) -> TrainedMixed:
+                     hw: str, metric: str, batch: int, dtype: str = "fp16", progress: bool = False,
+                     runtime: str = "eager") -> TrainedMixed:
     """Train ``cfg`` with the per-layer ``assignment`` for each seed (resuming / reusing finished
     runs of ``store`` + ``workdir``), then capture and simulate each trained model on ``hw``."""
     from ..sim.hardware import load_hardware
@@ -97,7 +98,7 @@ def train_assignment(cfg: Any, assignment: LayerPatterns, *, seeds: tuple[int, .
     for seed in seeds:
         summary = train(mixed_experiment(cfg, assignment, seed), store=store, workdir=Path(workdir), progress=progress)
         workload, _ = capture_run(Path(workdir) / summary.run_id, batch=batch, dtype=dtype)
-        totals, _ = results.from_sim_result(simulate(workload, hardware))
+        totals, _ = results.from_sim_result(simulate(workload, hardware, runtime=runtime))
         run_ids.append(summary.run_id)
         accs.append(float(summary.final_accuracy))
         costs.append(float(totals[metric]))
@@ -129,6 +130,7 @@ class MixedResult:
     trained: dict[str, tuple[float, float, int]]  # the sweep's trained uniform runs: pattern -> (mean acc, cost, seeds)
     trained_mixed: TrainedMixed | None = None  # the assignment trained from scratch (None: not asked)
     quality: Metric = ACCURACY
+    runtime: str = "eager"  # sim.cost.RUNTIMES: how every op was priced
 
     def format(self) -> str:
         s, pats, q = self.sensitivity, self.sensitivity.patterns, self.quality
@@ -141,7 +143,7 @@ class MixedResult:
             calib = (f"calibration: {s.n_calib} training targets, {q.name} {q.fmt(s.base_value)} at the start; budget "
                      f"{q.fmt_delta(self.budget)} = {self.budget_errors} steps of {q.fmt_delta(s.step)}")
             pen_name = f"+{q.name} steps"
-        lines = [f"mixed N:M on {self.hw} ({self.metric}), from run {self.run_id} (trained at {self.base_pattern}); {calib}",
+        lines = [f"mixed N:M on {self.hw} ({self.metric}, {self.runtime} runtime), from run {self.run_id} (trained at {self.base_pattern}); {calib}",
                  f"  {'layer':<22} {'pattern':>8} {pen_name:>13} {'cost ' + unit:>12}"]
         pen = s.penalty
         for i, name in enumerate(s.layers):
@@ -189,7 +191,7 @@ class MixedResult:
 def run_mixed(*, db: Any, sweep: str | None, workdir: Any, hw: str, run_id: str | None = None, recipe: str = "mdgf",
               patterns: tuple[NM, ...] | None = None, budget: float = 0.01, metric: str = "latency_s",
               finetune_steps: int = 100, n_calib: int = 1024, train: bool = True,
-              train_seeds: tuple[int, ...] | None = None, progress: bool = False) -> MixedResult:
+              train_seeds: tuple[int, ...] | None = None, progress: bool = False, runtime: str = "eager") -> MixedResult:
     """Measure, choose and verify a mixed assignment (see the module docstring). ``train``: also
     train it from scratch, for ``train_seeds`` (default: the seeds of the sweep's runs of the
     start run's recipe label)."""
@@ -227,7 +229,7 @@ def run_mixed(*, db: Any, sweep: str | None, workdir: Any, hw: str, run_id: str 
     torch.manual_seed(0)
     x_cal, y_cal = _calibration(data, n_calib)
     sens = measure_sensitivity(model, x_cal, y_cal, layers, cands, q)
-    cost, const = layer_costs(workload, layers, cands, load_hardware(hw), metric)
+    cost, const = layer_costs(workload, layers, cands, load_hardware(hw), metric, runtime)
     budget_errors = int(math.floor(budget / sens.step + 1e-9))
     mixed = solve_exact(cost, sens.penalty, budget_errors)
     uniform = best_uniform(cost, sens.penalty, budget_errors)
@@ -253,9 +255,14 @@ def run_mixed(*, db: Any, sweep: str | None, workdir: Any, hw: str, run_id: str 
         seeds = train_seeds or tuple(sorted({p.seed for p in points if p.recipe == start_label})) or (cfg.seed,)
         trained_mixed = train_assignment(
             cfg, mixed.layer_patterns(layers, cands), seeds=seeds, store=store, workdir=workdir, hw=hw,
-            metric=metric, batch=batch, dtype=str(info.config["simulate"].get("dtype", "fp16")), progress=progress)
+            metric=metric, batch=batch, dtype=str(info.config["simulate"].get("dtype", "fp16")), progress=progress,
+            runtime=runtime)
+    from ..store import sim_key
+
+    key = sim_key(batch, str(info.config["simulate"].get("dtype", "fp16")), runtime)
     return MixedResult(hw, metric, run_id, base, sens, cost, const, budget, budget_errors, mixed, uniform,
-                       finetune_steps, acc, _trained_uniform(store, info, run_id, hw, metric), trained_mixed, q)
+                       finetune_steps, acc, _trained_uniform(store, info, run_id, hw, metric, key), trained_mixed, q,
+                       runtime)
 
 
 def _calibration(data: Any, n: int):
@@ -269,12 +276,14 @@ def _calibration(data: Any, n: int):
     return data.train[:k * t].view(k, t), data.train[1:k * t + 1].view(k, t)
 
 
-def _trained_uniform(store: Any, info: Any, run_id: str, hw: str, metric: str) -> dict[str, tuple[float, float, int]]:
-    """Mean accuracy and simulated ``metric`` of the sweep's finished runs of the start run's
-    recipe label at each pattern (what uniform training reached, for comparison)."""
+def _trained_uniform(store: Any, info: Any, run_id: str, hw: str, metric: str,
+                     key: str | None = None) -> dict[str, tuple[float, float, int]]:
+    """Mean accuracy and simulated ``metric`` (stored under ``key``, default the sweep's) of the
+    sweep's finished runs of the start run's recipe label at each pattern (what uniform training
+    reached, for comparison; empty where the sweep never priced that runtime)."""
     points = store.sweep_points(info.sweep)
     recipe = next((p.recipe for p in points if p.run_id == run_id), None)
-    totals = {r.run_id: r for r in store.sim_totals(info.sim_key, hw=hw)}
+    totals = {r.run_id: r for r in store.sim_totals(key or info.sim_key, hw=hw)}
     by_pattern: dict[str, list[tuple[float, float]]] = {}
     for p in points:
         run = store.get_run(p.run_id)

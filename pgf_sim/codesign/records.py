@@ -59,11 +59,13 @@ def distinguishable(a: Candidate, b: Candidate) -> bool:
     return abs(a.accuracy_mean - b.accuracy_mean) > math.hypot(a.accuracy_std, b.accuracy_std)
 
 
-def pick_record(p: Pick, cost_model: str = "") -> dict[str, Any]:
-    """One flat row per pick: target, objective, constraints, the pick's and the runner-up's
-    fields (``runner_up_*``), whether their accuracies are distinguishable, the explanation."""
+def pick_record(p: Pick, cost_model: str = "", runtime: str = "") -> dict[str, Any]:
+    """One flat row per pick: target, objective, cost view and runtime, constraints, the pick's
+    and the runner-up's fields (``runner_up_*``), whether their accuracies are distinguishable,
+    the explanation."""
     r = p.runner_up
     row: dict[str, Any] = {"hardware": p.hardware, "objective": p.objective, "cost_model": cost_model,
+                           "runtime": runtime,
                            **{f"constraint_{k}": v for k, v in p.constraints.items()},
                            "n_feasible": p.n_feasible, "n_candidates": p.n_candidates}
     row.update(candidate_record(p.best))
@@ -88,7 +90,7 @@ def mixed_records(res: Any) -> tuple[list[dict[str, Any]], dict[str, Any]]:
                res.metric: float(res.cost[i, c])}
               for i, (name, c) in enumerate(zip(res.sensitivity.layers, res.mixed.choice))]
     doc: dict[str, Any] = {
-        "hardware": res.hw, "metric": res.metric, "run_id": res.run_id, "base_pattern": str(res.base_pattern),
+        "hardware": res.hw, "metric": res.metric, "runtime": res.runtime, "run_id": res.run_id, "base_pattern": str(res.base_pattern),
         "budget": res.budget, "budget_errors": res.budget_errors, "calibration_examples": res.sensitivity.n_calib,
         "layers": layers,
         "mixed": {"predicted_extra_errors": res.mixed.penalty, f"total_{res.metric}": res.mixed.cost + res.const},

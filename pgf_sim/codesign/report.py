@@ -96,6 +96,7 @@ class CostSection:
     pick_errors: Sequence[str] = ()
     layer_breakdowns: Sequence[LayerBreakdown] = ()
     kind: str = ""
+    slug: str = ""  # file-name tag of its figures (kind, and runtime where not eager); default kind
 
 
 @dataclass
@@ -447,7 +448,7 @@ def _cost_section(view: CostSection, figs: "_Figures", noise: str, metric: Metri
         for hw in table.hardware_names():
             figs_html = figs.add(pareto_figure(table, hw, fr, view.picks, style, metric, tag=_e(view.title),
                                                noisy=noisy),
-                                 f"pareto_{view.kind or index}_{hw}")
+                                 f"pareto_{view.slug or view.kind or index}_{hw}")
             body.append(figs_html)
         spread = [c for c in table if c.cost_spread > 1e-6]
         if spread:
@@ -471,7 +472,7 @@ def _cost_section(view: CostSection, figs: "_Figures", noise: str, metric: Metri
         if len(view.layer_breakdowns) > 1:
             body.append(f"<p>{len(view.layer_breakdowns)} breakdowns (each pick and its target's dense baseline): "
                         f"choose one in the figure's menu.</p>")
-        body.append(figs.add(layer_figure(view.layer_breakdowns), f"layers_{view.kind or index}"))
+        body.append(figs.add(layer_figure(view.layer_breakdowns), f"layers_{view.slug or view.kind or index}"))
     else:
         body.append(_empty("no per-layer data"))
     return body

@@ -20,8 +20,11 @@ A sweep YAML (read strictly: unknown keys are errors listing the valid ones)::
 
 ``simulate.deploy_model`` (optional, a built-in architecture of ``pgf_sim.sim.workloads``)
 adds the deployment-scale proxy cost of ``deploy.py``: every run's per-role N:M patterns are
-also costed on that architecture (``deploy_batch``, default ``batch``; ``deploy_seq_len``,
+also costed on that architecture (``deploy_phase``: forward, or prefill / decode of a decoder;
+``deploy_batch``, default ``batch``; ``deploy_seq_len``,
 default the architecture's), stored beside the trained model's own cost under another key.
+``simulate.runtime`` (eager, graph, fused, or a list: ``sim.cost.RUNTIMES``) prices every op as
+that runtime would; each runtime is its own cost view of the sweep, the first its default.
 
 Run ids are the experiment's own ``default_run_id()``: name, recipe, pattern, seed and a hash
 of the fully resolved experiment config, so rerunning the same sweep finds the same runs and a
@@ -76,40 +79,78 @@ class GridSpec:
 @dataclass(frozen=True)
 class SimulateSpec:
     """Inference setting of the cost simulation: ``batch`` examples per forward, weights and
-    activations in ``dtype`` (a dtype of the hardware's compute table)."""
+    activations in ``dtype`` (a dtype of the hardware's compute table), priced in ``runtime``
+    (one of ``sim.cost.RUNTIMES`` or a list of them: each is its own cost view, the first the
+    sweep's default)."""
 
     batch: int = 1
     dtype: str = "fp16"
+    runtime: Any = "eager"               # a runtime, or a list of them
     deploy_model: str | None = None      # built-in architecture of the deployment-scale proxy cost
     deploy_batch: int | None = None      # its batch (default: ``batch``)
-    deploy_seq_len: int | None = None    # its sequence length (default: the architecture's)
+    deploy_seq_len: int | None = None    # its sequence length, or a decode step's context (default: the architecture's)
+    deploy_phase: str = "forward"        # forward, or prefill / decode for a decoder architecture
+
+    @property
+    def runtimes(self) -> tuple[str, ...]:
+        return (self.runtime,) if isinstance(self.runtime, str) else tuple(self.runtime)
 
     def __post_init__(self) -> None:
+        from ..sim.cost import RUNTIMES
         from ..sim.ops import DTYPE_BITS
+        from ..sim.workloads import PHASES
 
+        if isinstance(self.runtime, list):
+            object.__setattr__(self, "runtime", tuple(self.runtime))
+        runtimes = self.runtimes if isinstance(self.runtime, (str, tuple)) else (self.runtime,)
+        bad = [r for r in runtimes if r not in RUNTIMES]
+        if bad or not runtimes or len(set(runtimes)) != len(runtimes):
+            raise ConfigError(f"simulate.runtime: invalid value {self.runtime!r}; give one of {', '.join(RUNTIMES)} "
+                              f"or a list of distinct ones (e.g. [fused, eager]: the first is the sweep's default view)")
+        if self.deploy_phase not in PHASES or self.deploy_phase == "train":
+            raise ConfigError(f"simulate.deploy_phase: invalid value {self.deploy_phase!r}; valid values: "
+                              f"{', '.join(p for p in PHASES if p != 'train')}")
         if self.batch < 1:
             raise ConfigError(f"simulate.batch must be >= 1, got {self.batch}")
         if self.dtype not in DTYPE_BITS:
             raise ConfigError(f"simulate.dtype: invalid value {self.dtype!r}; valid values: {', '.join(DTYPE_BITS)}")
-        if self.deploy_model is None and (self.deploy_batch is not None or self.deploy_seq_len is not None):
-            raise ConfigError("simulate.deploy_batch / deploy_seq_len need simulate.deploy_model (e.g. vit_b)")
+        if self.deploy_model is None and (self.deploy_batch is not None or self.deploy_seq_len is not None
+                                          or self.deploy_phase != "forward"):
+            raise ConfigError("simulate.deploy_batch / deploy_seq_len / deploy_phase need simulate.deploy_model (e.g. vit_b)")
         if self.deploy_batch is not None and self.deploy_batch < 1:
             raise ConfigError(f"simulate.deploy_batch must be >= 1, got {self.deploy_batch}")
 
-    def deploy_spec(self):
-        """The ``deploy.DeploySpec`` of the proxy cost, or None without ``deploy_model``."""
+    def deploy_spec(self, runtime: str | None = None):
+        """The ``deploy.DeploySpec`` of the proxy cost in ``runtime`` (default: the first), or None
+        without ``deploy_model``."""
         from .deploy import DeploySpec
 
         if self.deploy_model is None:
             return None
-        return DeploySpec(self.deploy_model, self.deploy_batch or self.batch, self.deploy_seq_len, self.dtype)
+        return DeploySpec(self.deploy_model, self.deploy_batch or self.batch, self.deploy_seq_len, self.dtype,
+                          self.deploy_phase, runtime or self.runtimes[0])
+
+    def deploy_specs(self) -> tuple:
+        """One ``DeploySpec`` per runtime (empty without ``deploy_model``)."""
+        return () if self.deploy_model is None else tuple(self.deploy_spec(r) for r in self.runtimes)
+
+    def keys(self) -> tuple[tuple[str, str], ...]:
+        """(runtime, trained-model sim_key) per runtime, the default first."""
+        from ..store import sim_key
+
+        return tuple((r, sim_key(self.batch, self.dtype, r)) for r in self.runtimes)
+
+
+def simulate_spec(config: dict[str, Any]) -> SimulateSpec:
+    """The ``SimulateSpec`` of a sweep config mapping (as stored in the ``sweeps`` table)."""
+    return from_dict(SimulateSpec, dict(config.get("simulate") or {}), source="sweep config in the result DB")
 
 
 def spec_from_config(config: dict[str, Any]):
     """The ``deploy.DeploySpec`` of a sweep config mapping (as stored in the ``sweeps`` table);
     ``None`` when the sweep has no ``simulate.deploy_model`` (every sweep recorded before the
     proxy existed)."""
-    return from_dict(SimulateSpec, dict(config.get("simulate") or {}), source="sweep config in the result DB").deploy_spec()
+    return simulate_spec(config).deploy_spec()
 
 
 @dataclass(frozen=True)
@@ -349,14 +390,16 @@ def run_sweep(sweep: Sweep, *, db: str | Path, workdir: str | Path, workers: int
     targets = validate_sweep(sweep, points, hardware)  # everything that can fail fails now, before any training
     store = ResultStore(db)
     sim = sweep.config.simulate
-    key = sim_key(sim.batch, sim.dtype)
-    deploy = sim.deploy_spec()
+    keys = sim.keys()  # (runtime, key) per runtime, the sweep's default first
+    key = keys[0][1]
+    deploys = sim.deploy_specs()
     store.record_sweep(sweep.name, key, hardware, to_dict(sweep.config))
     store.record_points(sweep.name, [p.record() for p in points])
     stale = store.prune_points(sweep.name, [p.run_id for p in points])
     stored = store.simulated(key)
-    if deploy is not None:  # a point is done only with its proxy cost too (old DBs: costed, not retrained)
-        stored &= store.simulated(deploy.key)
+    # a point is done only with every runtime's cost and proxy cost too (old DBs: costed, not retrained)
+    for other in [k for _, k in keys[1:]] + [d.key for d in deploys]:
+        stored &= store.simulated(other)
     runs = {r.run_id: r for r in store.list_runs()}
     done, failed_before, todo = [], {}, []
     for p in points:
@@ -376,7 +419,8 @@ def run_sweep(sweep: Sweep, *, db: str | Path, workdir: str | Path, workers: int
          f"{len(failed_before)} failed before, {len(todo)} to run ({executor}, {workers} workers x {threads} threads)")
     tasks = [PointTask(p.run_id, p.describe(), p.experiment, Path(db).resolve(), Path(workdir).resolve(),
                        targets, sim.batch, sim.dtype, key, threads,
-                       progress=(workers == 1 and executor == "local"), resimulate=resimulate, deploy=deploy)
+                       progress=(workers == 1 and executor == "local"), resimulate=resimulate, deploys=deploys,
+                       runtimes=sim.runtimes)
              for p in todo]
     runner = RUNNERS[executor]
     stream = runner(tasks, workers) if executor == "local" else runner(tasks, address)

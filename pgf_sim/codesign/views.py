@@ -43,35 +43,65 @@ class CostModel:
     key: str
     label: str
     note: str
+    runtime: str = "eager"  # sim.cost.RUNTIMES: how every op of this view was priced
+
+    @property
+    def slug(self) -> str:
+        """A file-name tag: the view's name, and its runtime where that is not eager."""
+        return self.name if self.runtime == "eager" else f"{self.name}_{self.runtime}"
+
+
+RUNTIME_NOTES = {
+    "eager": "framework eager mode: every op its own kernel, issued by the host at a per-op cost that the GPU hides "
+             "only when its kernels are longer",
+    "graph": "CUDA graphs / torch.compile reduce-overhead: every op its own kernel, no host cost",
+    "fused": "a serving engine: graph replay, element-wise ops fused into their producer, FlashAttention",
+}
 
 
 def cost_models(db: Any, sweep: str | None) -> list[CostModel]:
-    """The cost views a sweep has: always ``trained``, plus ``deploy`` when its config names a
-    ``simulate.deploy_model`` (sweeps recorded before the proxy existed have only ``trained``)."""
-    from .sweep import spec_from_config
+    """The cost views a sweep has, per runtime of its ``simulate.runtime`` (the default first):
+    always ``trained``, plus ``deploy`` when its config names a ``simulate.deploy_model``
+    (sweeps recorded before the proxy existed have only ``trained``; before runtimes, eager)."""
+    from .sweep import simulate_spec
 
     info = _store(db).sweep_info(sweep)
-    out = [CostModel("trained", info.sim_key, f"cost model: trained model ({info.sim_key})",
-                     f"Quality (the task metric) and cost both come from the trained models themselves: each run's real per-layer "
-                     f"masks simulated per inference ({info.sim_key}).")]
-    spec = spec_from_config(info.config)
-    if spec is not None:
-        out.append(CostModel("deploy", spec.key, f"cost model: DEPLOYMENT PROXY {spec.describe()}",
-                             f"Deployment-scale proxy: quality (the task metric) comes from the small trained model of the sweep; cost "
-                             f"comes from the same recipe's per-role N:M patterns (MLP and q/k/v layers) applied to "
-                             f"the built-in {spec.model} architecture ({spec.describe()}), which was not trained. "
-                             f"The trained model is too small to load the hardware, so its own cost hardly depends "
-                             f"on the pattern; the proxy shows what the pattern costs at deployment scale."))
+    sim = simulate_spec(info.config)
+    out = []
+    for i, (runtime, key) in enumerate(sim.keys()):
+        key = info.sim_key if i == 0 else key  # the stored key of the sweep's default view
+        how = f"{runtime} runtime ({RUNTIME_NOTES[runtime]})"
+        out.append(CostModel("trained", key, f"cost model: trained model (batch={sim.batch}, {sim.dtype}), {runtime} runtime",
+                             f"Quality (the task metric) and cost both come from the trained models themselves: each run's "
+                             f"real per-layer masks simulated per inference (batch {sim.batch}, {sim.dtype}), priced "
+                             f"in the {how}.", runtime))
+        spec = sim.deploy_spec(runtime)
+        if spec is not None:
+            out.append(CostModel("deploy", spec.key, f"cost model: DEPLOYMENT PROXY {spec.describe()}",
+                                 f"Deployment-scale proxy: quality (the task metric) comes from the small trained model of the sweep; cost "
+                                 f"comes from the same recipe's per-role N:M patterns (MLP and q/k/v layers) applied to "
+                                 f"the built-in {spec.model} architecture ({spec.describe()}), which was not trained, priced "
+                                 f"in the {how}. The trained model is too small to load the hardware, so its own cost "
+                                 f"hardly depends on the pattern; the proxy shows what the pattern costs at deployment scale.",
+                                 runtime))
     return out
 
 
-def cost_model(db: Any, sweep: str | None, name: str = "trained") -> CostModel:
-    """One of ``cost_models``; asking for ``deploy`` on a sweep without one says how to add it."""
+def cost_model(db: Any, sweep: str | None, name: str = "trained", runtime: str | None = None) -> CostModel:
+    """One of ``cost_models`` (``runtime`` default: the sweep's default); asking for a view or a
+    runtime the sweep lacks says how to add it."""
     if name not in COST_MODELS:
         raise ConfigError(f"unknown cost model {name!r}; valid: {', '.join(COST_MODELS)}")
-    found = {m.name: m for m in cost_models(db, sweep)}
+    views = cost_models(db, sweep)
+    runtime = runtime or views[0].runtime
+    found = {m.name: m for m in views if m.runtime == runtime}
+    sweep_name = _store(db).sweep_info(sweep).sweep
+    if not found:
+        have = sorted({m.runtime for m in views})
+        raise ConfigError(f"sweep {sweep_name!r} has no {runtime} runtime cost (it has: {', '.join(have)}): add it to "
+                          f"`runtime:` in its simulate section (e.g. runtime: [{have[0]}, {runtime}]) and rerun "
+                          f"`pgf-sim sweep` on it (finished runs are only costed, not retrained)")
     if name not in found:
-        sweep_name = _store(db).sweep_info(sweep).sweep
         raise ConfigError(f"sweep {sweep_name!r} has no deployment-proxy cost: add `deploy_model: vit_b` (and "
                           f"`deploy_batch`) to its simulate section and rerun `pgf-sim sweep` on it (finished runs "
                           f"are only costed, not retrained)")
@@ -85,7 +115,8 @@ def load_table(db: Any, sweep: str | None, cost: CostModel | None = None) -> Res
     name = store.sweep_info(sweep).sweep
     rows = results.candidate_rows(store, name, None if cost is None else cost.key)
     if not rows:
-        what = "" if cost is None or cost.name == "trained" else " with deployment-proxy costs (rerun the sweep to add them)"
+        what = ("" if cost is None or cost.name == "trained" else
+                f" with deployment-proxy costs in the {cost.runtime} runtime (rerun the sweep to add them)")
         raise ConfigError(f"sweep {name!r} in {db} has no finished runs{what} yet; run it first")
     return aggregate_seeds(rows, sweep_metric(store, name))
 
@@ -250,13 +281,15 @@ def build_report_data(db: Any, sweep: str, views: Sequence[CostViewData], patter
     info = store.sweep_info(sweep)
     points = store.sweep_points(info.sweep)
     sections = [CostSection(f"Cost model: {v.cost.label.removeprefix('cost model: ')}", v.cost.note, v.table,
-                            list(v.picks), list(v.errors), _breakdowns(store, v), kind=v.cost.name)
+                            list(v.picks), list(v.errors), _breakdowns(store, v), kind=v.cost.name,
+                            slug=v.cost.slug)
                 for v in views]
     n_runs = len(points)
     finished = sum(1 for pt in points if (run := store.get_run(pt.run_id)) is not None and run.status == "finished")
     meta = {"sweep": sweep, "database": str(db), "runs": f"{finished} finished of {n_runs}",
             "hardware targets": ", ".join(info.hardware)}
-    meta.update({f"cost model {v.cost.name}": v.cost.key for v in views})
+    meta.update({f"cost model {v.cost.slug}": v.cost.key for v in views})
+    meta["runtimes"] = ", ".join(dict.fromkeys(v.cost.runtime for v in views))
     data_name = _data_name(store, points)
     task = views[0].table.metric if views else sweep_metric(store, info.sweep)
     meta["quality metric"] = task.axis_label
@@ -407,7 +440,7 @@ class TrainedSource:
 
 def explore_dse(base: Any, axes: Sequence[Any], *, models: Sequence[str] = (), patterns: Sequence[NM] = (),
                 batch: int = 1, seq_len: int | None = None, trained: TrainedSource | None = None,
-                native: NM | None = None) -> tuple[Any, Any]:
+                native: NM | None = None, runtime: str = "eager") -> tuple[Any, Any]:
     """The DSE table of ``base`` (a ``Hardware``) varied along ``axes`` for built-in ``models`` at
     ``patterns`` and/or a sweep's trained runs; ``native``: also say whether native support of
     that pattern pays off. Returns the ``dse.DseResult`` and the native-pattern gain (None
@@ -423,8 +456,8 @@ def explore_dse(base: Any, axes: Sequence[Any], *, models: Sequence[str] = (), p
         workloads.update(trained_workloads(trained.db, trained.sweep, trained.workdir))
     if not workloads:
         raise ConfigError("nothing to explore with: give --model NAME [--pattern N:M] and/or --trained")
-    res = explore(base, axes, workloads)
-    return res, (native_pattern_gain(base, native, workloads) if native is not None else None)
+    res = explore(base, axes, workloads, runtime=runtime)
+    return res, (native_pattern_gain(base, native, workloads, runtime=runtime) if native is not None else None)
 
 
 def format_dse(res: Any, gain: Any = None) -> str:

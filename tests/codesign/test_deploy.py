@@ -100,7 +100,7 @@ def test_pick_and_report_label_both_views(tmp_path, capsys):
     assert main(["pick", "--db", db, "--hw", "flex_nm_systolic", "--min-accuracy", "0.85"]) == 0
     out = capsys.readouterr().out
     # own cost: every candidate ties, so the most accurate (dense) wins
-    assert out.startswith("On flex_nm_systolic: train dense") and "[cost model: trained model (batch=1,dtype=fp16)]" in out
+    assert out.startswith("On flex_nm_systolic: train dense") and "[cost model: trained model (batch=1, fp16), eager runtime]" in out
     assert "--cost-model deploy" in out
     html_path = tmp_path / "rep.html"
     assert main(["report", "--db", db, "--out", str(html_path), "--workdir", str(tmp_path / "none")]) == 0
