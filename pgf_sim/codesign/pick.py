@@ -218,7 +218,10 @@ def explain(p: Pick) -> str:
     tail = (f" Runner-up: {r.label} ({m.label} {_fmt_acc(r, m)}, latency {_fmt_value('latency_s', r.latency_s)}, "
             f"energy {_fmt_value('energy_j', r.energy_j)}); the pick is {gap}.")
     noise = math.hypot(b.accuracy_std, r.accuracy_std)
-    if abs(b.accuracy_mean - r.accuracy_mean) < noise:
+    if min(b.n_seeds, r.n_seeds) < 2:
+        tail += (f" With 1 seed {'each' if max(b.n_seeds, r.n_seeds) < 2 else 'for one of them'} there is no seed "
+                 f"noise to judge their {m.label} difference by: cannot tell (train more seeds to decide).")
+    elif abs(b.accuracy_mean - r.accuracy_mean) < noise:
         tail += (f" Their {m.label} difference ({m.fmt_delta(abs(b.accuracy_mean - r.accuracy_mean))}) is within "
                  f"seed noise (combined std {m.fmt_delta(noise)}).")
     return head + tail
@@ -230,6 +233,8 @@ _OBJECTIVE_WORDS = {"latency_s": "latency", "energy_j": "energy", "footprint_byt
 
 
 def _fmt_acc(c: Candidate, metric: Metric = ACCURACY) -> str:
+    if c.n_seeds < 2:  # one seed has no spread: no "± 0.00" that looks certain
+        return f"{metric.fmt(c.accuracy_mean)} (1 seed)"
     return f"{metric.fmt(c.accuracy_mean, c.accuracy_std)} (n={c.n_seeds})"
 
 

@@ -54,8 +54,8 @@ def candidate_record(c: Candidate, prefix: str = "") -> dict[str, Any]:
 
 def distinguishable(a: Candidate, b: Candidate) -> bool:
     """Whether two candidates' mean accuracies differ by more than their combined per-seed
-    standard deviation (``hypot(std_a, std_b)``), the rule the pick's explanation uses; with one
-    seed each (std 0) any difference counts, so read it together with ``n_seeds``."""
+    standard deviation (``hypot(std_a, std_b)``), the rule the pick's explanation uses. Only
+    meaningful with at least 2 seeds each (``pick_record`` writes null below that)."""
     return abs(a.accuracy_mean - b.accuracy_mean) > math.hypot(a.accuracy_std, b.accuracy_std)
 
 
@@ -68,10 +68,20 @@ def pick_record(p: Pick, cost_model: str = "", runtime: str = "") -> dict[str, A
                            "runtime": runtime,
                            **{f"constraint_{k}": v for k, v in p.constraints.items()},
                            "n_feasible": p.n_feasible, "n_candidates": p.n_candidates}
+    m = p.metric
+    row.update(metric=m.name, direction="higher_is_better" if m.higher_is_better else "lower_is_better")
     row.update(candidate_record(p.best))
     if r is not None:
         row.update(candidate_record(r, "runner_up_"))
-    row["distinguishable_from_runner_up"] = None if r is None else distinguishable(p.best, r)
+    # quality_* hold the task metric whatever it is (accuracy, bpc, loss ...); accuracy_* are their
+    # former names, kept one release as aliases (docs/api.md)
+    for prefix, c in (("", p.best), ("runner_up_", r)):
+        if c is not None:
+            row[f"{prefix}quality_mean"] = c.accuracy_mean
+            row[f"{prefix}quality_std"] = c.accuracy_std
+    # one seed has no spread to judge a difference by: "cannot tell" (null), never a yes
+    row["distinguishable_from_runner_up"] = (None if r is None or min(p.best.n_seeds, r.n_seeds) < 2
+                                             else distinguishable(p.best, r))
     row["explanation"] = p.explanation
     return row
 

@@ -79,12 +79,15 @@ _RUN_KEYS = ("run_id", "sweep", "name", "recipe", "pattern", "seed", "status", "
 
 def _run_row(run: Any, sweeps: list[str]) -> dict[str, Any]:
     """A store ``RunRow`` as a flat record (the pattern as its text, e.g. ``1:8`` or ``dense``;
-    ``metric``: the name of the task metric ``final_accuracy`` holds)."""
+    ``metric``: the name of the task metric ``final_quality`` holds, ``direction`` which way is
+    better; ``final_accuracy`` is its former name, kept one release as an alias)."""
     from ..train.experiment import metric_of
 
     return {"run_id": run.run_id, "sweep": " ".join(sweeps), "name": run.name, "recipe": run.recipe,
             "pattern": "dense" if run.pattern.is_dense else str(run.pattern), "seed": run.seed, "status": run.status, "final_step": run.final_step,
-            "metric": metric_of(run.config or {}).name, "final_accuracy": run.final_accuracy,
+            "metric": (m := metric_of(run.config or {})).name,
+            "direction": "higher_is_better" if m.higher_is_better else "lower_is_better",
+            "final_quality": run.final_accuracy, "final_accuracy": run.final_accuracy,  # the former name, an alias
             "train_flops": run.train_flops}
 
 
@@ -98,7 +101,7 @@ def _final(row: dict[str, Any]) -> str:
 def run_details(store: Any, run_id: str) -> dict[str, Any]:
     """Everything about one run: its row, ``config``, ``final_metrics`` (the last value of each
     metric key), ``layers`` and ``simulations`` (per target and cost view, SI units)."""
-    from .sweep import spec_from_config
+    from .sweep import simulate_spec
 
     run = store.get_run(run_id)
     if run is None:
@@ -113,13 +116,12 @@ def run_details(store: Any, run_id: str) -> dict[str, Any]:
     sweeps = [s for s in store.sweeps() if any(p.run_id == run_id for p in store.sweep_points(s.sweep))]
     sims = []
     for s in sweeps:
-        keys = [("trained", s.sim_key)]
-        spec = spec_from_config(s.config)
-        if spec is not None:
-            keys.append(("deploy", spec.key))
-        for view, key in keys:
+        sim = simulate_spec(s.config)
+        keys = [("trained", runtime, s.sim_key if i == 0 else key) for i, (runtime, key) in enumerate(sim.keys())]
+        keys += [("deploy", d.runtime, d.key) for d in sim.deploy_specs()]
+        for view, runtime, key in keys:
             for t in store.sim_totals(key, [run_id]):
-                sims.append({"hardware": t.hw, "cost_model": view, "sim_key": key, "latency_s": t.latency_s,
+                sims.append({"hardware": t.hw, "cost_model": view, "runtime": runtime, "sim_key": key, "latency_s": t.latency_s,
                              "energy_j": t.energy_j, "exec_flops": t.exec_flops, "dense_flops": t.dense_flops,
                              "weight_bytes": t.weight_bytes, "dram_bytes": t.dram_bytes,
                              "footprint_bytes": t.footprint_bytes, "dram_capacity_bytes": t.dram_capacity_bytes})

@@ -180,3 +180,19 @@ def test_unknown_footprint_rules_nothing_out_but_fails_a_cap():
     assert p.too_big == () and "memory" not in p.explanation.split("Runner-up")[0].split("weights")[1]
     with pytest.raises(NoFeasibleCandidate, match="none has finite results"):
         pick(TABLE, "flex", max_footprint_bytes=1e12)
+
+
+def test_one_seed_is_never_shown_as_certain():
+    # one seed each: no "± 0.00", no "within seed noise" / distinguishable claim; "cannot tell"
+    from pgf_sim.codesign.records import pick_record
+
+    one = ResultTable.from_records([
+        dict(hardware="gpu", recipe=r, pattern=p, accuracy_mean=a, accuracy_std=0.0, n_seeds=1, inference_flops=1e9,
+             latency_s=lat, energy_j=1e-3, weight_bytes=1e6, train_flops=1e15)
+        for r, p, a, lat in (("dense", "dense", 0.9792, 2e-3), ("mdgf", "2:4", 0.9790, 1e-3))])
+    p = pick(one, "gpu", min_accuracy=0.9)
+    assert "97.90% (1 seed)" in p.explanation and "± 0.00" not in p.explanation
+    assert "cannot tell (train more seeds to decide)" in p.explanation
+    assert pick_record(p)["distinguishable_from_runner_up"] is None
+    # with 3 seeds the judgement is made (TABLE: mdgf 1:8 vs mdgf 2:4 differ by 1.7 points, std 0.67)
+    assert pick_record(pick(TABLE, "flex", min_accuracy=0.93))["distinguishable_from_runner_up"] is True

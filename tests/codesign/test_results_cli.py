@@ -76,6 +76,7 @@ def test_results_lists_runs_and_shows_one(swept, capsys):
     rows = _json(capsys, ["results", "--db", str(db), "--format", "json"])["runs"]
     assert sorted(r["run_id"] for r in rows) == sorted(r.run_id for r in runs)
     assert all(r["sweep"] == "tiny_fmt" and r["status"] == "finished" and 0 <= r["final_accuracy"] <= 1 for r in rows)
+    assert all(r["final_quality"] == r["final_accuracy"] and r["direction"] == "higher_is_better" for r in rows)
     assert {r["recipe"] for r in rows} == {"dense", "sr-ste"}
     as_csv = _csv(capsys, ["results", "--db", str(db), "--format", "csv"])
     assert [r["run_id"] for r in as_csv] == [r["run_id"] for r in rows]
@@ -115,9 +116,11 @@ def test_pick_json_csv_and_hardware_by_path(swept, capsys):
     for p in doc["picks"]:
         assert p["objective"] == "latency_s" and p["constraint_metric_limit"] == 0  # --min-accuracy is the metric limit
         assert p["accuracy_mean"] == pytest.approx(accs[p["recipe"]]) and p["n_seeds"] == 1
+        assert p["quality_mean"] == p["accuracy_mean"] and p["quality_std"] == p["accuracy_std"]  # the alias
+        assert p["metric"] == "accuracy" and p["direction"] == "higher_is_better"
         assert p["runner_up_label"] in ("dense", "sr-ste 2:4") and p["runner_up_label"] != p["label"]
         assert p["latency_s"] <= p["runner_up_latency_s"] * 1.01  # the pick is the fastest (ties: within 1%)
-        assert isinstance(p["distinguishable_from_runner_up"], bool)
+        assert p["distinguishable_from_runner_up"] is None  # one seed each: cannot tell, never "yes"
     rows = _csv(capsys, ["pick", "--db", str(db), "--hw", "a100_80gb", "--min-accuracy", "0", "--format", "csv"])
     assert len(rows) == 1 and float(rows[0]["latency_s"]) == pytest.approx(doc["picks"][1]["latency_s"])
     # text output: SI units, never a raw microsecond count
