@@ -124,3 +124,20 @@ def test_dse_prices_in_the_runtime_asked(capsys):
     # than dense on the H200, while with graphs 2:4 is faster (the measured cuSPARSELt behaviour at large M)
     assert graph["llama_7b 2:4"] < graph["llama_7b dense"]
     assert eager["llama_7b 2:4"] > eager["llama_7b dense"]
+
+
+@pytest.mark.slow
+def test_the_readme_answer_is_generated_from_the_database(swept):
+    import importlib.util
+    from pathlib import Path
+
+    tmp, path, db, workdir, rc = swept
+    script = Path(__file__).resolve().parents[2] / "benchmarks" / "readme_answer.py"
+    spec = importlib.util.spec_from_file_location("readme_answer", script)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    text = mod.answer(db)
+    # one section per runtime of the proxy, the sweep's default first, each with every target and its picks
+    graph, eager = text.index("graph runtime**"), text.index("eager runtime**")
+    assert graph < eager and text.count("| `h200` |") == 2 and text.count("Picks (fastest") == 2
+    assert "± 0.00" not in text  # one seed: no spread shown
