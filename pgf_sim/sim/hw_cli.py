@@ -43,19 +43,42 @@ def add_commands(subparsers) -> None:
     p.add_argument("--strict", action="store_true", help="exit 1 when a target (held-out MAPE, speedup sides) is missed")
     p.set_defaults(func=cmd_validate)
 
-    p = subparsers.add_parser("measure", help="time dense (and on CUDA 2:4) GEMMs on this machine; write a measurement file",
-                              description="Time dense GEMMs over a grid of shapes from M=1 upward on the local device "
-                                          "(on CUDA also dense vs 2:4 semi-structured) and write a measurement file "
-                                          "with the device's description, for `pgf-sim calibrate` and `validate`.")
+    p = subparsers.add_parser("measure", help="time dense (and on CUDA sm80+ 2:4) GEMMs and models here; write a measurement file",
+                              description="Time dense GEMMs y = x W^T over a grid of shapes from M=1 upward on the local "
+                                          "device (on CUDA with compute capability >= 8.0 also 2:4 semi-structured), as "
+                                          "device time in a CUDA graph (kernel) and as per-call wall time of an eager "
+                                          "loop (eager), and write a measurement file with the device's description, for "
+                                          "`pgf-sim calibrate` and `validate`. With --model also time a whole model's "
+                                          "forward (eager; on CUDA also in a CUDA graph), dense and 2:4.")
     p.add_argument("--out", required=True, metavar="FILE", help="measurement file to write (YAML)")
-    p.add_argument("--device", default="cpu", help="torch device: cpu (default) or cuda")
+    p.add_argument("--device", default="cpu", help="torch device: cpu (default) or cuda (cuda:N)")
     p.add_argument("--dtype", default=None, help="fp32 (CPU default), fp16 (CUDA default) or bf16")
-    p.add_argument("--m", metavar="M,M,...", help="rows of x, from 1 upward (default 1,8,64,256,1024)")
-    p.add_argument("--nk", metavar="NxK,...", help="weight shapes (default 256x256,1024x1024,2048x2048)")
-    p.add_argument("--tiny", action="store_true", help="a tiny grid (seconds; for tests)")
-    p.add_argument("--sparse", action="store_true", help="also time 2:4 to_sparse_semi_structured vs dense (CUDA)")
+    p.add_argument("--m", metavar="M,M,...", help="rows of x, from 1 upward (default CPU 1,8,64,256,1024; "
+                                                  "CUDA 1,16,64,128,256,1024,4096)")
+    p.add_argument("--nk", metavar="NxK,...", help="weight shapes (default CPU 256x256,1024x1024,2048x2048; "
+                                                   "CUDA 4096x4096,11008x4096,4096x11008)")
+    p.add_argument("--timing", metavar="T,T", default=None,
+                   help="what each time covers: kernel (CUDA graph replays timed with CUDA events; on the CPU "
+                        "back-to-back calls), eager (wall clock per call of an eager loop, host launch included), "
+                        "call (one call alone); default kernel,eager")
+    p.add_argument("--tiny", action="store_true", help="a tiny grid and short timing blocks (seconds; for tests)")
+    sparse = p.add_mutually_exclusive_group()
+    sparse.add_argument("--sparse", dest="sparse", action="store_const", const=True, default=None,
+                        help="require 2:4 (an error where the device has no 2:4 kernels); default: 2:4 where the "
+                             "device can (CUDA, compute capability >= 8.0)")
+    sparse.add_argument("--no-sparse", dest="sparse", action="store_const", const=False, help="dense only")
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's own)")
     p.add_argument("--target", help="hardware target the file calibrates (written as device.target)")
+    p.add_argument("--model", metavar="NAME|MODULE:FUNCTION",
+                   help="also time a whole model's forward: a built-in model (vit_ti, vit_s, vit_b, vit_l, bert_base, "
+                        "gpt2, llama_7b) or your declared factory package.module:function returning an nn.Module "
+                        "(with --trust-module PACKAGE)")
+    p.add_argument("--batch", metavar="B,B", help="--model: batch sizes (default 1)")
+    p.add_argument("--seq-len", metavar="T,T", help="--model: tokens per sequence (default: the model's own; "
+                                                    "a ViT's is fixed by its image and patch size)")
+    p.add_argument("--decode", action="store_true",
+                   help="--model: also time a decode-shaped step (forward of batch x 1 token); automatic for "
+                        "built-in decoders")
     p.set_defaults(func=cmd_measure)
 
     p = subparsers.add_parser("calibrate", help="fit a target's named factors to a measurement file; held-out error",
@@ -182,21 +205,47 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_measure(args: argparse.Namespace) -> int:
-    from .measure import measure, parse_grid
+    from ..core.errors import ConfigError
+    from .measure import measure, measure_model, parse_counts, parse_grid, parse_timings
     from .measurements import write_measurements
 
-    dtype = args.dtype or ("fp16" if args.device.startswith("cuda") else "fp32")
-    result = measure(parse_grid(args.m, args.nk, tiny=args.tiny), device=args.device, dtype=dtype,
-                     sparse=args.sparse, threads=args.threads, **({"min_block_s": 0.005, "blocks": 3, "cold_bytes": 16 * 2**20} if args.tiny else {}))
+    cuda = args.device.startswith("cuda")
+    dtype = args.dtype or ("fp16" if cuda else "fp32")
+    timings = parse_timings(args.timing)
+    if args.model is None and (args.batch or args.seq_len or args.decode):
+        raise ConfigError("--batch, --seq-len and --decode go with --model NAME")
+    grid = parse_grid(args.m, args.nk, tiny=args.tiny, cuda=cuda)
+    quick = {"min_block_s": 0.005, "blocks": 3} if args.tiny else {}
+    model = None
+    if args.model:  # first: a wrong name or an untrusted path fails before minutes of GEMM timing
+        model = measure_model(args.model, device=args.device, dtype=dtype,
+                              batches=parse_counts(args.batch, "--batch") if args.batch else (1,),
+                              seq_lens=parse_counts(args.seq_len, "--seq-len") if args.seq_len else None,
+                              timings=timings, sparse=args.sparse, decode=True if args.decode else None,
+                              threads=args.threads, **quick)
+    result = measure(grid, device=args.device, dtype=dtype, sparse=args.sparse, timings=timings, threads=args.threads,
+                     **quick, **({"cold_bytes": 16 * 2**20} if args.tiny else {}))
     if args.target:
         result["device"]["target"] = args.target
-    write_measurements(args.out, result["device"], result["dense"], result["sparse"])
+    sparse = result["sparse"] + (model["sparse"] if model else [])
+    write_measurements(args.out, result["device"], result["dense"], sparse)
     for row in result["dense"]:
-        print(f"{row['m']:>6} x {row['n']:>6} x {row['k']:>6} {row['dtype']}: {row['time_s'] * 1e6:10.1f} us")
+        print(f"{row['m']:>6} x {row['n']:>6} x {row['k']:>6} {row['dtype']} {row['timing']:>6}: "
+              f"{row['time_s'] * 1e6:10.1f} us")
     for row in result["sparse"]:
         print(f"{row['name']}: dense {row['dense_s'] * 1e6:.1f} us, 2:4 {row['sparse_s'] * 1e6:.1f} us, "
               f"speedup {row['dense_s'] / row['sparse_s']:.2f}x")
-    print(f"wrote {args.out} ({result['device']['name']}: {result['device'].get('description', '')})")
+    for row in model["models"] if model else ():
+        step = "forward" if row["step"] == "forward" else "decode step (1 token)"
+        line = (f"model {row['model']} {step}, batch {row['batch']} x {row['seq_len']} tokens {row['dtype']} "
+                f"{row['timing']}: dense {row['dense_s'] * 1e3:.3f} ms")
+        if row["sparse_s"] is not None:
+            line += f", 2:4 {row['sparse_s'] * 1e3:.3f} ms, speedup {row['dense_s'] / row['sparse_s']:.2f}x"
+        print(line)
+    for note in dict.fromkeys(result["notes"] + (model["notes"] if model else [])):
+        print(f"note: {note}")
+    written = f"{len(result['dense'])} dense, {len(sparse)} 2:4 cases"
+    print(f"wrote {args.out} ({written}; {result['device']['name']}: {result['device'].get('description', '')})")
     return 0
 
 
