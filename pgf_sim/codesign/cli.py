@@ -54,16 +54,18 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
                     "2ms (the best metric within it). The hardware is a target label of the sweep or the YAML file "
                     "the sweep was given.")
     _db_args(p)
-    p.add_argument("--hw", action="append", required=True, metavar="NAME|FILE",
-                   help="hardware target of the sweep: its name or its YAML file (repeatable)")
-    _pick_limits(p, default_drop=None)
+    p.add_argument("--hw", action="append", metavar="NAME|FILE",
+                   help="hardware target of the sweep: its name or its YAML file (repeatable; default: every "
+                        "target of the sweep)")
+    _pick_limits(p, default_drop=0.01)
     p.add_argument("--objective", help="accuracy (the best task metric: highest accuracy, lowest bpc) or a cost "
                                        "metric: latency_s, energy_j, inference_flops, weight_bytes, train_flops "
                                        "(default: latency_s, or accuracy under a cost cap)")
     p.add_argument("--model", help="only this model label of the sweep")
-    p.add_argument("--cost-model", choices=("trained", "deploy"), default="trained",
-                   help="trained: the trained model's own simulated cost (default); deploy: the deployment-scale "
-                        "proxy (the run's N:M patterns on the sweep's simulate.deploy_model, e.g. vit_b)")
+    p.add_argument("--cost-model", choices=("trained", "deploy"),
+                   help="trained: the trained model's own simulated cost; deploy: the deployment-scale proxy (the "
+                        "run's N:M patterns on the sweep's simulate.deploy_model, e.g. gpt2). Default: the view the "
+                        "report's answer uses (the proxy when the trained model's costs are flat across patterns)")
     add_runtime_flag(p, default=None, help_suffix="; one the sweep priced (its simulate.runtime; default: the first)")
     _format_arg(p)
     p.set_defaults(func=_cmd_pick)
@@ -349,9 +351,10 @@ def _cmd_pick(args: argparse.Namespace) -> int:
     import sys
 
     from .records import emit, pick_record
-    from .views import cost_model, cost_models, load_table, make_picks, resolve_targets
+    from .views import cost_model, cost_models, default_view, load_table, make_picks, resolve_targets
 
-    cost = cost_model(args.db, args.sweep, args.cost_model, args.runtime)
+    cost = (default_view(args.db, args.sweep, args.runtime) if args.cost_model is None
+            else cost_model(args.db, args.sweep, args.cost_model, args.runtime))
     table = load_table(args.db, args.sweep, cost)
     hws = resolve_targets(args.db, args.sweep, args.hw)
     picks, errors = make_picks(table, hws, _limits(args, table.metric), objective=args.objective, model=args.model,

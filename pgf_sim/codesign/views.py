@@ -108,6 +108,20 @@ def cost_model(db: Any, sweep: str | None, name: str = "trained", runtime: str |
     return found[name]
 
 
+def default_view(db: Any, sweep: str | None, runtime: str | None = None) -> CostModel:
+    """The cost view the answer uses when none is asked for, the same for ``pick``, ``run`` and
+    ``report`` (``report.order_views``): in the sweep's default runtime (or ``runtime``), the
+    deployment proxy when the sweep has one and the trained model's own costs are flat across
+    N:M patterns (a model too small to load the hardware), else the trained model's own cost."""
+    from .report import CostSection, is_flat
+
+    trained = cost_model(db, sweep, "trained", runtime)
+    deploy = [m for m in cost_models(db, sweep) if m.name == "deploy" and m.runtime == trained.runtime]
+    if deploy and is_flat(CostSection("", "", load_table(db, sweep, trained))) is not None:
+        return deploy[0]
+    return trained
+
+
 def load_table(db: Any, sweep: str | None, cost: CostModel | None = None) -> ResultTable:
     """Candidates (accuracy mean/std over seeds + simulated costs) of a sweep, all targets;
     costs of ``cost`` (default: the trained models' own)."""
@@ -126,6 +140,8 @@ def accuracy_floor(table: ResultTable, hw: str, max_drop: float) -> tuple[float,
     one) worsened by ``max_drop`` (accuracy: minus; bpc/loss/perplexity: plus)."""
     m = table.metric
     rows = [c for c in table.where(hardware=hw) if not math.isnan(c.accuracy_mean)]
+    if not rows:  # an unknown target (``pick`` then names the valid ones) or nothing finished
+        return None, ""
     dense = [c for c in rows if isinstance(c.pattern, NM) and c.pattern.is_dense]
     ref = max(dense or rows, key=lambda c: m.oriented(c.accuracy_mean))
     what = "the dense baseline" if dense else f"the best candidate ({ref.label})"

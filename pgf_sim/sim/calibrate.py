@@ -20,8 +20,8 @@ on the machine at hand. Rules:
   with the reason) is predicted and reported but never fitted on; MAPEs are given over the
   fitted cases and over all unflagged ones.
 - Dense factors (``DENSE_FIT_FIELDS``) minimise squared relative time error over the dense
-  cases within 2x of a first fit on all of them (``fit_cases``); sparse factors (``SPARSE_FIT_FIELDS``) then minimise squared log
-  speedup error over the unflagged sparse cases.
+  cases within 2x of a first fit on all of them (``fit_cases``); sparse factors (``SPARSE_FIT_FIELDS``) then minimise squared
+  speedup error over the unflagged sparse cases not marked ``exclude_from_fit``.
 - Calibration is always shown with its held-out error: leave-one-out, each dense case predicted
   by a fit that never saw it, per timing. Targets: dense held-out MAPE <= ``HELD_OUT_TARGET``
   per timing; every sparse case on the measured side of 1.0 with its dense and 2:4 absolute

@@ -141,3 +141,16 @@ def test_the_readme_answer_is_generated_from_the_database(swept):
     graph, eager = text.index("graph runtime**"), text.index("eager runtime**")
     assert graph < eager and text.count("| `h200` |") == 2 and text.count("Picks (fastest") == 2
     assert "± 0.00" not in text  # one seed: no spread shown
+
+
+@pytest.mark.slow
+def test_pick_without_hw_answers_for_every_target_with_the_reports_budget(swept, capsys):
+    tmp, path, db, workdir, rc = swept
+    assert main(["pick", "--db", str(db), "--format", "json"]) in (0, 1)
+    doc = json.loads(capsys.readouterr().out)
+    answered = [p["hardware"] for p in doc["picks"]] + [e.split("'")[1] for e in doc["errors"] if "'" in e]
+    assert sorted(set(answered)) == sorted(TINY["hardware"])
+    # the default budget (1 accuracy point below dense) is applied and stated, as on the report
+    for p in doc["picks"]:
+        assert p["constraint_metric_limit"] is not None and p["metric"] == "accuracy"
+        assert "within 1.00 points of" in p["explanation"]
