@@ -469,6 +469,9 @@ def _cost_section(view: CostSection, figs: "_Figures", noise: str, metric: Metri
         body.append(_empty("no picks were requested"))
     body.append("<h3>Per-layer latency and energy</h3>")
     if view.layer_breakdowns:
+        body.append("<p>One bar per weight GEMM, then one bar each for all attention matmuls (Q K^T, A V) and all "
+                    "element-wise ops (norms, activations, softmax, residual adds) where the model has them: the "
+                    "bars add up to the whole simulated latency and energy.</p>")
         if len(view.layer_breakdowns) > 1:
             body.append(f"<p>{len(view.layer_breakdowns)} breakdowns (each pick and its target's dense baseline): "
                         f"choose one in the figure's menu.</p>")

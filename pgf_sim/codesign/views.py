@@ -383,9 +383,24 @@ def _breakdowns(store: Any, view: CostViewData) -> list:
             weight_rows = [r for r in rows if r.kind == "gemm"]
             if weight_rows:
                 tag = "" if view.cost.name == "trained" else f", {view.cost.name} proxy"
+                names = [r.layer for r in weight_rows]
+                lat = [r.latency_s for r in weight_rows]
+                en = [r.energy_j for r in weight_rows]
+                bound = [r.bound for r in weight_rows]
+                # the rest of the time, one bar per kind, so the chart shows all of it
+                for kind, what in (("matmul", "[attention matmuls, all layers]"),
+                                   ("elementwise", "[element-wise ops, all layers]")):
+                    rest = [r for r in rows if r.kind == kind]
+                    if rest:
+                        names.append(what)
+                        lat.append(sum(r.latency_s for r in rest))
+                        en.append(sum(r.energy_j for r in rest))
+                        by = {}
+                        for r in rest:
+                            by[r.bound] = by.get(r.bound, 0.0) + r.latency_s
+                        bound.append(max(by, key=by.get))
                 out.append(LayerBreakdown(p.hardware, f"{cand.label} ({'pick' if cand is p.best else 'dense'}{tag})",
-                                          [r.layer for r in weight_rows], [r.latency_s for r in weight_rows],
-                                          [r.energy_j for r in weight_rows], [r.bound for r in weight_rows]))
+                                          names, lat, en, bound))
     return out
 
 

@@ -154,3 +154,22 @@ def test_pick_without_hw_answers_for_every_target_with_the_reports_budget(swept,
     for p in doc["picks"]:
         assert p["constraint_metric_limit"] is not None and p["metric"] == "accuracy"
         assert "within 1.00 points of" in p["explanation"]
+
+
+@pytest.mark.slow
+def test_per_layer_breakdowns_add_up_to_the_whole_latency(swept):
+    from pgf_sim.codesign.views import CostViewData, PickLimits, _breakdowns, load_table, make_picks
+
+    tmp, path, db, workdir, rc = swept
+    store = ResultStore(db, read_only=True)
+    for cost in cost_models(db, None):
+        table = load_table(db, None, cost)
+        picks, _ = make_picks(table, None, PickLimits(limit=0.0), cost=cost)
+        found = _breakdowns(store, CostViewData(cost, table, picks, []))
+        assert found
+        for b in found:
+            cand = next(c for c in table.where(hardware=b.hardware) if b.label.startswith(c.label + " ("))
+            total = next(t for t in store.sim_totals(cost.key, [cand.run_ids[0]]) if t.hw == b.hardware)
+            assert sum(b.latency_s) == pytest.approx(total.latency_s, rel=1e-9)
+            assert sum(b.energy_j) == pytest.approx(total.energy_j, rel=1e-9)
+            assert "[element-wise ops, all layers]" in b.layers
