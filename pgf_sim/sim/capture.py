@@ -356,6 +356,13 @@ def capture(module, example_inputs, *, patterns: Mapping[str, NM | str] | None =
     patterns = {**live_patterns, **patterns}
     was_training = module.training
     module.eval()  # inference graph: no dropout, batch norm with running statistics
+    # Hugging Face decoders return a KV-cache object (DynamicCache) by default (config.use_cache),
+    # which neither tracer can return: capture one forward without it (a decode step with a KV
+    # cache is `simulate --phase decode` on a built-in architecture), restored afterwards.
+    config = getattr(module, "config", None)
+    cache_off = bool(getattr(config, "use_cache", False))
+    if cache_off:
+        config.use_cache = False
     try:
         with torch.no_grad():
             if method == "fx":
@@ -369,6 +376,8 @@ def capture(module, example_inputs, *, patterns: Mapping[str, NM | str] | None =
                     graph, params, used = *_trace_make_fx(module, inputs), f"fx (export failed: {type(exc).__name__})"
     finally:
         module.train(was_training)
+        if cache_off:
+            config.use_cache = True
     cls = _Classifier(params, patterns, roles, dtype, tuple(candidate_patterns or DEFAULT_CANDIDATE_M))
     for node in graph.nodes:
         cls.visit(node, _scope(node))
@@ -384,6 +393,8 @@ def capture(module, example_inputs, *, patterns: Mapping[str, NM | str] | None =
             "params": sum(p.numel() for p in module.parameters()),
             "patterns": {op.name: "dense" if op.pattern.is_dense else str(op.pattern) for op in cls.ops if op.kind == "gemm"},
             "unmodelled_ops": dict(cls.unmodelled)}
+    if cache_off:
+        meta["note"] = "config.use_cache was set to False for the capture (a forward without returning a KV cache)"
     pats = {op.pattern for op in cls.ops if op.kind == "gemm" and not op.pattern.is_dense}
     meta["pattern"] = "dense" if not pats else ("mixed" if len(pats) > 1 else str(next(iter(pats))))
     return Workload(meta["model"], cls.ops, meta, g)

@@ -72,6 +72,8 @@ class SimResult:
         details = ", ".join(f"{k}={v}" for k, v in self.meta.items() if k in ("batch", "seq_len", "phase", "dtype", "pattern", "qkv_pattern", "runtime") and v is not None)
         lines = [f"{head} ({details})" if details else head,
                  format_columns(headers, body, right=(2, 5, 6, 7, 8, 10))]
+        if self.meta.get("note"):
+            lines.insert(1, f"note: {self.meta['note']}")
         if max_rows is not None and len(self.rows) > max_rows:
             lines.append(f"... {len(self.rows) - max_rows} more rows (use --format csv/json for all)")
         lines.append(f"dense-weight time {si(t['dense_latency_s'], 's')}, speedup from N:M {t['speedup_vs_dense']:.3f}x, "

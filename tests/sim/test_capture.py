@@ -253,3 +253,43 @@ def test_linear_with_a_computed_matrix_is_an_activation_matmul():
     wl = capture(Hyper(), ((3, 8), (8,)))
     kinds = [(op.name, op.kind, op.m, op.n, op.k) for op in wl.ops if op.kind != "elementwise"]
     assert kinds == [("gen", "gemm", 1, 128, 8), ("matmul", "matmul", 3, 16, 8)]
+
+
+class _Cache:
+    """As transformers' DynamicCache: a plain object holding the keys, returned beside the logits."""
+
+    def __init__(self):
+        self.keys = []
+
+
+class _CachingDecoder(nn.Module):
+    """A decoder with Hugging Face's calling convention: ``config.use_cache`` (default True) makes
+    ``forward`` return a cache object, which no tracer can return."""
+
+    def __init__(self):
+        import types
+
+        super().__init__()
+        self.config = types.SimpleNamespace(use_cache=True)
+        self.emb = nn.Embedding(50, 16)
+        self.fc1 = nn.Linear(16, 32)
+        self.fc2 = nn.Linear(32, 50)
+
+    def forward(self, ids):
+        h = self.emb(ids)
+        out = self.fc2(torch.relu(self.fc1(h)))
+        if self.config.use_cache:
+            cache = _Cache()
+            cache.keys.append(h)
+            return out, cache
+        return (out,)
+
+
+def test_hf_style_decoder_with_its_default_cache_is_captured_without_it():
+    model = _CachingDecoder()
+    with pytest.raises(Exception):  # what a user met before: the tracers cannot return the cache object
+        torch.export.export(model, (torch.zeros(1, 8, dtype=torch.long),), strict=False)
+    w = capture(model, (torch.zeros(1, 8, dtype=torch.long),))
+    assert [op.name for op in w.ops if op.kind == "gemm"] == ["fc1", "fc2"]
+    assert "use_cache was set to False" in w.meta["note"]
+    assert model.config.use_cache is True  # restored
