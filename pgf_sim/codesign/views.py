@@ -302,13 +302,26 @@ def build_report_data(db: Any, sweep: str, views: Sequence[CostViewData], patter
                 for v in views]
     n_runs = len(points)
     finished = sum(1 for pt in points if (run := store.get_run(pt.run_id)) is not None and run.status == "finished")
+    import datetime
+
+    from ..core.version import VERSION
+
     meta = {"sweep": sweep, "database": str(db), "runs": f"{finished} finished of {n_runs}",
-            "hardware targets": ", ".join(info.hardware)}
+            "hardware targets": ", ".join(info.hardware), "pgf_sim version": VERSION,
+            "written": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
     meta.update({f"cost model {v.cost.slug}": v.cost.key for v in views})
     meta["runtimes"] = ", ".join(dict.fromkeys(v.cost.runtime for v in views))
     data_name = _data_name(store, points)
     task = views[0].table.metric if views else sweep_metric(store, info.sweep)
     meta["quality metric"] = task.axis_label
+    from .report import order_views
+
+    lead = order_views(list(sections))[:1]  # the view the report's answer uses
+    limits = {p.hardware: p.constraints.get("metric_limit") for v in lead for p in v.picks}
+    if any(v is not None for v in limits.values()):
+        sense = ">=" if task.higher_is_better else "<="
+        meta["quality budget (answer's view)"] = "; ".join(
+            f"{hw}: mean validation {task.name} {sense} {task.fmt(v)}" for hw, v in limits.items() if v is not None)
     metric = MetricInfo(name=f"validation {task.name}", unit="%" if task.unit == "%" else f" {task.unit}",
                         scale=task.scale, higher_is_better=task.higher_is_better,
                         split=f"validation split of {data_name}" if data_name else "validation split")

@@ -351,7 +351,7 @@ def build_workload(name: str, *, batch: int = 1, seq_len: int | None = None, pat
     # decoder block, plus cross-attention (the encoder output, projected once) in T5
     n_cached = 2 * arch.decoder_layers if arch.family == "encdec" else arch.layers
     meta = {"model": name, "batch": batch, "seq_len": seq_len, "phase": phase, "dtype": dtype,
-            "pattern": str(pattern), "qkv_pattern": None if qkv_pattern is None else str(qkv_pattern),
+            "pattern": _text(pattern), "qkv_pattern": None if qkv_pattern is None else _text(qkv_pattern),
             "params": param_count(name), "source": arch.source}
     if phase != "forward":
         # K and V per cached layer, per token of context, per KV head (what a decode step reads)
@@ -380,7 +380,7 @@ def gemm_workload(m: int, n: int, k: int, *, pattern: NM = DENSE, dtype: str = "
         raise ShapeError(f"GEMM {m}x{n}x{k}: K={k} is not divisible by M={pattern.m} of pattern {pattern}")
     op = Op("gemm", "gemm", m=m, n=n, k=k, pattern=pattern, dtype=dtype, role="gemm")
     return Workload(f"gemm_{m}x{n}x{k}", [op], {"model": "gemm", "batch": 1, "phase": "forward",
-                                                 "dtype": dtype, "pattern": str(pattern), "params": n * k})
+                                                 "dtype": dtype, "pattern": _text(pattern), "params": n * k})
 
 
 _BLOCK_INDEX = re.compile(r"(?<=\.)\d+(?=\.)")
@@ -405,3 +405,8 @@ def _graph(ops: list[Op], edges: list[tuple[str, str]]):
         g.add_node(op.name, kind=op.kind, role=op.role)
     g.add_edges_from(edges)
     return g
+
+
+def _text(pattern: NM) -> str:
+    """A pattern as users write it: ``dense`` rather than ``1:1``."""
+    return "dense" if pattern.is_dense else str(pattern)

@@ -63,7 +63,7 @@ def test_dense_workload_has_speedup_one(a100):
 def test_simulate_many_and_summary(a100):
     wls = [build_workload("vit_s", pattern=NM.parse(p), merge_blocks=True) for p in ("dense", "2:4")]
     results = simulate_many(wls, [a100, "a100_80gb"])
-    assert len(results) == 4 and [r.meta["pattern"] for r in results] == ["1:1", "1:1", "2:4", "2:4"]
+    assert len(results) == 4 and [r.meta["pattern"] for r in results] == ["dense", "dense", "2:4", "2:4"]  # dense as users write it, never "1:1"
     assert len(format_summary(results).splitlines()) == 2 + 4
 
 
