@@ -46,4 +46,7 @@ def metric_limit(limit: float | None, min_acc: float | None, metric: Metric) -> 
             raise ConfigError(f"--min-accuracy applies to accuracy tasks; this sweep is judged by {metric.label} "
                               f"({metric.unit}, lower is better): use --limit VALUE (the largest acceptable {metric.name})")
         return min_acc
+    if limit is not None and metric.name == "accuracy" and not 0.0 <= limit <= 1.0:
+        raise ConfigError(f"--limit {limit:g} on an accuracy task: give the minimum accuracy as a fraction in [0, 1] "
+                          f"(e.g. --limit 0.9, or --min-accuracy 90%%)".replace("%%", "%"))
     return limit

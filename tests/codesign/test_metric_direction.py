@@ -56,3 +56,15 @@ def test_metric_formatting_and_names():
     assert BPC.fmt(2.94) == "2.9400 bits/char" and BPC.axis_label == "bits per character (bits/char, lower is better)"
     with pytest.raises(Exception, match="unknown metric 'bleu'; valid: accuracy, loss, bpc, perplexity"):
         get_metric("bleu")
+
+
+def test_an_accuracy_limit_above_one_is_refused_not_read_as_percent():
+    from pgf_sim.codesign.quality import metric_limit
+    from pgf_sim.core import ConfigError
+    from pgf_sim.core.metric import get_metric
+
+    acc = get_metric("accuracy")
+    assert metric_limit(0.9, None, acc) == 0.9
+    with pytest.raises(ConfigError, match=r"--limit 2.5 on an accuracy task: give the minimum accuracy as a fraction"):
+        metric_limit(2.5, None, acc)
+    assert metric_limit(2.5, None, get_metric("bpc")) == 2.5  # bits per character: any positive value
