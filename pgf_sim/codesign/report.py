@@ -204,8 +204,12 @@ def _write_figures(pio: Any, items: Sequence[tuple[str, Any]], folder: Path) -> 
         pio.write_images(figs, paths, width=widths, height=heights,
                          scale=[1.5 if p.suffix == ".png" else 1 for p in paths])
     except (ImportError, ValueError, RuntimeError) as exc:  # kaleido missing, or it found no browser
-        print(f"pgf-sim: figure files skipped ({type(exc).__name__}: {str(exc).splitlines()[0]}); they need "
-              f"`pip install kaleido` and Chrome/Chromium (`apt-get install chromium`)")
+        import importlib.util
+
+        reason = next((line.strip() for line in str(exc).splitlines() if line.strip()), "") or type(exc).__name__
+        need = ("Chrome/Chromium (`apt-get install chromium`)" if importlib.util.find_spec("kaleido") is not None
+                else "`pip install kaleido` and Chrome/Chromium (`apt-get install chromium`)")
+        print(f"pgf-sim: figure files skipped ({type(exc).__name__}: {reason}); they need {need}")
         return []
     return paths
 
