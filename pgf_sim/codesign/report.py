@@ -415,6 +415,11 @@ def _answer(views: Sequence[CostSection], metric: MetricInfo,
     rows = answer_rows(lead, metric, test or None)
     out.append(_html_table(rows, cls="answer") if rows else _empty("no picks were requested"))
     out += [f"<p class='err'>{_e(m)}</p>" for m in lead.pick_errors]
+    out += [f"<p class='note'>{_e(line)}</p>" for line in _budget_lines(lead, metric) + _runtime_lines(lead, views)]
+    out.append("<p>Recipe rankings come from the models this sweep trained. They need not hold for a "
+               "larger model or another training budget: the project's width study (docs/study.md) finds the order "
+               "of SR-STE and MDGF at 1:16 changing with width and budget. To check on your own model, sweep a few "
+               "seeds of it and run <code>pgf-sim study</code>.</p>")
     memory = (" · memory footprint and the target's memory (\"does not fit\" where it exceeds it)"
               if any(has_footprint(_table(v)) for v in views) else "")
     out.append(f"<h3>Cost per N:M pattern and target</h3><p>Latency (speedup vs dense) · energy per inference{memory}; "
@@ -424,6 +429,51 @@ def _answer(views: Sequence[CostSection], metric: MetricInfo,
             out.append(f"<p class='sub'>{_e(v.title.removeprefix('Cost model: '))}</p>")
         out.append(_html_table(pattern_cost_rows(v)) if len(_table(v)) else _empty("no results"))
     return out + ["</section>"]
+
+
+def _budget_lines(lead: CostSection, metric: MetricInfo) -> list[str]:
+    """The quality budget the picks were held to, and how far inside it each pick is."""
+    limits = {p.hardware: (p.constraints.get("metric_limit"), p.best) for p in lead.picks
+              if p.objective == "latency_s" or len({q.objective for q in lead.picks}) == 1}
+    limits = {hw: v for hw, v in limits.items() if v[0] is not None and math.isfinite(v[0])}
+    if not limits:
+        return []
+    sense = ">=" if metric.higher_is_better else "<="
+    values = sorted({round(v, 12) for v, _ in limits.values()})
+    where = "every target" if len(values) == 1 else "per target"
+    bound = metric.fmt_value(values[0]) if len(values) == 1 else ", ".join(
+        f"{hw} {metric.fmt_value(v)}" for hw, (v, _) in limits.items())
+    def margin(v: float, b: Candidate) -> str:
+        text = f"{b.label} {metric.fmt_value(abs(b.accuracy_mean - v))} inside"
+        if b.n_seeds < 2:
+            return text + " (1 seed: its noise is unknown)"
+        if abs(b.accuracy_mean - v) < b.accuracy_std:
+            return text + f", within one std ({metric.fmt_value(b.accuracy_std)}) of the edge: more seeds would decide"
+        return text
+
+    texts = {hw: margin(v, b) for hw, (v, b) in limits.items()}
+    margins = (f"every pick is {next(iter(texts.values()))}" if len(set(texts.values())) == 1 and len(texts) > 1
+               else "; ".join(f"{hw}: {t}" for hw, t in texts.items()))
+    return [f"Quality budget: candidates need mean {metric.name} {sense} {bound} on {where} (the default: the dense "
+            f"baseline worsened by the metric's budget; --limit or --max-drop change it). Margin: {margins}."]
+
+
+def _runtime_lines(lead: CostSection, views: Sequence[CostSection]) -> list[str]:
+    """Where the same view priced in another runtime picks differently (fastest pick per target)."""
+    def fastest(v: CostSection) -> dict[str, str]:
+        return {p.hardware: p.best.label for p in v.picks if p.objective == "latency_s"}
+
+    base = fastest(lead)
+    out = []
+    for v in views:
+        if v is lead or v.kind != lead.kind or v.slug == lead.slug or not v.picks:
+            continue
+        other = fastest(v)
+        diff = [f"{hw}: {other[hw]} (here {base[hw]})" for hw in base if hw in other and other[hw] != base[hw]]
+        runtime = v.title.rsplit(", ", 1)[-1] if ", " in v.title else v.slug
+        out.append(f"In the {runtime} the fastest pick differs on " + "; ".join(diff) + "." if diff else
+                   f"In the {runtime} the fastest pick is the same on every target.")
+    return out
 
 
 def _cost_section(view: CostSection, figs: "_Figures", noise: str, metric: MetricInfo, style: Style, *,

@@ -173,3 +173,15 @@ def test_per_layer_breakdowns_add_up_to_the_whole_latency(swept):
             assert sum(b.latency_s) == pytest.approx(total.latency_s, rel=1e-9)
             assert sum(b.energy_j) == pytest.approx(total.energy_j, rel=1e-9)
             assert "[element-wise ops, all layers]" in b.layers
+
+
+@pytest.mark.slow
+def test_the_first_screen_states_the_budget_and_the_other_runtime(swept):
+    tmp, path, db, workdir, rc = swept
+    html_path = tmp / "all.html"
+    assert main(["report", "--db", str(db), "--out", str(html_path), "--workdir", str(workdir)]) == 0
+    answer = html_path.read_text().split("<section id='answer'>", 1)[1].split("</section>", 1)[0]
+    assert "Quality budget: candidates need mean validation accuracy &gt;=" in answer and "Margin:" in answer
+    assert "(1 seed: its noise is unknown)" in answer  # the tiny sweep has one seed
+    assert "In the eager runtime the fastest pick" in answer  # the view priced in the sweep's other runtime
+    assert "need not hold for a larger model" in answer
