@@ -79,6 +79,8 @@ def pick_record(p: Pick, cost_model: str = "", runtime: str = "") -> dict[str, A
         if c is not None:
             row[f"{prefix}quality_mean"] = c.accuracy_mean
             row[f"{prefix}quality_std"] = c.accuracy_std
+            if m.name != "accuracy":  # the aliases only where they hold an accuracy
+                del row[f"{prefix}accuracy_mean"], row[f"{prefix}accuracy_std"]
     # one seed has no spread to judge a difference by: "cannot tell" (null), never a yes
     row["distinguishable_from_runner_up"] = (None if r is None or min(p.best.n_seeds, r.n_seeds) < 2
                                              else distinguishable(p.best, r))

@@ -337,10 +337,11 @@ def answer_rows(view: CostSection, metric: MetricInfo,
             noise = math.hypot(b.accuracy_std, r.accuracy_std)
             side = "better" if metric.oriented(gap) > 0 else "worse" if gap else "equal"
             what = f"{metric.name} {metric.fmt_delta(gap)} {side}" if gap else f"{metric.name} equal"
-            dist = (f"yes: {what} > combined std {metric.fmt_delta(noise)}" if distinguishable(b, r) else
-                    f"no: {what}, within combined std {metric.fmt_delta(noise)}")
-            if min(b.n_seeds, r.n_seeds) < 2:
-                dist += " (one seed: no spread measured)"
+            if min(b.n_seeds, r.n_seeds) < 2:  # no spread measured: never a yes
+                dist = f"cannot tell: {what}, 1 seed (no spread measured; more seeds would decide)"
+            else:
+                dist = (f"yes: {what} > combined std {metric.fmt_delta(noise)}" if distinguishable(b, r) else
+                        f"no: {what}, within combined std {metric.fmt_delta(noise)}")
         t = (test or {}).get(b.label)
         row = {"target": p.hardware, "goal": " and ".join(goals[(p.hardware, b.label)]),
                "train this": b.label, metric.name: metric.fmt(b)}

@@ -85,9 +85,9 @@ class MetricInfo:
             return "-"
         d, pct = self.digits, self.unit.strip() == "%"
         text = f"{mean * self.scale:.{d}f}" + (self.unit if pct else "")
-        if std is not None and math.isfinite(std):
+        if std is not None and math.isfinite(std) and n != 1:  # one seed has no spread: no "± 0.00"
             text += f" ± {std * self.scale:.{d}f}"
-        return text + ("" if pct else self.unit) + (f" (n={n})" if n else "")
+        return text + ("" if pct else self.unit) + (" (1 seed)" if n == 1 else f" (n={n})" if n else "")
 
     def fmt_delta(self, delta: float) -> str:
         """``"0.50 points"`` (percent) or ``"0.040 bits/char"``."""

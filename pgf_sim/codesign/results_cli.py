@@ -2,7 +2,7 @@
 
 - ``pgf-sim results``: every run (sweep point or lone ``pgf-sim train`` run) with its sweep,
   recipe, pattern, seed, status, final task metric on the validation split (named per run:
-  ``metric``, e.g. ``bpc``; the store keeps it in ``final_accuracy``) and training FLOPs;
+  ``metric``, e.g. ``bpc``, written as ``final_quality``) and training FLOPs;
 - ``pgf-sim results --sweep NAME``: only that sweep's points;
 - ``pgf-sim results RUN_ID``: one run: its fields, final metrics, per-layer patterns and the
   simulated cost on every target of its sweeps (each cost view).
@@ -58,9 +58,9 @@ def _cmd_results(args: argparse.Namespace) -> int:
 
 def list_runs(store: Any, *, sweep: str | None = None, status: str | None = None) -> list[dict[str, Any]]:
     """One flat row per run (oldest first): ``run_id, sweep, name, recipe, pattern, seed, status,
-    final_step, metric, final_accuracy, train_flops``; ``sweep`` lists every sweep the run is a point
-    of. ``final_accuracy`` is the run's task metric (named by ``metric``: ``accuracy``, ``bpc`` ...)
-    of the final model on the validation split."""
+    final_step, metric, direction, final_quality, train_flops`` (and ``final_accuracy`` on accuracy
+    tasks); ``sweep`` lists every sweep the run is a point of. ``final_quality`` is the run's task
+    metric (named by ``metric``: ``accuracy``, ``bpc`` ...) of the final model on the validation split."""
     member: dict[str, list[str]] = {}
     known = store.sweeps()
     if sweep is not None and sweep not in {s.sweep for s in known}:
@@ -74,28 +74,32 @@ def list_runs(store: Any, *, sweep: str | None = None, status: str | None = None
 
 
 _RUN_KEYS = ("run_id", "sweep", "name", "recipe", "pattern", "seed", "status", "final_step", "metric",
-             "final_accuracy", "train_flops")
+             "direction", "final_quality", "train_flops")
 
 
 def _run_row(run: Any, sweeps: list[str]) -> dict[str, Any]:
     """A store ``RunRow`` as a flat record (the pattern as its text, e.g. ``1:8`` or ``dense``;
     ``metric``: the name of the task metric ``final_quality`` holds, ``direction`` which way is
-    better; ``final_accuracy`` is its former name, kept one release as an alias)."""
+    better; ``final_accuracy``, its former name, is kept one release as an alias on accuracy tasks
+    only, so no field named accuracy ever holds bpc)."""
     from ..train.experiment import metric_of
 
-    return {"run_id": run.run_id, "sweep": " ".join(sweeps), "name": run.name, "recipe": run.recipe,
-            "pattern": "dense" if run.pattern.is_dense else str(run.pattern), "seed": run.seed, "status": run.status, "final_step": run.final_step,
-            "metric": (m := metric_of(run.config or {})).name,
-            "direction": "higher_is_better" if m.higher_is_better else "lower_is_better",
-            "final_quality": run.final_accuracy, "final_accuracy": run.final_accuracy,  # the former name, an alias
-            "train_flops": run.train_flops}
+    m = metric_of(run.config or {})
+    row = {"run_id": run.run_id, "sweep": " ".join(sweeps), "name": run.name, "recipe": run.recipe,
+           "pattern": "dense" if run.pattern.is_dense else str(run.pattern), "seed": run.seed, "status": run.status,
+           "final_step": run.final_step, "metric": m.name,
+           "direction": "higher_is_better" if m.higher_is_better else "lower_is_better",
+           "final_quality": run.final_accuracy, "train_flops": run.train_flops}
+    if m.name == "accuracy":  # the former name, an alias only where it holds an accuracy
+        row["final_accuracy"] = run.final_accuracy
+    return row
 
 
 def _final(row: dict[str, Any]) -> str:
     """The final validation metric of a row in its own unit: ``2.7250 bits/char`` or ``95.68%``."""
     from ..core.metric import get_metric
 
-    return "-" if row["final_accuracy"] is None else get_metric(row["metric"]).fmt(row["final_accuracy"])
+    return "-" if row["final_quality"] is None else get_metric(row["metric"]).fmt(row["final_quality"])
 
 
 def run_details(store: Any, run_id: str) -> dict[str, Any]:

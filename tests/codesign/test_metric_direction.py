@@ -68,3 +68,15 @@ def test_an_accuracy_limit_above_one_is_refused_not_read_as_percent():
     with pytest.raises(ConfigError, match=r"--limit 2.5 on an accuracy task: give the minimum accuracy as a fraction"):
         metric_limit(2.5, None, acc)
     assert metric_limit(2.5, None, get_metric("bpc")) == 2.5  # bits per character: any positive value
+
+
+def test_machine_readable_pick_of_a_bpc_task_has_no_field_named_accuracy():
+    from pgf_sim.codesign.records import pick_record
+
+    table = ResultTable.from_records(ROWS, BPC)
+    row = pick_record(pick(table, "hw", metric_limit=2.75))
+    assert row["metric"] == "bpc" and row["direction"] == "lower_is_better"
+    assert row["quality_mean"] == pytest.approx(2.74) and row["runner_up_quality_mean"] == pytest.approx(2.70)
+    assert not [k for k in row if "accuracy" in k]  # bpc never sits under an accuracy name
+    acc_row = pick_record(pick(ResultTable.from_records(ROWS), "hw"))
+    assert acc_row["accuracy_mean"] == acc_row["quality_mean"]  # the alias stays where it is true
