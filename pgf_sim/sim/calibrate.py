@@ -23,8 +23,9 @@ on the machine at hand. Rules:
   cases within 2x of a first fit on all of them (``fit_cases``); sparse factors (``SPARSE_FIT_FIELDS``) then minimise squared
   speedup error over the unflagged sparse cases not marked ``exclude_from_fit``.
 - Calibration is always shown with its held-out error: leave-one-out, each dense case predicted
-  by a fit that never saw it, per timing. Targets: dense held-out MAPE <= ``HELD_OUT_TARGET``
-  per timing; every sparse case on the measured side of 1.0 with its dense and 2:4 absolute
+  by a fit that never saw it, per timing. Targets: dense held-out MAPE per timing within
+  ``HELD_OUT_TARGETS`` (a single call timed alone and device-time figures are tight; an eager
+  loop's wall time carries the host's jitter); every sparse case on the measured side of 1.0 with its dense and 2:4 absolute
   times each within ``SPARSE_TIME_TARGET`` (a right speedup from two wrong times is luck).
 
 A test checks that the factors in ``hw_configs/*.yaml`` that say "fitted" equal what ``fit``
@@ -45,7 +46,11 @@ from .measurements import DenseCase, Measurements, SparseCase, load_measurements
 from .ops import Op, OpTable
 
 SETUP_DIFFERS = 2.0  # |predicted / measured| beyond this factor: a different setup, never fitted
-HELD_OUT_TARGET = 0.05  # the dense GEMM model must hold <= 5% held-out MAPE on the calibration data
+HELD_OUT_TARGET = 0.05  # the dense GEMM model must hold <= 5% held-out MAPE on one-call (LLMCompass) data
+# Held-out dense MAPE per timing for "targets met": call 5% (the A100 calibration's bar), kernel
+# 8% (device time; tile and wave quantisation the model rounds), eager 15% (an eager loop's wall
+# time moves with the host: the H200 file's eager and kernel times of one shape differ by up to 11%)
+HELD_OUT_TARGETS = {"call": HELD_OUT_TARGET, "kernel": 0.08, "eager": 0.15}
 SPARSE_TIME_TARGET = 0.25  # |absolute error| of a sparse case's dense and 2:4 times for "targets met"
 DEFAULT_MEASUREMENTS = "a100_published"
 DENSE_FIT_FIELDS = (
@@ -128,7 +133,7 @@ class Validation(NamedTuple):
 
     @property
     def dense_targets_met(self) -> bool:
-        return self.held_out is not None and all(v <= HELD_OUT_TARGET for v in self.held_out_by_timing().values())
+        return self.held_out is not None and all(v <= HELD_OUT_TARGETS[t] for t, v in self.held_out_by_timing().items())
 
     @property
     def meets_targets(self) -> bool:
@@ -375,7 +380,8 @@ def format_validation(v: Validation) -> str:
             per = v.held_out_by_timing()
             lines.append(f"Held-out (leave-one-out, the dense factors refitted without the case): "
                          f"MAPE {v.held_out_mape * 100:.1f}%, worst {max(v.held_out, key=abs) * 100:+.1f}% "
-                         f"(target <= {HELD_OUT_TARGET * 100:.0f}% per timing)")
+                         "(targets: " + ", ".join(f"{t} <= {HELD_OUT_TARGETS[t] * 100:.0f}%"
+                                                  for t in (v.held_out_by_timing() or {"eager": 0})) + ")")
             if len(per) > 1:
                 lines.append("  per timing: " + ", ".join(f"{t} {m * 100:.1f}%" for t, m in per.items()))
         else:
