@@ -117,7 +117,7 @@ def scalar_cost(t, i: int, pn: int, pm: int, p: dict) -> tuple[float, float, int
             blk = max(math.floor(math.sqrt(onchip_cap / (2.0 * bytes_el))), 1.0)
             dram = a * math.ceil(n / blk) + b * math.ceil(m / blk) + c
         dram *= batch
-        dram_time = dram / (p["dram_bw"] * p["eff_memory"])
+        dram_time = dram / (p["dram_bw"] * (p["eff_sparse_memory"] if native else p["eff_memory"]))
         steps = math.ceil(k_run / p["tile_k"])
         macs_unit = p["arrays_per_unit"] * macs
         best = None
@@ -144,11 +144,20 @@ def scalar_cost(t, i: int, pn: int, pm: int, p: dict) -> tuple[float, float, int
     if not is_mat:
         memory += launches * p["dram_latency_s"]
     busy = max(compute, memory) + (1.0 - p["overlap"]) * min(compute, memory)
-    overhead = launches * (p["launch_s"] + (p["sparse_call_s"] if native else 0.0))
-    bound = BOUND_OVERHEAD if overhead > busy else (BOUND_COMPUTE if compute >= memory else BOUND_MEMORY)
+    # eager runtime: the host issues the op while the device runs; a target without a device
+    # floor per kernel keeps the host cost on the device side (the sum)
+    host = launches * (p["launch_s"] + (p["sparse_call_s"] if native else 0.0))
+    if p["has_graph_floor"]:
+        device = busy + launches * p["graph_launch_s"]
+        latency = max(host, device)
+        overhead_bound = host > device
+    else:
+        latency = busy + host
+        overhead_bound = host > busy
+    bound = BOUND_OVERHEAD if overhead_bound else (BOUND_COMPUTE if compute >= memory else BOUND_MEMORY)
     energy = (exec_flops * 0.5 * mac_j + (0.0 if is_mat else dense_flops) * p["vector_flop_j"]
               + dram * p["dram_byte_j"] + onchip * p["onchip_byte_j"])
-    return busy + overhead, energy, bound
+    return latency, energy, bound
 
 
 def run_baseline(table, hws, triples):
