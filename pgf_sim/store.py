@@ -70,7 +70,7 @@ CREATE TABLE IF NOT EXISTS runs (
     final_accuracy REAL,             -- test accuracy in [0, 1] of the final (masked) model
     train_flops REAL,                -- total training FLOPs over the schedule (fwd + dgrad + wgrad)
     train_flops_json TEXT,           -- their split, JSON
-    message TEXT                     -- why a run failed
+    message TEXT                     -- why a run failed, or where an interrupted one stopped
 );
 CREATE TABLE IF NOT EXISTS metrics (
     run_id TEXT NOT NULL, step INTEGER NOT NULL, key TEXT NOT NULL, value REAL,
@@ -439,6 +439,12 @@ class ResultStore:
                 (time.time(), final_step, final_accuracy, total,
                  json.dumps(train_flops) if train_flops else None, run_id),
             )
+
+    def mark_interrupted(self, run_id: str, message: str) -> None:
+        """A run stopped by Ctrl-C or SIGTERM: it stays ``running`` (its checkpoint resumes it)
+        with ``message`` saying where it stopped; a resume (``start_run``) clears the message."""
+        with self._write() as con:
+            con.execute("UPDATE runs SET message=? WHERE run_id=? AND status='running'", (message, run_id))
 
     def fail_run(self, run_id: str, message: str) -> None:
         with self._write() as con:

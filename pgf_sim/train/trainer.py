@@ -359,9 +359,11 @@ def _train_locked(cfg: ExperimentConfig, ctx: Any, device: torch.device, run_id:
     plain_every = max(1, total // 10) if progress and ctx.is_main and bar.disable else 0
     t_start = time.monotonic()
     beta_v = 0.0
+    saved = {"at": done, "step": done}  # the last checkpointed step, the step in progress
 
     def before_step(step: int) -> None:
         nonlocal beta_v
+        saved["step"] = step
         controller.set_step(step)
         beta_v = controller.beta  # MDGF's beta(t) of this step (opt.step's hook advances it)
 
@@ -386,6 +388,7 @@ def _train_locked(cfg: ExperimentConfig, ctx: Any, device: torch.device, run_id:
                 store.add_metrics(run_id, pending)
                 store.add_diagnostics(run_id, pending_diag)
                 checkpoint(s)
+            saved["at"] = s
             pending, pending_diag = [], []
         bar.update(1)
         bar.set_postfix(loss=f"{stats.loss:.4f}", refresh=False)
@@ -401,6 +404,11 @@ def _train_locked(cfg: ExperimentConfig, ctx: Any, device: torch.device, run_id:
                   range(done, total), device=device, bf16=cfg.bf16, grad_clip=cfg.schedule.grad_clip,
                   reduce=lambda t: dist.all_reduce_(t, ctx) / ctx.world, before_step=before_step,
                   after_backward=after_backward, after_step=after_step, on_diverged=diverged)
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM (the CLI turns it into this): say so in the store
+        if ctx.is_main:
+            store.mark_interrupted(run_id, f"interrupted at step {saved['step']} of {total}; the last checkpoint "
+                                           f"is step {saved['at']}, and the same command resumes from it")
+        raise
     finally:
         bar.close()
 

@@ -90,3 +90,36 @@ def test_killed_sweep_resumes_without_loss_or_duplicates(tmp_path):
     # a third run has nothing left to do
     again = subprocess.run(_sweep_cmd(path, db, workdir), capture_output=True, text=True, timeout=300)
     assert again.returncode == 0 and "4 done, 0 failed before, 0 to run" in again.stdout, again.stdout
+
+
+@pytest.mark.slow  # one real training process, ~10-30 s
+def test_sigterm_marks_the_run_interrupted_and_the_same_command_resumes_it(tmp_path):
+    cfg = tmp_path / "exp.yaml"
+    cfg.write_text(yaml.safe_dump({**SWEEP["experiment"], "schedule": {"steps": 400, "batch_size": 32}}))
+    db, workdir = tmp_path / "r.sqlite", tmp_path / "runs"
+    cmd = [sys.executable, "-m", "pgf_sim", "train", str(cfg), "--db", str(db), "--workdir", str(workdir),
+           "--no-progress", "--run-id", "term"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 240
+    while time.time() < deadline:  # wait for a committed checkpoint past step 0
+        try:
+            con = sqlite3.connect(db, timeout=30)
+            step = con.execute("SELECT MAX(step) FROM metrics WHERE run_id='term'").fetchone()[0]
+            con.close()
+        except sqlite3.OperationalError:
+            step = None
+        if step and step >= 20:
+            break
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, (out, err)
+    assert "interrupted; saved progress is kept" in err
+    run = ResultStore(db).get_run("term")
+    assert run.status == "running" and run.message.startswith("interrupted at step ")
+    assert "the same command resumes from it" in run.message
+    again = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stdout + again.stderr
+    run = ResultStore(db).get_run("term")
+    assert run.status == "finished" and run.message is None and run.final_step == 400
