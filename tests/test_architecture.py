@@ -89,7 +89,7 @@ def package_imports(name: str) -> set[str]:
 
 def test_the_parser_sees_lazy_imports(tmp_path):
     # sanity of the reader itself: a function-level import is found, relative names resolve
-    assert "pgf_sim.sim.capture" in IMPORTS["pgf_sim.codesign.trained"]
+    assert "pgf_sim.sim.capture" in IMPORTS["pgf_sim.codesign.run.trained"]
     assert "torch" in IMPORTS["pgf_sim.sim.capture"]  # imported inside capture()
     assert "pgf_sim.core.errors" in IMPORTS["pgf_sim.sim.cost"] or "pgf_sim.core" in IMPORTS["pgf_sim.sim.cost"]
     code = "import importlib\ndef f():\n    return importlib.import_module('pgf_sim.train.trainer')\n"
