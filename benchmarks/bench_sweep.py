@@ -71,7 +71,7 @@ def bench_store(n: int, tmp: Path) -> None:
 def bench_points(runs: int, steps: int, tmp: Path) -> None:
     import torch
 
-    from pgf_sim.codesign.sweep import expand, load_sweep, run_sweep
+    from pgf_sim.codesign.run.sweep import expand, load_sweep, run_sweep
     from pgf_sim.sim.capture import capture
     from pgf_sim.sim.simulate import simulate
     from pgf_sim.store import ResultStore

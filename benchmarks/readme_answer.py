@@ -23,8 +23,8 @@ def _si(v: float, unit: str) -> str:
 
 
 def answer(db: Path) -> str:
-    from pgf_sim.codesign.pareto import fronts
-    from pgf_sim.codesign.views import PickLimits, cost_models, load_table, make_picks
+    from pgf_sim.codesign.decide.pareto import fronts
+    from pgf_sim.codesign.query.views import PickLimits, cost_models, load_table, make_picks
 
     views = [c for c in cost_models(db, None) if c.name == "deploy"] or cost_models(db, None)
     out = []

@@ -33,16 +33,16 @@ _PUBLIC = {
     "build_workload": "pgf_sim.sim.workloads",
     # results and co-design
     "ResultStore": "pgf_sim.store",
-    "Candidate": "pgf_sim.codesign.pareto",
-    "ResultTable": "pgf_sim.codesign.pareto",
-    "pareto_front": "pgf_sim.codesign.pareto",
-    "fronts": "pgf_sim.codesign.pareto",
-    "pick": "pgf_sim.codesign.pick",
-    "load_sweep": "pgf_sim.codesign.sweep",
-    "run_sweep": "pgf_sim.codesign.sweep",
-    "load_table": "pgf_sim.codesign.views",
-    "ReportData": "pgf_sim.codesign.report",
-    "write_report": "pgf_sim.codesign.report",
+    "Candidate": "pgf_sim.codesign.decide.pareto",
+    "ResultTable": "pgf_sim.codesign.decide.pareto",
+    "pareto_front": "pgf_sim.codesign.decide.pareto",
+    "fronts": "pgf_sim.codesign.decide.pareto",
+    "pick": "pgf_sim.codesign.decide.pick",
+    "load_sweep": "pgf_sim.codesign.run.sweep",
+    "run_sweep": "pgf_sim.codesign.run.sweep",
+    "load_table": "pgf_sim.codesign.query.views",
+    "ReportData": "pgf_sim.codesign.report.report",
+    "write_report": "pgf_sim.codesign.report.report",
 }
 
 __all__ = ["NM", "ConfigError", "PgfSimError", "ShapeError", "UnknownNameError", "__version__", *_PUBLIC]

@@ -15,9 +15,9 @@ from .core.bounds import check_flags
 from .core.errors import PgfSimError, printable
 
 # Order is the order of the help text. ``simulate`` (pgf_sim.sim.cli) is registered by
-# pgf_sim.codesign.cli, which gives it the loader of training runs.
-_COMMAND_MODULES = ("pgf_sim.train.cli", "pgf_sim.sim.hw_cli", "pgf_sim.codesign.cli", "pgf_sim.codesign.results_cli",
-                    "pgf_sim.codesign.study_cli")
+# pgf_sim.codesign.cli.cli, which gives it the loader of training runs.
+_COMMAND_MODULES = ("pgf_sim.train.cli", "pgf_sim.sim.hw_cli", "pgf_sim.codesign.cli.cli",
+                    "pgf_sim.codesign.cli.results_cli", "pgf_sim.codesign.cli.study_cli")
 
 
 def build_parser() -> argparse.ArgumentParser:

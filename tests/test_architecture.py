@@ -9,6 +9,16 @@ Layers, lowest first; a part may import only the parts below it:
     codesign                    sweeps, Pareto/pick, reports: couples train and sim
     cli, __main__               the command line
 
+Inside codesign, rooms (subpackages by job), lowest first; a room may import only the rooms
+below it, and codesign's root holds nothing but ``__init__.py`` and the rooms:
+
+    decide                      Pareto fronts, the pick and why, quality budgets, seed statistics
+    run                         sweeps, executors, trained runs as workloads, the proxy cost
+    explore                     hardware design-space exploration, mixed per-layer N:M
+    report                      the HTML report and its figures
+    query                       the result store read for the commands (views.py)
+    cli                         codesign's subcommands
+
 ``pgf_sim/__init__.py`` re-exports from core only. Imports are resolved from the AST, so a
 lazy import inside a function counts as much as one at the top of a module.
 """
@@ -89,7 +99,7 @@ def package_imports(name: str) -> set[str]:
 
 def test_the_parser_sees_lazy_imports(tmp_path):
     # sanity of the reader itself: a function-level import is found, relative names resolve
-    assert "pgf_sim.sim.capture" in IMPORTS["pgf_sim.codesign.trained"]
+    assert "pgf_sim.sim.capture" in IMPORTS["pgf_sim.codesign.run.trained"]
     assert "torch" in IMPORTS["pgf_sim.sim.capture"]  # imported inside capture()
     assert "pgf_sim.core.errors" in IMPORTS["pgf_sim.sim.cost"] or "pgf_sim.core" in IMPORTS["pgf_sim.sim.cost"]
     code = "import importlib\ndef f():\n    return importlib.import_module('pgf_sim.train.trainer')\n"
@@ -154,3 +164,79 @@ def test_one_training_loop():
     others = {n: calls for n, p in MODULES.items() if n != "pgf_sim.train.trainer" and (calls := _training_calls(p))}
     assert not others, f"a training loop outside pgf_sim/train/trainer.py: {others}"
     assert _training_calls(MODULES["pgf_sim.train.trainer"])  # the reader finds the one that exists
+
+
+# ---- codesign's rooms ---------------------------------------------------------------------
+
+CODESIGN = PACKAGE / "codesign"
+# lowest first: a room may import only the rooms before it in this tuple (docstring above)
+ROOMS = ("decide", "run", "explore", "report", "query", "cli")
+CODESIGN_MODULES = sorted(n for n in MODULES if n.startswith("pgf_sim.codesign."))
+
+
+def room(module: str) -> str | None:
+    """``pgf_sim.codesign.decide.pick`` -> ``decide``; None outside codesign's rooms."""
+    parts = module.split(".")
+    return parts[2] if len(parts) > 2 and parts[:2] == ["pgf_sim", "codesign"] else None
+
+
+def room_violations(name: str, imports: set[str]) -> list[str]:
+    """The modules of ``imports`` in a room above ``name``'s own room (or in no known room)."""
+    mine = ROOMS.index(room(name))
+    return sorted(m for m in imports if room(m) is not None
+                  and (room(m) not in ROOMS or ROOMS.index(room(m)) > mine))
+
+
+def test_codesign_root_holds_only_its_init_and_the_rooms():
+    entries = {p.name for p in CODESIGN.iterdir() if p.name != "__pycache__"}
+    stray = sorted(entries - {"__init__.py", *ROOMS})
+    assert not stray, (f"pgf_sim/codesign/ holds {stray}: every file of codesign belongs in one of its rooms "
+                       f"{list(ROOMS)} (a new room: add it to ROOMS in tests/test_architecture.py, in layer order)")
+    missing = sorted(r for r in ROOMS if not (CODESIGN / r / "__init__.py").is_file())
+    assert not missing, f"rooms without a package: {missing} (pgf_sim/codesign/<room>/__init__.py)"
+
+
+@pytest.mark.parametrize("name", ["pgf_sim.codesign", *(f"pgf_sim.codesign.{r}" for r in ROOMS)])
+def test_codesign_and_each_room_say_what_they_are_for_and_import_nothing(name):
+    # the docstring is the room's sign on the door; no imports, so that importing one module of a
+    # room loads only what that module imports (``pgf-sim --help`` stays free of torch and plotly)
+    tree = ast.parse(MODULES[name].read_text())
+    assert ast.get_docstring(tree), f"{MODULES[name]} needs a docstring saying what the room is for"
+    assert len(tree.body) == 1, f"{MODULES[name]} holds code besides its docstring; put it in a module of the room"
+
+
+def test_the_room_rule_reads_names():
+    # sanity of the checker itself: up is refused, down and sideways are not
+    assert room("pgf_sim.codesign.run.sweep") == "run" and room("pgf_sim.sim.cost") is None
+    assert room_violations("pgf_sim.codesign.decide.pick", {"pgf_sim.codesign.report.report"}) == [
+        "pgf_sim.codesign.report.report"]
+    assert not room_violations("pgf_sim.codesign.report.report",
+                               {"pgf_sim.codesign.decide.pick", "pgf_sim.codesign.report.report_png", "pgf_sim.core"})
+
+
+@pytest.mark.parametrize("name", CODESIGN_MODULES)
+def test_room_layering(name):
+    assert room(name) in ROOMS, f"{name} is in no room of codesign; the rooms: {list(ROOMS)}"
+    bad = room_violations(name, package_imports(name))
+    below = ROOMS[: ROOMS.index(room(name))]
+    may = f"only {', '.join(below)}" if below else "no other room"
+    assert not bad, (f"{name} (room {room(name)}) imports {bad}, above it; codesign's rooms, lowest first: "
+                     f"{' < '.join(ROOMS)}; {room(name)} may import {may}")
+
+
+def test_codesign_commands_live_in_the_cli_room():
+    # the command line of codesign in one place: argparse and the subcommand hook only in cli/,
+    # and every codesign module the top-level parser loads is there
+    outside = sorted(n for n in CODESIGN_MODULES if room(n) != "cli"
+                     and ("argparse" in IMPORTS[n] or "def add_commands" in MODULES[n].read_text()))
+    assert not outside, f"command-line code outside pgf_sim/codesign/cli/: {outside}"
+    loaded = [m for m in _command_modules() if m.startswith("pgf_sim.codesign")]
+    assert loaded and all(room(m) == "cli" and m in MODULES for m in loaded), loaded
+
+
+def _command_modules() -> tuple[str, ...]:
+    """``_COMMAND_MODULES`` of ``pgf_sim/cli.py``, read from its AST (the modules it loads by name)."""
+    for node in ast.parse(MODULES["pgf_sim.cli"].read_text()).body:
+        if isinstance(node, ast.Assign) and any(getattr(t, "id", "") == "_COMMAND_MODULES" for t in node.targets):
+            return ast.literal_eval(node.value)
+    raise AssertionError("pgf_sim/cli.py has no _COMMAND_MODULES")

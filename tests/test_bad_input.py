@@ -216,7 +216,7 @@ def test_export_force_replaces_an_existing_file(work, capsys):
 
 # ------------------------------------------------------------------------------- a full disk
 def test_disk_full_keeps_the_old_report_and_output(tiny_disk, fill_disk, capsys):
-    from pgf_sim.codesign.report import ReportData, write_report
+    from pgf_sim.codesign.report.report import ReportData, write_report
     from pgf_sim.core.files import FileWriteError
 
     report = write_report(tiny_disk / "report.html", ReportData())

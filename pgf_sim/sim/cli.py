@@ -2,8 +2,8 @@
 
 Light at import (argparse only). Built-in models never load torch. The simulator does not know
 about training runs: a run directory (``--model RUN_DIR``) is loaded and captured by a
-``RunLoader`` the caller passes in (``pgf_sim.codesign.cli`` registers the command with
-``pgf_sim.codesign.trained.load_run_for_simulation``).
+``RunLoader`` the caller passes in (``pgf_sim.codesign.cli.cli`` registers the command with
+``pgf_sim.codesign.run.trained.load_run_for_simulation``).
 """
 from __future__ import annotations
 

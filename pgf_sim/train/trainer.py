@@ -111,7 +111,7 @@ def fit_steps(net: torch.nn.Module, opt: torch.optim.Optimizer, sched: Any,
               before_step: Callable[[int], None] | None = None, after_backward: Callable[[int], None] | None = None,
               after_step: Callable[[StepStats], None] | None = None,
               on_diverged: Callable[[StepStats], None] | None = None) -> None:
-    """The one training loop (``train`` and the masked fine-tune of ``codesign.mixed_verify`` use it):
+    """The one training loop (``train`` and the masked fine-tune of ``codesign.explore.mixed_verify`` use it):
     for each step, ``before_step``, cross-entropy of ``net`` on ``batch(step)`` (every position of a
     text window is a target), backward, ``after_backward``, clipping at ``grad_clip``, the
     optimiser and LR steps, then ``after_step``. ``reduce`` averages (loss, grad norm) over DDP

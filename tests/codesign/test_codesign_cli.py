@@ -7,7 +7,7 @@ import pytest
 import yaml
 
 from pgf_sim.cli import main
-from pgf_sim.codesign.cli import _accuracy, _quantity, default_sweep_path
+from pgf_sim.codesign.cli.cli import _accuracy, _quantity, default_sweep_path
 from pgf_sim.core import NM
 from pgf_sim.store import ResultStore, sim_key
 
@@ -119,9 +119,9 @@ def test_unit_parsing():
 
 def test_default_sweep_is_shipped_and_cli_imports_no_torch():
     assert default_sweep_path().is_file()
-    code = ("import sys; import pgf_sim.codesign.cli, pgf_sim.codesign.sweep, pgf_sim.codesign.results, "
-            "pgf_sim.codesign.mixed, pgf_sim.codesign.executors, pgf_sim.codesign.views; from pgf_sim.cli import build_parser; build_parser(); "
-            "print('torch' in sys.modules)")
+    code = ("import sys; import pgf_sim.codesign.cli.cli, pgf_sim.codesign.run.sweep, pgf_sim.codesign.run.results, "
+            "pgf_sim.codesign.explore.mixed, pgf_sim.codesign.run.executors, pgf_sim.codesign.query.views; "
+            "from pgf_sim.cli import build_parser; build_parser(); print('torch' in sys.modules)")
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "False"
 
 
@@ -134,7 +134,7 @@ def test_ray_missing_or_present_is_clear(tmp_path):
         path = tmp_path / "tiny.yaml"
         path.write_text(yaml.safe_dump(TINY))
         with pytest.raises(Exception, match=r"pip install 'pgf_sim\[ray\]'"):
-            from pgf_sim.codesign.sweep import load_sweep, run_sweep
+            from pgf_sim.codesign.run.sweep import load_sweep, run_sweep
 
             run_sweep(load_sweep(path), db=tmp_path / "r.sqlite", workdir=tmp_path / "runs", executor="ray")
 

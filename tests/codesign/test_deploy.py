@@ -3,8 +3,8 @@ architecture, stored beside the trained model's own cost, and shown (labelled) b
 import pytest
 
 from pgf_sim.cli import main
-from pgf_sim.codesign.deploy import DeploySpec, role_patterns, simulate_deploy
-from pgf_sim.codesign.sweep import spec_from_config
+from pgf_sim.codesign.run.deploy import DeploySpec, role_patterns, simulate_deploy
+from pgf_sim.codesign.run.sweep import spec_from_config
 from pgf_sim.core import NM, ConfigError
 from pgf_sim.sim.hardware import load_hardware
 from pgf_sim.sim.simulate import simulate
@@ -130,7 +130,7 @@ def test_an_old_db_without_deploy_rows_still_works(tmp_path, capsys):
 
 
 def test_sweep_config_validates_the_proxy(tmp_path):
-    from pgf_sim.codesign.sweep import SimulateSpec
+    from pgf_sim.codesign.run.sweep import SimulateSpec
 
     assert SimulateSpec(batch=64, deploy_model="vit_b").deploy_spec() == DeploySpec("vit_b", 64, None, "fp16")
     assert SimulateSpec(batch=64).deploy_spec() is None

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pgf_sim.codesign.dse import (
+from pgf_sim.codesign.explore.dse import (
     Axis, builtin_workloads, evaluate_variants, explore, make_variants, native_pattern_gain, parse_set,
 )
 from pgf_sim.core import NM, ConfigError

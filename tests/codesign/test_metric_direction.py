@@ -4,9 +4,9 @@ import pytest
 
 from pgf_sim.core import ConfigError
 from pgf_sim.core.metric import METRICS, get_metric
-from pgf_sim.codesign.pareto import ResultTable, fronts, pareto_front
-from pgf_sim.codesign.pick import pick
-from pgf_sim.codesign.views import accuracy_floor, format_fronts
+from pgf_sim.codesign.decide.pareto import ResultTable, fronts, pareto_front
+from pgf_sim.codesign.decide.pick import pick
+from pgf_sim.codesign.query.views import accuracy_floor, format_fronts
 
 BPC = METRICS["bpc"]
 
@@ -59,7 +59,7 @@ def test_metric_formatting_and_names():
 
 
 def test_an_accuracy_limit_above_one_is_refused_not_read_as_percent():
-    from pgf_sim.codesign.quality import metric_limit
+    from pgf_sim.codesign.decide.quality import metric_limit
     from pgf_sim.core import ConfigError
     from pgf_sim.core.metric import get_metric
 
@@ -71,7 +71,7 @@ def test_an_accuracy_limit_above_one_is_refused_not_read_as_percent():
 
 
 def test_machine_readable_pick_of_a_bpc_task_has_no_field_named_accuracy():
-    from pgf_sim.codesign.records import pick_record
+    from pgf_sim.codesign.decide.records import pick_record
 
     table = ResultTable.from_records(ROWS, BPC)
     row = pick_record(pick(table, "hw", metric_limit=2.75))

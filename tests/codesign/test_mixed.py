@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from pgf_sim.codesign.mixed import best_uniform, layer_costs, solve_brute_force, solve_exact, solve_greedy
+from pgf_sim.codesign.explore.mixed import best_uniform, layer_costs, solve_brute_force, solve_exact, solve_greedy
 from pgf_sim.core import ConfigError
 
 
@@ -72,7 +72,7 @@ def test_sensitivity_counts_the_errors_a_re_mask_causes():
     which 2:4 keeps and 1:4 prunes."""
     import torch
 
-    from pgf_sim.codesign.mixed import measure_sensitivity
+    from pgf_sim.codesign.explore.mixed import measure_sensitivity
     from pgf_sim.core import NM
 
     model = torch.nn.Sequential(torch.nn.Linear(8, 2, bias=False))
@@ -96,7 +96,7 @@ def test_layer_costs_add_up_to_the_simulated_total():
     """The per-layer costs at the captured patterns + the constant = simulate()'s total."""
     import torch
 
-    from pgf_sim.codesign.mixed import LayerPatterns, apply_patterns, layer_costs
+    from pgf_sim.codesign.explore.mixed import LayerPatterns, apply_patterns, layer_costs
     from pgf_sim.core import NM
     from pgf_sim.sim.capture import capture
     from pgf_sim.sim.hardware import load_hardware
@@ -137,8 +137,8 @@ def _tiny_experiment(steps: int = 6):
 def test_layer_names_become_exact_globs():
     from fnmatch import fnmatchcase
 
-    from pgf_sim.codesign.mixed import LayerPatterns
-    from pgf_sim.codesign.mixed_verify import mixed_experiment
+    from pgf_sim.codesign.explore.mixed import LayerPatterns
+    from pgf_sim.codesign.explore.mixed_verify import mixed_experiment
     from pgf_sim.core import NM
 
     cfg = mixed_experiment(_tiny_experiment(), LayerPatterns.of({"a[0].fc1": NM(1, 8), "b*.fc2": NM(2, 4)}), seed=3)
@@ -155,8 +155,8 @@ def test_assignment_trained_by_the_trainer_has_its_structure_and_cost(tmp_path):
     call reuses the finished run instead of training again."""
     import torch
 
-    from pgf_sim.codesign.mixed import LayerPatterns, apply_patterns
-    from pgf_sim.codesign.mixed_verify import train_assignment
+    from pgf_sim.codesign.explore.mixed import LayerPatterns, apply_patterns
+    from pgf_sim.codesign.explore.mixed_verify import train_assignment
     from pgf_sim.core import NM
     from pgf_sim.sim.capture import capture
     from pgf_sim.sim.hardware import load_hardware
@@ -197,7 +197,7 @@ def test_run_mixed_verifies_by_training(tmp_path):
     import yaml
 
     from pgf_sim.cli import main
-    from pgf_sim.codesign.mixed_verify import run_mixed
+    from pgf_sim.codesign.explore.mixed_verify import run_mixed
     from pgf_sim.store import ResultStore
 
     torch.set_num_threads(1)
@@ -225,7 +225,7 @@ def test_run_mixed_verifies_by_training(tmp_path):
 
 
 def test_layer_patterns_is_a_read_only_hashable_mapping():
-    from pgf_sim.codesign.mixed import Assignment, LayerPatterns
+    from pgf_sim.codesign.explore.mixed import Assignment, LayerPatterns
     from pgf_sim.core import NM
 
     a = LayerPatterns.of({"blocks.1.fc2": "1:8", "blocks.0.fc1": NM(2, 4)})
@@ -260,7 +260,7 @@ def test_re_masking_follows_each_layers_reduction_dim():
     (3E, E) is named '<module>.in_proj_weight' and groups along its inputs (dim 1)."""
     import torch
 
-    from pgf_sim.codesign.mixed import apply_patterns
+    from pgf_sim.codesign.explore.mixed import apply_patterns
     from pgf_sim.core import NM
 
     torch.manual_seed(0)
@@ -288,7 +288,7 @@ def test_sensitivity_checks_divisibility_along_the_reduction_dim():
     """Conv1D(8 -> 6): 8 inputs hold 1:4 groups although the 6 outputs do not divide by 4."""
     import torch
 
-    from pgf_sim.codesign.mixed import measure_sensitivity
+    from pgf_sim.codesign.explore.mixed import measure_sensitivity
     from pgf_sim.core import NM
 
     torch.manual_seed(0)

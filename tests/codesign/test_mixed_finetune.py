@@ -6,8 +6,8 @@ import copy
 import pytest
 import torch
 
-from pgf_sim.codesign.mixed import LayerPatterns, apply_patterns
-from pgf_sim.codesign.mixed_verify import finetune_masked
+from pgf_sim.codesign.explore.mixed import LayerPatterns, apply_patterns
+from pgf_sim.codesign.explore.mixed_verify import finetune_masked
 from pgf_sim.core import NM
 from pgf_sim.train.data import load_data
 from pgf_sim.train.models import build_model

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pgf_sim.codesign.pareto import (
+from pgf_sim.codesign.decide.pareto import (
     COST_METRICS, Candidate, ResultTable, aggregate_seeds, dominance_matrix, fronts, pareto_front,
 )
 from pgf_sim.core import NM, ConfigError
@@ -221,7 +221,7 @@ def test_from_records_strict_and_mixed_label():
 
 
 def test_pareto_and_pick_import_no_torch_or_plotly():
-    code = ("import sys, pgf_sim.codesign.pareto, pgf_sim.codesign.pick; "
+    code = ("import sys, pgf_sim.codesign.decide.pareto, pgf_sim.codesign.decide.pick; "
             "bad = [m for m in ('torch', 'plotly') if m in sys.modules]; print(bad); assert not bad")
     subprocess.run([sys.executable, "-c", code], check=True)
 

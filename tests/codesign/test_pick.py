@@ -5,8 +5,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pgf_sim.codesign.pareto import ResultTable, pareto_front
-from pgf_sim.codesign.pick import NoFeasibleCandidate, pick
+from pgf_sim.codesign.decide.pareto import ResultTable, pareto_front
+from pgf_sim.codesign.decide.pick import NoFeasibleCandidate, pick
 from pgf_sim.core import NM, PgfSimError, UnknownNameError
 
 # A hand-made results table: two hardware targets, five configurations each.
@@ -184,7 +184,7 @@ def test_unknown_footprint_rules_nothing_out_but_fails_a_cap():
 
 def test_one_seed_is_never_shown_as_certain():
     # one seed each: no "± 0.00", no "within seed noise" / distinguishable claim; "cannot tell"
-    from pgf_sim.codesign.records import pick_record
+    from pgf_sim.codesign.decide.records import pick_record
 
     one = ResultTable.from_records([
         dict(hardware="gpu", recipe=r, pattern=p, accuracy_mean=a, accuracy_std=0.0, n_seeds=1, inference_flops=1e9,

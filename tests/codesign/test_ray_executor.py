@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 
-from pgf_sim.codesign.sweep import load_sweep, run_sweep
+from pgf_sim.codesign.run.sweep import load_sweep, run_sweep
 from pgf_sim.store import ResultStore, sim_key
 
 ray = pytest.importorskip("ray")

@@ -10,10 +10,10 @@ import sys
 import numpy as np
 import pytest
 
-from pgf_sim.codesign.dse import explore, native_pattern_gain
-from pgf_sim.codesign.pareto import ResultTable
-from pgf_sim.codesign.pick import NoFeasibleCandidate, pick
-from pgf_sim.codesign.report import Curve, LayerBreakdown, ReportData, render_html, write_report
+from pgf_sim.codesign.decide.pareto import ResultTable
+from pgf_sim.codesign.decide.pick import NoFeasibleCandidate, pick
+from pgf_sim.codesign.explore.dse import explore, native_pattern_gain
+from pgf_sim.codesign.report.report import Curve, LayerBreakdown, ReportData, render_html, write_report
 from pgf_sim.core import NM
 from pgf_sim.sim.cost import BOUND_NAMES, evaluate
 from pgf_sim.sim.hardware import load_hardware, replace_field
@@ -121,7 +121,7 @@ def test_empty_bundle_renders_with_notes(tmp_path):
 
 
 def test_report_module_imports_no_plotly_or_torch():
-    code = ("import sys, pgf_sim.codesign.report; "
+    code = ("import sys, pgf_sim.codesign.report.report; "
             "bad = [m for m in ('torch', 'plotly') if m in sys.modules]; print(bad); assert not bad")
     subprocess.run([sys.executable, "-c", code], check=True)
 
@@ -130,7 +130,7 @@ def test_report_data_of_a_language_model_sweep_from_the_store(tmp_path):
     """A sweep whose ``experiment`` is a file name (as training/sweep_default.yaml): the report's
     metric is the runs' task metric (bpc from the Shakespeare data), labelled as such, and the
     training curves are validation bpc and loss vs step and vs training FLOPs (mean ± std over seeds)."""
-    from pgf_sim.codesign.views import build_report_data
+    from pgf_sim.codesign.query.views import build_report_data
     from pgf_sim.store import PointRow, ResultStore
 
     store = ResultStore(tmp_path / "lm.sqlite")

@@ -10,13 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from pgf_sim.codesign.pareto import Candidate, ResultTable, fronts
-from pgf_sim.codesign.pick import pick
-from pgf_sim.codesign.report import (CostSection, ReportData, answer_rows, order_views, pattern_cost_rows,
-                                     render_html, write_report)
-from pgf_sim.codesign.report_figures import (COSTS, JITTER_FRACTION, MIN_REL_RANGE_PCT, MetricInfo, Style, cost_axis,
-                                            human, jitter, unit_scale)
-from pgf_sim.codesign.report_pareto import pareto_figure
+from pgf_sim.codesign.decide.pareto import Candidate, ResultTable, fronts
+from pgf_sim.codesign.decide.pick import pick
+from pgf_sim.codesign.report.report import (CostSection, ReportData, answer_rows, order_views, pattern_cost_rows,
+                                            render_html, write_report)
+from pgf_sim.codesign.report.report_figures import (COSTS, JITTER_FRACTION, MIN_REL_RANGE_PCT, MetricInfo, Style,
+                                                    cost_axis, human, jitter, unit_scale)
+from pgf_sim.codesign.report.report_pareto import pareto_figure
 from pgf_sim.core import NM
 
 
@@ -156,7 +156,7 @@ def _bpc_table():
 
 
 def test_lower_is_better_answer_uses_the_lowest_dense_and_says_which_way():
-    from pgf_sim.codesign.report_figures import dense_reference
+    from pgf_sim.codesign.report.report_figures import dense_reference
 
     table = _bpc_table()
     # a second, worse dense run must not become the baseline (the LOWEST bpc is the best dense)
@@ -209,8 +209,8 @@ def test_points_within_noise_of_the_front_are_ringed():
 
 
 def test_long_per_layer_section_is_one_figure_with_a_menu():
-    from pgf_sim.codesign.report import LayerBreakdown
-    from pgf_sim.codesign.report_figures import layer_figure
+    from pgf_sim.codesign.report.report import LayerBreakdown
+    from pgf_sim.codesign.report.report_figures import layer_figure
 
     bs = [LayerBreakdown("flex", f"mdgf {p}", ["fc1", "fc2"], [1e-3, 2e-3], [1e-3, 3e-3], ["compute", "memory"])
           for p in ("2:4", "1:8", "1:16")]

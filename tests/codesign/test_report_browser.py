@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from pgf_sim.codesign.report import chromium_command, export_png, find_chromium, write_report
+from pgf_sim.codesign.report.report import chromium_command, export_png, find_chromium, write_report
 
 BROWSER = find_chromium()
 pytestmark = pytest.mark.skipif(
@@ -216,7 +216,7 @@ def test_two_cost_views_render_labelled(tmp_path):
     """A report with the trained-model view and a deployment-proxy view: both drawn, labelled."""
     from dataclasses import replace
 
-    from pgf_sim.codesign.report import CostSection
+    from pgf_sim.codesign.report.report import CostSection
 
     data = _sample_data()
     views = [CostSection(f"Cost model: {name}", f"note of {name}", data.results, data.picks, data.pick_errors,
@@ -238,10 +238,10 @@ def _lm_report_data():
     view with steep costs, a trained view whose costs are flat (folded), several breakdowns."""
     from dataclasses import replace
 
-    from pgf_sim.codesign.pareto import ResultTable
-    from pgf_sim.codesign.pick import pick
-    from pgf_sim.codesign.report import CostSection, LayerBreakdown
-    from pgf_sim.codesign.report_figures import MetricInfo
+    from pgf_sim.codesign.decide.pareto import ResultTable
+    from pgf_sim.codesign.decide.pick import pick
+    from pgf_sim.codesign.report.report import CostSection, LayerBreakdown
+    from pgf_sim.codesign.report.report_figures import MetricInfo
     from pgf_sim.core.metric import get_metric
 
     data = _sample_data()
@@ -290,8 +290,8 @@ def test_language_model_report_is_short_and_folds_open(tmp_path):
 def test_memory_footprint_figures_render_with_every_axis_titled(tmp_path):
     """Results with footprints: each target's figure has five panels (2 x 3, the sixth slot a
     caption), all drawn with titled axes, the pick and, on the small target, the red crosses."""
-    from pgf_sim.codesign.pick import pick
-    from pgf_sim.codesign.report import ReportData
+    from pgf_sim.codesign.decide.pick import pick
+    from pgf_sim.codesign.report.report import ReportData
 
     spec = importlib.util.spec_from_file_location("report_memory", Path(__file__).with_name("test_report_memory.py"))
     module = importlib.util.module_from_spec(spec)

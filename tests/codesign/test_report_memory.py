@@ -9,12 +9,12 @@ import math
 
 import pytest
 
-from pgf_sim.codesign.pareto import Candidate, ResultTable, fronts
-from pgf_sim.codesign.pick import pick
-from pgf_sim.codesign.report import CostSection, ReportData, answer_rows, pattern_cost_rows, render_html
-from pgf_sim.codesign.report_figures import COSTS, MetricInfo, Style
-from pgf_sim.codesign.report_pareto import pareto_figure
-from pgf_sim.codesign.views import format_fronts
+from pgf_sim.codesign.decide.pareto import Candidate, ResultTable, fronts
+from pgf_sim.codesign.decide.pick import pick
+from pgf_sim.codesign.query.views import format_fronts
+from pgf_sim.codesign.report.report import CostSection, ReportData, answer_rows, pattern_cost_rows, render_html
+from pgf_sim.codesign.report.report_figures import COSTS, MetricInfo, Style
+from pgf_sim.codesign.report.report_pareto import pareto_figure
 from pgf_sim.core import NM
 
 MB, GB = 1e6, 1e9

@@ -7,7 +7,7 @@ import textwrap
 import numpy as np
 import pytest
 
-from pgf_sim.codesign import results
+from pgf_sim.codesign.run import results
 from pgf_sim.core import NM
 from pgf_sim.store import PointRow, ResultStore, sim_key
 
@@ -107,7 +107,7 @@ def test_two_processes_write_concurrently(tmp_path):
 
 def test_candidate_rows_join_runs_points_and_simulations(tmp_path):
     """Hand-made store: 2 finished seeds, 1 failed seed, 1 run still running."""
-    from pgf_sim.codesign.pareto import aggregate_seeds
+    from pgf_sim.codesign.decide.pareto import aggregate_seeds
 
     store = ResultStore(tmp_path / "r.sqlite")
     hw = [("a100_80gb", "a100_80gb"), ("mine", "/somewhere/mine.yaml")]

@@ -156,8 +156,8 @@ def test_simulate_json_is_parseable_and_consistent(capsys):
 
 
 def test_text_outputs_use_si_prefixes():
-    from pgf_sim.codesign.pareto import Candidate, ResultTable
-    from pgf_sim.codesign.views import format_fronts, format_pattern_costs
+    from pgf_sim.codesign.decide.pareto import Candidate, ResultTable
+    from pgf_sim.codesign.query.views import format_fronts, format_pattern_costs
     from pgf_sim.core import NM
 
     c = Candidate("npu", "mdgf", NM(2, 4), 0.9, 0.01, 2, 1e9, 2.127563401, 3.2e-3, 1.4e5, 1e12)

@@ -7,9 +7,9 @@ import pytest
 import yaml
 
 from pgf_sim.cli import main
-from pgf_sim.codesign.deploy import DeploySpec, deploy_key
-from pgf_sim.codesign.sweep import SimulateSpec
-from pgf_sim.codesign.views import cost_model, cost_models
+from pgf_sim.codesign.query.views import cost_model, cost_models
+from pgf_sim.codesign.run.deploy import DeploySpec, deploy_key
+from pgf_sim.codesign.run.sweep import SimulateSpec
 from pgf_sim.core import ConfigError
 from pgf_sim.store import ResultStore, sim_key
 
@@ -158,7 +158,7 @@ def test_pick_without_hw_answers_for_every_target_with_the_reports_budget(swept,
 
 @pytest.mark.slow
 def test_per_layer_breakdowns_add_up_to_the_whole_latency(swept):
-    from pgf_sim.codesign.views import CostViewData, PickLimits, _breakdowns, load_table, make_picks
+    from pgf_sim.codesign.query.views import CostViewData, PickLimits, _breakdowns, load_table, make_picks
 
     tmp, path, db, workdir, rc = swept
     store = ResultStore(db, read_only=True)

@@ -3,7 +3,7 @@ import math
 
 import pytest
 
-from pgf_sim.codesign.stats import holm, summary, welch
+from pgf_sim.codesign.decide.stats import holm, summary, welch
 from pgf_sim.core.errors import PgfSimError
 
 
@@ -59,7 +59,7 @@ def test_bootstrap_interval_against_the_exact_resampling_distribution():
     1, 3, 6, 7, 6, 3, 1 (of 27) for k = 0..6. P(0) = 1/27 = 3.7% and P(<= 1/3) = 14.8%, so the
     5% quantile is 1/3; P(<= 4/3) = 85.2% and P(<= 5/3) = 96.3%, so the 95% quantile is 5/3.
     For 95%: P(0) = 3.7% > 2.5% gives 0, P(<= 5/3) = 96.3% < 97.5% gives 2."""
-    from pgf_sim.codesign.stats import bootstrap
+    from pgf_sim.codesign.decide.stats import bootstrap
 
     iv = bootstrap([0.0, 1.0, 2.0], [0.0, 0.0, 0.0], 0.90)
     assert (iv.low, iv.high) == pytest.approx((1 / 3, 5 / 3))

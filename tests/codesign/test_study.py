@@ -3,8 +3,8 @@ from pathlib import Path
 
 import pytest
 
-from pgf_sim.codesign.stats import holm, welch
-from pgf_sim.codesign.study import analyse, flops_to_reach, markdown, noise_trend_rows
+from pgf_sim.codesign.decide.stats import holm, welch
+from pgf_sim.codesign.decide.study import analyse, flops_to_reach, markdown, noise_trend_rows
 from pgf_sim.core import NM, PgfSimError, load_yaml
 from pgf_sim.core.metric import get_metric
 from pgf_sim.store import PointRow, ResultStore
@@ -87,7 +87,7 @@ def test_study_errors_name_the_problem(tmp_path):
 
 
 def test_report_of_a_seed_study_shows_the_verdicts_tables_and_figures(tmp_path):
-    from pgf_sim.codesign.report import ReportData, _Figures, render_html
+    from pgf_sim.codesign.report.report import ReportData, _Figures, render_html
 
     study = analyse(_fill(tmp_path / "s.sqlite"))
     figs = _Figures()
@@ -97,7 +97,7 @@ def test_report_of_a_seed_study_shows_the_verdicts_tables_and_figures(tmp_path):
     # the verdict line: dense beats sr-ste at 1:16 after Holm (raw p 0.0037, x3 comparisons = 0.011), mdgf and ste do not
     verdict = section[:section.index("</p>")]
     assert "<b>better</b>: dense (1:16); <b>worse</b>: none; 2 undecided" in verdict
-    from pgf_sim.codesign.report_study import _grouped
+    from pgf_sim.codesign.report.report_study import _grouped
     assert _grouped(["mdgf 1:16", "mdgf 1:32", "mdgf+sdgf 1:32"]) == "mdgf (1:16, 1:32), mdgf+sdgf (1:32)"
     # the same numbers as the Markdown tables, as HTML cells
     assert "<td>mdgf</td><td>2.850 ± 0.050 (n=3)</td>" in section
@@ -110,8 +110,8 @@ def test_report_of_a_seed_study_shows_the_verdicts_tables_and_figures(tmp_path):
 
 
 def test_report_study_folds_with_two_seeds_and_build_report_data_skips_one_seed(tmp_path):
-    from pgf_sim.codesign.report import ReportData, render_html
-    from pgf_sim.codesign.views import _seed_study
+    from pgf_sim.codesign.query.views import _seed_study
+    from pgf_sim.codesign.report.report import ReportData, render_html
 
     two = _fill(tmp_path / "two.sqlite", seeds=2)
     page = render_html(ReportData(study=_seed_study(two, "s")))
@@ -138,7 +138,7 @@ def test_study_restricted_to_patterns_sets_the_holm_family(tmp_path):
 
 
 def test_iso_y_range_cuts_the_spikes_and_follows_the_metric_direction():
-    from pgf_sim.codesign.study import iso_y_range
+    from pgf_sim.codesign.decide.study import iso_y_range
 
     bpc, acc = get_metric("bpc"), get_metric("accuracy")
     values = [3.0, 2.9, 2.8, 2.7, 2.6, 2.5, 2.4, 2.3, 2.2, 2.1, 4.6]  # lower is better; one spike at 4.6

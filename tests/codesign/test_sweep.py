@@ -6,7 +6,7 @@ import sys
 import pytest
 import yaml
 
-from pgf_sim.codesign.sweep import expand, load_sweep
+from pgf_sim.codesign.run.sweep import expand, load_sweep
 from pgf_sim.core import NM, ConfigError
 
 BASE = {
@@ -67,7 +67,7 @@ def test_run_ids_are_stable_and_track_the_config(tmp_path):
     path = _write(tmp_path, BASE)
     ids = [p.run_id for p in expand(load_sweep(path))]
     # same file in another interpreter (other hash seed): same ids
-    code = ("import sys; from pgf_sim.codesign.sweep import expand, load_sweep; "
+    code = ("import sys; from pgf_sim.codesign.run.sweep import expand, load_sweep; "
             "print('\\n'.join(p.run_id for p in expand(load_sweep(sys.argv[1]))))")
     out = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, check=True,
                          env={"PYTHONHASHSEED": "123", "PATH": ""}).stdout.split()

@@ -58,7 +58,7 @@ def test_mask_functions_take_text_patterns():
 
 
 def test_simulator_values_take_text_patterns():
-    from pgf_sim.codesign.sweep import GridSpec
+    from pgf_sim.codesign.run.sweep import GridSpec
     from pgf_sim.sim.cost import evaluate_grid
     from pgf_sim.sim.hardware import load_hardware
     from pgf_sim.sim.ops import Op

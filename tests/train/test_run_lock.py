@@ -34,8 +34,8 @@ print("final", s.run_id, s.final_step)
 
 _MIXED = """
 import json, sys
-from pgf_sim.codesign.mixed import LayerPatterns
-from pgf_sim.codesign.mixed_verify import train_assignment
+from pgf_sim.codesign.explore.mixed import LayerPatterns
+from pgf_sim.codesign.explore.mixed_verify import train_assignment
 from pgf_sim.store import ResultStore
 from pgf_sim.train.experiment import experiment_from_dict
 cfg = experiment_from_dict(json.loads(sys.argv[1]))
@@ -90,8 +90,8 @@ def test_python_api_train_waits_for_the_run_lock(tmp_path):
 
 @pytest.mark.slow  # trains and simulates in a second process (~15 s)
 def test_mixed_verification_training_waits_for_the_run_lock(tmp_path):
-    from pgf_sim.codesign.mixed import LayerPatterns
-    from pgf_sim.codesign.mixed_verify import mixed_experiment
+    from pgf_sim.codesign.explore.mixed import LayerPatterns
+    from pgf_sim.codesign.explore.mixed_verify import mixed_experiment
     from pgf_sim.core import NM
     from pgf_sim.train.experiment import experiment_from_dict
 

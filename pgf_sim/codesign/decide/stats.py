@@ -24,7 +24,7 @@ import math
 from dataclasses import dataclass
 from typing import Sequence
 
-from ..core.errors import PgfSimError
+from ...core.errors import PgfSimError
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ..core import ConfigError
+from ...core import ConfigError
 from .pareto import Candidate
 from .pick import Pick
 
@@ -21,7 +21,7 @@ FORMATS = ("table", "json", "csv")
 def emit(records: Sequence[Mapping[str, Any]], fmt: str, *, table: str = "", document: Any = None) -> str:
     """``fmt`` ``"json"``: ``document`` (default: the records) as JSON; ``"csv"``: the records
     as CSV (columns in first-seen order); ``"table"``: ``table``."""
-    from ..sim.report_table import rows_to_csv, to_json
+    from ...sim.report_table import rows_to_csv, to_json
 
     if fmt == "json":
         return to_json(_finite(records if document is None else document))

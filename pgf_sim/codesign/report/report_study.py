@@ -10,8 +10,8 @@ from __future__ import annotations
 import html
 from typing import Any, Callable, Mapping, Sequence
 
-from .study import (Study, caption, comparison_rows, figures, headings, iso_rows, noise_rows, noise_trend_rows,
-                    quality_rows, verdicts)
+from ..decide.study import (Study, caption, comparison_rows, figures, headings, iso_rows, noise_rows, noise_trend_rows,
+                            quality_rows, verdicts)
 
 SECTION_ID = "study"
 #: With fewer seeds than this in its best-covered cell the section is folded: two seeds give an

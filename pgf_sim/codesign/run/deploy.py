@@ -24,12 +24,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Iterable
 
-from ..core import DENSE, NM, ConfigError
-from ..sparsity.roles import MLP_ROLES, QKV_ROLES, ROLES, role_group
-from ..store import ResultStore, SimLayerRow
+from ...core import DENSE, NM, ConfigError
+from ...sparsity.roles import MLP_ROLES, QKV_ROLES, ROLES, role_group
+from ...store import ResultStore, SimLayerRow
 
 if TYPE_CHECKING:
-    from ..sim.hardware import Hardware
+    from ...sim.hardware import Hardware
 
 
 @dataclass(frozen=True)
@@ -64,7 +64,7 @@ def deploy_key(model: str, batch: int, seq_len: int | None, dtype: str, phase: s
 
 def check_model(spec: DeploySpec) -> None:
     """Fail before any training when the proxy architecture or its setting is invalid."""
-    from ..sim.workloads import build_workload
+    from ...sim.workloads import build_workload
 
     build_workload(spec.model, batch=spec.batch, seq_len=spec.seq_len, dtype=spec.dtype, phase=spec.phase)
 
@@ -103,8 +103,8 @@ def simulate_deploy(store: ResultStore, run_id: str, hardware: Iterable[tuple[st
     """Cost run ``run_id``'s per-role patterns on ``spec``'s architecture on every target, stored
     under ``spec.key``; the patterns come from the run's stored trained simulation (any target:
     the captured weight pattern does not depend on the hardware). Returns the targets written."""
-    from ..sim.simulate import simulate
-    from ..sim.workloads import build_workload
+    from ...sim.simulate import simulate
+    from ...sim.workloads import build_workload
     from . import results
 
     hardware = list(hardware)

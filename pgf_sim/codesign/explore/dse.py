@@ -22,10 +22,10 @@ from typing import Any
 
 import numpy as np
 
-from ..core.errors import ConfigError
-from ..core.pattern import NM
-from ..sim.hardware import Hardware, replace_field
-from ..sim.ops import OpCode, OpTable, Workload
+from ...core.errors import ConfigError
+from ...core.pattern import NM
+from ...sim.hardware import Hardware, replace_field
+from ...sim.ops import OpCode, OpTable, Workload
 
 
 @dataclass(frozen=True)
@@ -215,7 +215,7 @@ def explore(base: Hardware, axes: Sequence[Axis | str], workloads: Mapping[str, 
 
 def evaluate_variants(base_name: str, variants: Sequence[Variant], workloads: Mapping[str, OpTable | Workload], *,
                       dtype: str | None = None, runtime: str = "eager") -> DseResult:
-    from ..sim.cost import evaluate_grid  # the cost model; imported here so parsing needs no simulator
+    from ...sim.cost import evaluate_grid  # the cost model; imported here so parsing needs no simulator
 
     if not workloads:
         raise ConfigError("design-space exploration needs at least one workload")
@@ -333,7 +333,7 @@ def _uses(table: OpTable, pattern: NM) -> bool:
 def builtin_workloads(models: Sequence[str], patterns: Sequence[NM | str], *, batch: int = 1,
                       seq_len: int | None = None, dtype: str = "fp16") -> dict[str, Workload]:
     """Built-in architectures at uniform patterns, named ``"<model> <pattern>"``."""
-    from ..sim.workloads import build_workload
+    from ...sim.workloads import build_workload
 
     out = {}
     for model in models:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ..core.errors import ConfigError
+from ...core.errors import ConfigError
 
 
 def capture_run(run_dir: str | Path, *, batch: int | None = 1, dtype: str = "fp16",
@@ -19,8 +19,8 @@ def capture_run(run_dir: str | Path, *, batch: int | None = 1, dtype: str = "fp1
     the workload is called ``name`` (default: the experiment's name). ``cfg``: the run's
     experiment when the caller holds it (a sweep, from the user's YAML); else the run's
     ``config.json`` is read at the trust boundary (``load_trained``)."""
-    from ..sim.capture import capture
-    from ..train.trainer import example_input, load_trained
+    from ...sim.capture import capture
+    from ...train.trainer import example_input, load_trained
 
     model, cfg = load_trained(Path(run_dir), cfg)
     rows = cfg.schedule.batch_size if batch is None else batch
@@ -29,8 +29,8 @@ def capture_run(run_dir: str | Path, *, batch: int | None = 1, dtype: str = "fp1
 
 def load_run_for_simulation(run_dir: Path, batch: int | None, dtype: str):
     """The ``RunLoader`` of ``pgf-sim simulate --model RUN_DIR`` (see ``pgf_sim.sim.cli``)."""
-    from ..sim.cli import CapturedRun
-    from ..train.trainer import CONFIG_NAME
+    from ...sim.cli import CapturedRun
+    from ...train.trainer import CONFIG_NAME
 
     if not (run_dir / CONFIG_NAME).is_file():
         raise ConfigError(f"{run_dir} is not a training run directory (no {CONFIG_NAME}); --model takes a built-in "

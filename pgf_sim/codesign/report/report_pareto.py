@@ -11,7 +11,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from .pareto import Candidate, ResultTable
+from ..decide.pareto import Candidate, ResultTable
 from .report_figures import (COSTS, GOALS, MetricInfo, Style, cost_axis, dense_reference, human, jitter,
                              pattern_density)
 from .report_png import FIG_HEIGHT_PX

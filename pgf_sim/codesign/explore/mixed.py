@@ -44,7 +44,7 @@ from typing import Iterator
 
 import numpy as np
 
-from ..core import NM, ConfigError
+from ...core import NM, ConfigError
 
 
 @dataclass(frozen=True)
@@ -230,7 +230,7 @@ def layer_weights(model, layers):
     Names and reduction dims are the training side's (``train.sparsify.weight_params``): dim 1
     for Linear/conv, dim 0 for Hugging Face ``Conv1D`` (stored ``(in, out)``), and
     ``<module>.in_proj_weight`` for ``nn.MultiheadAttention``'s packed Q/K/V."""
-    from ..train.sparsify import weight_params
+    from ...train.sparsify import weight_params
 
     params = weight_params(model)
     missing = [name for name in layers if name not in params]
@@ -272,7 +272,7 @@ def apply_patterns(model, assignment: LayerPatterns) -> dict[str, "object"]:
     weights, along the layer's reduction dim); returns the boolean masks applied."""
     import torch
 
-    from ..train.masks import nm_mask
+    from ...train.masks import nm_mask
 
     masks = {}
     with torch.no_grad():
@@ -318,7 +318,7 @@ def layer_costs(workload, layers: tuple[str, ...], patterns: tuple[NM, ...], hw,
                 runtime: str = "eager") -> tuple[np.ndarray, float]:
     """(cost (L, P), constant): the simulated ``metric`` of each layer's op at each pattern on
     ``hw`` in ``runtime``, and the summed cost of every other op at its own (captured) pattern."""
-    from ..sim.cost import evaluate, evaluate_grid
+    from ...sim.cost import evaluate, evaluate_grid
 
     table = workload.table()
     names = list(table.names)

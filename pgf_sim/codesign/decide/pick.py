@@ -29,8 +29,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field, replace
 
-from ..core.errors import ConfigError, PgfSimError, UnknownNameError
-from ..core.metric import ACCURACY, Metric
+from ...core.errors import ConfigError, PgfSimError, UnknownNameError
+from ...core.metric import ACCURACY, Metric
 from .pareto import COST_METRICS, Candidate, ResultTable
 
 OBJECTIVES = ("accuracy", *COST_METRICS)

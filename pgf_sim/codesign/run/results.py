@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..store import LAYER_FIELDS, OPTIONAL_TOTALS, TOTAL_METRICS, ResultStore
+from ...store import LAYER_FIELDS, OPTIONAL_TOTALS, TOTAL_METRICS, ResultStore
 
 
 def candidate_rows(store: ResultStore, sweep: str, key: str | None = None) -> list[dict[str, Any]]:

@@ -30,18 +30,18 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _cmd_study(args: argparse.Namespace) -> int:
-    from ..core.errors import PgfSimError
-    from ..store import ResultStore
-    from .study import analyse, markdown, write
+    from ...core.errors import PgfSimError
+    from ...store import ResultStore
+    from ..decide.study import analyse, markdown, write
 
     if not 0.0 < args.alpha < 1.0:
         raise PgfSimError(f"--alpha must be in (0, 1), got {args.alpha}")
-    from ..core import NM
+    from ...core import NM
 
     patterns = None
     if args.patterns:
         patterns = [NM.parse(t.strip()) for t in args.patterns.split(",") if t.strip()]
-    from ..core.config import safe_yaml
+    from ...core.config import safe_yaml
 
     fix = {}
     for item in args.fix:

@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..core import DENSE, NM, ConfigError, apply_overrides, from_dict, load_yaml, set_values, to_dict
+from ...core import DENSE, NM, ConfigError, apply_overrides, from_dict, load_yaml, set_values, to_dict
 
 DENSE_RECIPE = "dense"
 
@@ -96,9 +96,9 @@ class SimulateSpec:
         return (self.runtime,) if isinstance(self.runtime, str) else tuple(self.runtime)
 
     def __post_init__(self) -> None:
-        from ..sim.cost import RUNTIMES
-        from ..sim.ops import DTYPE_BITS
-        from ..sim.workloads import PHASES
+        from ...sim.cost import RUNTIMES
+        from ...sim.ops import DTYPE_BITS
+        from ...sim.workloads import PHASES
 
         if isinstance(self.runtime, list):
             object.__setattr__(self, "runtime", tuple(self.runtime))
@@ -136,7 +136,7 @@ class SimulateSpec:
 
     def keys(self) -> tuple[tuple[str, str], ...]:
         """(runtime, trained-model sim_key) per runtime, the default first."""
-        from ..store import sim_key
+        from ...store import sim_key
 
         return tuple((r, sim_key(self.batch, self.dtype, r)) for r in self.runtimes)
 
@@ -187,7 +187,7 @@ class GridPoint:
 
     def record(self):
         """This point as a row of the store's ``sweep_points`` table."""
-        from ..store import PointRow
+        from ...store import PointRow
 
         return PointRow(self.run_id, self.recipe, self.pattern, self.seed, self.model, self.params)
 
@@ -253,7 +253,7 @@ def expand(sweep: Sweep) -> list[GridPoint]:
     whatever the patterns and ``recipe.*`` params. Two grid points that resolve to the same experiment (same run id)
     are an error: they would silently share one run.
     """
-    from ..train.experiment import experiment_from_dict
+    from ...train.experiment import experiment_from_dict
 
     cfg = sweep.config
     grid = cfg.grid
@@ -318,11 +318,11 @@ def validate_sweep(sweep: Sweep, points: list[GridPoint], hardware: list[tuple[s
     loads and simulates at ``simulate.dtype``, the deployment proxy builds, and every grid
     point's model fits in memory and takes its recipe (``train.models.check_trainable``).
     Returns the loaded targets as ``(label, Hardware)`` pairs."""
-    from ..core import PgfSimError
-    from ..sim.hardware import load_hardware
-    from ..sim.simulate import simulate
-    from ..sim.workloads import gemm_workload
-    from ..train.models import check_trainable
+    from ...core import PgfSimError
+    from ...sim.hardware import load_hardware
+    from ...sim.simulate import simulate
+    from ...sim.workloads import gemm_workload
+    from ...train.models import check_trainable
     from .deploy import check_model
 
     sim = sweep.config.simulate
@@ -376,7 +376,7 @@ def run_sweep(sweep: Sweep, *, db: str | Path, workdir: str | Path, workers: int
     """
     import time
 
-    from ..store import ResultStore, sim_key
+    from ...store import ResultStore, sim_key
     from .executors import RUNNERS, PointTask, error_text, usable_cores
 
     if executor not in RUNNERS:

@@ -30,9 +30,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .pareto import Candidate, ResultTable, fronts
-from .pick import Pick
-from .records import distinguishable
+from ..decide.pareto import Candidate, ResultTable, fronts
+from ..decide.pick import Pick
+from ..decide.records import distinguishable
 from .report_figures import (COSTS, GOALS, MetricInfo, Style, curves_figure, dense_reference, dse_figure, human,
                              layer_figure, relative_span)
 from .report_pareto import drawn_costs, has_footprint, memory_text, pareto_figure
@@ -145,9 +145,9 @@ def write_report(path: str | Path, data: ReportData, *, figure_files: bool = Fal
     """Write the HTML report to ``path`` (parents created) atomically, so an old report survives a
     failed write; returns the path. ``figure_files``: also write each figure as
     ``<stem>_figures/NN_<name>.png`` and ``.svg`` (see ``export_figures``)."""
-    from ..core.files import atomic_write
+    from ...core.files import atomic_write
 
-    from ..core.files import check_output_dir
+    from ...core.files import check_output_dir
 
     path = Path(path)
     if path.parent.is_dir():

@@ -18,12 +18,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
-from ..core import PgfSimError
-from ..core.runlock import run_lock
+from ...core import PgfSimError
+from ...core.runlock import run_lock
 
 if TYPE_CHECKING:
-    from ..sim.hardware import Hardware
-    from ..store import ResultStore
+    from ...sim.hardware import Hardware
+    from ...store import ResultStore
     from .deploy import DeploySpec
 
 
@@ -60,7 +60,7 @@ def execute_point(task: PointTask) -> PointResult:
     """Train/resume/skip one run, then simulate it on every target not yet stored."""
     t0 = time.time()
     _set_threads(task.threads)
-    from ..store import ResultStore
+    from ...store import ResultStore
 
     store = ResultStore(task.db_path)
     workdir = Path(task.workdir)
@@ -70,12 +70,12 @@ def execute_point(task: PointTask) -> PointResult:
         run = store.get_run(task.run_id)
         status = "finished"
         if run is None or run.status != "finished":
-            from ..train.trainer import train
+            from ...train.trainer import train
 
             status = "resumed" if (workdir / task.run_id / "checkpoint.pt").exists() else "trained"
             train(task.experiment, store=store, run_id=task.run_id, workdir=workdir, progress=task.progress)
             run = store.get_run(task.run_id)
-        from ..store import sim_key
+        from ...store import sim_key
 
         todo_by_runtime = {}
         for runtime in task.runtimes:
@@ -105,7 +105,7 @@ def simulate_run(store: ResultStore, run_id: str, run_dir: Path, hardware: tuple
     """Capture the trained model (its real per-layer N:M structure) once and store its cost on each
     target: ``hardware`` under ``key`` in ``runtime``, or ``per_runtime`` {runtime: (key, targets)}.
     ``cfg``: the run's experiment from the sweep's own YAML (its ``config.json`` is then not read)."""
-    from ..sim.simulate import simulate
+    from ...sim.simulate import simulate
     from . import results
     from .trained import capture_run
 

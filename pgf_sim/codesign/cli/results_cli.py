@@ -15,7 +15,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from ..core import ConfigError
+from ...core import ConfigError
 
 DEFAULT_DB = Path("pgf_results.sqlite")
 
@@ -37,11 +37,11 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _cmd_results(args: argparse.Namespace) -> int:
-    from .records import emit
+    from ..decide.records import emit
 
     if not args.db.is_file():
         raise ConfigError(f"no result database at {args.db}; run `pgf-sim train`, `pgf-sim sweep` or `pgf-sim run` first")
-    from ..store import ResultStore
+    from ...store import ResultStore
 
     store = ResultStore(args.db, create=False, read_only=True)
     if args.run:
@@ -82,7 +82,7 @@ def _run_row(run: Any, sweeps: list[str]) -> dict[str, Any]:
     ``metric``: the name of the task metric ``final_quality`` holds, ``direction`` which way is
     better; ``final_accuracy``, its former name, is kept one release as an alias on accuracy tasks
     only, so no field named accuracy ever holds bpc)."""
-    from ..train.experiment import metric_of
+    from ...train.experiment import metric_of
 
     m = metric_of(run.config or {})
     row = {"run_id": run.run_id, "sweep": " ".join(sweeps), "name": run.name, "recipe": run.recipe,
@@ -97,7 +97,7 @@ def _run_row(run: Any, sweeps: list[str]) -> dict[str, Any]:
 
 def _final(row: dict[str, Any]) -> str:
     """The final validation metric of a row in its own unit: ``2.7250 bits/char`` or ``95.68%``."""
-    from ..core.metric import get_metric
+    from ...core.metric import get_metric
 
     return "-" if row["final_quality"] is None else get_metric(row["metric"]).fmt(row["final_quality"])
 
@@ -105,7 +105,7 @@ def _final(row: dict[str, Any]) -> str:
 def run_details(store: Any, run_id: str) -> dict[str, Any]:
     """Everything about one run: its row, ``config``, ``final_metrics`` (the last value of each
     metric key), ``layers`` and ``simulations`` (per target and cost view, SI units)."""
-    from .sweep import simulate_spec
+    from ..run.sweep import simulate_spec
 
     run = store.get_run(run_id)
     if run is None:
@@ -139,11 +139,11 @@ def run_details(store: Any, run_id: str) -> dict[str, Any]:
 
 
 def _format_list(rows: list[dict[str, Any]]) -> str:
-    from ..sim.report_table import format_columns, si
+    from ...sim.report_table import format_columns, si
 
     if not rows:
         return "(no runs)"
-    from ..core.metric import get_metric
+    from ...core.metric import get_metric
 
     names = list(dict.fromkeys(r["metric"] for r in rows))
     head = (f"validation {get_metric(names[0]).label}" if len(names) == 1 else "validation metric")
@@ -156,9 +156,9 @@ def _format_list(rows: list[dict[str, Any]]) -> str:
 
 
 def _format_run(doc: dict[str, Any]) -> str:
-    from ..sim.report_table import format_columns, si
+    from ...sim.report_table import format_columns, si
 
-    from ..core.metric import get_metric
+    from ...core.metric import get_metric
 
     lines = [f"run {doc['run_id']} ({doc['status']}): {doc['name']}, {doc['recipe']} {doc['pattern']}, seed {doc['seed']}",
              f"  sweeps: {', '.join(doc['sweeps']) or '-'}",

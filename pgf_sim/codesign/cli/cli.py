@@ -15,11 +15,11 @@ DEFAULT_REPORT = Path("pgf_report.html")
 
 def default_sweep_path() -> Path:
     """``training/sweep_default.yaml`` of the source tree (the README installs with ``-e .``)."""
-    return Path(__file__).resolve().parents[2] / "training" / "sweep_default.yaml"
+    return Path(__file__).resolve().parents[3] / "training" / "sweep_default.yaml"
 
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
-    from ..sim.cli import add_runtime_flag, add_simulate_parser
+    from ...sim.cli import add_runtime_flag, add_simulate_parser
 
     # The simulator's command, given the loader of training runs (the simulator knows no runs).
     add_simulate_parser(subparsers).set_defaults(func=_cmd_simulate)
@@ -114,7 +114,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
                     "pattern), measure per-layer sensitivity and per-layer cost, choose a pattern per layer, "
                     "compare with the best uniform pattern, and verify the choice: one-shot re-masking, a masked "
                     "fine-tune, and training the assignment from scratch with recipe.layer_patterns (recorded in "
-                    "the result database, resumable). See pgf_sim.codesign.mixed and mixed_verify.")
+                    "the result database, resumable). See pgf_sim.codesign.explore.mixed and mixed_verify.")
     _db_args(p)
     p.add_argument("--hw", required=True, metavar="NAME|FILE",
                    help="hardware target of the sweep: its name or its YAML file")
@@ -228,7 +228,7 @@ def _accuracy(text: str) -> float:
 
 # ------------------------------------------------------------------------------ commands
 def _cmd_sweep(args: argparse.Namespace) -> int:
-    from .sweep import load_sweep, run_sweep
+    from ..run.sweep import load_sweep, run_sweep
 
     sweep = load_sweep(args.sweep, args.overrides)
     out = run_sweep(sweep, db=args.db, workdir=args.workdir, workers=args.workers, executor=args.executor,
@@ -246,8 +246,8 @@ def _print_outcome(out, db: Path) -> None:
 
 
 def _cmd_simulate(args: argparse.Namespace) -> int:
-    from ..sim.cli import run_simulate
-    from .trained import load_run_for_simulation
+    from ...sim.cli import run_simulate
+    from ..run.trained import load_run_for_simulation
 
     return run_simulate(args, load_run=load_run_for_simulation)
 
@@ -255,15 +255,15 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
 def _cmd_run(args: argparse.Namespace) -> int:
     import time
 
-    from .sweep import _mmss, load_sweep, run_sweep
+    from ..run.sweep import _mmss, load_sweep, run_sweep
 
     t0 = time.time()
-    from .views import (CostViewData, build_report_data, cost_models, format_pattern_costs, load_table, native_gains,
-                        print_fronts)
+    from ..query.views import (CostViewData, build_report_data, cost_models, format_pattern_costs, load_table,
+                               native_gains, print_fronts)
 
     path = args.sweep or default_sweep_path()
     if not path.is_file():
-        from ..core import ConfigError
+        from ...core import ConfigError
 
         raise ConfigError(f"the default sweep {path} is missing (install from the source tree with "
                           "`pip install -e .`, or give a sweep YAML)")
@@ -284,7 +284,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     gains = native_gains(args.db, sweep.name, args.workdir)
     for gain in gains:
         print("\n" + gain.statement())
-    from .report import write_report
+    from ..report.report import write_report
 
     path = write_report(args.report, build_report_data(args.db, sweep.name, views, gains), figure_files=True)
     print(f"\nreport: {path}   results: {args.db}   runs: {args.workdir}/   (done in {_mmss(time.time() - t0)})")
@@ -293,8 +293,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 def _limits(args: argparse.Namespace, metric):
     """The pick constraints of the command line, for a table judged by ``metric``."""
-    from .quality import metric_limit
-    from .views import PickLimits
+    from ..decide.quality import metric_limit
+    from ..query.views import PickLimits
 
     return PickLimits(metric_limit(args.limit, args.min_accuracy, metric), args.max_latency, args.max_energy,
                       getattr(args, "max_drop", None), args.max_footprint)
@@ -302,7 +302,7 @@ def _limits(args: argparse.Namespace, metric):
 
 def _existing_store(args: argparse.Namespace):
     """The result store of ``--db`` when it exists (for the test metric printed beside a pick), else None."""
-    from ..store import ResultStore
+    from ...store import ResultStore
 
     db = getattr(args, "db", None)
     return ResultStore(db, create=False, read_only=True) if db is not None and Path(db).is_file() else None
@@ -311,7 +311,7 @@ def _existing_store(args: argparse.Namespace):
 def _default_picks(table, args, cost=None):
     """Without explicit limits: the fastest and the most energy-efficient candidate per target
     within ``--max-drop`` of the dense baseline; with limits: one pick per target under them."""
-    from .views import make_picks
+    from ..query.views import make_picks
 
     limits = _limits(args, table.metric)
     store = _existing_store(args)
@@ -327,9 +327,9 @@ def _default_picks(table, args, cost=None):
 
 def _print_picks(picks, errors, cost=None) -> None:
     """A compact table (the full explanations are in the report and from `pgf-sim pick`)."""
-    from ..sim.report_table import si
+    from ...sim.report_table import si
 
-    from .report_figures import GOALS as goals
+    from ..report.report_figures import GOALS as goals
 
     print(f"\npicks (train this for that target){f' [{cost.label}]' if cost else ''}:")
     for p in picks:
@@ -350,8 +350,8 @@ def _print_picks(picks, errors, cost=None) -> None:
 def _cmd_pick(args: argparse.Namespace) -> int:
     import sys
 
-    from .records import emit, pick_record
-    from .views import cost_model, cost_models, default_view, load_table, make_picks, resolve_targets
+    from ..decide.records import emit, pick_record
+    from ..query.views import cost_model, cost_models, default_view, load_table, make_picks, resolve_targets
 
     cost = (default_view(args.db, args.sweep, args.runtime) if args.cost_model is None
             else cost_model(args.db, args.sweep, args.cost_model, args.runtime))
@@ -381,11 +381,11 @@ def _cmd_pick(args: argparse.Namespace) -> int:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    from ..store import ResultStore
-    from .report import export_png, write_report
-    from .views import CostViewData, build_report_data, cost_model, cost_models, load_table, native_gains
+    from ...store import ResultStore
+    from ..query.views import CostViewData, build_report_data, cost_model, cost_models, load_table, native_gains
+    from ..report.report import export_png, write_report
 
-    from ..core.files import check_output_dir
+    from ...core.files import check_output_dir
 
     if Path(args.out).parent.is_dir():
         check_output_dir(args.out)  # a device, FIFO or link as --out: refused before any work
@@ -412,11 +412,11 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 
 def _cmd_dse(args: argparse.Namespace) -> int:
-    from ..core import NM
-    from ..sim.hardware import load_hardware
-    from .dse import parse_set
-    from .records import dse_records, emit
-    from .views import TrainedSource, explore_dse, format_dse
+    from ...core import NM
+    from ...sim.hardware import load_hardware
+    from ..decide.records import dse_records, emit
+    from ..explore.dse import parse_set
+    from ..query.views import TrainedSource, explore_dse, format_dse
 
     res, gain = explore_dse(load_hardware(args.hw), [parse_set(s) for s in args.sets], models=args.model,
                             patterns=[NM.parse(p) for p in args.pattern], batch=args.batch, seq_len=args.seq_len,
@@ -432,10 +432,10 @@ def _cmd_dse(args: argparse.Namespace) -> int:
 def _cmd_mixed(args: argparse.Namespace) -> int:
     import torch
 
-    from ..core import NM
-    from .mixed_verify import run_mixed
-    from .records import emit, mixed_records
-    from .views import resolve_targets
+    from ...core import NM
+    from ..decide.records import emit, mixed_records
+    from ..explore.mixed_verify import run_mixed
+    from ..query.views import resolve_targets
 
     torch.set_num_threads(max(1, args.threads))
     patterns = tuple(NM.parse(p) for p in args.patterns.split(",")) if args.patterns else None

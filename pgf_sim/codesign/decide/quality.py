@@ -6,14 +6,14 @@ from typing import Any
 
 import numpy as np
 
-from ..core import ConfigError
-from ..core.metric import ACCURACY, Metric
+from ...core import ConfigError
+from ...core.metric import ACCURACY, Metric
 from .pareto import Candidate
 
 
 def sweep_metric(store: Any, sweep: str) -> Metric:
     """The task metric of a sweep's runs (all runs of one sweep must share it)."""
-    from ..train.experiment import metric_of
+    from ...train.experiment import metric_of
 
     found = {}
     for pt in store.sweep_points(sweep):

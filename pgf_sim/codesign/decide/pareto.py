@@ -42,10 +42,10 @@ from typing import Literal
 
 import numpy as np
 
-from ..core.errors import ConfigError
-from ..core.metric import ACCURACY, Metric
-from ..core.pattern import NM
-from ..sim.report_table import si
+from ...core.errors import ConfigError
+from ...core.metric import ACCURACY, Metric
+from ...core.pattern import NM
+from ...sim.report_table import si
 
 #: Cost metrics of a candidate, all minimised. FLOPs per inference (executed, hardware aware
 #: for ``inference_flops``), seconds, joules, bytes of stored weights, bytes of inference memory

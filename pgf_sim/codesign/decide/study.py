@@ -34,8 +34,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-from ..core import NM, PgfSimError
-from ..core.metric import Metric
+from ...core import NM, PgfSimError
+from ...core.metric import Metric
 from .stats import Difference, Interval, Summary, bootstrap, holm, summary, welch
 
 NOISE_KEYS = ("grad_var", "grad_var_kept", "grad_noise_ratio", "mask_flip_rate")
@@ -112,7 +112,7 @@ class Study:
 
 
 def _metric(run: Any) -> Metric:
-    from ..train.experiment import metric_of
+    from ...train.experiment import metric_of
 
     return metric_of(run.config)  # read without building the experiment: no factory is imported
 
@@ -554,7 +554,7 @@ def write(study: Study, out: Path) -> list[Path]:
     export through kaleido, which drives an installed Chrome/Chromium)."""
     import plotly.io as pio
 
-    from ..core.files import atomic_write
+    from ...core.files import atomic_write
 
     out.mkdir(parents=True, exist_ok=True)
     md = out / "study_tables.md"

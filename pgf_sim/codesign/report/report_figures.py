@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from .pareto import Candidate, ResultTable
+from ..decide.pareto import Candidate, ResultTable
 from .report_png import FIG_HEIGHT_PX
 
 PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22")

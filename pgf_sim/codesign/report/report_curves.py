@@ -11,7 +11,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from . import results
+from ..run import results
 
 GRAD_NOISE_KEYS = ("grad_var", "grad_diff")  # positive quantities: the report draws them on log axes
 
@@ -53,7 +53,7 @@ def training_curves(store: Any, points: Sequence[Any], metric: Any = None) -> li
     """The validation task metric (``metric``, a ``core.metric.Metric``; default accuracy) and
     validation loss vs step and vs cumulative training FLOPs (logged with each evaluation), train
     loss, MDGF's beta(t) and the SDGF pattern frames (from each run's schedule)."""
-    from ..core.metric import ACCURACY
+    from ...core.metric import ACCURACY
 
     metric = metric or ACCURACY
     keys = {run_label(pt): style_keys(pt) for pt in points}
@@ -99,8 +99,8 @@ def training_curves(store: Any, points: Sequence[Any], metric: Any = None) -> li
 def frame_curves(store: Any, points: Sequence[Any], keys: dict[str, dict[str, str]]) -> list:
     """The kept fraction N/M of each moving-pattern (SDGF) run's schedule over the steps, one
     staircase per recipe and target, labelled with each frame's pattern."""
-    from ..core import from_dict
-    from ..sparsity.schedules import RecipeConfig, segments
+    from ...core import from_dict
+    from ...sparsity.schedules import RecipeConfig, segments
     from .report import Curve
 
     out, seen = [], set()

@@ -19,8 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from ..core import NM, ConfigError
-from ..core.metric import ACCURACY, Metric
+from ...core import NM, ConfigError
+from ...core.metric import ACCURACY, Metric
 from .mixed import (Assignment, LayerPatterns, Sensitivity, apply_patterns, best_uniform, layer_costs, layer_weights,
                     measure_sensitivity, solve_exact)
 
@@ -34,7 +34,7 @@ def finetune_masked(model, data, masks: dict, *, steps: int, lr: float, batch_si
     non-finite loss stops it with ``TrainingDiverged``."""
     import torch
 
-    from ..train.trainer import fit_steps, make_optimizer
+    from ...train.trainer import fit_steps, make_optimizer
 
     if steps <= 0:
         return
@@ -85,11 +85,11 @@ def train_assignment(cfg: Any, assignment: LayerPatterns, *, seeds: tuple[int, .
                      runtime: str = "eager") -> TrainedMixed:
     """Train ``cfg`` with the per-layer ``assignment`` for each seed (resuming / reusing finished
     runs of ``store`` + ``workdir``), then capture and simulate each trained model on ``hw``."""
-    from ..sim.hardware import load_hardware
-    from ..sim.simulate import simulate
-    from ..train.trainer import train
-    from . import results
-    from .trained import capture_run
+    from ...sim.hardware import load_hardware
+    from ...sim.simulate import simulate
+    from ...train.trainer import train
+    from ..run import results
+    from ..run.trained import capture_run
 
     if not seeds:
         raise ConfigError("train_assignment needs at least one seed")
@@ -200,12 +200,12 @@ def run_mixed(*, db: Any, sweep: str | None, workdir: Any, hw: str, run_id: str 
 
     import torch
 
-    from ..sim.capture import capture
-    from ..sim.hardware import load_hardware
-    from ..store import ResultStore
-    from ..train.data import load_data
-    from ..train.trainer import evaluate, example_input, load_trained
-    from . import results
+    from ...sim.capture import capture
+    from ...sim.hardware import load_hardware
+    from ...store import ResultStore
+    from ...train.data import load_data
+    from ...train.trainer import evaluate, example_input, load_trained
+    from ..run import results
 
     store = ResultStore(db, create=False)
     info = store.sweep_info(sweep)
@@ -257,7 +257,7 @@ def run_mixed(*, db: Any, sweep: str | None, workdir: Any, hw: str, run_id: str 
             cfg, mixed.layer_patterns(layers, cands), seeds=seeds, store=store, workdir=workdir, hw=hw,
             metric=metric, batch=batch, dtype=str(info.config["simulate"].get("dtype", "fp16")), progress=progress,
             runtime=runtime)
-    from ..store import sim_key
+    from ...store import sim_key
 
     key = sim_key(batch, str(info.config["simulate"].get("dtype", "fp16")), runtime)
     return MixedResult(hw, metric, run_id, base, sens, cost, const, budget, budget_errors, mixed, uniform,

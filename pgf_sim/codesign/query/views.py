@@ -13,19 +13,19 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Sequence
 
-from ..core import DENSE, NM, ConfigError
-from ..core.metric import ACCURACY
-from ..store import PointRow
-from . import results
-from .pareto import ResultTable, aggregate_seeds, fronts
-from .pick import NoFeasibleCandidate, Pick, pick
-from .quality import metric_limit, sweep_metric, test_metric
-from .report_curves import run_label
+from ...core import DENSE, NM, ConfigError
+from ...core.metric import ACCURACY
+from ...store import PointRow
+from ..decide.pareto import ResultTable, aggregate_seeds, fronts
+from ..decide.pick import NoFeasibleCandidate, Pick, pick
+from ..decide.quality import metric_limit, sweep_metric, test_metric
+from ..report.report_curves import run_label
+from ..run import results
 
 
 def _store(db: Any):
     """The existing result database ``db`` (a path or an open ``ResultStore``); never creates one."""
-    from ..store import ResultStore
+    from ...store import ResultStore
 
     return db if isinstance(db, ResultStore) else ResultStore(db, create=False, read_only=True)
 
@@ -63,7 +63,7 @@ def cost_models(db: Any, sweep: str | None) -> list[CostModel]:
     """The cost views a sweep has, per runtime of its ``simulate.runtime`` (the default first):
     always ``trained``, plus ``deploy`` when its config names a ``simulate.deploy_model``
     (sweeps recorded before the proxy existed have only ``trained``; before runtimes, eager)."""
-    from .sweep import simulate_spec
+    from ..run.sweep import simulate_spec
 
     info = _store(db).sweep_info(sweep)
     sim = simulate_spec(info.config)
@@ -113,7 +113,7 @@ def default_view(db: Any, sweep: str | None, runtime: str | None = None) -> Cost
     ``report`` (``report.order_views``): in the sweep's default runtime (or ``runtime``), the
     deployment proxy when the sweep has one and the trained model's own costs are flat across
     N:M patterns (a model too small to load the hardware), else the trained model's own cost."""
-    from .report import CostSection, is_flat
+    from ..report.report import CostSection, is_flat
 
     trained = cost_model(db, sweep, "trained", runtime)
     deploy = [m for m in cost_models(db, sweep) if m.name == "deploy" and m.runtime == trained.runtime]
@@ -214,7 +214,7 @@ def resolve_targets(db: Any, sweep: str | None, hws: Sequence[str] | None) -> li
             continue
         found = [label for label, spec in info.hardware_specs if _same_target(hw, spec)]
         if not found and Path(hw).suffix in (".yaml", ".yml") and Path(hw).is_file():
-            from ..sim.hardware import load_hardware
+            from ...sim.hardware import load_hardware
 
             found = [label for label in labels if label == load_hardware(hw).name]
         out.append(found[0] if found else hw)  # no match: `pick` names the sweep's targets
@@ -231,8 +231,8 @@ def _same_target(given: str, spec: str) -> bool:
 def format_fronts(table: ResultTable, metric: str = "latency_s", cost: CostModel | None = None) -> str:
     """The quality-vs-``metric`` front of every target, as text (cheapest first); candidates that do
     not fit the target's memory are left off and listed (as in the picks and the report)."""
-    from ..sim.report_table import si
-    from .report_figures import COSTS
+    from ...sim.report_table import si
+    from ..report.report_figures import COSTS
 
     lines = []
     m = table.metric
@@ -259,7 +259,7 @@ def print_fronts(table: ResultTable, metrics: Sequence[str] = ("latency_s", "ene
 def format_pattern_costs(table: ResultTable, cost: CostModel | None = None) -> str:
     """Cost per N:M pattern on every target (lowest over recipes; in the deployment proxy every
     recipe of a pattern costs the same), so the spread the fronts trade against is visible."""
-    from ..sim.report_table import si
+    from ...sim.report_table import si
 
     lines = [f"cost per pattern{f' [{cost.label}]' if cost else ''}:"]
     for hw in table.hardware_names():
@@ -289,9 +289,9 @@ def build_report_data(db: Any, sweep: str, views: Sequence[CostViewData], patter
     the results, picks and per-layer breakdowns (the pick and the dense baseline per target);
     training curves (validation metric and loss vs step and vs training FLOPs, beta, SDGF
     frames) and gradient noise (mean over seeds), and the native-pattern answers of ``native_gains``."""
-    from .report import CostSection, ReportData
-    from .report_curves import grad_noise_curves, training_curves
-    from .report_figures import MetricInfo
+    from ..report.report import CostSection, ReportData
+    from ..report.report_curves import grad_noise_curves, training_curves
+    from ..report.report_figures import MetricInfo
 
     store = _store(db)
     info = store.sweep_info(sweep)
@@ -304,7 +304,7 @@ def build_report_data(db: Any, sweep: str, views: Sequence[CostViewData], patter
     finished = sum(1 for pt in points if (run := store.get_run(pt.run_id)) is not None and run.status == "finished")
     import datetime
 
-    from ..core.version import VERSION
+    from ...core.version import VERSION
 
     meta = {"sweep": sweep, "database": str(db), "runs": f"{finished} finished of {n_runs}",
             "hardware targets": ", ".join(info.hardware), "pgf_sim version": VERSION,
@@ -314,7 +314,7 @@ def build_report_data(db: Any, sweep: str, views: Sequence[CostViewData], patter
     data_name = _data_name(store, points)
     task = views[0].table.metric if views else sweep_metric(store, info.sweep)
     meta["quality metric"] = task.axis_label
-    from .report import order_views
+    from ..report.report import order_views
 
     lead = order_views(list(sections))[:1]  # the view the report's answer uses
     limits = {p.hardware: p.constraints.get("metric_limit") for v in lead for p in v.picks}
@@ -352,8 +352,8 @@ def _seed_study(store: Any, sweep: str):
     """The seed-study analysis (``study.analyse``) of a sweep with SR-STE and another recipe at
     two or more finished seeds each, else None (without SR-STE, or with one seed, there is nothing
     to compare)."""
-    from ..core.errors import PgfSimError
-    from .study import analyse
+    from ...core.errors import PgfSimError
+    from ..decide.study import analyse
 
     try:
         study = analyse(store, sweep)
@@ -364,7 +364,7 @@ def _seed_study(store: Any, sweep: str):
 
 def _deploy_model(info: Any) -> str:
     """The sweep's deployment-proxy architecture (``simulate.deploy_model``), else ``vit_b``."""
-    from .sweep import spec_from_config
+    from ..run.sweep import spec_from_config
 
     spec = spec_from_config(info.config)
     return spec.model if spec is not None else "vit_b"
@@ -382,7 +382,7 @@ def _data_name(store: Any, points: Sequence[PointRow]) -> str:
 
 
 def _breakdowns(store: Any, view: CostViewData) -> list:
-    from .report import LayerBreakdown
+    from ..report.report import LayerBreakdown
 
     out, seen = [], set()
     for p in view.picks:  # the latency and the energy pick of a target are often the same run: draw it once
@@ -423,7 +423,7 @@ def trained_workloads(db: Any, sweep: str | None, workdir: Path, *, dtype: str =
     """The seed-0 (lowest seed) finished run of each (model, recipe, pattern) of a sweep, captured
     with its real masks at the sweep's inference batch: ``{"<label>": Workload}``; optionally
     only one recipe label and/or pattern."""
-    from .trained import capture_run
+    from ..run.trained import capture_run
 
     store = _store(db)
     info = store.sweep_info(sweep)
@@ -447,8 +447,8 @@ def native_gains(db: Any, sweep: str, workdir: Path) -> list:
     """"Is native support of pattern P worth it?" for the sweep's first target with N:M support:
     each sparse grid pattern it lacks, costed with the models trained at P (seed 0 of the MDGF
     runs, or of the first sparse recipe when the sweep has no MDGF)."""
-    from ..sim.hardware import load_hardware
-    from .dse import native_pattern_gain
+    from ...sim.hardware import load_hardware
+    from ..explore.dse import native_pattern_gain
 
     store = _store(db)
     info = store.sweep_info(sweep)
@@ -489,7 +489,7 @@ def explore_dse(base: Any, axes: Sequence[Any], *, models: Sequence[str] = (), p
     ``patterns`` and/or a sweep's trained runs; ``native``: also say whether native support of
     that pattern pays off. Returns the ``dse.DseResult`` and the native-pattern gain (None
     without ``native``)."""
-    from .dse import builtin_workloads, explore, native_pattern_gain
+    from ..explore.dse import builtin_workloads, explore, native_pattern_gain
 
     workloads: dict[str, Any] = {}
     if models:
