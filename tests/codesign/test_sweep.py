@@ -154,3 +154,19 @@ def test_default_sweep_is_the_char_lm_judged_by_validation_bpc():
     # every default run is also a run of the 3-seed measurement sweep: one database serves both
     seeds = {p.run_id for p in expand(load_sweep(root / "sweep_charlm_seeds.yaml"))}
     assert {p.run_id for p in default} <= seeds
+
+
+@pytest.mark.slow  # one real tiny sweep (1 run of 20 steps)
+def test_run_sweep_with_its_own_echo_prints_nothing_of_its_own(tmp_path, capfd):
+    from pgf_sim.codesign.run.sweep import load_sweep, run_sweep
+
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump({
+        "name": "quiet", "experiment": {"name": "quiet", "model": {"name": "vit", "options": {"dim": 16, "depth": 1, "heads": 2}},
+                                        "schedule": {"steps": 20, "batch_size": 16}},
+        "grid": {"recipes": ["dense"], "patterns": ["2:4"], "seeds": [0]}, "hardware": ["a100_80gb"], "workers": 1}))
+    lines = []
+    out = run_sweep(load_sweep(path), db=tmp_path / "r.sqlite", workdir=tmp_path / "runs", echo=lines.append, threads=1)
+    assert out.ok and any("quiet" in line for line in lines)
+    captured = capfd.readouterr()  # the process's own stdout/stderr, the workers' included
+    assert "step 20/20" not in captured.out + captured.err and "quiet-dense" not in captured.out

@@ -372,7 +372,8 @@ def run_sweep(sweep: Sweep, *, db: str | Path, workdir: str | Path, workers: int
     A point is done when its run is finished in the store and its simulation is stored for
     every target under the sweep's simulation settings. A run that failed before (e.g. NaN
     loss) is not retried unless ``retry_failed``: rerunning would fail the same way.
-    ``threads``: torch threads per worker (default: usable cores / workers).
+    ``threads``: torch threads per worker (default: usable cores / workers). ``echo``: where the
+    sweep's lines go; anything but ``print`` also turns off the workers' per-step progress.
     """
     import time
 
@@ -419,7 +420,10 @@ def run_sweep(sweep: Sweep, *, db: str | Path, workdir: str | Path, workers: int
          f"{len(failed_before)} failed before, {len(todo)} to run ({executor}, {workers} workers x {threads} threads)")
     tasks = [PointTask(p.run_id, p.describe(), p.experiment, Path(db).resolve(), Path(workdir).resolve(),
                        targets, sim.batch, sim.dtype, key, threads,
-                       progress=(workers == 1 and executor == "local"), resimulate=resimulate, deploys=deploys,
+                       # the trainer's own progress lines only when the caller prints (echo=print): a caller
+                       # that routes or silences ``echo`` gets no worker output either
+                       progress=(workers == 1 and executor == "local" and echo is print), resimulate=resimulate,
+                       deploys=deploys,
                        runtimes=sim.runtimes)
              for p in todo]
     runner = RUNNERS[executor]
