@@ -304,3 +304,13 @@ def test_memory_footprint_figures_render_with_every_axis_titled(tmp_path):
     assert probe["plots"] == probe["plots_with_svg"] == 2
     assert probe["axes"] == 2 * 10 and probe["axes_without_title"] == []  # 5 panels x (x, y) per target
     assert probe["pareto"] == probe["pareto_with_pick"] == 2
+
+
+def test_the_gradient_noise_link_opens_its_folded_section(tmp_path):
+    """The table of contents' 'gradient noise' link opens the folded section it points to (a closed
+    <details> reached by its anchor looks like an empty section)."""
+    path = write_report(tmp_path / "report.html", _sample_data())
+    res = open_page(path, tmp_path, script="document.querySelector(\"a[href='#noise']\").click()")
+    assert res["errors"] == []
+    closed = open_page(path, tmp_path)
+    assert res["probe"]["folded_plots"] < closed["probe"]["folded_plots"]  # the noise figure is no longer folded

@@ -244,6 +244,7 @@ def render_html(data: ReportData, figs: "_Figures | None" = None) -> str:
     body.append(figs.add(curves_figure(f"Training curves: {data.metric.name} and loss (mean over seeds; band: ± std)",
                                        data.training_curves, style), "training_curves")
                 if data.training_curves else _empty("no training curves"))
+    # the table of contents' link opens it (a closed <details> would look like an empty section)
     body.append("<details id='noise'><summary><b>Gradient noise per recipe</b> (click to show)</summary>")
     body.append(figs.add(curves_figure("Gradient noise per recipe (mean over seeds)", data.grad_noise, style,
                                        log_y=True, cols=2), "gradient_noise")
@@ -390,7 +391,7 @@ def _toc(views: Sequence[CostSection], *, study: bool = False) -> str:
     links = ["<a href='#study'>recipe comparison over seeds</a>"] if study else []
     links += [f"<a href='#view{i}'>{_e(v.title.removeprefix('Cost model: ') or 'Pareto fronts')}</a>"
              for i, v in enumerate(views)]
-    links += ["<a href='#training'>training curves</a>", "<a href='#noise'>gradient noise</a>",
+    links += ["<a href='#training'>training curves</a>", "<a href='#noise' onclick=\"document.getElementById('noise').open=true\">gradient noise</a>",
               "<a href='#dse'>design space</a>"]
     return "<p class='toc'>Below: " + " · ".join(links) + "</p>"
 
