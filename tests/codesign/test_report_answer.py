@@ -224,6 +224,24 @@ def test_long_per_layer_section_is_one_figure_with_a_menu():
     assert fig.layout.yaxis.title.text == "latency (ms)" and fig.layout.yaxis2.title.text == "energy (mJ)"
     html = render_html(ReportData(layer_breakdowns=bs))
     assert html.count("Plotly.newPlot") == 1
+    assert menu.x == 1.0 and menu.xanchor == "right"  # clear of the left-aligned title
+
+
+def test_a_figure_with_a_menu_is_exported_as_one_figure_per_choice():
+    from pgf_sim.codesign.report.report import LayerBreakdown, menu_choices
+    from pgf_sim.codesign.report.report_figures import layer_figure
+
+    bs = [LayerBreakdown("flex", f"mdgf {p}", ["fc1", "fc2"], [1e-3 * k, 2e-3], [1e-3, 3e-3], ["compute", "memory"])
+          for k, p in enumerate(("2:4", "1:8", "1:16"), start=1)]
+    parts = menu_choices("layers_deploy", layer_figure(bs))
+    assert [name for name, _ in parts] == ["layers_deploy_1", "layers_deploy_2", "layers_deploy_3"]
+    for k, (_, fig) in enumerate(parts, start=1):
+        assert not fig.layout.updatemenus  # a static file has no menu to open
+        assert fig.layout.title.text.endswith(f"{bs[k - 1].label} on flex")
+        shown = [t for t in fig.data if t.visible is not False]
+        assert len(shown) == 4 and shown[0].y[0] == pytest.approx(k)  # its own fc1 latency, in ms
+    plain = layer_figure(bs[:1])  # one breakdown: no menu, exported as it is
+    assert menu_choices("layers", plain) == [("layers", plain)]
 
 
 @pytest.mark.slow  # kaleido starts a browser per image

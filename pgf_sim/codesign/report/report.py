@@ -192,12 +192,33 @@ def export_figures(items: Sequence[tuple[str, Any]], folder: Path) -> list[Path]
         shutil.rmtree(staging, ignore_errors=True)
 
 
+def menu_choices(name: str, fig: Any) -> list[tuple[str, Any]]:
+    """A figure with a dropdown menu as one static figure per menu choice (``name_1``, ``name_2``,
+    ...: a PNG cannot open a menu), each with that choice applied and no menu; others as they are."""
+    import plotly.graph_objects as go
+
+    menus = fig.layout.updatemenus or ()
+    buttons = [b for m in menus for b in (m.buttons or ()) if b.method == "update" and b.args]
+    if not buttons:
+        return [(name, fig)]
+    out = []
+    for k, button in enumerate(buttons, start=1):
+        one = go.Figure(fig)
+        restyle, relayout = (list(button.args) + [{}])[:2]
+        one.plotly_restyle(dict(restyle))
+        one.plotly_relayout(dict(relayout))
+        one.layout.updatemenus = ()
+        out.append((f"{name}_{k}", one))
+    return out
+
+
 def _write_figures(pio: Any, items: Sequence[tuple[str, Any]], folder: Path) -> list[Path]:
     figs, paths, widths, heights = [], [], [], []
-    for i, (name, fig) in enumerate(items):
+    items = [(f"{i:02d}_{part}", one) for i, (name, fig) in enumerate(items) for part, one in menu_choices(name, fig)]
+    for name, fig in items:
         for ext in ("png", "svg"):
             figs.append(fig)
-            paths.append(folder / f"{i:02d}_{name}.{ext}")
+            paths.append(folder / f"{name}.{ext}")
             widths.append(1500 if len(fig.layout.annotations or ()) > 2 else 1200)
             heights.append(fig.layout.height or FIG_HEIGHT_PX)
     try:  # one batch: kaleido starts its browser once

@@ -280,7 +280,8 @@ def layer_figure(breakdowns: Sequence[Any], title: str = "Per-layer latency and 
     if len(breakdowns) > 1:
         buttons = [dict(label=f"{b.label} on {b.hardware}", method="update",
                         args=[{"visible": [o == i for o in owner]}, views[i]]) for i, b in enumerate(breakdowns)]
-        fig.update_layout(updatemenus=[dict(buttons=buttons, direction="down", x=0.0, xanchor="left", y=1.22,
+        # the menu sits at the top right, clear of the left-aligned title
+        fig.update_layout(updatemenus=[dict(buttons=buttons, direction="down", x=1.0, xanchor="right", y=1.22,
                                             yanchor="top", showactive=True)],
                           margin=dict(t=130))
     fig.update_layout(height=FIG_HEIGHT_PX + 80, barmode="stack")
