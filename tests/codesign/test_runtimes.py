@@ -185,3 +185,17 @@ def test_the_first_screen_states_the_budget_and_the_other_runtime(swept):
     assert "(1 seed: its noise is unknown)" in answer  # the tiny sweep has one seed
     assert "In the eager runtime the fastest pick" in answer  # the view priced in the sweep's other runtime
     assert "need not hold for a larger model" in answer
+
+
+@pytest.mark.slow
+def test_a_one_seed_sweep_never_shows_a_zero_spread(swept, capsys):
+    from pgf_sim.codesign.query.views import load_table, print_fronts
+
+    tmp, path, db, workdir, rc = swept
+    print_fronts(load_table(db, None))
+    assert main(["pick", "--db", str(db)]) in (0, 1)
+    html_path = tmp / "one_seed.html"
+    assert main(["report", "--db", str(db), "--out", str(html_path), "--workdir", str(workdir)]) == 0
+    text = capsys.readouterr().out + html_path.read_text()
+    assert "± 0.00" not in text and "distinguishable_from_runner_up\": true" not in text
+    assert "(1 seed)" in text

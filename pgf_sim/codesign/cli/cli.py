@@ -335,7 +335,7 @@ def _print_picks(picks, errors, cost=None) -> None:
     for p in picks:
         b, r, m = p.best, p.runner_up, p.metric
         print(f"  {p.hardware:<18} {goals.get(p.objective, 'min ' + p.objective):<12} -> {b.label:<14} "
-              f"{m.name} (val) {m.fmt(b.accuracy_mean, b.accuracy_std):<22}"
+              f"{m.name} (val) {m.fmt(b.accuracy_mean, b.accuracy_std if b.n_seeds > 1 else None):<22}"
               f"  latency {si(b.latency_s, 's'):>9}  energy {si(b.energy_j, 'J'):>9}"
               f"  (runner-up: {r.label if r else '-'})")
     for p in picks[:len({q.hardware for q in picks})]:

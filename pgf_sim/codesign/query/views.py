@@ -189,7 +189,8 @@ def make_picks(table: ResultTable, hws: Sequence[str] | None, limits: PickLimits
                      max_energy_j=limits.max_energy_j, max_footprint_bytes=limits.max_footprint_bytes,
                      objective=objective, model=model)
             test = test_metric(store, p.best, m) if store is not None else (float("nan"),) * 2
-            test_note = (f"(test {m.label} of the pick, reported only, never used to choose: {m.fmt(*test)})"
+            test_text = m.fmt(test[0], test[1] if p.best.n_seeds > 1 else None)  # one seed: no spread to show
+            test_note = (f"(test {m.label} of the pick, reported only, never used to choose: {test_text})"
                          if not math.isnan(test[0]) else "")
             tags = " ".join(t for t in (test_note, print_note, f"[{cost.label}]" if cost else "") if t)
             if tags:
@@ -242,7 +243,7 @@ def format_fronts(table: ResultTable, metric: str = "latency_s", cost: CostModel
         lines.append(f"Pareto front on {hw}, {m.label} ({m.unit}, validation, mean ± std over seeds; "
                      f"{'higher' if m.higher_is_better else 'lower'} is better) vs {what}{tag}:")
         for c in front.candidates(table):
-            lines.append(f"  {c.label:<28} {m.name} {m.fmt(c.accuracy_mean, c.accuracy_std):<24} n={c.n_seeds}  "
+            lines.append(f"  {c.label:<28} {m.name} {m.fmt(c.accuracy_mean, c.accuracy_std if c.n_seeds > 1 else None):<24} n={c.n_seeds}  "
                          f"latency {si(c.latency_s, 's'):>9}  energy {si(c.energy_j, 'J'):>9}  "
                          f"weights {si(c.weight_bytes, 'B'):>8}")
         for _, why in front.excluded:
