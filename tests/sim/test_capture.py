@@ -293,3 +293,18 @@ def test_hf_style_decoder_with_its_default_cache_is_captured_without_it():
     assert [op.name for op in w.ops if op.kind == "gemm"] == ["fc1", "fc2"]
     assert "use_cache was set to False" in w.meta["note"]
     assert model.config.use_cache is True  # restored
+
+
+def test_hugging_face_gpt2_captures_with_its_default_cache():
+    """GPT-2 from transformers (random weights, config.use_cache=True as shipped) captures in one
+    call; before, the tracers failed on the returned DynamicCache with a ~40-line traceback."""
+    transformers = pytest.importorskip("transformers", reason="pip install transformers (in the test extras)")
+    cfg = transformers.GPT2Config(n_layer=2, n_embd=64, n_head=4, vocab_size=256, n_positions=64,
+                                  bos_token_id=0, eos_token_id=0)
+    assert cfg.use_cache is True
+    model = transformers.GPT2LMHeadModel(cfg)
+    w = capture(model, (torch.zeros(1, 16, dtype=torch.long),), name="gpt2_tiny")
+    gemms = [op.name for op in w.ops if op.kind == "gemm"]
+    # per block: the fused qkv (c_attn), the attention output and the MLP's two (GPT-2's Conv1D), then the head
+    assert sum(".attn.c_attn" in g for g in gemms) == 2 and sum(".mlp.c_fc" in g for g in gemms) == 2
+    assert "use_cache was set to False" in w.meta["note"] and model.config.use_cache is True
