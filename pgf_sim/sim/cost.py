@@ -202,7 +202,8 @@ def check_runtime(runtime: str) -> str:
 CALL_RUNTIME = "call"
 
 
-def _runtime(runtime: str | None, profile: str | None) -> str:
+def resolve_runtime(runtime: str | None, profile: str | None) -> str:
+    """The runtime a caller asked for (``profile`` is its former name; default eager)."""
     if profile is not None and runtime is not None and profile != runtime:
         raise ConfigError(f"runtime {runtime!r} and profile {profile!r} disagree; give one (profile is the old name)")
     chosen = runtime or profile or "eager"
@@ -215,7 +216,7 @@ def evaluate(table: OpTable, hw: Hardware, *, dtype: str | None = None, runtime:
 
     ``dtype`` replaces every op's dtype (rate and bytes); ``runtime`` is one of ``RUNTIMES``
     (default eager; ``profile`` is its former name)."""
-    runtime = _runtime(runtime, profile)
+    runtime = resolve_runtime(runtime, profile)
     table = _with_dtype(table, dtype)
     exec_n, exec_m, mode = map_patterns(table.pat_n, table.pat_m, hw)
     out = _evaluate_core(table, table.pat_n, table.pat_m, exec_n[None], exec_m[None], mode[None],
@@ -240,7 +241,7 @@ def evaluate_grid(
     its own (as training's ``skip_indivisible`` leaves such layers alone); matmuls and
     element-wise ops are never weight-sparse.
     """
-    runtime = _runtime(runtime, profile)
+    runtime = resolve_runtime(runtime, profile)
     table = _with_dtype(table, dtype)
     hp = hw_arrays(hws, dtype)
     if patterns is None:

@@ -92,10 +92,10 @@ def simulate(workload: Workload, hw: Hardware | str, *, runtime: str | None = No
     """Cost of every op of ``workload`` on ``hw`` (a ``Hardware`` or a name / YAML path) in the
     ``runtime`` (``cost.RUNTIMES``, default eager; ``profile`` is its former name), with its
     memory footprint."""
-    from .cost import _runtime
+    from .cost import resolve_runtime
     from .footprint import inference_footprint
 
-    runtime = _runtime(runtime, profile)
+    runtime = resolve_runtime(runtime, profile)
     hw = load_hardware(hw) if isinstance(hw, str) else hw
     table = workload.table()
     cost = evaluate(table, hw, runtime=runtime)
