@@ -163,9 +163,15 @@ def test_accuracy_studies_are_shown_in_percent(tmp_path):
     assert row.startswith("| dense | 1:16 | +10.00 | [") and row.endswith("| better |")
 
 
+# test-split value = validation value + this shift: on the test split sr-ste would be best at lr
+# 0.003 (3.2 - 0.4 = 2.8 < 3.0 + 0.1), the opposite of its validation pick
+TEST_SHIFT = {("sr-ste", 0.001): 0.1, ("sr-ste", 0.003): -0.4, ("mdgf", 0.001): 0.0, ("mdgf", 0.003): 0.0,
+              ("dense", 0.001): 0.05, ("dense", 0.003): 0.05}
+
+
 def _fill_lr_grid(path: Path) -> ResultStore:
-    """An lr grid of two values: sr-ste is best at lr 0.001 (mean 3.0 vs 3.2), mdgf at 0.003
-    (2.9 vs 3.3), dense at 0.003 (2.5 vs 2.6)."""
+    """An lr grid of two values: by validation sr-ste is best at lr 0.001 (mean 3.0 vs 3.2), mdgf at
+    0.003 (2.9 vs 3.3), dense at 0.003 (2.5 vs 2.6); test values are shifted by TEST_SHIFT."""
     finals = {("sr-ste", "1:16", 0.001): [2.9, 3.0, 3.1], ("sr-ste", "1:16", 0.003): [3.1, 3.2, 3.3],
               ("mdgf", "1:16", 0.001): [3.2, 3.3, 3.4], ("mdgf", "1:16", 0.003): [2.8, 2.9, 3.0],
               ("dense", "1:1", 0.001): [2.5, 2.6, 2.7], ("dense", "1:1", 0.003): [2.4, 2.5, 2.6]}
@@ -178,7 +184,8 @@ def _fill_lr_grid(path: Path) -> ResultStore:
             config = {**BASE, "recipe": {"name": label, "pattern": pat}, "seed": seed,
                       "schedule": {**BASE["schedule"], "lr": lr}}
             store.start_run(run_id, name="charlm", config=config, recipe=label, pattern=pat, seed=seed)
-            store.add_metrics(run_id, [(20, "val_bpc", final), (20, "train_flops", 100.0)])
+            store.add_metrics(run_id, [(20, "val_bpc", final), (20, "train_flops", 100.0),
+                                       (20, "test_bpc", final + TEST_SHIFT[(label, lr)])])
             store.finish_run(run_id, final_step=20, final_accuracy=final, train_flops={"forward": 100.0})
             points.append(PointRow(run_id, label, NM.parse(pat), seed, "", {"schedule.lr": lr}))
     store.record_points("s", points)
@@ -191,7 +198,8 @@ def test_tuned_and_untuned_views_of_an_lr_grid(tmp_path):
     cells = {c.label: c for c in untuned.comparisons}
     assert cells["mdgf"].difference.diff == pytest.approx(2.9 - 3.2)  # both at lr 0.003
     assert cells["dense"].difference.diff == pytest.approx(2.5 - 3.2)
-    tuned = analyse(store, tune="schedule.lr", fix={"schedule.lr": 0.003})  # a tuned key ignores its fix
+    # a tuned key ignores its fix; split val: judged on the validation values the pick used
+    tuned = analyse(store, tune="schedule.lr", fix={"schedule.lr": 0.003}, split="val")
     assert {k[0]: c.value for k, c in tuned.tuned.items()} == {"sr-ste": 0.001, "mdgf": 0.003, "dense": 0.003}
     assert tuned.tuned[("mdgf", NM(1, 16))].candidates[0.001].mean == pytest.approx(3.3)
     cells = {c.label: c for c in tuned.comparisons}
@@ -207,3 +215,45 @@ def test_tuned_and_untuned_views_of_an_lr_grid(tmp_path):
         analyse(store, tune="seed")
     with pytest.raises(PgfSimError, match=r"sweeps schedule.lr over 2 values.*--fix schedule.lr=VALUE"):
         analyse(store)  # runs at different lrs are not seeds of one cell
+
+
+def test_tuned_view_picks_on_validation_and_judges_on_the_test_split(tmp_path):
+    store = _fill_lr_grid(tmp_path / "s.sqlite")
+    tuned = analyse(store, tune="schedule.lr")  # default split with tune: test
+    assert tuned.split == "test"
+    # the pick is the validation one even though sr-ste's test values favour lr 0.003
+    assert {k[0]: c.value for k, c in tuned.tuned.items()} == {"sr-ste": 0.001, "mdgf": 0.003, "dense": 0.003}
+    assert tuned.tuned[("sr-ste", NM(1, 16))].candidates[0.003].mean == pytest.approx(3.2)  # validation
+    cells = {c.label: c for c in tuned.comparisons}
+    # test means at the picked lr: sr-ste 3.0 + 0.1, mdgf 2.9 + 0, dense 2.5 + 0.05
+    assert cells["mdgf"].difference.diff == pytest.approx(2.9 - 3.1)
+    assert cells["dense"].difference.diff == pytest.approx(2.55 - 3.1)
+    assert cells["mdgf"].reference.mean == pytest.approx(3.1)
+    # the iso-FLOPs target stays the validation mean: the curves are validation curves
+    assert tuned.iso and all(it.target == pytest.approx(3.0) for it in tuned.iso)
+    text = markdown(tuned)
+    assert "test bits per character" in text and "picked on validation" in text and "test split" in text
+    untuned_test = analyse(store, fix={"schedule.lr": 0.003}, split="test")
+    diffs = {c.label: c.difference.diff for c in untuned_test.comparisons}
+    assert diffs["mdgf"] == pytest.approx(2.9 - 2.8)  # sr-ste at 0.003 on test: 3.2 - 0.4
+    with pytest.raises(PgfSimError, match="split must be one of val, test"):
+        analyse(store, tune="schedule.lr", split="train")
+
+
+def test_test_split_without_test_metrics_names_the_run(tmp_path):
+    store = _fill(tmp_path / "s.sqlite")  # validation metrics only
+    with pytest.raises(PgfSimError, match=r"run \S+ has no final test_bpc.*--split val"):
+        analyse(store, split="test")
+
+
+def test_study_command_compares_both_views_on_the_test_split_when_tuning(tmp_path, capsys):
+    from pgf_sim.cli import main
+
+    _fill_lr_grid(tmp_path / "s.sqlite")
+    assert main(["study", str(tmp_path / "s.sqlite"), "--fix", "schedule.lr=0.003", "--tune", "schedule.lr"]) == 0
+    out = capsys.readouterr().out
+    untuned, tuned = out.split("## Tuned\n")
+    assert "test bits per character" in untuned and "test bits per character" in tuned
+    assert "| mdgf | 1:16 | +0.100 |" in untuned and "| mdgf | 1:16 | -0.200 |" in tuned
+    assert main(["study", str(tmp_path / "s.sqlite"), "--tune", "schedule.lr", "--split", "val"]) == 0
+    assert "| mdgf | 1:16 | -0.100 |" in capsys.readouterr().out

@@ -25,6 +25,9 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
                    help="a swept parameter (e.g. schedule.lr) whose best value by mean validation quality is "
                         "picked per recipe and pattern (the tuned view); printed after the --fix view, which it "
                         "keeps beside it (--out writes it to OUT/tuned)")
+    p.add_argument("--split", choices=("val", "test"),
+                   help="the split whose final metric the tables compare (default: test with --tune, so the lr is "
+                        "picked on validation and judged on data the pick never saw, for both views; val otherwise)")
     p.add_argument("--out", type=Path, help="folder for study_tables.md and the figures (PNG)")
     p.set_defaults(func=_cmd_study)
 
@@ -50,13 +53,14 @@ def _cmd_study(args: argparse.Namespace) -> int:
             raise PgfSimError(f"--fix {item!r} must look like KEY=VALUE, e.g. schedule.lr=0.003")
         fix[key.strip()] = safe_yaml(raw, f"--fix {item!r}")
     store = ResultStore(args.db, create=False, read_only=True)
+    split = args.split or ("test" if args.tune is not None else "val")  # both views on one split: comparable
     views = []
     if args.tune is None or fix:
         views.append((analyse(store, args.sweep, reference=args.reference, alpha=args.alpha, patterns=patterns,
-                              fix=fix), args.out))
+                              fix=fix, split=split), args.out))
     if args.tune is not None:
         views.append((analyse(store, args.sweep, reference=args.reference, alpha=args.alpha, patterns=patterns,
-                              fix=fix, tune=args.tune), None if args.out is None else args.out / "tuned"))
+                              fix=fix, tune=args.tune, split=split), None if args.out is None else args.out / "tuned"))
     for i, (study, out) in enumerate(views):
         if len(views) > 1:
             print(("## Untuned" if i == 0 else "## Tuned") + "\n")

@@ -3,7 +3,8 @@
 For a sweep with several seeds per (recipe label, pattern) cell:
 
 - **quality**: the task metric of each finished run's final model on the validation split
-  (``RunRow.final_accuracy``), mean +- std (n) per cell;
+  (``RunRow.final_accuracy``; or, with ``split="test"``, the final ``test_<metric>`` the trainer
+  logs for the test split), mean +- std (n) per cell;
 - **vs the reference** (default SR-STE) at the same pattern: ``mean(recipe) - mean(reference)``
   with Welch's 95% interval and p-value, Holm-corrected over every comparison of the table
   (``stats.py``); a verdict says *better* / *worse* when the corrected p-value is <= alpha and
@@ -19,9 +20,11 @@ For a sweep with several seeds per (recipe label, pattern) cell:
 - **views of a swept parameter** (e.g. the learning rate of an lr grid): ``fix`` keeps only the
   points with given values (the *untuned* view: one fixed lr for every recipe); ``tune`` picks,
   per (recipe label, pattern), the value whose runs have the best mean validation quality and
-  keeps only those runs (the *tuned* view: each recipe at its own best lr). The pick and the
-  reported quality use the same validation runs, so the tuned means are optimistic by the
-  winner's-curse margin of a 3-way pick (small next to the lr effects it corrects);
+  keeps only those runs (the *tuned* view: each recipe at its own best lr). The pick is always
+  made on the validation split; the tuned view then reports and compares each run's final metric
+  on the **test** split (``split``, default ``test`` with ``tune``), which the pick never saw, so
+  the tuned means carry no winner's curse. ``split="val"`` compares on the validation values the
+  pick used (optimistic by the margin of a best-of-k pick);
 - **gradient noise**: the trainer's diagnostics (``pgf_sim.train.diagnostics``) averaged over
   the sparsified layers, then over the windows of a run, then over seeds; per step for the
   figures.
@@ -38,6 +41,8 @@ from ...core import NM, PgfSimError
 from ...core.metric import Metric
 from .stats import Difference, Interval, Summary, bootstrap, holm, summary, welch
 
+SPLITS = ("val", "test")
+SPLIT_NAMES = {"val": "validation", "test": "test"}
 NOISE_KEYS = ("grad_var", "grad_var_kept", "grad_noise_ratio", "mask_flip_rate")
 
 
@@ -46,9 +51,19 @@ class Cell:
     label: str
     pattern: NM
     runs: list[Any] = field(default_factory=list)  # finished RunRows
+    split: str = "val"  # which split's final metric ``values`` holds: val | test
+    test_values: dict[str, float] = field(default_factory=dict)  # run_id -> final test metric
 
     @property
     def values(self) -> list[float]:
+        """The final metric of each run on the cell's split (what the tables compare)."""
+        if self.split == "test":
+            return [self.test_values[r.run_id] for r in self.runs]
+        return self.val_values
+
+    @property
+    def val_values(self) -> list[float]:
+        """The final validation metric of each run (what a tuned pick and the iso-FLOPs target use)."""
         return [r.final_accuracy for r in self.runs]
 
 
@@ -103,6 +118,7 @@ class Study:
     fixed: dict[str, Any] = field(default_factory=dict)  # parameter -> the one value kept
     tuned_param: str | None = None
     tuned: dict[tuple[str, NM], TunedChoice] = field(default_factory=dict)
+    split: str = "val"  # the split whose final metric the quality and comparison tables hold
 
     def labels(self) -> list[str]:
         return list(dict.fromkeys(label for label, _ in self.cells))
@@ -119,13 +135,18 @@ def _metric(run: Any) -> Metric:
 
 def analyse(store: Any, sweep: str | None = None, *, reference: str = "sr-ste", alpha: float = 0.05,
             confidence: float = 0.95, patterns: Sequence[NM] | None = None,
-            fix: dict[str, Any] | None = None, tune: str | None = None) -> Study:
+            fix: dict[str, Any] | None = None, tune: str | None = None, split: str | None = None) -> Study:
     """The study of ``sweep`` (default: the database's only sweep) in ``store``. ``patterns``: only
     these N:M patterns (and the dense baseline), so the Holm family is the comparisons at them
     (e.g. the paper's high-sparsity claims at 1:16 and 1:32); default every pattern of the sweep.
     ``fix``: swept parameter -> value, only points with these values (the untuned view);
     ``tune``: a swept parameter whose best value (by mean validation quality) is picked per
-    (recipe label, pattern) (the tuned view). A parameter in both is tuned."""
+    (recipe label, pattern) (the tuned view). A parameter in both is tuned.
+    ``split``: ``val`` or ``test``, the split whose final metric the tables compare (default: ``test``
+    with ``tune``, so the pick and the comparison use disjoint data; ``val`` otherwise)."""
+    split = ("test" if tune is not None else "val") if split is None else split
+    if split not in SPLITS:
+        raise PgfSimError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
     sweeps = [s.sweep for s in store.sweeps()]
     if sweep is None:
         if len(sweeps) != 1:
@@ -163,6 +184,8 @@ def analyse(store: Any, sweep: str | None = None, *, reference: str = "sr-ste", 
     if not runs:
         raise PgfSimError(f"sweep {sweep!r} has no finished run yet")
     metric = _metric(runs[0])
+    if split == "test":
+        _load_test_values(store, [*cells.values(), *(c for v in by_value.values() for c in v.values())], metric)
     tuned = {key: _pick(values, metric) for key, values in by_value.items() if any(c.runs for c in values.values())}
     for key, choice in tuned.items():
         cells[key] = by_value[key][choice.value]
@@ -174,7 +197,21 @@ def analyse(store: Any, sweep: str | None = None, *, reference: str = "sr-ste", 
     iso = _iso_flops(cells, curves, metric, reference)
     noise, noise_curves = _noise(store, cells)
     return Study(sweep, metric, reference, alpha, cells, comparisons, iso, curves, noise, noise_curves,
-                 t1 - t0, unfinished, fixed, tune, tuned)
+                 t1 - t0, unfinished, fixed, tune, tuned, split)
+
+
+def _load_test_values(store: Any, cells: Sequence[Cell], metric: Metric) -> None:
+    """Switch ``cells`` to the test split: each run's last logged ``test_<metric>``. A finished run
+    without one (a task with no test evaluation) is an error that names it."""
+    key = f"test_{metric.name}"
+    for cell in cells:
+        cell.split = "test"
+        for run in cell.runs:
+            logged = store.run_metrics(run.run_id, key)
+            if not logged:
+                raise PgfSimError(f"run {run.run_id} has no final {key} in the database (it logged no test-split "
+                                  f"evaluation); compare on the validation split instead (--split val)")
+            cell.test_values[run.run_id] = logged[-1][-1]
 
 
 def _select(points: list, sweep: str, fixed: dict[str, Any], tune: str | None) -> list:
@@ -203,7 +240,7 @@ def _select(points: list, sweep: str, fixed: dict[str, Any], tune: str | None) -
 
 def _pick(values: dict[Any, Cell], metric: Metric) -> TunedChoice:
     """The value with the best mean validation quality (ties: the first in sorted order)."""
-    candidates = {v: summary(c.values) for v, c in sorted(values.items()) if c.runs}
+    candidates = {v: summary(c.val_values) for v, c in sorted(values.items()) if c.runs}
     best = max(candidates, key=lambda v: metric.oriented(candidates[v].mean))
     return TunedChoice(best, candidates)
 
@@ -266,7 +303,7 @@ def _iso_flops(cells, curves, metric: Metric, reference: str) -> list[IsoFlops]:
         ref = cells.get((reference, pattern))
         if ref is None or not ref.runs or not curves.get((reference, pattern), ((), ()))[0]:
             continue  # no evaluation curve logged for the reference: nothing to reach
-        target = summary(ref.values).mean
+        target = summary(ref.val_values).mean  # the curves are validation curves, whatever the tables' split
         ref_total = curves[(reference, pattern)][0][-1]
         for (label, p), (xs, ys) in curves.items():
             if p != pattern and not (p.is_dense and label == "dense"):
@@ -396,12 +433,13 @@ def caption(study: Study) -> str:
     better = "higher" if m.higher_is_better else "lower"
     view = ""
     if study.tuned_param:
-        view += f"tuned view: each recipe and pattern at its best {study.tuned_param} (validation), "
+        view += f"tuned view: each recipe and pattern at its best {study.tuned_param} (picked on validation), "
     if study.fixed:
         view += ("untuned view: " if not study.tuned_param else "with ") + ", ".join(
             f"{k} = {v:g}" if isinstance(v, float) else f"{k} = {v}" for k, v in study.fixed.items()) + ", "
     return (f"Sweep `{study.sweep}` ({view.rstrip(', ')}): " if view else f"Sweep `{study.sweep}`: ") + (
-            f"validation {m.label} ({m.unit}, {better} is better), "
+            f"{SPLIT_NAMES[study.split]} {m.label} ({m.unit}, {better} is better)"
+            + (" of each run's final model (the split no pick used)" if study.split == "test" else "") + ", "
             f"{sum(len(c.runs) for c in study.cells.values())} finished runs"
             + (f", {study.unfinished} not finished" if study.unfinished else "")
             + f", wall time {study.wall_s / 60:.0f} min from first start to last finish.")
@@ -418,13 +456,14 @@ def verdicts(study: Study) -> dict[str, list[str]]:
 def headings(study: Study) -> dict[str, str]:
     """The titles of the four tables (shared by the Markdown and the HTML report)."""
     ref = study.reference
-    return {"quality": "Quality per recipe and pattern (mean ± std over seeds, n)",
-            "difference": (f"Difference to {ref} (Welch {_confidence(study)}% interval; Holm-corrected over "
+    split = "" if study.split == "val" else f", {SPLIT_NAMES[study.split]} split"
+    return {"quality": f"Quality per recipe and pattern (mean ± std over seeds, n{split})",
+            "difference": (f"Difference to {ref}{split} (Welch {_confidence(study)}% interval; Holm-corrected over "
                            f"{len(study.comparisons)} comparisons, alpha {study.alpha}; percentile bootstrap "
                            f"interval beside it, B = 10000, seed 0)"),
             "tuned": (f"Tuned {study.tuned_param}: the value with the best mean validation quality per recipe and "
                       "pattern (mean ± std (n) of every value)"),
-            "iso": f"Iso-FLOPs: training FLOPs to reach {ref}'s mean final value (seed-mean curve)",
+            "iso": f"Iso-FLOPs: training FLOPs to reach {ref}'s mean final validation value (seed-mean validation curve)",
             "noise": "Gradient noise (sparsified layers; mean over layers and windows, then ± std over seeds)",
             "trend": ("Gradient variance of the kept weights by pattern (grad_var_kept, mean over seeds): "
                       "does it grow with sparsity?")}
@@ -477,7 +516,7 @@ def figures(study: Study) -> list[tuple[str, Any]]:
     dense = study.cells.get(("dense", NM(1, 1)))
     if dense and dense.runs:
         fig.add_hline(y=summary(dense.values).mean * m.scale, line_dash="dot", annotation_text="dense")
-    fig.update_layout(title=f"Final validation {m.label} per recipe (mean ± std over seeds)",
+    fig.update_layout(title=f"Final {SPLIT_NAMES[study.split]} {m.label} per recipe (mean ± std over seeds)",
                       yaxis_title=m.axis_label, height=480)
     out.append(("quality", fig))
 
