@@ -257,3 +257,36 @@ def test_study_command_compares_both_views_on_the_test_split_when_tuning(tmp_pat
     assert "| mdgf | 1:16 | +0.100 |" in untuned and "| mdgf | 1:16 | -0.200 |" in tuned
     assert main(["study", str(tmp_path / "s.sqlite"), "--tune", "schedule.lr", "--split", "val"]) == 0
     assert "| mdgf | 1:16 | -0.100 |" in capsys.readouterr().out
+
+
+def test_across_rows_put_every_view_and_sweep_in_one_table(tmp_path):
+    from pgf_sim.codesign.decide.study import across_rows
+
+    store = _fill_lr_grid(tmp_path / "s.sqlite")
+    untuned = analyse(store, fix={"schedule.lr": 0.003}, split="val")
+    tuned = analyse(store, tune="schedule.lr", split="val")
+    rows = across_rows([untuned, tuned])
+    assert [(r["view"], r["recipe"], r["reference"]) for r in rows] == [
+        ("lr 0.003", "mdgf", "sr-ste"), ("tuned lr", "mdgf (lr 0.003)", "sr-ste (lr 0.001)")]  # dense left out
+    first, second = rows
+    assert first["recipe's mean"] == "2.900 ± 0.100 (n=3)" and first["reference's mean"] == "3.200 ± 0.100 (n=3)"
+    assert first["difference (Welch 95%)"].startswith("-0.300 [") and second["difference (Welch 95%)"].startswith("-0.100 [")
+    assert first["Holm p (family)"].endswith("(2)") and first["split"] == "validation"
+
+
+def test_study_command_with_several_sweeps_prints_each_and_the_table_across(tmp_path, capsys):
+    from pgf_sim.cli import main
+
+    store = _fill_lr_grid(tmp_path / "s.sqlite")
+    store.record_sweep("t", "b8_fp16", [("a100_80gb", "a100_80gb")], {"name": "t"})  # the lr-0.001 half as its own sweep
+    store.record_points("t", [p for p in store.sweep_points("s") if p.params["schedule.lr"] == 0.001])
+    db = str(tmp_path / "s.sqlite")
+    assert main(["study", db, "--sweep", "s", "--sweep", "t", "--fix", "schedule.lr=0.001", "--split", "val",
+                 "--out", str(tmp_path / "out")]) == 0
+    out = capsys.readouterr().out
+    assert "# Sweep s" in out and "# Sweep t" in out and "### Across sweeps" in out
+    table = out.split("### Across sweeps")[1]
+    # mdgf at lr 0.001: 3.3 against sr-ste's 3.0 in both sweeps (the same runs)
+    assert table.count("| mdgf | 1:16 | 3.300 ± 0.100 (n=3) | sr-ste | 3.000 ± 0.100 (n=3) | +0.300 [") == 2
+    assert (tmp_path / "out" / "across_sweeps.md").read_text().startswith("### Across sweeps")
+    assert (tmp_path / "out" / "s" / "study_tables.md").is_file() and (tmp_path / "out" / "t" / "study_tables.md").is_file()

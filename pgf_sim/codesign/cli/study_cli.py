@@ -13,7 +13,9 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
                     "interval and a Holm-corrected verdict, training FLOPs to reach the reference's final quality, "
                     "and the gradient-noise diagnostics. Prints the tables; --out also writes them with PNG figures.")
     p.add_argument("db", type=Path, help="result database of the sweep (e.g. study.sqlite)")
-    p.add_argument("--sweep", help="sweep name (default: the database's only sweep)")
+    p.add_argument("--sweep", action="append", default=[],
+                   help="sweep name (default: the database's only sweep); repeatable: each sweep's tables, then one "
+                        "table of every comparison across them (e.g. the widths of a width arm)")
     p.add_argument("--reference", default="sr-ste", help="recipe label every other is compared with (default: sr-ste)")
     p.add_argument("--alpha", type=float, default=0.05, help="family-wise error rate for the Holm verdicts (default 0.05)")
     p.add_argument("--patterns", help="only these patterns (and dense), e.g. 1:16,1:32: the Holm family is then the "
@@ -35,7 +37,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
 def _cmd_study(args: argparse.Namespace) -> int:
     from ...core.errors import PgfSimError
     from ...store import ResultStore
-    from ..decide.study import analyse, markdown, write
+    from ..decide.study import across_markdown, analyse, markdown, write
 
     if not 0.0 < args.alpha < 1.0:
         raise PgfSimError(f"--alpha must be in (0, 1), got {args.alpha}")
@@ -54,18 +56,35 @@ def _cmd_study(args: argparse.Namespace) -> int:
         fix[key.strip()] = safe_yaml(raw, f"--fix {item!r}")
     store = ResultStore(args.db, create=False, read_only=True)
     split = args.split or ("test" if args.tune is not None else "val")  # both views on one split: comparable
-    views = []
-    if args.tune is None or fix:
-        views.append((analyse(store, args.sweep, reference=args.reference, alpha=args.alpha, patterns=patterns,
-                              fix=fix, split=split), args.out))
-    if args.tune is not None:
-        views.append((analyse(store, args.sweep, reference=args.reference, alpha=args.alpha, patterns=patterns,
-                              fix=fix, tune=args.tune, split=split), None if args.out is None else args.out / "tuned"))
-    for i, (study, out) in enumerate(views):
-        if len(views) > 1:
-            print(("## Untuned" if i == 0 else "## Tuned") + "\n")
-        print(markdown(study))
-        if out is not None:
-            for path in write(study, out):
-                print(f"wrote {path}")
+    sweeps = list(dict.fromkeys(args.sweep)) or [None]
+    several = len(sweeps) > 1
+    studies = []
+    for sweep in sweeps:
+        base = args.out if args.out is None or not several else args.out / sweep
+        views = []
+        if args.tune is None or fix:
+            views.append((analyse(store, sweep, reference=args.reference, alpha=args.alpha, patterns=patterns,
+                                  fix=fix, split=split), base))
+        if args.tune is not None:
+            views.append((analyse(store, sweep, reference=args.reference, alpha=args.alpha, patterns=patterns,
+                                  fix=fix, tune=args.tune, split=split), None if base is None else base / "tuned"))
+        if several:
+            print(f"# Sweep {sweep}\n")
+        for i, (study, out) in enumerate(views):
+            if len(views) > 1:
+                print(("## Untuned" if i == 0 else "## Tuned") + "\n")
+            print(markdown(study))
+            if out is not None:
+                for path in write(study, out):
+                    print(f"wrote {path}")
+        studies += [study for study, _ in views]
+    if several:
+        text = across_markdown(studies)
+        print(text)
+        if args.out is not None:
+            from ...core.files import atomic_write
+
+            args.out.mkdir(parents=True, exist_ok=True)
+            atomic_write(args.out / "across_sweeps.md", text)
+            print(f"wrote {args.out / 'across_sweeps.md'}")
     return 0

@@ -488,6 +488,54 @@ def markdown(study: Study) -> str:
     return "\n".join(lines[:-1]) + "\n"
 
 
+def view_name(study: Study) -> str:
+    """``"lr 0.003"`` / ``"tuned schedule.lr"`` / ``"all points"``: which view of its sweep a study is."""
+    fixed = ", ".join(f"{k.rsplit('.', 1)[-1]} {v:g}" if isinstance(v, float) else f"{k} {v}"
+                      for k, v in study.fixed.items())
+    if study.tuned_param:
+        return f"tuned {study.tuned_param.rsplit('.', 1)[-1]}" + (f" ({fixed} fixed)" if fixed else "")
+    return fixed or "all points"
+
+
+def across_rows(studies: Sequence[Study]) -> list[dict[str, str]]:
+    """One row per comparison of every study (several sweeps, or views of one): the sweep, the view,
+    the recipe (with its tuned value), both means, the difference with Welch's and the bootstrap
+    interval, and the Holm verdict within that study's own family. Dense rows are left out when the
+    study has a sparse pattern to compare at (the dense gap is in each study's own tables)."""
+    rows = []
+    for st in studies:
+        k, n = st.metric.scale, _digits(st)
+        for c in st.comparisons:
+            if c.label == "dense":
+                continue
+            choice = st.tuned.get((c.label, c.pattern))
+            ref_choice = st.tuned.get((st.reference, c.pattern))
+            def at(label: str, ch: TunedChoice | None) -> str:
+                return label if ch is None else f"{label} ({st.tuned_param.rsplit('.', 1)[-1]} {ch.value:g})"
+            rows.append({"sweep": st.sweep, "view": view_name(st), "split": SPLIT_NAMES[st.split],
+                         "recipe": at(c.label, choice), "pattern": str(c.pattern),
+                         "recipe's mean": Summary(c.cell.mean * k, c.cell.std * k, c.cell.n).text(n),
+                         "reference": at(st.reference, ref_choice),
+                         "reference's mean": Summary(c.reference.mean * k, c.reference.std * k, c.reference.n).text(n),
+                         "difference (Welch 95%)": f"{c.difference.diff * k:+.{n}f} [{c.difference.low * k:+.{n}f}, "
+                                                   f"{c.difference.high * k:+.{n}f}]",
+                         "bootstrap 95%": f"[{c.bootstrap.low * k:+.{n}f}, {c.bootstrap.high * k:+.{n}f}]",
+                         "Holm p (family)": f"{c.p_holm:.2g} ({len(st.comparisons)})", "verdict": c.verdict})
+    return rows
+
+
+def across_markdown(studies: Sequence[Study]) -> str:
+    """The across-sweeps table as Markdown, with a caption that says how to read it."""
+    if not studies:
+        return ""
+    ref = studies[0].reference
+    lines = [f"### Across sweeps: every recipe against {ref}, per sweep and view", "",
+             "Means are of each run's final model on the split named; the Holm family is each sweep view's own "
+             "comparisons (its size in brackets), so verdicts are not corrected across rows of different "
+             "sweeps.", "", *_md_table(across_rows(studies))]
+    return "\n".join(lines) + "\n"
+
+
 # --------------------------------------------------------------------------------- figures
 def figures(study: Study) -> list[tuple[str, Any]]:
     """(name, plotly figure): quality per cell, difference to the reference, validation vs FLOPs,
