@@ -290,3 +290,19 @@ def test_study_command_with_several_sweeps_prints_each_and_the_table_across(tmp_
     assert table.count("| mdgf | 1:16 | 3.300 ± 0.100 (n=3) | sr-ste | 3.000 ± 0.100 (n=3) | +0.300 [") == 2
     assert (tmp_path / "out" / "across_sweeps.md").read_text().startswith("### Across sweeps")
     assert (tmp_path / "out" / "s" / "study_tables.md").is_file() and (tmp_path / "out" / "t" / "study_tables.md").is_file()
+
+
+def test_across_figure_places_each_comparison_with_its_welch_interval(tmp_path):
+    from pgf_sim.codesign.decide.study import across_figure
+
+    store = _fill_lr_grid(tmp_path / "s.sqlite")
+    untuned = analyse(store, fix={"schedule.lr": 0.003}, split="val")
+    tuned = analyse(store, tune="schedule.lr", split="val")
+    fig = across_figure([untuned, tuned])
+    (trace,) = fig.data  # mdgf only: dense is left out
+    assert trace.name == "mdgf" and list(trace.y) == pytest.approx([2.9 - 3.2, 2.9 - 3.0])
+    assert list(trace.x) == ["s<br>lr 0.003, 1:16", "s<br>tuned lr, 1:16"]
+    (c,) = [c for c in untuned.comparisons if c.label == "mdgf"]
+    assert trace.error_y.array[0] == pytest.approx(c.difference.high - c.difference.diff)
+    assert trace.error_y.arrayminus[0] == pytest.approx(c.difference.diff - c.difference.low)
+    assert "below 0: the recipe is better" in fig.layout.title.text

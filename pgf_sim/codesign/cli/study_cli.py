@@ -37,7 +37,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
 def _cmd_study(args: argparse.Namespace) -> int:
     from ...core.errors import PgfSimError
     from ...store import ResultStore
-    from ..decide.study import across_markdown, analyse, markdown, write
+    from ..decide.study import across_figure, across_markdown, analyse, markdown, write, write_figures
 
     if not 0.0 < args.alpha < 1.0:
         raise PgfSimError(f"--alpha must be in (0, 1), got {args.alpha}")
@@ -86,5 +86,7 @@ def _cmd_study(args: argparse.Namespace) -> int:
 
             args.out.mkdir(parents=True, exist_ok=True)
             atomic_write(args.out / "across_sweeps.md", text)
-            print(f"wrote {args.out / 'across_sweeps.md'}")
+            for path in [args.out / "across_sweeps.md", *write_figures([("across_sweeps", across_figure(studies))],
+                                                                       args.out)]:
+                print(f"wrote {path}")
     return 0

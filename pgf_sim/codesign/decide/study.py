@@ -592,8 +592,8 @@ def figures(study: Study) -> list[tuple[str, Any]]:
                                          legendgroup=label, showlegend=j == 1, line=dict(color=color[label])),
                               row=1, col=j)
         ref = study.cells.get((study.reference, p))
-        if ref and ref.runs:
-            fig.add_hline(y=summary(ref.values).mean * m.scale, line_dash="dot", row=1, col=j)
+        if ref and ref.runs:  # the iso-FLOPs target: the validation mean (these are validation curves)
+            fig.add_hline(y=summary(ref.val_values).mean * m.scale, line_dash="dot", row=1, col=j)
         fig.update_xaxes(title_text="cumulative training GFLOP", row=1, col=j)
     fig.update_yaxes(title_text=f"validation {m.label} ({m.unit})", row=1, col=1)
     window = iso_y_range([y * m.scale for _, ys in study.curves.values() for y in ys], m)
@@ -639,19 +639,51 @@ def iso_y_range(values: Sequence[float], metric: Metric, keep: float = 0.8) -> t
 def write(study: Study, out: Path) -> list[Path]:
     """``out/study_tables.md`` (the tables) and ``out/<figure>.png`` per figure (plotly's static
     export through kaleido, which drives an installed Chrome/Chromium)."""
-    import plotly.io as pio
-
     from ...core.files import atomic_write
 
     out.mkdir(parents=True, exist_ok=True)
     md = out / "study_tables.md"
     atomic_write(md, markdown(study))
-    figs = figures(study)
+    return [md, *write_figures(figures(study), out)]
+
+
+def write_figures(figs: Sequence[tuple[str, Any]], out: Path) -> list[Path]:
+    """``out/<name>.png`` per (name, figure); none, with a note saying why, when kaleido or a
+    Chrome/Chromium for it is missing."""
+    import plotly.io as pio
+
     paths = [out / f"{name}.png" for name, _ in figs]
     try:  # one batch: kaleido starts its browser once
         pio.write_images([f for _, f in figs], paths, width=1300, height=[f.layout.height for _, f in figs], scale=1.5)
     except (ImportError, ValueError, RuntimeError) as exc:
         print(f"pgf-sim: figures skipped ({type(exc).__name__}: {str(exc).splitlines()[0]}); they need "
               "kaleido and Chrome/Chromium (`apt-get install chromium`)")
-        return [md]
-    return [md, *paths]
+        return []
+    return paths
+
+
+def across_figure(studies: Sequence[Study]) -> Any:
+    """Each recipe's difference to the reference with its Welch 95% interval, one x position per
+    sweep view (and pattern): how a ranking moves across sweeps, e.g. the widths of a width arm."""
+    import plotly.graph_objects as go
+
+    m = studies[0].metric
+    fig = go.Figure()
+    by_label: dict[str, list[tuple[str, Comparison]]] = defaultdict(list)
+    for st in studies:
+        for c in st.comparisons:
+            if c.label != "dense":
+                by_label[c.label].append((f"{st.sweep}<br>{view_name(st)}, {c.pattern}", c))
+    for label, items in by_label.items():
+        cs = [c for _, c in items]
+        fig.add_trace(go.Scatter(
+            x=[x for x, _ in items], y=[c.difference.diff * m.scale for c in cs], mode="markers", name=label,
+            error_y=dict(type="data", symmetric=False, array=[(c.difference.high - c.difference.diff) * m.scale for c in cs],
+                         arrayminus=[(c.difference.diff - c.difference.low) * m.scale for c in cs]),
+            marker=dict(size=10)))
+    fig.add_hline(y=0.0, line_dash="dot")
+    better = "below" if not m.higher_is_better else "above"
+    fig.update_layout(title=f"Difference to {studies[0].reference} per sweep, Welch 95% interval ({better} 0: the "
+                            f"recipe is better)", yaxis_title=f"{m.label} − {studies[0].reference} ({m.unit})",
+                      height=520, scattermode="group")
+    return fig
