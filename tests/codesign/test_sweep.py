@@ -170,3 +170,29 @@ def test_run_sweep_with_its_own_echo_prints_nothing_of_its_own(tmp_path, capfd):
     assert out.ok and any("quiet" in line for line in lines)
     captured = capfd.readouterr()  # the process's own stdout/stderr, the workers' included
     assert "step 20/20" not in captured.out + captured.err and "quiet-dense" not in captured.out
+
+
+def test_width_arm_sweeps_follow_their_token_rule_and_reduced_runs_are_full_grid_runs():
+    """docs/study.md, "Width arm": widths 64/128/256 at depth 4 train for tokens proportional to
+    the non-embedding parameters (12 x width^2 x depth), 7.8 tokens per parameter (the H200
+    measurement's 3000 steps at width 256); each grid is (1 + 3 x 2) x 5 seeds x 3 lrs = 105 runs;
+    the reduced CPU runs of the doc are runs of the full grid (same run ids)."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2] / "training"
+    for width, steps in ((64, 188), (128, 750), (256, 3000)):
+        pts = expand(load_sweep(root / f"study_width{width}.yaml"))
+        assert len(pts) == 105
+        exp = pts[0].experiment
+        assert (exp.model.options["dim"], exp.model.options["depth"], exp.schedule.steps) == (width, 4, steps)
+        tokens = steps * exp.schedule.batch_size * exp.data.options["block_size"]
+        assert tokens / (12 * width ** 2 * 4) == pytest.approx(7.8, rel=0.01)
+        full = {p.run_id for p in pts}
+        reduced = expand(load_sweep(root / f"study_width{width}.yaml", [
+            'name=reduced', 'grid.patterns=["1:16"]', 'grid.params={schedule.lr: [3.0e-3]}',
+            'grid.recipes={sr-ste: {}, mdgf: {}}', 'grid.seeds=[0, 1, 2]']))
+        assert len(reduced) == 6 and {p.run_id for p in reduced} <= full
+    control = expand(load_sweep(root / "study_width64_750.yaml"))
+    assert {(p.experiment.model.options["dim"], p.experiment.schedule.steps) for p in control} == {(64, 750)}
+    for path in sorted(root.glob("study_*.yaml")):  # every study sweep expands
+        assert expand(load_sweep(path)), path
