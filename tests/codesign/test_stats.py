@@ -73,3 +73,26 @@ def test_bootstrap_interval_against_the_exact_resampling_distribution():
     # no spread: the interval is the point
     iv = bootstrap([2.0, 2.0], [0.5, 0.5])
     assert iv.low == iv.high == 1.5
+
+
+def test_detectable_difference_by_hand_and_by_simulation():
+    import numpy as np
+    from scipy import stats as sps
+
+    from pgf_sim.codesign.decide.stats import Summary, detectable
+
+    a, b = Summary(2.5, 0.1, 5), Summary(2.6, 0.1, 5)
+    # SE = sqrt(2 * 0.01 / 5) = 0.06325, Welch df = 8: (t_.975,8 = 2.3060 + t_.8,8 = 0.8889) * SE
+    assert detectable(a, b) == pytest.approx((2.3060 + 0.8889) * math.sqrt(0.004), rel=1e-3)
+    assert detectable(a, b, alpha=0.05 / 3) > detectable(a, b)  # a stricter level needs a larger gap
+    assert detectable(Summary(0, 0.1, 10), Summary(0, 0.1, 10)) < detectable(a, b)  # more seeds, smaller
+    assert detectable(Summary(0, 0.1, 1), b) == math.inf and detectable(Summary(0, 0, 3), Summary(1, 0, 3)) == 0.0
+    # the power is what it says: normal samples with that true difference reject ~80% of the time
+    rng = np.random.default_rng(0)
+    delta = detectable(a, b)
+    x = rng.normal(0.0, 0.1, (4000, 5))
+    y = rng.normal(delta, 0.1, (4000, 5))
+    p = sps.ttest_ind(x, y, axis=1, equal_var=False).pvalue
+    assert (p <= 0.05).mean() == pytest.approx(0.8, abs=0.04)
+    with pytest.raises(PgfSimError, match="alpha and power"):
+        detectable(a, b, power=1.0)

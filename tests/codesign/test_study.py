@@ -272,6 +272,8 @@ def test_across_rows_put_every_view_and_sweep_in_one_table(tmp_path):
     assert first["recipe's mean"] == "2.900 ± 0.100 (n=3)" and first["reference's mean"] == "3.200 ± 0.100 (n=3)"
     assert first["difference (Welch 95%)"].startswith("-0.300 [") and second["difference (Welch 95%)"].startswith("-0.100 [")
     assert first["Holm p (family)"].endswith("(2)") and first["split"] == "validation"
+    # n = 3, std 0.1 each, family of 2 -> alpha 0.025, Welch df 4: (t_.9875,4 3.4954 + t_.8,4 0.9410) * 0.0816
+    assert first["detectable (80% power, α/m)"] == "0.362"
 
 
 def test_study_command_with_several_sweeps_prints_each_and_the_table_across(tmp_path, capsys):

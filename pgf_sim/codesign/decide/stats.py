@@ -13,6 +13,8 @@ Holm-Bonferroni correction over a family of comparisons.
   with n = 3-5 seeds it is *narrower* than it should be (a resample of 5 values sees at most 5
   distinct values, and the plug-in spread is biased low by sqrt((n-1)/n)), so it is reported
   beside Welch's interval, not instead of it; verdicts stay Welch + Holm.
+- ``detectable``: the smallest true difference a Welch test of these sample sizes and spreads
+  detects with a given power (80% by default): how small a gap the seeds could have resolved.
 - ``holm``: Holm's step-down adjusted p-values (Holm 1979): sort the m p-values ascending,
   ``adj_(i) = max_{j <= i} min(1, (m - j + 1) p_(j))``; a comparison holds at level alpha when
   its adjusted p-value is <= alpha. Controls the family-wise error rate like Bonferroni, with
@@ -78,6 +80,27 @@ def welch(a: Sequence[float], b: Sequence[float], confidence: float = 0.95) -> D
     half = float(stats.t.ppf(0.5 + confidence / 2.0, df)) * se
     p = float(2.0 * stats.t.sf(abs(diff) / se, df))
     return Difference(diff, diff - half, diff + half, p, df, confidence)
+
+
+def detectable(a: Summary, b: Summary, alpha: float = 0.05, power: float = 0.8) -> float:
+    """The smallest true ``|mean(a) - mean(b)|`` that Welch's two-sided test at level ``alpha``
+    declares with probability ``power``, for samples of these sizes and spreads: the usual
+    approximation ``(t_{1 - alpha/2, df} + t_{power, df}) * SE`` with Welch's SE and degrees of
+    freedom (e.g. two samples of n = 5, std 0.1, alpha 0.05: (2.306 + 0.889) * 0.0632 = 0.202).
+    A design question ("could these seeds have seen a difference of that size?"), not a p-value:
+    it uses the observed spreads, never the observed difference. inf when a sample has n < 2."""
+    from scipy import stats
+
+    if not 0.0 < alpha < 1.0 or not 0.0 < power < 1.0:
+        raise PgfSimError(f"alpha and power must be in (0, 1), got {alpha} and {power}")
+    if a.n < 2 or b.n < 2:
+        return math.inf
+    va, vb = a.std ** 2 / a.n, b.std ** 2 / b.n
+    se2 = va + vb
+    if se2 == 0.0:
+        return 0.0
+    df = se2 ** 2 / (va ** 2 / (a.n - 1) + vb ** 2 / (b.n - 1))
+    return float(stats.t.ppf(1.0 - alpha / 2.0, df) + stats.t.ppf(power, df)) * math.sqrt(se2)
 
 
 BOOTSTRAP_RESAMPLES = 10_000

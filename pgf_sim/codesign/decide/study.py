@@ -39,7 +39,7 @@ from typing import Any, Sequence
 
 from ...core import NM, PgfSimError
 from ...core.metric import Metric
-from .stats import Difference, Interval, Summary, bootstrap, holm, summary, welch
+from .stats import Difference, Interval, Summary, bootstrap, detectable, holm, summary, welch
 
 SPLITS = ("val", "test")
 SPLIT_NAMES = {"val": "validation", "test": "test"}
@@ -520,7 +520,8 @@ def across_rows(studies: Sequence[Study]) -> list[dict[str, str]]:
                          "difference (Welch 95%)": f"{c.difference.diff * k:+.{n}f} [{c.difference.low * k:+.{n}f}, "
                                                    f"{c.difference.high * k:+.{n}f}]",
                          "bootstrap 95%": f"[{c.bootstrap.low * k:+.{n}f}, {c.bootstrap.high * k:+.{n}f}]",
-                         "Holm p (family)": f"{c.p_holm:.2g} ({len(st.comparisons)})", "verdict": c.verdict})
+                         "Holm p (family)": f"{c.p_holm:.2g} ({len(st.comparisons)})", "verdict": c.verdict,
+                         "detectable (80% power, α/m)": f"{detectable(c.cell, c.reference, st.alpha / len(st.comparisons)) * k:.{n}f}"})
     return rows
 
 
@@ -532,7 +533,9 @@ def across_markdown(studies: Sequence[Study]) -> str:
     lines = [f"### Across sweeps: every recipe against {ref}, per sweep and view", "",
              "Means are of each run's final model on the split named; the Holm family is each sweep view's own "
              "comparisons (its size in brackets), so verdicts are not corrected across rows of different "
-             "sweeps.", "", *_md_table(across_rows(studies))]
+             "sweeps. \"Detectable\" is the smallest true difference these seeds would declare with 80% "
+             "probability at Holm's strictest level (alpha / family size), from the observed spreads: a gap "
+             "smaller than it can hide in seed noise.", "", *_md_table(across_rows(studies))]
     return "\n".join(lines) + "\n"
 
 
