@@ -178,3 +178,28 @@ def test_train_prints_plain_progress_lines_without_a_terminal(tmp_path):
     steps = [int(m.group(1)) for m in re.finditer(r"step (\d+)/20 loss \d", proc.stdout)]
     assert steps == [2, 4, 6, 8, 10, 12, 14, 16, 18, 20]  # every total // 10 steps, plain lines
     assert "\r" not in proc.stdout + proc.stderr  # no progress bar redraws
+
+
+def test_results_call_an_interrupted_run_interrupted_until_it_resumes(tmp_path, capsys):
+    db = tmp_path / "r.sqlite"
+    store = ResultStore(db)
+    cfg = {"model": {"name": "char_gpt"}, "data": {"name": "shakespeare"}, "recipe": {"name": "sr-ste", "pattern": "1:16"}}
+    for run_id in ("a", "b"):
+        store.start_run(run_id, name="charlm", config=cfg, recipe="sr-ste", pattern="1:16", seed=0)
+    store.mark_interrupted("a", "interrupted at step 40 of 100; the last checkpoint is step 25, and the same "
+                                "command resumes from it")
+    assert main(["results", "--db", str(db), "--format", "json"]) == 0
+    status = {r["run_id"]: r["status"] for r in json.loads(capsys.readouterr().out)["runs"]}
+    assert status == {"a": "interrupted", "b": "running"}
+    assert main(["results", "--db", str(db), "--status", "interrupted", "--format", "json"]) == 0
+    assert [r["run_id"] for r in json.loads(capsys.readouterr().out)["runs"]] == ["a"]
+    assert main(["results", "--db", str(db), "--status", "running", "--format", "json"]) == 0
+    assert [r["run_id"] for r in json.loads(capsys.readouterr().out)["runs"]] == ["b"]
+    assert main(["results", "--db", str(db)]) == 0
+    assert "(0 finished, 1 running, 1 interrupted, 0 failed;" in capsys.readouterr().out
+    assert main(["results", "a", "--db", str(db)]) == 0
+    shown = capsys.readouterr().out
+    assert "run a (interrupted)" in shown and "  interrupted at step 40 of 100" in shown and "failed" not in shown
+    store.start_run("a", name="charlm", config=cfg, recipe="sr-ste", pattern="1:16", seed=0)  # the resume
+    assert main(["results", "--db", str(db), "--status", "interrupted", "--format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out)["runs"] == []

@@ -18,6 +18,16 @@ from typing import Any
 from ...core import ConfigError
 
 DEFAULT_DB = Path("pgf_results.sqlite")
+STATUSES = ("running", "interrupted", "finished", "failed")
+INTERRUPTED = "interrupted at step"  # how the trainer's message for a Ctrl-C / SIGTERM stop begins
+
+
+def run_status(run: Any) -> str:
+    """The stored status, with ``interrupted`` for a run the store keeps ``running`` whose trainer
+    was stopped by Ctrl-C or SIGTERM (its message says where; a resume clears it)."""
+    if run.status == "running" and (run.message or "").startswith(INTERRUPTED):
+        return "interrupted"
+    return run.status
 
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
@@ -30,7 +40,8 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("run", nargs="?", metavar="RUN_ID", help="show this run (default: list all runs)")
     p.add_argument("--db", type=Path, default=DEFAULT_DB, help=f"result database (default: {DEFAULT_DB})")
     p.add_argument("--sweep", help="list only this sweep's points")
-    p.add_argument("--status", choices=("running", "finished", "failed"), help="list only runs with this status")
+    p.add_argument("--status", choices=STATUSES,
+                   help="list only runs with this status (interrupted: stopped by Ctrl-C or SIGTERM, resumable)")
     p.add_argument("--format", choices=("table", "json", "csv"), default="table",
                    help="table: readable text (default); json / csv: machine-readable, SI units")
     p.set_defaults(func=_cmd_results)
@@ -69,8 +80,9 @@ def list_runs(store: Any, *, sweep: str | None = None, status: str | None = None
     for s in known:
         for pt in store.sweep_points(s.sweep):
             member.setdefault(pt.run_id, []).append(s.sweep)
-    rows = [_run_row(r, member.get(r.run_id, [])) for r in store.list_runs(status=status)]
-    return [r for r in rows if sweep is None or sweep in r["sweep"].split(" ")]
+    stored = "running" if status == "interrupted" else status  # the store keeps interrupted runs as running
+    rows = [_run_row(r, member.get(r.run_id, [])) for r in store.list_runs(status=stored)]
+    return [r for r in rows if (sweep is None or sweep in r["sweep"].split(" ")) and (status is None or r["status"] == status)]
 
 
 _RUN_KEYS = ("run_id", "sweep", "name", "recipe", "pattern", "seed", "status", "final_step", "metric",
@@ -86,7 +98,7 @@ def _run_row(run: Any, sweeps: list[str]) -> dict[str, Any]:
 
     m = metric_of(run.config or {})
     row = {"run_id": run.run_id, "sweep": " ".join(sweeps), "name": run.name, "recipe": run.recipe,
-           "pattern": "dense" if run.pattern.is_dense else str(run.pattern), "seed": run.seed, "status": run.status,
+           "pattern": "dense" if run.pattern.is_dense else str(run.pattern), "seed": run.seed, "status": run_status(run),
            "final_step": run.final_step, "metric": m.name,
            "direction": "higher_is_better" if m.higher_is_better else "lower_is_better",
            "final_quality": run.final_accuracy, "train_flops": run.train_flops}
@@ -149,7 +161,8 @@ def _format_list(rows: list[dict[str, Any]]) -> str:
     head = (f"validation {get_metric(names[0]).label}" if len(names) == 1 else "validation metric")
     table = [[r["run_id"], r["sweep"] or "-", r["recipe"], r["pattern"], r["seed"], r["status"], _final(r),
               si(r["train_flops"], "FLOP")] for r in rows]
-    counts = {s: sum(r["status"] == s for r in rows) for s in ("finished", "running", "failed")}
+    counts = {s: sum(r["status"] == s for r in rows) for s in ("finished", "running", "interrupted", "failed")}
+    counts = {s: n for s, n in counts.items() if n or s in ("finished", "running", "failed")}
     return (format_columns(["run", "sweep", "recipe", "pattern", "seed", "status", head, "training"],
                            table, right=(4, 6, 7)) +
             "\n(" + ", ".join(f"{n} {s}" for s, n in counts.items()) + f"; `pgf-sim results RUN_ID` shows one)")
@@ -165,7 +178,8 @@ def _format_run(doc: dict[str, Any]) -> str:
              f"  final validation {get_metric(doc['metric']).label}: {_final(doc)} at step {doc['final_step']}",
              f"  training FLOPs: {si(doc['train_flops'], 'FLOP')}"]
     if doc.get("message"):
-        lines.append(f"  failed: {doc['message'].splitlines()[-1]}")
+        last = doc["message"].splitlines()[-1]
+        lines.append(f"  {last}" if doc["status"] == "interrupted" else f"  {doc['status']}: {last}")
     if doc["final_metrics"]:
         lines.append("  last value of each metric: " + ", ".join(f"{k} {v:.4g}" for k, v in doc["final_metrics"].items()))
     if doc["layers"]:
