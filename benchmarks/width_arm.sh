@@ -26,10 +26,10 @@ run() {
   # width 64 at width 128's token budget (750 steps): width apart from budget
   "$PGF" sweep training/study_width64_750.yaml "${C[@]}" 'grid.patterns=["1:16"]' "$LR3" \
     'grid.recipes={sr-ste: {}, mdgf: {}}' 'grid.seeds=[0, 1, 2]'
-  # the lr grid: width 64, {1e-3, 3e-3, 6e-3}, 5 seeds; width 128, {3e-3, 6e-3}, SR-STE and MDGF, 3 seeds
+  # the lr grid {1e-3, 3e-3, 6e-3}: width 64, every recipe, 5 seeds; width 128, SR-STE and MDGF, 3 seeds
   "$PGF" sweep training/study_width64.yaml "${C[@]}" 'grid.patterns=["1:16"]' "$SEEDS5"
   "$PGF" sweep training/study_width128.yaml "${C[@]}" name=study_width128_lr 'grid.patterns=["1:16"]' \
-    'grid.params={schedule.lr: [3.0e-3, 6.0e-3]}' 'grid.recipes={sr-ste: {}, mdgf: {}}' 'grid.seeds=[0, 1, 2]'
+    'grid.params={schedule.lr: [1.0e-3, 3.0e-3, 6.0e-3]}' 'grid.recipes={sr-ste: {}, mdgf: {}}' 'grid.seeds=[0, 1, 2]'
   # 1:32 beside 1:16 (one Holm family per width)
   "$PGF" sweep training/study_width64.yaml "${C[@]}" name=study_width64_1of32 'grid.patterns=["1:16", "1:32"]' \
     "$LR3" "$SEEDS5"
