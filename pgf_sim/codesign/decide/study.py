@@ -14,7 +14,10 @@ For a sweep with several seeds per (recipe label, pattern) cell:
   accounting of ``pgf_sim.sparsity.flops``), linearly interpolated to the first point where it
   reaches the reference's mean final value at that pattern; reported as FLOPs and as a ratio to
   the reference's own FLOPs. The learning-rate schedule is set by the run's full length, so
-  "reaching it earlier" is a point on a longer run, not a shorter run;
+  "reaching it earlier" is a point on a longer run, not a shorter run. A mid-run evaluation
+  scores the model as it trains: for MDGF that is the forward weight W*(m + beta*(1-m)), not yet
+  an N:M model while beta > 0 (with a fixed small alpha, never), so its curve can reach a value
+  its finalized model does not;
 - **bootstrap**: beside each Welch interval, a percentile bootstrap interval of the same
   difference (``stats.bootstrap``: B = 10000 resamples, NumPy seed 0); verdicts stay Welch + Holm;
 - **views of a swept parameter** (e.g. the learning rate of an lr grid): ``fix`` keeps only the
@@ -463,7 +466,9 @@ def headings(study: Study) -> dict[str, str]:
                            f"interval beside it, B = 10000, seed 0)"),
             "tuned": (f"Tuned {study.tuned_param}: the value with the best mean validation quality per recipe and "
                       "pattern (mean ± std (n) of every value)"),
-            "iso": f"Iso-FLOPs: training FLOPs to reach {ref}'s mean final validation value (seed-mean validation curve)",
+            "iso": (f"Iso-FLOPs: training FLOPs to reach {ref}'s mean final validation value (seed-mean validation "
+                    "curve; a mid-run point scores the model as it trains, e.g. MDGF's pruned weights still scaled "
+                    "by beta, not yet its N:M finalization)"),
             "noise": "Gradient noise (sparsified layers; mean over layers and windows, then ± std over seeds)",
             "trend": ("Gradient variance of the kept weights by pattern (grad_var_kept, mean over seeds): "
                       "does it grow with sparsity?")}
