@@ -691,7 +691,8 @@ def across_figure(studies: Sequence[Study]) -> Any:
             marker=dict(size=10)))
     fig.add_hline(y=0.0, line_dash="dot")
     better = "below" if not m.higher_is_better else "above"
-    fig.update_layout(title=f"Difference to {studies[0].reference} per sweep, Welch 95% interval ({better} 0: the "
-                            f"recipe is better)", yaxis_title=f"{m.label} − {studies[0].reference} ({m.unit})",
+    splits = sorted({SPLIT_NAMES[st.split] for st in studies})
+    fig.update_layout(title=f"Difference to {studies[0].reference} per sweep ({' / '.join(splits)} split), Welch 95% "
+                            f"interval ({better} 0: the recipe is better)", yaxis_title=f"{m.label} − {studies[0].reference} ({m.unit})",
                       height=520, scattermode="group")
     return fig
