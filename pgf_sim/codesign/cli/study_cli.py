@@ -9,7 +9,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "study", help="seed statistics of a sweep: mean ± std, Welch intervals vs SR-STE, iso-FLOPs, gradient noise",
         description="Analyse a finished (or partly finished) seed sweep from its result database: per recipe and "
-                    "pattern mean ± std over seeds, the difference to the reference recipe with Welch's 95%% "
+                    "pattern mean ± std over seeds, the difference to the reference recipe with Welch's 95% "
                     "interval and a Holm-corrected verdict, training FLOPs to reach the reference's final quality, "
                     "and the gradient-noise diagnostics. Prints the tables; --out also writes them with PNG figures.")
     p.add_argument("db", type=Path, help="result database of the sweep (e.g. study.sqlite)")
