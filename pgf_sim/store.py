@@ -247,6 +247,17 @@ class SimLayerRow:
     bound: str
 
 
+INTERRUPTED = "interrupted at step"  # how the message of a run stopped by Ctrl-C / SIGTERM begins
+
+
+def run_status(run: "RunRow") -> str:
+    """A run's status as users see it: the stored one, or ``interrupted`` for a run kept
+    ``running`` whose trainer was stopped by Ctrl-C or SIGTERM (the schema has no such status;
+    a resume clears the message and so the state)."""
+    if run.status == "running" and (run.message or "").startswith(INTERRUPTED):
+        return "interrupted"
+    return run.status
+
 class ResultStore:
     """The result database at ``path``. ``create=False``: the file must exist already (commands
     that only read results, such as ``pick`` and ``report``, never leave an empty file behind)."""
@@ -442,7 +453,8 @@ class ResultStore:
 
     def mark_interrupted(self, run_id: str, message: str) -> None:
         """A run stopped by Ctrl-C or SIGTERM: it stays ``running`` (its checkpoint resumes it)
-        with ``message`` saying where it stopped; a resume (``start_run``) clears the message."""
+        with ``message`` saying where it stopped, starting with ``INTERRUPTED`` (``run_status``
+        reads it back); a resume (``start_run``) clears the message."""
         with self._write() as con:
             con.execute("UPDATE runs SET message=? WHERE run_id=? AND status='running'", (message, run_id))
 

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from pgf_sim.core import NM, PgfSimError
 from pgf_sim.core.files import atomic_write
 from pgf_sim.core.runlock import check_run_id, run_lock
-from pgf_sim.store import ResultStore
+from pgf_sim.store import INTERRUPTED, ResultStore
 from pgf_sim.train import distributed as dist
 from pgf_sim.train.checkpoint import (CHECKPOINT_NAME, atomic_save, load_checkpoint, safe_torch_load, save_checkpoint,
                                      set_rng_state)
@@ -406,7 +406,7 @@ def _train_locked(cfg: ExperimentConfig, ctx: Any, device: torch.device, run_id:
                   after_backward=after_backward, after_step=after_step, on_diverged=diverged)
     except KeyboardInterrupt:  # Ctrl-C or SIGTERM (the CLI turns it into this): say so in the store
         if ctx.is_main:
-            store.mark_interrupted(run_id, f"interrupted at step {saved['step']} of {total}; the last checkpoint "
+            store.mark_interrupted(run_id, f"{INTERRUPTED} {saved['step']} of {total}; the last checkpoint "
                                            f"is step {saved['at']}, and the same command resumes from it")
         raise
     finally:

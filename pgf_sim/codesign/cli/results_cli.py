@@ -18,16 +18,7 @@ from typing import Any
 from ...core import ConfigError
 
 DEFAULT_DB = Path("pgf_results.sqlite")
-STATUSES = ("running", "interrupted", "finished", "failed")
-INTERRUPTED = "interrupted at step"  # how the trainer's message for a Ctrl-C / SIGTERM stop begins
-
-
-def run_status(run: Any) -> str:
-    """The stored status, with ``interrupted`` for a run the store keeps ``running`` whose trainer
-    was stopped by Ctrl-C or SIGTERM (its message says where; a resume clears it)."""
-    if run.status == "running" and (run.message or "").startswith(INTERRUPTED):
-        return "interrupted"
-    return run.status
+STATUSES = ("running", "interrupted", "finished", "failed")  # as ``store.run_status`` reports them
 
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
@@ -94,6 +85,7 @@ def _run_row(run: Any, sweeps: list[str]) -> dict[str, Any]:
     ``metric``: the name of the task metric ``final_quality`` holds, ``direction`` which way is
     better; ``final_accuracy``, its former name, is kept one release as an alias on accuracy tasks
     only, so no field named accuracy ever holds bpc)."""
+    from ...store import run_status
     from ...train.experiment import metric_of
 
     m = metric_of(run.config or {})
@@ -161,8 +153,8 @@ def _format_list(rows: list[dict[str, Any]]) -> str:
     head = (f"validation {get_metric(names[0]).label}" if len(names) == 1 else "validation metric")
     table = [[r["run_id"], r["sweep"] or "-", r["recipe"], r["pattern"], r["seed"], r["status"], _final(r),
               si(r["train_flops"], "FLOP")] for r in rows]
-    counts = {s: sum(r["status"] == s for r in rows) for s in ("finished", "running", "interrupted", "failed")}
-    counts = {s: n for s, n in counts.items() if n or s in ("finished", "running", "failed")}
+    counts = {s: n for s in ("finished", "running", "interrupted", "failed")
+              if (n := sum(r["status"] == s for r in rows)) or s != "interrupted"}
     return (format_columns(["run", "sweep", "recipe", "pattern", "seed", "status", head, "training"],
                            table, right=(4, 6, 7)) +
             "\n(" + ", ".join(f"{n} {s}" for s, n in counts.items()) + f"; `pgf-sim results RUN_ID` shows one)")

@@ -494,7 +494,7 @@ def markdown(study: Study) -> str:
 
 
 def view_name(study: Study) -> str:
-    """``"lr 0.003"`` / ``"tuned schedule.lr"`` / ``"all points"``: which view of its sweep a study is."""
+    """``"lr 0.003"`` / ``"tuned lr"`` / ``"all points"``: which view of its sweep a study is."""
     fixed = ", ".join(f"{k.rsplit('.', 1)[-1]} {v:g}" if isinstance(v, float) else f"{k} {v}"
                       for k, v in study.fixed.items())
     if study.tuned_param:
